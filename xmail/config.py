@@ -1,0 +1,182 @@
+# -*- test-case-name: tests.test_config -*-
+"""TOML configuration -> typed, immutable settings.
+
+Every key of ../shared/DESIGN.md has a default here, so an empty file (or no
+file at all) is the embedded default: data in ./xmail-data and listeners on
+127.0.0.1.  An unknown key or a value of the wrong type is a ConfigError that
+names the key and the file.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, get_args, get_origin, get_type_hints
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the key and file."""
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    hostname: str = "localhost"
+    data_dir: str = "xmail-data"
+    # 0 means "the number of cores" (resolved by the service, see issue #9).
+    workers: int = 1
+    # Plaintext AUTH/LOGIN before TLS is allowed from loopback clients
+    # (tests, local webmail).  Switch off to test the non-loopback rule.
+    loopback_plaintext_auth: bool = True
+
+
+@dataclass(frozen=True)
+class SniCert:
+    name: str
+    cert: str
+    key: str
+
+
+@dataclass(frozen=True)
+class TLSSettings:
+    cert: str = ""  # empty: self-signed under data_dir/tls
+    key: str = ""
+    sni: tuple[SniCert, ...] = ()
+
+
+_LOCAL = "interface=127.0.0.1"
+
+
+@dataclass(frozen=True)
+class ListenSettings:
+    smtp: tuple[str, ...] = (f"tcp:2525:{_LOCAL}",)
+    submission: tuple[str, ...] = (f"tcp:2587:{_LOCAL}",)
+    submissions: tuple[str, ...] = (f"tcp:2465:{_LOCAL}",)
+    pop3: tuple[str, ...] = (f"tcp:2110:{_LOCAL}",)
+    pop3s: tuple[str, ...] = (f"tcp:2995:{_LOCAL}",)
+    imap: tuple[str, ...] = (f"tcp:2143:{_LOCAL}",)
+    imaps: tuple[str, ...] = (f"tcp:2993:{_LOCAL}",)
+    http: tuple[str, ...] = (f"tcp:8080:{_LOCAL}",)
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    max_message_size: int = 41943040
+    daily_send_limit: int = 1000
+    recycle_days: int = 5
+    quota_bytes: int = 0
+    quota_messages: int = 50000
+    max_recipients: int = 1000
+    smtp_idle_timeout: int = 300
+    pop3_idle_timeout: int = 600
+    imap_idle_timeout: int = 1800
+
+
+@dataclass(frozen=True)
+class RelaySettings:
+    """Optional smarthost for all outbound mail."""
+
+    host: str = ""
+    port: int = 587
+    username: str = ""
+    password: str = ""
+    require_tls: bool = True
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    tls: TLSSettings = field(default_factory=TLSSettings)
+    listen: ListenSettings = field(default_factory=ListenSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    relay: RelaySettings = field(default_factory=RelaySettings)
+    # domain -> "host:port": deliver mail for a domain to a fixed host
+    # instead of its MX (tests deliver to a second instance on loopback).
+    transport: dict[str, str] = field(default_factory=dict)
+    source: str = "<embedded default>"
+
+    @property
+    def data_dir(self) -> str:
+        return self.server.data_dir
+
+    def path(self, *parts: str) -> str:
+        """A path under the data directory."""
+        return os.path.join(self.server.data_dir, *parts)
+
+
+def _check(value: Any, typ: Any, key: str, source: str) -> Any:
+    origin = get_origin(typ)
+    if typ is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{source}: {key} must be true or false, not {value!r}")
+        return value
+    if typ is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{source}: {key} must be an integer, not {value!r}")
+        if value < 0:
+            raise ConfigError(f"{source}: {key} must not be negative, not {value}")
+        return value
+    if typ is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{source}: {key} must be a string, not {value!r}")
+        return value
+    if origin is tuple:
+        (item,) = get_args(typ)[:1]
+        if isinstance(value, str) and item is str:
+            value = [value]
+        if not isinstance(value, list):
+            raise ConfigError(f"{source}: {key} must be a list, not {value!r}")
+        return tuple(_check(v, item, f"{key}[{i}]", source) for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {key} must be a table, not {value!r}")
+        return {
+            str(k).lower(): _check(v, str, f"{key}.{k}", source) for k, v in value.items()
+        }
+    if isinstance(typ, type) and hasattr(typ, "__dataclass_fields__"):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {key} must be a table, not {value!r}")
+        return _section(typ, value, key, source)
+    raise ConfigError(f"{source}: {key} has an unsupported type")  # pragma: no cover
+
+
+def _section(cls: type, table: dict[str, Any], prefix: str, source: str) -> Any:
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls) if f.name != "source"}
+    values = {}
+    for key, value in table.items():
+        full = f"{prefix}.{key}" if prefix else key
+        if key not in known:
+            raise ConfigError(f"{source}: unknown key {full!r}")
+        values[key] = _check(value, hints[key], full, source)
+    return cls(**values)
+
+
+def parse(text: str, source: str = "<string>") -> Settings:
+    """Settings from TOML text; relative data_dir stays relative to the cwd."""
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    settings = _section(Settings, table, "", source)
+    if not settings.server.hostname.strip() or any(
+        c in settings.server.hostname for c in " \r\n\t\0/"
+    ):
+        raise ConfigError(f"{source}: server.hostname {settings.server.hostname!r} is not a host name")
+    return replace(settings, source=source)
+
+
+def load(path: str | None) -> Settings:
+    """Settings from a TOML file, or the embedded default when path is None."""
+    if path is None:
+        return Settings()
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config: {e.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: config is not UTF-8") from None
+    return parse(text, path)

@@ -1,0 +1,34 @@
+"""What every protocol factory is handed: settings and the shared services.
+
+Protocols reach mail and users only through the interfaces named here
+(xmail.store.interfaces, xmail.auth.interfaces).  The store, directory and
+portal are filled in by the service when it starts (after twistd forks), so a
+factory reads them at connection time, never at construction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from xmail.config import Settings
+
+
+@dataclass
+class ServerContext:
+    settings: Settings
+    reactor: Any
+    store: Any = None  # xmail.store.interfaces.IMessageStore
+    directory: Any = None  # xmail.auth.interfaces.IDirectory
+    portal: Any = None  # twisted.cred.portal.Portal (avatar: IMailAccount)
+    audit: Any = None  # xmail.auth.interfaces.IAuditLog
+    tls: Any = None  # twisted.internet.ssl.CertificateOptions for STARTTLS/STLS
+    queue: Any = None  # xmail.queue outbound queue (remote recipients)
+
+    def is_loopback(self, host: str) -> bool:
+        """May this client use plaintext auth without TLS?  Loopback clients
+        may, unless [server] loopback_plaintext_auth is off.  Only 127.0.0.1
+        and ::1 count: tests bind to 127.0.0.2 to play a remote client."""
+        if not self.settings.server.loopback_plaintext_auth:
+            return False
+        return host in ("127.0.0.1", "::1", "::ffff:127.0.0.1")

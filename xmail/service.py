@@ -1,0 +1,214 @@
+# -*- test-case-name: tests.test_service -*-
+"""Builds the one MultiService that `twistd xmail` and tac/xmail.tac run.
+
+Children start in order and stop in reverse: the core (index, store,
+directory, portal, queue, timers) starts first and stops last, so that
+listeners stop accepting and sessions finish before the index closes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any
+
+from twisted.application import service
+from twisted.internet import defer, endpoints, task
+from twisted.internet.interfaces import IListeningPort
+from twisted.internet.threads import deferToThread
+from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
+
+from xmail import tls
+from xmail.config import Settings
+from xmail.context import ServerContext
+from xmail.store.environment import IndexEnvironment
+
+# listener name -> (factory "module:Class", factory keyword arguments, implicit TLS)
+PROTOCOLS: dict[str, tuple[str, dict[str, Any], bool]] = {
+    "smtp": ("xmail.protocols.smtp.server:SMTPFactory", {"mode": "mx"}, False),
+    "submission": ("xmail.protocols.smtp.server:SMTPFactory", {"mode": "submission"}, False),
+    "submissions": ("xmail.protocols.smtp.server:SMTPFactory", {"mode": "submission"}, True),
+    "pop3": ("xmail.protocols.pop3.server:POP3Factory", {}, False),
+    "pop3s": ("xmail.protocols.pop3.server:POP3Factory", {}, True),
+    "imap": ("xmail.protocols.imap.server:IMAPFactory", {}, False),
+    "imaps": ("xmail.protocols.imap.server:IMAPFactory", {}, True),
+    "http": ("xmail.protocols.http.server:HTTPFactory", {}, False),
+}
+
+RECYCLE_PURGE_INTERVAL = 3600.0  # seconds between Recycle purges
+
+
+def _load(dotted: str) -> Any:
+    module, _, name = dotted.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+class CoreService(service.Service):
+    """Opens the index and builds the store, directory and portal into ctx."""
+
+    _log = Logger()
+
+    def __init__(self, ctx: ServerContext):
+        self.ctx = ctx
+        self.env: IndexEnvironment | None = None
+        self._purge: task.LoopingCall | None = None
+
+    def startService(self) -> None:
+        settings = self.ctx.settings
+        os.makedirs(settings.data_dir, mode=0o700, exist_ok=True)
+        for sub in ("mail", "queue", "log"):
+            os.makedirs(settings.path(sub), mode=0o700, exist_ok=True)
+        self.ctx.tls = tls.server_context_factory(settings)
+        # LMDB must be opened after twistd forks (daemon mode): here, not in
+        # makeService.
+        self.env = IndexEnvironment(settings.path("index"), reactor=self.ctx.reactor)
+        self.env.open()
+        self.env.start_writer()
+        from xmail.auth.audit import AuditLog
+        from xmail.auth.directory import Directory
+        from xmail.auth.realm import make_portal
+        from xmail.store.mailstore import MailStore
+
+        self.ctx.audit = AuditLog(settings)
+        self.ctx.directory = Directory(self.env, settings)
+        self.ctx.store = MailStore(self.env, settings, self.ctx.directory, self.ctx.reactor)
+        self.ctx.portal = make_portal(self.ctx.directory, self.ctx.store, settings, self.ctx.reactor)
+        self.ctx.store.start()
+        try:
+            queue_cls = _load("xmail.queue.runner:DeliveryQueue")
+        except ImportError:
+            queue_cls = None
+        if queue_cls is not None:
+            self.ctx.queue = queue_cls(self.env, settings, self.ctx.store, self.ctx.directory,
+                                       self.ctx.reactor)
+            self.ctx.queue.start()
+        self._purge = task.LoopingCall(self._purge_recycle)
+        self._purge.clock = self.ctx.reactor
+        self._purge.start(RECYCLE_PURGE_INTERVAL, now=True)
+        service.Service.startService(self)
+        self._log.info("xmail core started, data in {data_dir}", data_dir=os.path.abspath(settings.data_dir))
+
+    def _purge_recycle(self) -> Any:
+        d = self.ctx.store.purge_expired()
+        d.addErrback(lambda f: self._log.failure("recycle purge failed", f))
+        return d
+
+    @defer.inlineCallbacks
+    def stopService(self) -> Any:
+        service.Service.stopService(self)
+        if self._purge is not None and self._purge.running:
+            self._purge.stop()
+        if self.ctx.queue is not None:
+            yield defer.maybeDeferred(self.ctx.queue.stop)
+        if self.ctx.store is not None:
+            yield defer.maybeDeferred(self.ctx.store.stop)
+        if self.env is not None:
+            # close() drains the writer queue (commits what was accepted) and
+            # joins the writer thread: not on the reactor thread.
+            yield deferToThread(self.env.close)
+            self.env = None
+
+
+class ListenerService(service.Service):
+    """One protocol on one or more endpoint descriptions.
+
+    Binds in privilegedStartService so that `twistd --uid` can bind ports
+    below 1024 before dropping privileges.
+    """
+
+    _log = Logger()
+
+    def __init__(self, name: str, ctx: ServerContext, descriptions: tuple[str, ...], factory: Any,
+                 implicit_tls: bool):
+        self.setName(name)
+        self.ctx = ctx
+        self.descriptions = descriptions
+        self.factory = factory
+        self.implicit_tls = implicit_tls
+        self.ports: list[IListeningPort] = []
+        self._bound = False
+
+    def privilegedStartService(self) -> None:
+        self._bind()
+        service.Service.privilegedStartService(self)
+
+    def startService(self) -> None:
+        self._bind()
+        service.Service.startService(self)
+
+    def _bind(self) -> None:
+        if self._bound:
+            return
+        self._bound = True
+        factory = self.factory
+        if self.implicit_tls:
+            # The certificate is needed before the core starts: load it here.
+            if self.ctx.tls is None:
+                self.ctx.tls = tls.server_context_factory(self.ctx.settings)
+            factory = TLSMemoryBIOFactory(self.ctx.tls, False, factory)
+        for description in self.descriptions:
+            endpoint = endpoints.serverFromString(self.ctx.reactor, description)
+            d = endpoint.listen(factory)
+            d.addCallback(self._listening, description)
+            d.addErrback(self._failed, description)
+
+    def _listening(self, port: IListeningPort, description: str) -> None:
+        self.ports.append(port)
+        self._log.info("{name} listening on {address}", name=self.name, address=port.getHost())
+
+    def _failed(self, failure: Any, description: str) -> None:
+        self._log.failure("{name}: cannot listen on {description}", failure, name=self.name,
+                          description=description)
+        # A listener that cannot bind is fatal: an operator must see it.
+        from twisted.internet import reactor
+
+        if reactor.running:
+            reactor.stop()
+        else:
+            failure.raiseException()
+
+    def stopService(self) -> Any:
+        service.Service.stopService(self)
+        ports, self.ports = self.ports, []
+        self._bound = False
+        return defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in ports])
+
+
+class XmailService(service.MultiService):
+    """The whole server; `ctx` and `listeners` are there for tests."""
+
+    def __init__(self, settings: Settings, reactor: Any = None):
+        super().__init__()
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+
+            reactor = default_reactor
+        self.settings = settings
+        self.ctx = ServerContext(settings=settings, reactor=reactor)
+        self.core = CoreService(self.ctx)
+        self.core.setServiceParent(self)
+        self.listeners: dict[str, ListenerService] = {}
+        for name, (factory_path, kwargs, implicit_tls) in PROTOCOLS.items():
+            descriptions = getattr(settings.listen, name)
+            if not descriptions:
+                continue
+            try:
+                factory_cls = _load(factory_path)
+            except ImportError as e:
+                # Protocols land one issue at a time; a missing one is skipped
+                # with a log line until it exists.
+                Logger().warn("listener {name} not available: {error}", name=name, error=e)
+                continue
+            factory = factory_cls(self.ctx, implicit_tls=implicit_tls, **kwargs)
+            listener = ListenerService(name, self.ctx, descriptions, factory, implicit_tls)
+            listener.setServiceParent(self)
+            self.listeners[name] = listener
+
+    def port(self, name: str) -> int:
+        """The first bound TCP port of a listener (tests use port 0)."""
+        return self.listeners[name].ports[0].getHost().port
+
+
+def makeService(settings: Settings, reactor: Any = None) -> XmailService:
+    return XmailService(settings, reactor)

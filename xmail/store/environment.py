@@ -1,0 +1,220 @@
+# -*- test-case-name: tests.store.test_environment -*-
+"""The LMDB environment shared by the store and the directory.
+
+One `IndexEnvironment` per process, opened after twistd has forked
+(`startService`).  LMDB write transactions are bound to the thread that began
+them and only one may be open per environment at a time, so every write made
+by the daemon runs on one dedicated writer thread.  Jobs queued while a commit
+is in progress are run together in the next transaction ("group commit"): one
+fsync of the LMDB data file acknowledges many deliveries.  Each job runs in a
+nested transaction so that one failing job does not undo its neighbours.
+
+Short read transactions may run on any thread, the reactor's included.
+`xmailctl` opens the same environment from another process at the same time;
+LMDB's own lock file serialises writers across processes.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import lmdb
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+T = TypeVar("T")
+
+_INITIAL_MAP_SIZE = 1 << 30  # grows on MapFullError; LMDB maps sparsely
+_MAX_DBS = 64
+_MAX_BATCH = 512  # jobs in one group commit
+_MAX_QUEUE = 20000  # pending jobs before writes are refused (back-pressure)
+
+
+class IndexBusy(Exception):
+    """The writer queue is full; the caller should answer with a temporary error."""
+
+
+class IndexEnvironment:
+    """An LMDB environment with named databases and a group-commit writer."""
+
+    _log = Logger()
+
+    def __init__(self, path: str, *, map_size: int = _INITIAL_MAP_SIZE, reactor: Any = None):
+        self.path = path
+        self._map_size = map_size
+        self._reactor = reactor
+        self._env: lmdb.Environment | None = None
+        self._dbs: dict[bytes, Any] = {}
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=_MAX_QUEUE)
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # guards db creation and resizing
+
+    # -- lifecycle ---------------------------------------------------------
+    def open(self) -> None:
+        os.makedirs(self.path, mode=0o700, exist_ok=True)
+        self._env = lmdb.open(
+            self.path,
+            map_size=self._map_size,
+            max_dbs=_MAX_DBS,
+            max_readers=512,
+            sync=True,
+            metasync=True,
+            # Readers on the reactor thread and the writer thread share the env.
+            lock=True,
+        )
+        # Clear stale reader slots left by a process that died (kill -9).
+        self._env.reader_check()
+        info = self._env.info()
+        self._map_size = max(self._map_size, info["map_size"])
+
+    def start_writer(self) -> None:
+        """Start the writer thread (daemon only; the CLI writes synchronously)."""
+        if self._thread is None:
+            if self._reactor is None:
+                from twisted.internet import reactor
+
+                self._reactor = reactor
+            self._thread = threading.Thread(target=self._run, name="xmail-index-writer", daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        if self._env is not None:
+            self._env.close()
+            self._env = None
+            self._dbs.clear()
+
+    @property
+    def env(self) -> lmdb.Environment:
+        if self._env is None:
+            raise RuntimeError("index environment is not open")
+        return self._env
+
+    def db(self, name: str, *, dupsort: bool = False) -> Any:
+        """The handle of a named database, created on first use."""
+        key = name.encode()
+        handle = self._dbs.get(key)
+        if handle is None:
+            with self._lock:
+                handle = self._dbs.get(key)
+                if handle is None:
+                    handle = self.env.open_db(key, dupsort=dupsort, create=True)
+                    self._dbs[key] = handle
+        return handle
+
+    # -- reads ---------------------------------------------------------------
+    @contextmanager
+    def read(self) -> Iterator[lmdb.Transaction]:
+        """A short read transaction; keep it short, it pins old pages."""
+        txn = self.env.begin(buffers=False)
+        try:
+            yield txn
+        finally:
+            txn.abort()
+
+    # -- writes --------------------------------------------------------------
+    def write(self, fn: Callable[[lmdb.Transaction], T]) -> Deferred[T]:
+        """Run fn(txn) on the writer thread; fires with its result after commit.
+
+        Must be called from the reactor thread.  The Deferred fires on the
+        reactor thread only once the transaction is durable.
+        """
+        if self._thread is None:
+            self.start_writer()
+        d: Deferred[T] = Deferred()
+        try:
+            self._queue.put_nowait((fn, d))
+        except queue.Full:
+            d.errback(Failure(IndexBusy("index writer queue is full")))
+        return d
+
+    def write_sync(self, fn: Callable[[lmdb.Transaction], T]) -> T:
+        """Run fn(txn) in a transaction of the calling thread and commit.
+
+        For `xmailctl`, tests and worker threads that are not the reactor.
+        Never call this on the reactor thread of a running daemon.
+        """
+        while True:
+            txn = self.env.begin(write=True)
+            try:
+                result = fn(txn)
+                txn.commit()
+                return result
+            except lmdb.MapFullError:
+                txn.abort()
+                self._grow()
+            except BaseException:
+                txn.abort()
+                raise
+
+    def _grow(self) -> None:
+        with self._lock:
+            self._map_size *= 2
+            self.env.set_mapsize(self._map_size)
+            self._log.info("index map grown to {size} bytes", size=self._map_size)
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            job = self._queue.get()
+            if job is None:
+                break
+            batch = [job]
+            while len(batch) < _MAX_BATCH:
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    stop = True
+                    break
+                batch.append(job)
+            self._commit_batch(batch)
+
+    def _commit_batch(self, batch: list[tuple[Callable[[lmdb.Transaction], Any], Deferred[Any]]]) -> None:
+        while True:
+            outcomes: list[tuple[bool, Any]] = []
+            try:
+                parent = self.env.begin(write=True)
+            except Exception:
+                failure = Failure()
+                for _fn, d in batch:
+                    self._reactor.callFromThread(d.errback, failure)
+                return
+            try:
+                for fn, _d in batch:
+                    child = self.env.begin(write=True, parent=parent)
+                    try:
+                        result = fn(child)
+                        child.commit()
+                        outcomes.append((True, result))
+                    except lmdb.MapFullError:
+                        child.abort()
+                        raise
+                    except Exception:
+                        child.abort()
+                        outcomes.append((False, Failure()))
+                parent.commit()
+            except lmdb.MapFullError:
+                parent.abort()
+                self._grow()
+                continue
+            except Exception:
+                parent.abort()
+                failure = Failure()
+                self._log.failure("index commit failed", failure)
+                for _fn, d in batch:
+                    self._reactor.callFromThread(d.errback, failure)
+                return
+            for (ok, value), (_fn, d) in zip(outcomes, batch):
+                self._reactor.callFromThread(d.callback if ok else d.errback, value)
+            return
