@@ -34,7 +34,7 @@ def ensure_certificate(settings: Settings) -> tuple[str, str]:
     hostname = settings.server.hostname or socket.getfqdn()
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     sans: list[x509.GeneralName] = [x509.DNSName(hostname)]
     if hostname != "localhost":
         sans.append(x509.DNSName("localhost"))

@@ -215,6 +215,6 @@ class IndexEnvironment:
                 for _fn, d in batch:
                     self._reactor.callFromThread(d.errback, failure)
                 return
-            for (ok, value), (_fn, d) in zip(outcomes, batch):
+            for (ok, value), (_fn, d) in zip(outcomes, batch, strict=True):
                 self._reactor.callFromThread(d.callback if ok else d.errback, value)
             return

@@ -6,7 +6,6 @@ grammar.py turns tokens into these; fetch.py and search.py consume them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 # --- sequence sets (RFC 3501 §9 "sequence-set") ------------------------------
 
@@ -108,4 +107,4 @@ class SearchAnd:
     keys: tuple[SearchExpr, ...] = field(default_factory=tuple)
 
 
-SearchExpr = Union[SearchKey, SearchNot, SearchOr, SearchAnd]
+SearchExpr = SearchKey | SearchNot | SearchOr | SearchAnd
