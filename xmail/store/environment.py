@@ -54,6 +54,7 @@ class IndexEnvironment:
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=_MAX_QUEUE)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # guards db creation and resizing
+        self.commits = 0  # group commits made by the writer thread (metrics, tests)
 
     # -- lifecycle ---------------------------------------------------------
     def open(self) -> None:
@@ -204,6 +205,7 @@ class IndexEnvironment:
                         child.abort()
                         outcomes.append((False, Failure()))
                 parent.commit()
+                self.commits += 1
             except lmdb.MapFullError:
                 parent.abort()
                 self._grow()
