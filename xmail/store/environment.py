@@ -101,7 +101,12 @@ class IndexEnvironment:
         return self._env
 
     def db(self, name: str, *, dupsort: bool = False) -> Any:
-        """The handle of a named database, created on first use."""
+        """The handle of a named database, created on first use.
+
+        Get every handle in a constructor, before any transaction of yours is
+        open: LMDB handles created after a transaction began are invalid in
+        that transaction ("mdb_cursor_open: Invalid argument").
+        """
         key = name.encode()
         handle = self._dbs.get(key)
         if handle is None:
