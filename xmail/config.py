@@ -84,12 +84,36 @@ class RelaySettings:
 
 
 @dataclass(frozen=True)
+class PublicEndpoint:
+    """Where clients reach one listener from outside, when that differs from
+    [server] hostname and the listener's own port (NAT, a TLS proxy)."""
+
+    host: str = ""  # empty: [autoconfig] host, else [server] hostname
+    port: int = 0  # 0: the listener's port
+
+
+@dataclass(frozen=True)
+class AutoconfigSettings:
+    """What client auto-configuration (Thunderbird, Outlook, iPhone, DNS)
+    advertises; every field empty means "what the server listens on"."""
+
+    host: str = ""  # empty: [server] hostname
+    imap: PublicEndpoint = field(default_factory=PublicEndpoint)
+    imaps: PublicEndpoint = field(default_factory=PublicEndpoint)
+    pop3: PublicEndpoint = field(default_factory=PublicEndpoint)
+    pop3s: PublicEndpoint = field(default_factory=PublicEndpoint)
+    submission: PublicEndpoint = field(default_factory=PublicEndpoint)
+    submissions: PublicEndpoint = field(default_factory=PublicEndpoint)
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     tls: TLSSettings = field(default_factory=TLSSettings)
     listen: ListenSettings = field(default_factory=ListenSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     relay: RelaySettings = field(default_factory=RelaySettings)
+    autoconfig: AutoconfigSettings = field(default_factory=AutoconfigSettings)
     # domain -> "host:port": deliver mail for a domain to a fixed host
     # instead of its MX (tests deliver to a second instance on loopback).
     transport: dict[str, str] = field(default_factory=dict)
@@ -163,7 +187,28 @@ def parse(text: str, source: str = "<string>") -> Settings:
         c in settings.server.hostname for c in " \r\n\t\0/"
     ):
         raise ConfigError(f"{source}: server.hostname {settings.server.hostname!r} is not a host name")
+    _check_autoconfig(settings.autoconfig, source)
     return replace(settings, source=source)
+
+
+def _is_host_name(name: str) -> bool:
+    return bool(name.strip()) and not any(c in name for c in " \r\n\t\0/")
+
+
+def _check_autoconfig(autoconfig: AutoconfigSettings, source: str) -> None:
+    # These values end up in XML, plists and DNS zone text: refuse what is
+    # not a host name or a TCP port rather than escape it everywhere.
+    if autoconfig.host and not _is_host_name(autoconfig.host):
+        raise ConfigError(f"{source}: autoconfig.host {autoconfig.host!r} is not a host name")
+    for f in fields(autoconfig):
+        endpoint = getattr(autoconfig, f.name)
+        if not isinstance(endpoint, PublicEndpoint):
+            continue
+        if endpoint.host and not _is_host_name(endpoint.host):
+            raise ConfigError(f"{source}: autoconfig.{f.name}.host {endpoint.host!r} is not a host name")
+        if endpoint.port > 65535:
+            raise ConfigError(f"{source}: autoconfig.{f.name}.port must be at most 65535, "
+                              f"not {endpoint.port}")
 
 
 def load(path: str | None) -> Settings:

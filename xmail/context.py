@@ -8,7 +8,7 @@ factory reads them at connection time, never at construction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from xmail.config import Settings
@@ -24,6 +24,9 @@ class ServerContext:
     audit: Any = None  # xmail.auth.interfaces.IAuditLog
     tls: Any = None  # twisted.internet.ssl.CertificateOptions for STARTTLS/STLS
     queue: Any = None  # xmail.queue outbound queue (remote recipients)
+    # listener name -> first bound TCP port (a "tcp:0" or systemd listener has
+    # no port in its config; auto-configuration advertises the real one).
+    bound_ports: dict[str, int] = field(default_factory=dict)
 
     def is_loopback(self, host: str) -> bool:
         """May this client use plaintext auth without TLS?  Loopback clients

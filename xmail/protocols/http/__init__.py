@@ -1,0 +1,1 @@
+"""HTTP listener: client auto-configuration (issue #7)."""
