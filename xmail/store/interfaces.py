@@ -202,10 +202,25 @@ class IFolder(Interface):
     def meta(uid: int) -> MessageMeta:
         """Cached parse results; raises NoSuchMessage."""
 
+    def changed_since(modseq: int) -> list[MessageRecord]:
+        """Records with MODSEQ > modseq, by UID (RFC 7162 CHANGEDSINCE)."""
+
+    def expunged_since(modseq: int) -> list[int]:
+        """UIDs expunged after modseq, ascending (RFC 7162 VANISHED); the
+        store keeps this log for 30 days."""
+
+    def headers(uid: int) -> dict[str, str]:
+        """The cached header fields alone (MessageMeta.headers), cheaper
+        than meta(); raises NoSuchMessage."""
+
+    def headers_many(uids: Any) -> list[tuple[int, dict[str, str]]]:
+        """(uid, headers) of the UIDs that exist, in UID order, from one read
+        transaction (SEARCH over many messages)."""
+
     def append(source: bytes | str, flags: Any = (), internaldate: float | None = None) -> Any:
         """-> Deferred[AppendResult].  source: the message bytes, or the path
-        of a file (e.g. a spooled SMTP body) that is *copied* in.  Line
-        endings are stored as given; size counts CRLF.
+        of a file (e.g. a spooled SMTP body) that is *copied* in.  Bare LF
+        is stored as CRLF (the store invariant); size counts CRLF.
         Appending to the \\Sent folder a message whose Message-ID send-save
         stored in the last 10 minutes stores nothing and fires with that
         copy (deduplicated=True).
@@ -248,6 +263,9 @@ class IMailbox(Interface):
 
     def list_folders() -> list[FolderInfo]:
         """Every folder, INBOX first then by name."""
+
+    def subscriptions() -> list[str]:
+        """Every subscribed name, existing or not (RFC 3501 §6.3.9 LSUB)."""
 
     def folder(name: str) -> IFolder:
         """Open a folder; raises NoSuchFolder / InvalidFolderName."""
@@ -311,3 +329,8 @@ class IMessageStore(Interface):
 
     def purge_expired(now: float | None = None) -> Any:
         """-> Deferred[int]: delete Recycle messages past their expiry."""
+
+    def reindex(address: str | None = None) -> Any:
+        """-> Deferred[dict]: rebuild the index of one user (or all) from
+        the Maildir, keeping UIDs whose file names still match; counts
+        {"kept", "new", "removed", "skipped"} (`xmailctl reindex`)."""

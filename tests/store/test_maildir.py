@@ -1,0 +1,70 @@
+# -*- test-case-name: tests.store.test_maildir -*-
+"""The Maildir file layer: flags <-> letters, CRLF, shared directory fsyncs."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from xmail.store import maildir
+
+
+def test_flags_to_letters_and_back() -> None:
+    keywords = ["$Junk", "work"]
+    flags = frozenset({"\\Seen", "\\Answered", "\\Flagged", "\\Draft", "\\Deleted", "$Forwarded", "work"})
+    letters = maildir.info_letters(flags, keywords)
+    assert letters == "DFPRSTb"  # ASCII order, as the Maildir spec asks
+    assert maildir.flags_from_letters(letters, keywords) == flags
+    assert maildir.info_letters(frozenset({"unlettered"}), keywords) == ""
+
+
+def test_split_info() -> None:
+    assert maildir.split_info("123.abc.host,S=5:2,RS") == ("123.abc.host,S=5", "RS")
+    assert maildir.split_info("123.abc.host") == ("123.abc.host", "")
+    assert maildir.split_info("123.abc.host:1,experimental") == ("123.abc.host", "")
+
+
+@given(st.binary(max_size=200))
+def test_to_crlf_leaves_no_bare_lf_and_is_idempotent(data: bytes) -> None:
+    fixed = maildir.to_crlf(data)
+    assert not maildir.has_bare_lf(fixed)
+    assert maildir.to_crlf(fixed) == fixed
+    assert fixed.replace(b"\r\n", b"\n") == data.replace(b"\r\n", b"\n")
+
+
+def test_deliver_file_is_durable_shape(tmp_path) -> None:
+    folder = str(tmp_path)
+    maildir.make_folder_dirs(folder, subfolder=True)
+    base = maildir.deliver_file(folder, b"x\r\n", "S", maildir.DirSyncer())
+    assert os.listdir(os.path.join(folder, "cur")) == [base + ":2,S"]
+    assert os.listdir(os.path.join(folder, "tmp")) == []
+    assert os.path.exists(os.path.join(folder, "maildirfolder"))
+
+
+def test_dir_syncer_shares_fsyncs(tmp_path, monkeypatch) -> None:
+    calls = []
+    started = threading.Event()
+    release = threading.Event()
+
+    def slow_fsync(path: str) -> None:
+        calls.append(path)
+        if len(calls) == 1:
+            started.set()
+            release.wait(5)
+
+    monkeypatch.setattr(maildir, "fsync_dir", slow_fsync)
+    syncer = maildir.DirSyncer()
+    first = threading.Thread(target=syncer.sync, args=(str(tmp_path),))
+    first.start()
+    started.wait(5)
+    # Eight writers arrive while the first fsync runs: they need one more, not eight.
+    waiters = [threading.Thread(target=syncer.sync, args=(str(tmp_path),)) for _ in range(8)]
+    for t in waiters:
+        t.start()
+    release.set()
+    for t in [first, *waiters]:
+        t.join(5)
+    assert len(calls) == 2

@@ -1,0 +1,298 @@
+# -*- test-case-name: tests.store.test_maildir -*-
+"""The Maildir file layer: unique names, durable writes, flags in names.
+
+A message reaches its folder the way the Maildir specification
+(https://cr.yp.to/proto/maildir.html) asks, with the fsyncs it leaves out:
+written to tmp/ under a fresh name opened with O_EXCL, fsynced, hard-linked
+into cur/ (never renamed over anything), unlinked from tmp/, and the cur/
+directory fsynced.  Directory fsyncs of concurrent writers into one folder are
+shared (`DirSyncer`): that and the index's group commit are what make many
+appends per second durable.
+
+Our own deliveries go straight to cur/ with the info part ":2,FLAGS" because
+the index, not the directory, says what is new; new/ is watched only for mail
+dropped in by other programs.
+
+Flags in names: the Maildir letters D F P R S T for \\Draft \\Flagged
+$Forwarded \\Answered \\Seen \\Deleted, and Dovecot-style keyword letters
+a..z, whose meaning each folder's `dovecot-keywords` file records (26 at
+most; further keywords live in the index only).
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import os
+import secrets
+import socket
+import threading
+import time
+
+SYSTEM_FLAGS = {
+    "\\Draft": "D",
+    "\\Flagged": "F",
+    "$Forwarded": "P",
+    "\\Answered": "R",
+    "\\Seen": "S",
+    "\\Deleted": "T",
+}
+LETTER_FLAGS = {letter: flag for flag, letter in SYSTEM_FLAGS.items()}
+_SYSTEM_CANONICAL = {f.lower(): f for f in SYSTEM_FLAGS}
+INFO_SEPARATOR = ":2,"
+KEYWORD_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+KEYWORDS_FILE = "dovecot-keywords"
+_COPY_CHUNK = 1 << 20
+
+_counter = itertools.count(1)
+_counter_lock = threading.Lock()
+
+
+def _hostname() -> str:
+    # Maildir: "/" and ":" in the host name are written as \057 and \072.
+    return socket.gethostname().replace("/", "\\057").replace(":", "\\072") or "localhost"
+
+
+_HOST = _hostname()
+
+
+def unique_name(size: int) -> str:
+    """A Maildir unique name: time.M<usec>P<pid>Q<counter>R<random>.host,S=size.
+
+    os.getpid() is read on each call: twistd may fork after import.
+    """
+    with _counter_lock:
+        count = next(_counter)
+    now = time.time()
+    sec = int(now)
+    usec = int((now - sec) * 1_000_000)
+    return f"{sec}.M{usec}P{os.getpid()}Q{count}R{secrets.token_hex(8)}.{_HOST},S={size}"
+
+
+def canonical_flag(flag: str) -> str:
+    """System flags in their canonical case; keywords unchanged."""
+    return _SYSTEM_CANONICAL.get(flag.lower(), flag)
+
+
+def split_info(entry: str) -> tuple[str, str]:
+    """("base", "letters") of a cur/ entry; letters "" without an info part."""
+    base, sep, letters = entry.partition(INFO_SEPARATOR)
+    if not sep:
+        base = entry.split(":", 1)[0]
+    return base, letters
+
+
+def info_letters(flags: frozenset[str], keywords: list[str]) -> str:
+    letters = [SYSTEM_FLAGS[f] for f in flags if f in SYSTEM_FLAGS]
+    for flag in flags:
+        if flag not in SYSTEM_FLAGS:
+            try:
+                index = keywords.index(flag)
+            except ValueError:
+                continue
+            if index < len(KEYWORD_LETTERS):
+                letters.append(KEYWORD_LETTERS[index])
+    return "".join(sorted(letters))
+
+
+def flags_from_letters(letters: str, keywords: list[str]) -> set[str]:
+    flags = set()
+    for letter in letters:
+        if letter in LETTER_FLAGS:
+            flags.add(LETTER_FLAGS[letter])
+        elif letter in KEYWORD_LETTERS:
+            index = KEYWORD_LETTERS.index(letter)
+            if index < len(keywords):
+                flags.add(keywords[index])
+    return flags
+
+
+def entry_name(base: str, letters: str) -> str:
+    return f"{base}{INFO_SEPARATOR}{letters}"
+
+
+def message_file(folder_dir: str, base: str, flags: frozenset[str], keywords: list[str]) -> str:
+    """Where a message of the folder lives: cur/base:2,<letters of its flags>."""
+    return os.path.join(folder_dir, "cur", entry_name(base, info_letters(flags, keywords)))
+
+
+# --- content ---------------------------------------------------------------------
+
+
+def to_crlf(data: bytes) -> bytes:
+    """Bare LF -> CRLF (the store invariant); other bytes unchanged."""
+    if b"\n" not in data:
+        return data
+    fixed = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    return fixed
+
+
+def has_bare_lf(data: bytes) -> bool:
+    return data.count(b"\n") != data.count(b"\r\n")
+
+
+# --- durable writes ----------------------------------------------------------------
+
+
+class DirSyncer:
+    """fsync of a directory shared by concurrent threads.
+
+    A caller needs a sync that *starts* after its own change; while one sync
+    runs, every later caller waits for the next one, which covers them all.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._states: dict[str, _DirState] = {}
+
+    def sync(self, path: str) -> None:
+        with self._lock:
+            state = self._states.get(path)
+            if state is None:
+                state = self._states[path] = _DirState()
+        state.sync(path)
+
+
+class _DirState:
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.started = 0
+        self.done = 0
+        self.running = False
+
+    def sync(self, path: str) -> None:
+        with self.cond:
+            wanted = self.started + 1
+            while self.done < wanted:
+                if self.running:
+                    self.cond.wait()
+                    continue
+                self.running = True
+                self.started += 1
+                generation = self.started
+                self.cond.release()
+                try:
+                    fsync_dir(path)
+                finally:
+                    self.cond.acquire()
+                    self.running = False
+                    self.done = max(self.done, generation)
+                    self.cond.notify_all()
+
+
+def fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_tmp(folder_dir: str, data: bytes) -> tuple[str, str]:
+    """Write data to tmp/ under a fresh unique name, fsynced.  -> (path, base)."""
+    while True:
+        base = unique_name(len(data))
+        path = os.path.join(folder_dir, "tmp", base)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            continue
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            os.unlink(path)
+            raise
+        os.close(fd)
+        return path, base
+
+
+def deliver_file(folder_dir: str, data: bytes, letters: str, syncer: DirSyncer) -> str:
+    """tmp -> cur durably; returns the base name.  data must be CRLF already."""
+    tmp_path, base = write_tmp(folder_dir, data)
+    cur = os.path.join(folder_dir, "cur")
+    try:
+        # link, never rename: an existing name is an error, not overwritten.
+        os.link(tmp_path, os.path.join(cur, entry_name(base, letters)))
+    finally:
+        os.unlink(tmp_path)
+    syncer.sync(cur)
+    return base
+
+
+def link_or_copy(src: str, dest: str) -> None:
+    """Hard link src to dest; across file systems, copy and fsync."""
+    try:
+        os.link(src, dest)
+        return
+    except OSError as e:
+        if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+            raise
+    tmp = dest + ".copy"
+    with open(src, "rb") as fin, open(tmp, "xb") as fout:
+        while chunk := fin.read(_COPY_CHUNK):
+            fout.write(chunk)
+        fout.flush()
+        os.fsync(fout.fileno())
+    try:
+        os.link(tmp, dest)
+    finally:
+        os.unlink(tmp)
+
+
+def rename_entry(cur: str, base: str, old_letters: str, new_letters: str) -> bool:
+    """Rename base:2,old -> base:2,new inside cur/.  False when the file is gone."""
+    if old_letters == new_letters:
+        return os.path.exists(os.path.join(cur, entry_name(base, new_letters)))
+    src = os.path.join(cur, entry_name(base, old_letters))
+    dest = os.path.join(cur, entry_name(base, new_letters))
+    try:
+        os.rename(src, dest)
+        return True
+    except FileNotFoundError:
+        # Renamed already (a retried transaction) or removed meanwhile.
+        return os.path.exists(dest)
+
+
+def unlink_quiet(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def make_folder_dirs(folder_dir: str, *, subfolder: bool) -> None:
+    for sub in ("cur", "new", "tmp"):
+        os.makedirs(os.path.join(folder_dir, sub), mode=0o700, exist_ok=True)
+    if subfolder:
+        marker = os.path.join(folder_dir, "maildirfolder")
+        if not os.path.exists(marker):
+            with open(marker, "wb"):
+                pass
+
+
+def write_keywords_file(folder_dir: str, keywords: list[str]) -> None:
+    """Dovecot's dovecot-keywords: "<index> <keyword>" a line, replaced atomically."""
+    path = os.path.join(folder_dir, KEYWORDS_FILE)
+    tmp = f"{path}.{os.getpid()}.{secrets.token_hex(4)}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        for index, keyword in enumerate(keywords[: len(KEYWORD_LETTERS)]):
+            f.write(f"{index} {keyword}\n")
+    os.replace(tmp, path)
+
+
+def read_keywords_file(folder_dir: str) -> list[str]:
+    keywords: list[str] = []
+    try:
+        with open(os.path.join(folder_dir, KEYWORDS_FILE), encoding="utf-8") as f:
+            for line in f:
+                index, _, keyword = line.strip().partition(" ")
+                if index.isdigit() and keyword and int(index) == len(keywords):
+                    keywords.append(keyword)
+    except (OSError, UnicodeDecodeError):
+        pass
+    return keywords

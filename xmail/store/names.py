@@ -1,0 +1,211 @@
+# -*- test-case-name: tests.store.test_names -*-
+"""IMAP folder names and user addresses -> paths inside the user's Maildir++ tree.
+
+On-disk encoding of a folder name (the same as Dovecot's Maildir++ layout with
+`mailbox_list_escape_char = ~`, so Dovecot or another Maildir++ reader can
+open the tree):
+
+- INBOX is the root of the user's tree (cur/ new/ tmp/).
+- Any other folder is one directory directly below the root: "." followed by
+  its components joined with ".", e.g. "Sent" -> ".Sent", "a/b" -> ".a.b",
+  "INBOX/x" -> ".INBOX.x".
+- Each component is IMAP modified UTF-7 (RFC 3501 §5.1.3), then "~" and "."
+  are written as "~7e" and "~2e"; modified UTF-7 never produces "/" or NUL.
+
+Nothing a client sends can name a path outside the tree: "..", empty
+components, control characters and the delimiter at either end are refused
+before any path is built, and the result is always a single directory entry
+below the root that starts with ".".
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+
+from xmail.store.interfaces import FolderNotAllowed, InvalidFolderName, StoreError
+
+DELIMITER = "/"
+MAX_NAME_BYTES = 255
+
+# DESIGN.md "Folders": created for every new user, in this order.
+DEFAULT_FOLDERS: tuple[tuple[str, str | None], ...] = (
+    ("INBOX", None),
+    ("Sent", "\\Sent"),
+    ("Drafts", "\\Drafts"),
+    ("Trash", "\\Trash"),
+    ("Junk", "\\Junk"),
+    ("Archive", "\\Archive"),
+    ("Recycle", None),
+)
+RECYCLE = "Recycle"
+SPECIAL_NAMES = {name.lower(): name for name, _use in DEFAULT_FOLDERS}
+
+
+def normalize(name: str) -> str:
+    """The canonical form of a client's folder name, or InvalidFolderName.
+
+    "inbox" in any case is INBOX (RFC 3501 §5.1); other names keep their case.
+    """
+    if not isinstance(name, str):
+        raise InvalidFolderName("folder name must be text")
+    if not name:
+        raise InvalidFolderName("empty folder name")
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        raise InvalidFolderName(f"folder name longer than {MAX_NAME_BYTES} bytes")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+        raise InvalidFolderName("control characters (NUL, CR, LF, ...) in folder name")
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in name):
+        raise InvalidFolderName("folder name is not valid Unicode")
+    if name.startswith(DELIMITER) or name.endswith(DELIMITER):
+        raise InvalidFolderName(f"folder name must not start or end with {DELIMITER!r}")
+    parts = name.split(DELIMITER)
+    for part in parts:
+        if not part:
+            raise InvalidFolderName("empty component in folder name")
+        if part in (".", ".."):
+            raise InvalidFolderName(f"{part!r} is not a folder name component")
+        if "*" in part or "%" in part:
+            # RFC 3501 §6.3.8 wildcards: a folder so named could not be LISTed alone.
+            raise InvalidFolderName("'*' and '%' are not allowed in folder names")
+    if parts[0].upper() == "INBOX":
+        parts[0] = "INBOX"
+    return DELIMITER.join(parts)
+
+
+def check_creatable(name: str) -> None:
+    """Refuse names that clash with a default folder (e.g. "SENT" next to
+    "Sent") or that would live inside Recycle."""
+    top = name.split(DELIMITER, 1)[0]
+    canonical = SPECIAL_NAMES.get(top.lower())
+    if canonical is not None and top != canonical:
+        raise FolderNotAllowed(f"{top!r} clashes with the special folder {canonical!r}")
+    if top == RECYCLE and name != RECYCLE:
+        raise FolderNotAllowed("Recycle cannot hold sub-folders")
+
+
+def is_protected(name: str) -> bool:
+    """Default folders cannot be deleted or renamed (INBOX rename is special)."""
+    return name in SPECIAL_NAMES.values()
+
+
+def parent_names(name: str) -> list[str]:
+    """["a", "a/b"] for "a/b/c": the parents RFC 3501 §6.3.3 creates too."""
+    parts = name.split(DELIMITER)
+    return [DELIMITER.join(parts[:i]) for i in range(1, len(parts))]
+
+
+# --- modified UTF-7, RFC 3501 §5.1.3 ------------------------------------------
+
+
+def _b64_utf16(chunk: str) -> str:
+    raw = chunk.encode("utf-16-be")
+    return base64.b64encode(raw).decode("ascii").rstrip("=").replace("/", ",")
+
+
+def encode_mutf7(text: str) -> str:
+    out: list[str] = []
+    pending: list[str] = []
+    for ch in text:
+        if 0x20 <= ord(ch) <= 0x7E:
+            if pending:
+                out.append("&" + _b64_utf16("".join(pending)) + "-")
+                pending = []
+            out.append("&-" if ch == "&" else ch)
+        else:
+            pending.append(ch)
+    if pending:
+        out.append("&" + _b64_utf16("".join(pending)) + "-")
+    return "".join(out)
+
+
+_MUTF7_SHIFT = re.compile(r"&([A-Za-z0-9+,]*)-")
+
+
+def decode_mutf7(text: str) -> str:
+    def shift(m: re.Match[str]) -> str:
+        body = m.group(1)
+        if not body:
+            return "&"
+        raw = body.replace(",", "/")
+        raw += "=" * (-len(raw) % 4)
+        return base64.b64decode(raw).decode("utf-16-be")
+
+    try:
+        return _MUTF7_SHIFT.sub(shift, text)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InvalidFolderName(f"bad modified UTF-7 in {text!r}") from e
+
+
+# --- names <-> directories ------------------------------------------------------
+
+
+def folder_dirname(name: str) -> str:
+    """The directory entry (below the user root) of a normalized folder name;
+    "" for INBOX."""
+    if name == "INBOX":
+        return ""
+    parts = [encode_mutf7(p).replace("~", "~7e").replace(".", "~2e") for p in name.split(DELIMITER)]
+    dirname = "." + ".".join(parts)
+    if len(dirname.encode("ascii")) > MAX_NAME_BYTES:
+        raise InvalidFolderName("folder name too long once encoded for the file system")
+    return dirname
+
+
+_ESCAPE = re.compile(r"~([0-9a-fA-F]{2})")
+
+
+def folder_name_from_dirname(dirname: str) -> str | None:
+    """The folder name of a Maildir++ directory entry, or None when the entry
+    is not a folder (cur, tmp, ".", "..", bad encoding)."""
+    if not dirname.startswith(".") or dirname in (".", ".."):
+        return None
+    parts = dirname[1:].split(".")
+    try:
+        decoded = [decode_mutf7(_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), p)) for p in parts]
+        name = normalize(DELIMITER.join(decoded))
+        # One directory per name: a non-canonical spelling is not ours.
+        return name if folder_dirname(name) == dirname else None
+    except InvalidFolderName:
+        return None
+
+
+# --- addresses -> user roots -------------------------------------------------------
+
+_DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
+_LOCAL_SAFE = frozenset("abcdefghijklmnopqrstuvwxyz0123456789!#$&'*+-=?^_`{|}~.")
+
+
+def canonical_address(address: str) -> str:
+    address = address.strip().lower()
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain or len(address) > 320:
+        raise StoreError(f"not a mailbox address: {address!r}")
+    try:
+        domain = domain.encode("idna").decode("ascii") if not domain.isascii() else domain
+    except UnicodeError as e:
+        raise StoreError(f"bad domain in {address!r}") from e
+    if not _DOMAIN.match(domain):
+        raise StoreError(f"bad domain in {address!r}")
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in local):
+        raise StoreError(f"bad local part in {address!r}")
+    return f"{local}@{domain}"
+
+
+def _escape_local(local: str) -> str:
+    out = "".join(c if c in _LOCAL_SAFE else "".join(f"%{b:02x}" for b in c.encode()) for c in local)
+    if out.startswith("."):
+        out = "%2e" + out[1:]
+    return out
+
+
+def user_root(mail_dir: str, address: str) -> str:
+    """data_dir/mail/<domain>/<localpart> of a canonical address; always a
+    path strictly below mail_dir."""
+    local, _, domain = canonical_address(address).rpartition("@")
+    root = os.path.join(mail_dir, domain, _escape_local(local))
+    base = os.path.abspath(mail_dir)
+    if os.path.commonpath([base, os.path.abspath(root)]) != base or os.path.abspath(root) == base:
+        raise StoreError(f"address {address!r} maps outside the mail directory")
+    return root

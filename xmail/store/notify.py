@@ -1,0 +1,186 @@
+# -*- test-case-name: tests.store.test_notify -*-
+"""Change notification: who hears of new, expunged and re-flagged messages.
+
+Every change to a folder raises its HIGHESTMODSEQ in the index (RFC 7162),
+whoever makes it: this process, another worker, `xmailctl recycle restore`.
+So one `get` of the folder state says whether anything happened; what
+happened comes from two small logs in the index (the MODSEQ of each record
+and the expunge log) read from the last MODSEQ a watch has seen.
+
+- In this process every committed write calls `changed(fids)` on the
+  reactor thread: listeners hear at once.
+- A LoopingCall (every 0.25 s, only folders that have listeners) catches
+  changes committed by other processes, and stats each watched folder's
+  new/ directory: a changed mtime means another program dropped mail in,
+  which is then picked up (xmail.store.reindex.pickup_new).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet import task
+from twisted.logger import Logger
+
+from xmail.store.interfaces import FolderChanges, MessageRecord
+
+POLL_INTERVAL = 0.25
+DROP_IN_EVERY = 4  # ticks between stats of new/ (once a second)
+
+
+@dataclass
+class FolderWatch:
+    fid: int
+    modseq: int
+    max_uid: int
+    listeners: dict[Any, Any] = field(default_factory=dict)  # listener -> IFolder it subscribed through
+
+
+class ChangeNotifier:
+    _log = Logger()
+
+    def __init__(self, store: Any, reactor: Any = None, interval: float = POLL_INTERVAL):
+        self.store = store
+        self.reactor = reactor
+        self.interval = interval
+        self._watches: dict[int, FolderWatch] = {}
+        self._new_mtimes: dict[int, int] = {}
+        self._picking: set[int] = set()
+        self._loop: task.LoopingCall | None = None
+        self._ticks = 0
+        self._last_counter = -1
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self.reactor is None or self._loop is not None:
+            return
+        self._loop = task.LoopingCall(self.tick)
+        self._loop.clock = self.reactor
+        self._loop.start(self.interval, now=False).addErrback(
+            lambda f: self._log.failure("change polling stopped", f))
+
+    def stop(self) -> None:
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        self._loop = None
+
+    def tick(self) -> None:
+        """Cross-process detection: one counter read when nothing changed."""
+        if not self._watches:
+            return
+        self._ticks += 1
+        if self._ticks % DROP_IN_EVERY == 0:
+            for fid in list(self._watches):
+                try:
+                    self.check_drop_ins(fid)
+                except Exception:
+                    self._log.failure("checking new/ of folder {fid} failed", fid=fid)
+        with self.store.env.read() as txn:
+            counter = self.store.index.change_counter(txn)
+        if counter != self._last_counter:
+            self._last_counter = counter
+            self.poll()
+
+    # -- listeners -------------------------------------------------------------------------------------
+    def subscribe(self, folder: Any, listener: Any) -> None:
+        watch = self._watches.get(folder.fid)
+        if watch is None:
+            with self.store.env.read() as txn:
+                state = self.store.index.state(txn, folder.fid)
+            if state is None:
+                return
+            watch = self._watches[folder.fid] = FolderWatch(folder.fid, state.modseq, state.uidnext - 1)
+            self._remember_new_mtime(folder.fid)
+        watch.listeners[listener] = folder
+
+    def unsubscribe(self, folder: Any, listener: Any) -> None:
+        watch = self._watches.get(folder.fid)
+        if watch is None:
+            return
+        watch.listeners.pop(listener, None)
+        if not watch.listeners:
+            del self._watches[folder.fid]
+
+    def watching(self, fid: int) -> bool:
+        return fid in self._watches
+
+    # -- change detection -----------------------------------------------------------------------------------
+    def changed(self, fids: Any) -> None:
+        """Called after this process committed a change to fids."""
+        self.poll([fid for fid in fids if fid in self._watches])
+
+    def poll(self, fids: Any = None) -> None:
+        fids = list(self._watches) if fids is None else [f for f in fids if f in self._watches]
+        if not fids:
+            return
+        index = self.store.index
+        reports: list[tuple[FolderWatch, FolderChanges]] = []
+        with self.store.env.read() as txn:
+            for fid in fids:
+                watch = self._watches[fid]
+                state = index.state(txn, fid)
+                if state is None or state.modseq <= watch.modseq:
+                    continue
+                changed, expunged = index.changes_since(txn, fid, watch.modseq)
+                new = sorted(u for u in changed if u > watch.max_uid)
+                flagged = [u for u in changed if u <= watch.max_uid]
+                records = tuple(MessageRecord(*t) for t in index.get_many(txn, fid, flagged))
+                gone = tuple(sorted(u for u in expunged if u <= watch.max_uid))
+                watch.modseq = state.modseq
+                watch.max_uid = max(watch.max_uid, state.uidnext - 1)
+                if new or gone or records:
+                    reports.append((watch, FolderChanges(tuple(new), gone, records)))
+        for watch, changes in reports:
+            for listener, folder in list(watch.listeners.items()):
+                try:
+                    listener.folder_changed(folder, changes)
+                except Exception:
+                    self._log.failure("folder listener {listener!r} failed", listener=listener)
+
+    # -- mail dropped into new/ by other programs ------------------------------------------------------------
+    def _new_dir(self, fid: int) -> str | None:
+        with self.store.env.read() as txn:
+            state = self.store.index.state(txn, fid)
+        return os.path.join(self.store.folder_dir(state), "new") if state is not None else None
+
+    def _remember_new_mtime(self, fid: int) -> None:
+        path = self._new_dir(fid)
+        if path is None:
+            return
+        try:
+            self._new_mtimes[fid] = os.stat(path).st_mtime_ns
+        except OSError:
+            self._new_mtimes[fid] = -1
+
+    def check_drop_ins(self, fid: int, *, force: bool = False) -> None:
+        """One stat of new/; a pickup when its mtime moved (or when forced,
+        e.g. the first time a folder is opened in this process)."""
+        path = self._new_dir(fid)
+        if path is None:
+            return
+        try:
+            mtime = os.stat(path).st_mtime_ns
+        except OSError:
+            return
+        if not force and self._new_mtimes.get(fid) == mtime:
+            return
+        self._new_mtimes[fid] = mtime
+        if fid in self._picking:
+            # A pickup is running; look again at the next tick.
+            self._new_mtimes[fid] = -1
+            return
+        self._picking.add(fid)
+        from xmail.store.reindex import pickup_new
+
+        d = pickup_new(self.store, fid)
+        d.addErrback(lambda f: self._log.failure("picking up new/ of folder {fid} failed", f, fid=fid))
+        d.addBoth(lambda _: self._picking.discard(fid))
+
+    def opened(self, fid: int) -> None:
+        """A folder was opened: pick up drop-ins once per mtime change."""
+        if fid not in self._new_mtimes:
+            self.check_drop_ins(fid, force=True)
+        else:
+            self.check_drop_ins(fid)
