@@ -4,8 +4,14 @@ import os
 
 from twisted.application import service
 
-from xmail.config import load
-from xmail.service import makeService
+from xmail.config import ConfigError, load
+from xmail.service import makeService, stop_cleanly_on_sigterm
+
+try:
+    settings = load(os.environ.get("XMAIL_CONFIG") or None)
+except ConfigError as e:
+    raise SystemExit(f"xmail: {e}") from None
 
 application = service.Application("xmail")
-makeService(load(os.environ.get("XMAIL_CONFIG") or None)).setServiceParent(application)
+makeService(settings).setServiceParent(application)
+stop_cleanly_on_sigterm()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 from typing import Any
 
 from twisted.application import service
@@ -155,6 +156,9 @@ class ListenerService(service.Service):
 
     def _listening(self, port: IListeningPort, description: str) -> None:
         self.ports.append(port)
+        address = port.getHost()
+        if isinstance(getattr(address, "port", None), int):
+            self.ctx.bound_ports.setdefault(self.name, address.port)
         self._log.info("{name} listening on {address}", name=self.name, address=port.getHost())
 
     def _failed(self, failure: Any, description: str) -> None:
@@ -171,6 +175,7 @@ class ListenerService(service.Service):
     def stopService(self) -> Any:
         service.Service.stopService(self)
         ports, self.ports = self.ports, []
+        self.ctx.bound_ports.pop(self.name, None)
         self._bound = False
         return defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in ports])
 
@@ -212,3 +217,31 @@ class XmailService(service.MultiService):
 
 def makeService(settings: Settings, reactor: Any = None) -> XmailService:
     return XmailService(settings, reactor)
+
+
+def stop_cleanly_on_sigterm(reactor: Any = None) -> None:
+    """Make SIGTERM a normal stop with exit status 0 (twistd and the tac).
+
+    twistd's own handler re-raises SIGTERM once shut down, so `kill` or
+    `systemctl stop` would end with status 143.  Our handler, installed once
+    the reactor runs (after twistd's), stops the reactor the same way: the
+    services drain and the index commits, then twistd exits 0.  Not for
+    tests, whose reactor does not run in the main thread.
+    """
+    if reactor is None:
+        from twisted.internet import reactor as default_reactor
+
+        reactor = default_reactor
+
+    stopping = []
+
+    def stop() -> None:
+        if not stopping:  # a second SIGTERM while draining is a no-op
+            stopping.append(True)
+            reactor.stop()
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        Logger().info("received SIGTERM, stopping")
+        reactor.callFromThread(stop)
+
+    reactor.callWhenRunning(signal.signal, signal.SIGTERM, on_sigterm)

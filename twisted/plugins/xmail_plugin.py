@@ -22,12 +22,13 @@ class XmailServiceMaker:
 
     def makeService(self, options: Options):
         from xmail.config import ConfigError, load
-        from xmail.service import makeService
+        from xmail.service import makeService, stop_cleanly_on_sigterm
 
         try:
             settings = load(options["config"])
         except ConfigError as e:
             raise SystemExit(f"xmail: {e}") from None
+        stop_cleanly_on_sigterm()
         return makeService(settings)
 
 

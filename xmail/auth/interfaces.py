@@ -1,9 +1,12 @@
 """Users and login as the protocols see them.
 
 Protocols authenticate through the shared `twisted.cred` Portal
-(`portal.login(UsernamePassword(address, password), None, IMailAccount)`)
-and look up recipients and senders through IDirectory.  Addresses are
-case-insensitive and handled lowercase.
+(`portal.login(UsernamePassword(address, password), None, IMailAccount)`,
+name and password as bytes or str) and look up recipients and senders
+through IDirectory.  The login Deferred fires with
+(IMailAccount, avatar, logout) or fails with UnauthorizedLogin (wrong name or
+password; AccountDisabled is a subclass) or LoginUnavailable (try later).
+Addresses are case-insensitive and handled lowercase.
 """
 
 from __future__ import annotations
@@ -11,11 +14,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from twisted.cred.error import UnauthorizedLogin
 from zope.interface import Attribute, Interface
 
 
 class DirectoryError(Exception):
     """A directory change was refused; the message says why (CLI prints it)."""
+
+
+class AccountDisabled(UnauthorizedLogin):
+    """The password was right but the account is disabled.  A subclass of
+    UnauthorizedLogin, so a protocol answers it like a wrong password; the
+    audit log may record "disabled"."""
+
+
+class LoginUnavailable(Exception):
+    """Temporary: the password could not be checked now (the verification
+    pool is saturated).  IMAP: NO [UNAVAILABLE]; SMTP: 454 4.7.0;
+    POP3: -ERR [SYS/TEMP]."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,62 @@
+# -*- test-case-name: tests.auth.test_portal -*-
+"""The realm and the one Portal every protocol logs in through.
+
+`make_portal` builds it in CoreService.startService; a protocol calls
+``portal.login(UsernamePassword(name, password), None, IMailAccount)`` and
+gets ``(IMailAccount, MailAccount, logout)``.  The user's mailbox is
+provisioned (Maildir tree and default folders) before the avatar is handed
+out, so a protocol never sees a user without folders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.cred.portal import IRealm, Portal
+from twisted.internet import defer
+from zope.interface import implementer
+
+from xmail.auth.checker import DirectoryChecker
+from xmail.auth.interfaces import IMailAccount, UserRecord
+from xmail.config import Settings
+
+
+@implementer(IMailAccount)
+@dataclass(frozen=True)
+class MailAccount:
+    address: str
+    mailbox: Any  # xmail.store.interfaces.IMailbox
+    record: UserRecord
+
+
+def _logout() -> None:
+    """Sessions release their own resources; nothing is held per avatar."""
+
+
+@implementer(IRealm)
+class MailRealm:
+    def __init__(self, directory: Any, store: Any):
+        self.directory = directory
+        self.store = store
+
+    def requestAvatar(self, avatarId: Any, mind: Any, *interfaces: Any) -> defer.Deferred[Any]:
+        if IMailAccount not in interfaces:
+            return defer.fail(NotImplementedError("xmail only hands out IMailAccount avatars"))
+        address = avatarId.decode("utf-8") if isinstance(avatarId, bytes) else avatarId
+        record = self.directory.user(address)
+        if record is None:  # removed between the check and now
+            from twisted.cred.error import UnauthorizedLogin
+
+            return defer.fail(UnauthorizedLogin("invalid credentials"))
+        d = defer.maybeDeferred(self.store.provision, address)
+        d.addCallback(lambda mailbox: (IMailAccount, MailAccount(address, mailbox, record), _logout))
+        return d
+
+
+def make_portal(directory: Any, store: Any, settings: Settings, reactor: Any) -> Portal:
+    """The Portal shared by all protocols (one checker, one verifier pool)."""
+    checker = DirectoryChecker(directory, reactor)
+    portal = Portal(MailRealm(directory, store), [checker])
+    portal.checker = checker  # for tests and stats
+    return portal
