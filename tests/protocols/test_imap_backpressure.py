@@ -1,0 +1,34 @@
+"""Large answers are produced with transport back-pressure: a client that
+does not read makes the server wait, not buffer (issue #5, IPushProducer)."""
+
+from __future__ import annotations
+
+import resource
+import socket
+import time
+
+from tests.protocols.imap_support import Wire, deliver, message
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def test_fetch_all_bodies_from_a_client_that_does_not_read(server) -> None:  # type: ignore[no-untyped-def]
+    body = b"".join(b"%07d streaming back-pressure line of forty bytes\r\n" % i for i in range(6000))
+    count = 100  # 100 x 330 kB = 33 MB of answer
+    for i in range(count):
+        deliver(server, "alice@example.com", message(f"big {i}", "") + body)
+    with Wire(server.port("imap")) as w:
+        w.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        w.login()
+        w.ok("EXAMINE INBOX")
+        before = _peak_rss_mb()
+        w.send(b"f1 FETCH 1:* (BODY.PEEK[])\r\n")
+        time.sleep(1.5)  # the server fills the socket buffers and must stop there
+        grown = _peak_rss_mb() - before
+        status, lines = w.until(b"f1")
+        assert status.startswith(b"OK")
+        assert len(lines) == count
+        assert all(line.endswith(body + b")") for line in lines)
+    assert grown < 20, f"peak RSS grew by {grown:.1f} MB while the client was not reading"

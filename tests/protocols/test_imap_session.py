@@ -1,0 +1,125 @@
+"""The IMAP protocol on a StringTransport with an injected clock: timeouts,
+flow control and the error paths, without sockets or sleeping."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import task
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
+
+from xmail.config import Settings
+from xmail.context import ServerContext
+from xmail.protocols.imap.server import MAX_PENDING_INPUT, IMAPFactory
+from xmail.protocols.imap.session import MAX_BAD_COMMANDS
+
+
+def connect(host: str = "127.0.0.1") -> tuple[Any, StringTransport, task.Clock]:
+    clock = task.Clock()
+    ctx = ServerContext(settings=Settings(), reactor=clock)
+    proto = IMAPFactory(ctx, implicit_tls=False, clock=clock).buildProtocol(None)
+    transport = StringTransport(peerAddress=IPv4Address("TCP", host, 40000))
+    proto.makeConnection(transport)
+    return proto, transport, clock
+
+
+def exchange(proto: Any, transport: StringTransport, clock: task.Clock, data: bytes) -> bytes:
+    transport.clear()
+    proto.dataReceived(data)
+    for _ in range(20):
+        clock.advance(0)
+    return transport.value()
+
+
+def test_greeting_and_capability() -> None:
+    proto, transport, clock = connect()
+    assert transport.value().startswith(b"* OK [CAPABILITY IMAP4rev1 ")
+    out = exchange(proto, transport, clock, b"a CAPABILITY\r\n")
+    assert out.startswith(b"* CAPABILITY IMAP4rev1 ") and out.endswith(b"a OK CAPABILITY completed\r\n")
+    assert b"AUTH=PLAIN" in out
+
+
+def test_remote_client_sees_logindisabled() -> None:
+    proto, transport, clock = connect("192.0.2.7")
+    out = exchange(proto, transport, clock, b"a CAPABILITY\r\n")
+    assert b"LOGINDISABLED" in out and b"AUTH=PLAIN" not in out
+    out = exchange(proto, transport, clock, b"b LOGIN alice pw\r\n")
+    assert out == b"b NO [PRIVACYREQUIRED] use STARTTLS first\r\n"
+
+
+def test_autologout_after_thirty_minutes_of_silence() -> None:
+    proto, transport, clock = connect()
+    clock.advance(1000)
+    exchange(proto, transport, clock, b"a NOOP\r\n")  # activity restarts the timer
+    clock.advance(1799)
+    assert not transport.disconnecting
+    transport.clear()
+    clock.advance(2)
+    assert transport.value() == b"* BYE autologout: idle for too long\r\n"
+    assert transport.disconnecting
+
+
+def test_autologout_cancelled_on_disconnect() -> None:
+    proto, transport, clock = connect()
+    proto.connectionLost(None)
+    assert clock.getDelayedCalls() == [] or not any(c.active() for c in clock.getDelayedCalls())
+
+
+def test_literal_continuation_request() -> None:
+    proto, transport, clock = connect()
+    out = exchange(proto, transport, clock, b"a LOGIN {5}\r\n")
+    assert out == b"+ Ready for literal data\r\n"
+
+
+def test_non_synchronizing_literal_gets_no_continuation() -> None:
+    proto, transport, clock = connect("192.0.2.7")
+    out = exchange(proto, transport, clock, b"a LOGIN {5+}\r\nalice pw\r\n")
+    assert out == b"a NO [PRIVACYREQUIRED] use STARTTLS first\r\n"
+
+
+def test_bad_commands_keep_the_session_until_the_limit() -> None:
+    proto, transport, clock = connect()
+    out = exchange(proto, transport, clock, b"a FROB\r\n")
+    assert out == b"a BAD unknown command FROB\r\n"
+    out = exchange(proto, transport, clock, b"b SELECT INBOX\r\n")
+    assert out == b"b BAD SELECT not allowed in the not authenticated state\r\n"
+    exchange(proto, transport, clock, b"c NOOP\r\n")  # resets the count
+    out = exchange(proto, transport, clock, b"x\r\n" * MAX_BAD_COMMANDS)
+    assert out.endswith(b"* BYE too many invalid commands\r\n")
+    assert transport.disconnecting
+
+
+def test_flooding_client_stops_being_read() -> None:
+    proto, transport, clock = connect()
+    burst = b"a NOOP\r\n" * (MAX_PENDING_INPUT // 8 + 1000)
+    proto.dataReceived(burst)
+    # One command ran; the rest waits in a bounded buffer and the socket is paused.
+    assert transport.producerState == "paused"
+    for _ in range(len(burst) // 8 + 10):
+        clock.advance(0)
+    assert transport.producerState == "producing"
+    assert transport.value().count(b"a OK NOOP completed") == len(burst) // 8
+
+
+def test_output_back_pressure() -> None:
+    proto, transport, clock = connect()
+    assert proto.drain() is None
+    proto.pauseProducing()
+    d = proto.drain()
+    assert d is not None and not d.called
+    proto.resumeProducing()
+    assert d.called
+
+
+def test_logout() -> None:
+    proto, transport, clock = connect()
+    out = exchange(proto, transport, clock, b"a LOGOUT\r\n")
+    assert out == b"* BYE logging out\r\na OK LOGOUT completed\r\n"
+    assert transport.disconnecting
+
+
+def test_pipelined_input_after_logout_is_ignored() -> None:
+    proto, transport, clock = connect()
+    out = exchange(proto, transport, clock, b"a LOGOUT\r\nb NOOP\r\n")
+    assert b"b OK" not in out

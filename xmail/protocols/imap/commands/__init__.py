@@ -1,0 +1,5 @@
+# -*- test-case-name: tests.protocols.test_imap_session -*-
+"""IMAP command handlers, grouped by concern; importing this package fills
+session.REGISTRY (each handler registers itself with @command)."""
+
+from xmail.protocols.imap.commands import any_state, auth, mailbox, message, selected  # noqa: F401

@@ -1,0 +1,85 @@
+# -*- test-case-name: tests.protocols.test_imap_session -*-
+"""Commands valid in every state (RFC 3501 §6.1) and the small extensions
+ID (RFC 2971), ENABLE (RFC 5161) and NAMESPACE (RFC 2342)."""
+
+from __future__ import annotations
+
+from xmail import __name__ as _product
+from xmail.protocols.imap.grammar import IdArgs, Request
+from xmail.protocols.imap.response import render
+from xmail.protocols.imap.session import ANY, AUTH, Disconnect, Session, State, command
+
+STATIC_CAPABILITIES = (
+    "IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT",
+    "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE", "CREATE-SPECIAL-USE", "LIST-EXTENDED",
+    "LIST-STATUS", "ESEARCH", "SORT", "SORT=DISPLAY", "ESORT", "THREAD=ORDEREDSUBJECT",
+    "THREAD=REFERENCES",
+)
+
+
+def plaintext_auth_allowed(session: Session) -> bool:
+    """RFC 3501 §6.2.3 / §11.1: no clear-text passwords before TLS, except
+    from loopback clients when [server] loopback_plaintext_auth is on."""
+    return session.conn.is_tls or session.ctx.is_loopback(session.conn.client_host)
+
+
+def capabilities(session: Session) -> list[str]:
+    caps = list(STATIC_CAPABILITIES)
+    # RFC 7889: APPENDLIMIT=n advertises the largest message APPEND accepts.
+    caps.append(f"APPENDLIMIT={session.ctx.settings.limits.max_message_size}")
+    if session.state is State.NOT_AUTHENTICATED:
+        if not session.conn.is_tls and session.conn.tls_available():
+            caps.append("STARTTLS")
+        if plaintext_auth_allowed(session):
+            caps += ["AUTH=PLAIN", "AUTH=LOGIN"]
+        else:
+            caps.append("LOGINDISABLED")
+    return caps
+
+
+def capability_line(session: Session) -> bytes:
+    return ("CAPABILITY " + " ".join(capabilities(session))).encode("ascii")
+
+
+@command("CAPABILITY", ANY)
+async def capability(session: Session, request: Request) -> str:
+    session.untagged(capability_line(session))
+    return "CAPABILITY completed"
+
+
+@command("NOOP", ANY)
+async def noop(session: Session, request: Request) -> str:
+    # RFC 3501 §6.1.2: pending updates go out on the way back (dispatcher).
+    return "NOOP completed"
+
+
+@command("LOGOUT", ANY)
+async def logout(session: Session, request: Request) -> str:
+    session.untagged(b"BYE logging out")
+    session.deselect()
+    raise Disconnect()
+
+
+@command("ID", ANY)
+async def id_(session: Session, request: Request) -> str:
+    # RFC 2971 §3.1: the server answers with its own identification.
+    args: IdArgs = request.args
+    if args.params:
+        session.client_id = {k: v for k, v in list(args.params.items())[:30]}
+    session.untagged(b"ID " + render(["name", _product, "vendor", "xmail"]))
+    return "ID completed"
+
+
+@command("ENABLE", AUTH)
+async def enable(session: Session, request: Request) -> str:
+    # RFC 5161 §3.1: only extensions we implement and that need enabling are
+    # listed; none of ours (no CONDSTORE/QRESYNC/UTF8=ACCEPT) need it.
+    session.untagged(b"ENABLED")
+    return "ENABLE completed"
+
+
+@command("NAMESPACE", AUTH)
+async def namespace(session: Session, request: Request) -> str:
+    # RFC 2342 §5: one personal namespace with "/" as delimiter, no others.
+    session.untagged(b'NAMESPACE (("" "/")) NIL NIL')
+    return "NAMESPACE completed"

@@ -1,0 +1,253 @@
+# -*- test-case-name: tests.protocols.test_imap_mailbox -*-
+"""Authenticated-state mailbox commands (RFC 3501 §6.3): CREATE (with
+CREATE-SPECIAL-USE, RFC 6154), DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE,
+LIST (LIST-EXTENDED RFC 5258, LIST-STATUS RFC 5819, SPECIAL-USE, CHILDREN
+RFC 3348), LSUB, STATUS and APPEND (UIDPLUS RFC 4315, APPENDLIMIT RFC 7889)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from xmail.protocols.imap.grammar import AppendArgs, CreateArgs, ListArgs, Request, StatusArgs
+from xmail.protocols.imap.response import mailbox as wire_mailbox
+from xmail.protocols.imap.session import AUTH, No, Session, State, command
+from xmail.protocols.imap.tokenizer import SpooledLiteral
+from xmail.store.interfaces import FolderInfo, NoSuchFolder
+
+DELIMITER = "/"
+
+
+def folder_key(session: Session, name: str) -> tuple[str, str]:
+    return (session.mailbox.address, name)
+
+
+def note_incoming(session: Session, folder: Any) -> None:
+    """Before APPEND/COPY/MOVE into a folder no session has selected since
+    the process started: fix what is old now, so that what arrives is \\Recent
+    for the next session (its INTERNALDATE may be anything)."""
+    key = folder_key(session, folder.name)
+    if not session.recent.known(key):
+        session.recent.first_sight(key, folder.records())
+
+
+def open_folder(session: Session, name: str, *, trycreate: bool = False) -> Any:
+    try:
+        return session.mailbox.folder(name)
+    except NoSuchFolder:
+        if trycreate:
+            # RFC 3501 §6.3.11 / §6.4.7: the client may CREATE it and retry.
+            raise No(f"no folder {name}", "TRYCREATE") from None
+        raise No(f"no folder {name}", "NONEXISTENT") from None
+
+
+@command("CREATE", AUTH)
+async def create(session: Session, request: Request) -> str:
+    args: CreateArgs = request.args
+    # RFC 3501 §6.3.3: a trailing delimiter only declares the intent to
+    # create children; the name itself is without it.
+    name = args.mailbox.rstrip(DELIMITER)
+    if not name:
+        raise No("invalid folder name", "CANNOT")
+    if name == "INBOX":
+        raise No("INBOX always exists", "ALREADYEXISTS")
+    if len(args.special_use) > 1:
+        raise No("only one special-use attribute per folder", "USEATTR")  # RFC 6154 §3
+    await session.mailbox.create_folder(name, args.special_use[0] if args.special_use else None)
+    return "CREATE completed"
+
+
+@command("DELETE", AUTH)
+async def delete(session: Session, request: Request) -> str:
+    name: str = request.args
+    if name == "INBOX":
+        raise No("INBOX cannot be deleted", "CANNOT")  # RFC 3501 §6.3.4
+    await session.mailbox.delete_folder(name)
+    if session.selected is not None and session.selected.folder.name == name:
+        session.deselect()
+    return "DELETE completed"
+
+
+@command("RENAME", AUTH)
+async def rename(session: Session, request: Request) -> str:
+    old, new = request.args
+    new = new.rstrip(DELIMITER)
+    if new == "INBOX":
+        raise No("INBOX already exists", "ALREADYEXISTS")
+    await session.mailbox.rename_folder(old, new)
+    return "RENAME completed"
+
+
+@command("SUBSCRIBE", AUTH)
+async def subscribe(session: Session, request: Request) -> str:
+    await session.mailbox.set_subscribed(request.args, True)
+    return "SUBSCRIBE completed"
+
+
+@command("UNSUBSCRIBE", AUTH)
+async def unsubscribe(session: Session, request: Request) -> str:
+    await session.mailbox.set_subscribed(request.args, False)
+    return "UNSUBSCRIBE completed"
+
+
+# --- LIST ----------------------------------------------------------------------------------
+
+
+def pattern_regex(reference: str, pattern: str) -> re.Pattern[str]:
+    """RFC 3501 §6.3.8: reference and pattern together; "*" matches
+    anything, "%" anything but the delimiter; INBOX is case-insensitive."""
+    if reference and pattern.startswith(DELIMITER):
+        full = pattern
+    else:
+        full = reference + pattern
+    if full[:5].upper() == "INBOX" and (len(full) == 5 or full[5] in f"{DELIMITER}%*"):
+        full = "INBOX" + full[5:]
+    out = []
+    for ch in full:
+        if ch == "*":
+            out.append(".*")
+        elif ch == "%":
+            out.append(f"[^{re.escape(DELIMITER)}]*")
+        else:
+            out.append(re.escape(ch))
+    return re.compile("".join(out) + r"\Z", re.DOTALL)
+
+
+def _parents(names: list[str]) -> set[str]:
+    """Every name that has at least one child (RFC 3348 \\HasChildren)."""
+    out = set()
+    for name in names:
+        parts = name.split(DELIMITER)
+        for i in range(1, len(parts)):
+            out.add(DELIMITER.join(parts[:i]))
+    return out
+
+
+def _list_line(verb: bytes, attrs: list[str], name: str, extra: bytes = b"") -> bytes:
+    return (verb + b" (" + " ".join(attrs).encode("ascii") + b') "/" ' + wire_mailbox(name) + extra)
+
+
+@command("LIST", AUTH)
+async def list_(session: Session, request: Request) -> str:
+    args: ListArgs = request.args
+    if not args.extended and args.patterns == ("",):
+        # RFC 3501 §6.3.8: the hierarchy delimiter and root name.
+        session.untagged(b'LIST (\\Noselect) "/" ""')
+        return "LIST completed"
+    folders: list[FolderInfo] = session.mailbox.list_folders()
+    parents = _parents([f.name for f in folders])
+    regexes = [pattern_regex(args.reference, p) for p in args.patterns if p != ""]
+    subscribed_only = "SUBSCRIBED" in args.selection
+    special_only = "SPECIAL-USE" in args.selection
+    recursive = "RECURSIVEMATCH" in args.selection
+    show_subscribed = subscribed_only or "SUBSCRIBED" in args.returns
+    subscribed_names = set(session.mailbox.subscriptions()) if show_subscribed or recursive else set()
+    entries = list(folders)
+    if subscribed_only:
+        # RFC 5258 §3.1: subscribed names that do not exist are listed too.
+        existing = {f.name for f in folders}
+        entries += [FolderInfo(name, None, True) for name in sorted(subscribed_names - existing)]
+    existing_names = {f.name for f in folders}
+    for info in entries:
+        if not any(r.match(info.name) for r in regexes):
+            continue
+        childinfo = recursive and subscribed_only and any(
+            n.startswith(info.name + DELIMITER) for n in subscribed_names)
+        subscribed = info.subscribed or info.name in subscribed_names
+        if subscribed_only and not subscribed and not childinfo:
+            continue
+        if special_only and info.special_use is None:
+            continue
+        if info.name not in existing_names:
+            attrs = ["\\NonExistent"]  # RFC 5258 §3.4
+        else:
+            attrs = ["\\HasChildren" if info.name in parents else "\\HasNoChildren"]
+        if info.special_use:
+            attrs.append(info.special_use)
+        if show_subscribed and subscribed:
+            attrs.append("\\Subscribed")
+        extra = b' ("CHILDINFO" ("SUBSCRIBED"))' if childinfo else b""
+        session.untagged(_list_line(b"LIST", attrs, info.name, extra))
+        if args.status_items and info.name in existing_names:
+            # RFC 5819 §2: STATUS right after the folder's LIST response.
+            try:
+                folder = session.mailbox.folder(info.name)
+            except NoSuchFolder:
+                continue
+            session.untagged(status_line(session, folder, info.name, args.status_items))
+    return "LIST completed"
+
+
+@command("LSUB", AUTH)
+async def lsub(session: Session, request: Request) -> str:
+    args: ListArgs = request.args
+    if args.patterns == ("",):
+        session.untagged(b'LSUB (\\Noselect) "/" ""')
+        return "LSUB completed"
+    regex = pattern_regex(args.reference, args.patterns[0])
+    # RFC 3501 §6.3.9: subscribed names, whether or not the folder exists.
+    for name in sorted(session.mailbox.subscriptions(), key=lambda n: (n != "INBOX", n)):
+        if regex.match(name):
+            session.untagged(_list_line(b"LSUB", [], name))
+    return "LSUB completed"
+
+
+# --- STATUS ----------------------------------------------------------------------------------
+
+
+def recent_count(session: Session, folder: Any, uidnext: int) -> int:
+    key = folder_key(session, folder.name)
+    tracker = session.recent
+    if not tracker.known(key):
+        tracker.first_sight(key, folder.records())
+    claimed = tracker.claimed(key)
+    if uidnext - claimed > 50000:
+        return tracker.unclaimed(key, (r.uid for r in folder.records()))
+    return tracker.unclaimed(key, (r.uid for r in folder.records(range(claimed + 1, uidnext))))
+
+
+def status_line(session: Session, folder: Any, name: str, items: tuple[str, ...]) -> bytes:
+    st = folder.status()
+    values = {
+        "MESSAGES": st.messages,
+        "UNSEEN": st.unseen,
+        "UIDNEXT": st.uidnext,
+        "UIDVALIDITY": st.uidvalidity,
+    }
+    out = []
+    for item in items:
+        value = recent_count(session, folder, st.uidnext) if item == "RECENT" else values[item]
+        out.append(b"%s %d" % (item.encode("ascii"), value))
+    return b"STATUS " + wire_mailbox(name) + b" (" + b" ".join(out) + b")"
+
+
+@command("STATUS", AUTH)
+async def status(session: Session, request: Request) -> str:
+    args: StatusArgs = request.args
+    folder = open_folder(session, args.mailbox)
+    session.untagged(status_line(session, folder, args.mailbox, args.items))
+    return "STATUS completed"
+
+
+# --- APPEND ----------------------------------------------------------------------------------
+
+
+@command("APPEND", AUTH)
+async def append(session: Session, request: Request) -> str:
+    args: AppendArgs = request.args
+    folder = open_folder(session, args.mailbox, trycreate=True)
+    spooled = isinstance(args.message, SpooledLiteral)
+    size = args.message.size if spooled else len(args.message)
+    if size > session.ctx.settings.limits.max_message_size:
+        raise No("message exceeds APPENDLIMIT", "TOOBIG")  # RFC 7889 §4
+    if not size:
+        raise No("empty message", "CANNOT")
+    note_incoming(session, folder)
+    # A spooled message is copied in from its file by the store.
+    source = args.message.path if spooled else args.message
+    result = await folder.append(source, args.flags, args.internaldate)
+    selected = session.selected
+    if selected is not None and selected.folder.name == folder.name and session.state is State.SELECTED:
+        selected.poll()
+    # RFC 4315 §3: resp-code-apnd = "APPENDUID" SP nz-number SP append-uid
+    return f"[APPENDUID {result.uidvalidity} {result.uid}] APPEND completed"

@@ -1,0 +1,433 @@
+# -*- test-case-name: tests.protocols.test_imap_message -*-
+"""Selected-state message commands (RFC 3501 §6.4.4-§6.4.8): SEARCH (with
+ESEARCH, RFC 4731), FETCH, STORE, COPY and MOVE (RFC 6851), and their UID
+forms with UIDPLUS data (RFC 4315).
+
+FETCH writes one message at a time and waits for the transport to drain
+(`session.conn.drain()`), so `FETCH 1:* (BODY[])` on a large folder holds
+one message chunk in memory, not the answer.  ENVELOPE, BODYSTRUCTURE and
+sections come from fetch.py over the structure cached at delivery; SEARCH is
+search.py over the index records.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from twisted.internet.threads import deferToThread
+
+from xmail.protocols.imap import fetch as fetchmod
+from xmail.protocols.imap import search as searchmod
+from xmail.protocols.imap import sort as sortmod
+from xmail.protocols.imap import thread as threadmod
+from xmail.protocols.imap.commands.mailbox import note_incoming
+from xmail.protocols.imap.grammar import CopyArgs, FetchArgs, Request, SearchArgs, StoreArgs
+from xmail.protocols.imap.model import FetchAtt
+from xmail.protocols.imap.session import SELECTED, Bad, No, Session, command
+from xmail.protocols.imap.sync import SelectedFolder, flags_with_recent
+from xmail.store.interfaces import MessageRecord, NoSuchFolder, NoSuchMessage
+
+_BATCH = 256  # records read per index transaction while fetching
+_INLINE_READ = 256 * 1024  # larger sections are read in a thread, chunk by chunk
+_CHUNK = 65536
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_META_ATTS = {"ENVELOPE", "BODY", "BODYSTRUCTURE", "BODY[]", "RFC822", "RFC822.HEADER",
+              "RFC822.TEXT"}
+
+
+def _view(session: Session) -> SelectedFolder:
+    assert session.selected is not None
+    return session.selected
+
+
+def _resolve(view: SelectedFolder, request: Request, seqset: Any) -> list[tuple[int, int]]:
+    try:
+        return view.resolve(seqset, by_uid=request.uid)
+    except ValueError as e:
+        raise Bad(str(e)) from None
+
+
+def internaldate(ts: float) -> bytes:
+    # RFC 3501 §9: date-time = DQUOTE date-day-fixed "-" date-month "-" date-year
+    #                          SP time SP zone DQUOTE
+    t = time.gmtime(ts)
+    return b'"%2d-%s-%04d %02d:%02d:%02d +0000"' % (
+        t.tm_mday, _MONTHS[t.tm_mon - 1].encode(), t.tm_year, t.tm_hour, t.tm_min, t.tm_sec)
+
+
+# --- FETCH ----------------------------------------------------------------------------------
+
+
+@command("FETCH", SELECTED, forbids_expunge=True)
+async def fetch(session: Session, request: Request) -> str:
+    args: FetchArgs = request.args
+    view = _view(session)
+    pairs = _resolve(view, request, args.seqset)
+    atts = list(args.atts)
+    if request.uid and not any(a.name == "UID" for a in atts):
+        atts.insert(0, FetchAtt("UID"))  # RFC 3501 §6.4.8
+    needs_meta = any(a.name in _META_ATTS for a in atts)
+    marks_seen = not view.readonly and any(
+        a.name in ("BODY[]", "RFC822", "RFC822.TEXT") and fetchmod.sets_seen(a) for a in atts)
+    wants_flags = any(a.name == "FLAGS" for a in atts)
+    missing = False
+    folder = view.folder
+    for start in range(0, len(pairs), _BATCH):
+        batch = pairs[start : start + _BATCH]
+        records = {r.uid: r for r in folder.records([uid for _, uid in batch])}
+        newly_seen: set[int] = set()
+        if marks_seen:
+            unseen = [uid for uid, r in records.items() if "\\Seen" not in r.flags]
+            if unseen:
+                changed, _ = await folder.set_flags(unseen, ["\\Seen"], "add")
+                view.note_own_flags(changed)
+                for r in changed:
+                    records[r.uid] = r
+                    newly_seen.add(r.uid)
+        if not needs_meta:
+            # Index-only attributes: one write per batch, no per-message await.
+            lines = []
+            for seq, uid in batch:
+                record = records.get(uid)
+                if record is None:
+                    missing = True
+                    continue
+                lines.append(_record_only_line(view, seq, record, atts))
+            session.conn.write(b"".join(lines))
+            d = session.conn.drain()
+            if d is not None:
+                await d
+            continue
+        for seq, uid in batch:
+            record = records.get(uid)
+            if record is None:
+                missing = True
+                continue
+            try:
+                await _fetch_one(session, view, seq, record, atts, needs_meta,
+                                 uid in newly_seen and not wants_flags)
+            except NoSuchMessage:
+                missing = True
+    if missing and not request.uid:
+        # RFC 2180 §4.1.2 / RFC 5530: another session expunged some of them.
+        # (A UID set may name UIDs that do not exist: UID FETCH stays OK.)
+        raise No("some messages were expunged meanwhile", "EXPUNGEISSUED")
+    return "FETCH completed"
+
+
+def _record_only_line(view: SelectedFolder, seq: int, record: MessageRecord, atts: list[FetchAtt]
+                      ) -> bytes:
+    items = []
+    for att in atts:
+        name = att.name
+        if name == "FLAGS":
+            items.append(b"FLAGS " + flags_with_recent(record.flags, record.uid in view.recent))
+        elif name == "UID":
+            items.append(b"UID %d" % record.uid)
+        elif name == "INTERNALDATE":
+            items.append(b"INTERNALDATE " + internaldate(record.internaldate))
+        elif name == "RFC822.SIZE":
+            items.append(b"RFC822.SIZE %d" % record.size)
+        elif name == "MODSEQ":
+            items.append(b"MODSEQ (%d)" % record.modseq)
+    return b"* %d FETCH (%s)\r\n" % (seq, b" ".join(items))
+
+
+async def _fetch_one(session: Session, view: SelectedFolder, seq: int, record: MessageRecord,
+                     atts: list[FetchAtt], needs_meta: bool, add_flags: bool) -> None:
+    folder = view.folder
+    structure: dict[str, Any] = {}
+    if needs_meta:
+        # Cached at delivery; parsed again only for data indexed without it.
+        structure = fetchmod.structure_of(folder.meta(record.uid), lambda: _read_whole(folder, record.uid))
+    conn = session.conn
+    out = [b"* %d FETCH (" % seq]
+    first = True
+    message_file = None
+    try:
+        for att in atts:
+            if not first:
+                out.append(b" ")
+            first = False
+            name = att.name
+            if name == "FLAGS":
+                out.append(b"FLAGS " + flags_with_recent(record.flags, record.uid in view.recent))
+            elif name == "UID":
+                out.append(b"UID %d" % record.uid)
+            elif name == "INTERNALDATE":
+                out.append(b"INTERNALDATE " + internaldate(record.internaldate))
+            elif name == "RFC822.SIZE":
+                out.append(b"RFC822.SIZE %d" % record.size)
+            elif name == "MODSEQ":
+                out.append(b"MODSEQ (%d)" % record.modseq)
+            elif name == "ENVELOPE":
+                out.append(b"ENVELOPE " + fetchmod.render_envelope(structure))
+            elif name in ("BODY", "BODYSTRUCTURE"):
+                extended = name == "BODYSTRUCTURE"
+                out.append(name.encode() + b" " + fetchmod.render_body(structure, extended))
+            else:
+                selection = fetchmod.select_body(att, structure)
+                out.append(att.response_name().encode("ascii") + b" ")
+                if selection is None:
+                    out.append(b"NIL")
+                    continue
+                if message_file is None:
+                    message_file = folder.open_message(record.uid)
+                if isinstance(selection, fetchmod.HeaderSelection) or len(selection) <= _INLINE_READ:
+                    data = fetchmod.read_selection(selection, message_file)
+                    out.append(b"{%d}\r\n" % len(data))
+                    out.append(data)
+                    continue
+                # A big section: write what we have, then stream the literal.
+                out.append(b"{%d}\r\n" % len(selection))
+                conn.write(b"".join(out))
+                out = []
+                await _stream(session, selection, message_file)
+        if add_flags:
+            # RFC 3501 §6.4.5: \Seen was set implicitly; show the new flags.
+            out.append(b" FLAGS " + flags_with_recent(record.flags, record.uid in view.recent))
+        out.append(b")\r\n")
+        conn.write(b"".join(out))
+    finally:
+        if message_file is not None:
+            message_file.close()
+    d = conn.drain()
+    if d is not None:
+        await d
+
+
+def _read_whole(folder: Any, uid: int) -> bytes:
+    with folder.open_message(uid) as f:
+        return f.read()
+
+
+async def _stream(session: Session, selection: Any, message_file: Any) -> None:
+    chunks: Iterator[bytes] = fetchmod.iter_selection(selection, message_file, _CHUNK)
+    remaining = len(selection)
+    while remaining > 0:
+        chunk = await deferToThread(next, chunks, b"")
+        if not chunk:
+            # The file shrank under us after the literal length went out:
+            # the stream cannot be repaired, the connection must end.
+            session.conn.abort()
+            raise ConnectionError("message file truncated during FETCH")
+        remaining -= len(chunk)
+        session.conn.write(chunk)
+        d = session.conn.drain()
+        if d is not None:
+            await d
+
+
+# --- STORE ----------------------------------------------------------------------------------
+
+
+@command("STORE", SELECTED, forbids_expunge=True)
+async def store(session: Session, request: Request) -> str:
+    args: StoreArgs = request.args
+    view = _view(session)
+    if view.readonly:
+        raise No("folder is read-only", "READ-ONLY")
+    pairs = _resolve(view, request, args.seqset)
+    uids = [uid for _, uid in pairs]
+    if not uids:
+        return "STORE completed"
+    changed, refused = await view.folder.set_flags(uids, args.flags, args.mode, args.unchanged_since)
+    view.note_own_flags(changed)
+    if not args.silent:
+        # RFC 3501 §6.4.6: the new flags of every message in the set.
+        for i, record in enumerate(view.folder.records(uids)):
+            seq = view.seq_of(record.uid)
+            if seq is None:
+                continue
+            flags = flags_with_recent(record.flags, record.uid in view.recent)
+            if request.uid:
+                session.conn.write(b"* %d FETCH (UID %d FLAGS %s)\r\n" % (seq, record.uid, flags))
+            else:
+                session.conn.write(b"* %d FETCH (FLAGS %s)\r\n" % (seq, flags))
+            if i % 256 == 255:
+                d = session.conn.drain()
+                if d is not None:
+                    await d
+    if refused:
+        # RFC 7162 §3.1.3: MODIFIED lists what UNCHANGEDSINCE protected.
+        from xmail.protocols.imap.grammar import compress_numbers
+
+        refused_ids = refused if request.uid else [view.seq_of(u) or 0 for u in refused]
+        return f"[MODIFIED {compress_numbers(refused_ids)}] conditional STORE failed"
+    return "STORE completed"
+
+
+# --- COPY / MOVE ------------------------------------------------------------------------------
+
+
+def uid_list(uids: Any) -> str:
+    """UIDs in the given order as a set with runs compressed (RFC 4315 §3:
+    the source and destination sets correspond element by element)."""
+    out: list[str] = []
+    run_start = prev = None
+    for uid in uids:
+        if run_start is not None and uid == prev + 1:
+            prev = uid
+            continue
+        if run_start is not None:
+            out.append(str(run_start) if run_start == prev else f"{run_start}:{prev}")
+        run_start = prev = uid
+    if run_start is not None:
+        out.append(str(run_start) if run_start == prev else f"{run_start}:{prev}")
+    return ",".join(out)
+
+
+def _copyuid(result: Any) -> str:
+    return f"COPYUID {result.uidvalidity} {uid_list(result.source_uids)} {uid_list(result.dest_uids)}"
+
+
+@command("COPY", SELECTED)
+async def copy(session: Session, request: Request) -> str:
+    args: CopyArgs = request.args
+    view = _view(session)
+    uids = [uid for _, uid in _resolve(view, request, args.seqset)]
+    if not uids:
+        return "COPY completed, nothing to copy"
+    try:
+        note_incoming(session, session.mailbox.folder(args.mailbox))
+        result = await view.folder.copy(uids, args.mailbox)
+    except NoSuchFolder:
+        raise No(f"no folder {args.mailbox}", "TRYCREATE") from None
+    if not result.source_uids:
+        raise No("the messages were expunged meanwhile", "EXPUNGEISSUED")
+    return f"[{_copyuid(result)}] COPY completed"
+
+
+@command("MOVE", SELECTED)
+async def move(session: Session, request: Request) -> str:
+    args: CopyArgs = request.args
+    view = _view(session)
+    if view.readonly:
+        raise No("folder is read-only", "READ-ONLY")
+    uids = [uid for _, uid in _resolve(view, request, args.seqset)]
+    if not uids:
+        return "MOVE completed, nothing to move"
+    if args.mailbox == view.folder.name:
+        raise No("cannot move into the same folder", "CANNOT")
+    try:
+        note_incoming(session, session.mailbox.folder(args.mailbox))
+        result = await view.folder.move(uids, args.mailbox)
+    except NoSuchFolder:
+        raise No(f"no folder {args.mailbox}", "TRYCREATE") from None
+    # RFC 6851 §4.3: COPYUID goes in an untagged OK before the EXPUNGEs.
+    if result.source_uids:
+        session.untagged(f"OK [{_copyuid(result)}] moved".encode())
+    for line in view.remove(result.source_uids):
+        session.conn.write(line)
+    return "MOVE completed"
+
+
+# --- SEARCH ------------------------------------------------------------------------------------
+
+
+async def _matching(session: Session, key: Any) -> tuple[list[int], list[MessageRecord]]:
+    """UIDs matching a search key, and the records in sequence order."""
+    view = _view(session)
+    folder = view.folder
+    uids = list(view.uids)
+    records = folder.records(uids)
+    if len(records) != len(uids):
+        # Keep positions equal to our sequence numbers: stand-ins for
+        # messages another session expunged that we have not reported yet.
+        present = {r.uid: r for r in records}
+        records = [present.get(uid) or MessageRecord(uid, frozenset({"\\Deleted"}), 0, 0, 0.0, "")
+                   for uid in uids]
+        gone = set(uids) - set(present)
+    else:
+        gone = set()
+    recent = frozenset(view.recent)
+    try:
+        if searchmod.needs_message_data(key):
+            matches = await deferToThread(searchmod.run_search, key, folder, records,
+                                          recent_uids=recent)
+        else:
+            matches = searchmod.run_search(key, folder, records, recent_uids=recent)
+    except searchmod.SearchError as e:
+        raise Bad(str(e)) from None
+    if gone:
+        matches = [uid for uid in matches if uid not in gone]
+    return matches, records
+
+
+@command("SEARCH", SELECTED, forbids_expunge=True)
+async def search(session: Session, request: Request) -> str:
+    args: SearchArgs = request.args
+    view = _view(session)
+    matches, _ = await _matching(session, args.key)
+    numbers = matches if request.uid else [view.seq_of(uid) or 0 for uid in matches]
+    numbers = [n for n in numbers if n]
+    if args.returns is None:
+        _write_search(session, numbers)
+    else:
+        _write_esearch(session, request, numbers, args.returns)
+    return "SEARCH completed"
+
+
+def _write_search(session: Session, numbers: list[int]) -> None:
+    # Long results go out in pieces so no single bytes object is huge.
+    session.conn.write(b"* SEARCH")
+    for start in range(0, len(numbers), 10000):
+        session.conn.write(b"".join(b" %d" % n for n in numbers[start : start + 10000]))
+    session.conn.write(b"\r\n")
+
+
+def _write_esearch(session: Session, request: Request, numbers: list[int], returns: frozenset[str]) -> None:
+    # RFC 4731 §3.1: * ESEARCH (TAG "tag") [UID] [MIN n] [MAX n] [ALL set] [COUNT n]
+    from xmail.protocols.imap.grammar import compress_numbers
+    from xmail.protocols.imap.response import quoted
+
+    parts = [b"ESEARCH (TAG " + quoted(request.tag) + b")"]
+    if request.uid:
+        parts.append(b"UID")
+    if numbers:
+        if "MIN" in returns:
+            parts.append(b"MIN %d" % min(numbers))
+        if "MAX" in returns:
+            parts.append(b"MAX %d" % max(numbers))
+        if "ALL" in returns:
+            parts.append(b"ALL " + compress_numbers(numbers).encode())
+    if "COUNT" in returns:
+        parts.append(b"COUNT %d" % len(numbers))
+    session.untagged(b" ".join(parts))
+
+
+# --- SORT and THREAD (RFC 5256, RFC 5267 ESORT, RFC 5957 SORT=DISPLAY) ---------------------------
+
+
+@command("SORT", SELECTED, forbids_expunge=True)
+async def sort(session: Session, request: Request) -> str:
+    args: sortmod.SortArgs = request.args
+    view = _view(session)
+    matches, records = await _matching(session, args.key)
+    if args.criteria.needs_headers:
+        ordered = await deferToThread(sortmod.sort_uids, view.folder, records, args.criteria,
+                                      search_result_uids=matches)
+    else:
+        ordered = sortmod.sort_uids(view.folder, records, args.criteria, search_result_uids=matches)
+    numbers = ordered if request.uid else [view.seq_of(uid) or 0 for uid in ordered]
+    if args.returns is None:
+        session.conn.write(b"* SORT" + b"".join(b" %d" % n for n in numbers if n) + b"\r\n")
+    else:
+        session.untagged(sortmod.esort_response(request.tag, [n for n in numbers if n], args.returns,
+                                                uid=request.uid))
+    return "SORT completed"
+
+
+@command("THREAD", SELECTED, forbids_expunge=True)
+async def thread(session: Session, request: Request) -> str:
+    args: threadmod.ThreadArgs = request.args
+    view = _view(session)
+    matches, records = await _matching(session, args.key)
+    threads = await deferToThread(threadmod.thread_uids, view.folder, records, args.algorithm,
+                                  search_result_uids=matches)
+    to_number = (lambda uid: uid) if request.uid else (lambda uid: view.seq_of(uid) or 0)
+    rendered = threadmod.render_thread(threads, to_number)
+    session.conn.write(b"* THREAD" + (b" " + rendered.encode("ascii") if rendered else b"") + b"\r\n")
+    return "THREAD completed"

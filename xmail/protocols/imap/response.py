@@ -1,0 +1,101 @@
+# -*- test-case-name: tests.protocols.test_imap_response -*-
+"""Serialising IMAP data items (RFC 3501 §4, §9) and mailbox names (§5.1.3).
+
+`render(value)` turns Python values into wire bytes:
+
+- None -> NIL; int -> number; `Raw` -> as is (atoms, flags, pre-rendered data)
+- str / bytes -> a quoted string when it can be one, else a literal
+- list / tuple -> a parenthesised, space-separated list
+
+Mailbox names travel as modified UTF-7 (RFC 3501 §5.1.3) via the
+``imap4-utf-7`` codec that twisted.mail registers.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import twisted.mail.imap4  # noqa: F401  (registers the "imap4-utf-7" codec)
+
+
+class Raw(bytes):
+    """Bytes written exactly as they are (atoms, flags, section names)."""
+
+
+NIL = Raw(b"NIL")
+
+# Strings that can be sent quoted: TEXT-CHAR without CR/LF, 7-bit, short.
+_QUOTABLE = re.compile(rb'[\x01-\x09\x0b\x0c\x0e-\x7f]{0,1024}\Z')
+_ATOM_SAFE = re.compile(rb"[!#$&'+-Z^-z|}~]+\Z")  # atom-char without specials
+
+
+def quoted(value: bytes) -> bytes:
+    return b'"' + value.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+
+
+def literal(value: bytes) -> bytes:
+    return b"{%d}\r\n" % len(value) + value
+
+
+def string(value: bytes | str) -> bytes:
+    """A string: quoted if possible, else a literal (8-bit, CR, LF, long)."""
+    if isinstance(value, str):
+        value = value.encode("utf-8")
+    if _QUOTABLE.match(value):
+        return quoted(value)
+    return literal(value)
+
+
+def nstring(value: bytes | str | None) -> bytes:
+    return b"NIL" if value is None else string(value)
+
+
+def astring(value: bytes | str) -> bytes:
+    """An atom when the value is a safe atom, else a string."""
+    if isinstance(value, str):
+        value = value.encode("utf-8")
+    if _ATOM_SAFE.match(value) and value.upper() != b"NIL":
+        return value
+    return string(value)
+
+
+def render(value: Any) -> bytes:
+    if value is None:
+        return b"NIL"
+    if isinstance(value, Raw):
+        return bytes(value)
+    if isinstance(value, bool):
+        raise TypeError("bool is not an IMAP value")
+    if isinstance(value, int):
+        return b"%d" % value
+    if isinstance(value, (bytes, str)):
+        return string(value)
+    if isinstance(value, (list, tuple)):
+        return b"(" + b" ".join(render(v) for v in value) + b")"
+    raise TypeError(f"cannot render {type(value).__name__} as IMAP data")
+
+
+# --- mailbox names (RFC 3501 §5.1.3) -----------------------------------------
+
+
+def encode_mailbox(name: str) -> bytes:
+    """Modified UTF-7 wire form of a Unicode folder name."""
+    return name.encode("imap4-utf-7")
+
+
+def decode_mailbox(raw: bytes) -> str:
+    """Unicode name from the wire.  Clients that send raw UTF-8 (8-bit bytes,
+    not allowed by RFC 3501 but common) are accepted as UTF-8."""
+    if any(b >= 0x80 for b in raw):
+        return raw.decode("utf-8")
+    return raw.decode("imap4-utf-7")
+
+
+def mailbox(name: str) -> bytes:
+    """A folder name as an astring on the wire."""
+    return astring(encode_mailbox(name))
+
+
+def flag_list(flags: Any) -> bytes:
+    return b"(" + b" ".join(f.encode("utf-8") if isinstance(f, str) else f for f in flags) + b")"

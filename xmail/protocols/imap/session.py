@@ -1,0 +1,274 @@
+# -*- test-case-name: tests.protocols.test_imap_session -*-
+"""The IMAP session: connection state (RFC 3501 §3), the one command
+registry, and the one place where errors become wire replies.
+
+Every command is registered once, with `@command(name, states, ...)`, in the
+modules of `commands/`.  Its flags decide what the dispatcher does around
+it, so no handler repeats these rules:
+
+- `states`: where the command is valid (RFC 3501 §6.1-§6.4); elsewhere BAD.
+- `forbids_expunge`: the seq-number forms of FETCH, STORE and SEARCH, during
+  and right after which no untagged EXPUNGE may be sent (RFC 3501 §7.4.1);
+  their UID forms may.
+
+Handlers are coroutines `async def handler(session, request) -> str`; they
+write untagged data with `session.untagged(...)` and return the text of the
+tagged OK.  They signal failures by raising:
+
+- `No(text, code)` — a user error -> `tag NO [CODE] text`
+- `Bad(text)` (or a grammar error) -> `tag BAD text`
+- a StoreError from the store -> `NO [CODE]` from `STORE_ERROR_CODES`
+- anything else is a server fault -> `NO [SERVERBUG]` and a logged traceback.
+
+The session never touches a socket: it is driven by server.py through the
+small `Connection` protocol below, and unit tests drive it the same way.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from xmail.protocols.imap import sync
+from xmail.protocols.imap.grammar import Request
+from xmail.store import interfaces as store_errors
+
+
+class State(enum.Enum):
+    NOT_AUTHENTICATED = "not authenticated"
+    AUTHENTICATED = "authenticated"
+    SELECTED = "selected"
+    LOGOUT = "logout"
+
+
+ANY = frozenset({State.NOT_AUTHENTICATED, State.AUTHENTICATED, State.SELECTED})
+NOT_AUTH = frozenset({State.NOT_AUTHENTICATED})
+AUTH = frozenset({State.AUTHENTICATED, State.SELECTED})
+SELECTED = frozenset({State.SELECTED})
+
+
+class No(Exception):
+    """A user error: tagged NO with an optional response code."""
+
+    def __init__(self, text: str, code: str | None = None):
+        super().__init__(text)
+        self.text = text
+        self.code = code
+
+
+class Bad(Exception):
+    """A protocol error: tagged BAD."""
+
+
+class Disconnect(Exception):
+    """End the session after the tagged reply (LOGOUT, too many errors)."""
+
+
+# RFC 5530 response codes for store errors; APPEND/COPY/MOVE turn
+# NoSuchFolder into TRYCREATE themselves (RFC 3501 §6.3.11, §6.4.7).
+STORE_ERROR_CODES: dict[type, str] = {
+    store_errors.NoSuchFolder: "NONEXISTENT",
+    store_errors.FolderExists: "ALREADYEXISTS",
+    store_errors.InvalidFolderName: "CANNOT",
+    store_errors.FolderNotAllowed: "CANNOT",
+    store_errors.NoSuchMessage: "EXPUNGEISSUED",
+    store_errors.OverQuota: "OVERQUOTA",
+    store_errors.MessageTooLarge: "TOOBIG",
+    store_errors.StoreBusy: "UNAVAILABLE",
+}
+
+Handler = Callable[["Session", Request], Awaitable[str | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSpec:
+    name: str
+    handler: Handler
+    states: frozenset[State]
+    forbids_expunge: bool = False  # RFC 3501 §7.4.1, seq-number forms only
+
+
+REGISTRY: dict[str, CommandSpec] = {}
+
+
+def command(name: str, states: frozenset[State], *, forbids_expunge: bool = False
+            ) -> Callable[[Handler], Handler]:
+    def register(handler: Handler) -> Handler:
+        assert name not in REGISTRY, f"{name} registered twice"
+        REGISTRY[name] = CommandSpec(name, handler, states, forbids_expunge)
+        return handler
+
+    return register
+
+
+class Connection(Protocol):
+    """What a session needs from its transport (server.py implements it)."""
+
+    client_host: str
+    is_tls: bool
+
+    def write(self, data: bytes) -> None: ...
+    def drain(self) -> defer.Deferred[None] | None: ...
+    def read_raw_line(self) -> defer.Deferred[bytes]: ...
+    def start_tls(self) -> None: ...
+    def tls_available(self) -> bool: ...
+
+
+MAX_BAD_COMMANDS = 20  # consecutive BAD replies before the client is cut off
+MAX_AUTH_FAILURES = 5
+
+
+class Session:
+    """One client's IMAP state; `execute(request)` runs one command."""
+
+    _log = Logger()
+
+    def __init__(self, ctx: Any, conn: Connection, recent: sync.RecentTracker, *,
+                 clock: Any = None):
+        self.ctx = ctx
+        self.conn = conn
+        self.recent = recent
+        self.clock = clock if clock is not None else ctx.reactor
+        self.state = State.NOT_AUTHENTICATED
+        self.account: Any = None  # IMailAccount
+        self.mailbox: Any = None  # IMailbox
+        self._logout: Callable[[], None] | None = None
+        self.selected: sync.SelectedFolder | None = None
+        self.bad_commands = 0
+        self.auth_failures = 0
+        self.login_time = 0.0
+        self.client_id: dict[str, str | None] | None = None  # RFC 2971
+        # Run right after the tagged reply (STARTTLS starts TLS there).
+        self.after_reply: Callable[[], None] | None = None
+        self.close_after_reply = False
+
+    # -- output helpers --------------------------------------------------------
+    def untagged(self, data: bytes) -> None:
+        self.conn.write(b"* " + data + b"\r\n")
+
+    def flush_changes(self, allow_expunge: bool = True) -> None:
+        """Send pending EXISTS / EXPUNGE / FETCH of the selected folder."""
+        if self.selected is not None:
+            for line in self.selected.flush(allow_expunge):
+                self.conn.write(line)
+
+    # -- dispatch --------------------------------------------------------------
+    async def execute(self, request: Request) -> None:
+        """Run one command and write its tagged reply.  Raises Disconnect
+        when the connection must close after the reply."""
+        tag = request.tag
+        spec = REGISTRY.get(request.name)
+        disconnect = False
+        forbids_expunge = spec is not None and spec.forbids_expunge and not request.uid
+        try:
+            if spec is None:
+                raise Bad(f"unknown command {request.name}")
+            if self.state not in spec.states:
+                raise Bad(f"{request.name} not allowed in the {self.state.value} state")
+            if self.selected is not None:
+                # Changes made by other processes become visible at every command.
+                self.selected.poll()
+            text = await spec.handler(self, request)
+        except Disconnect:
+            disconnect = True
+            text = "LOGOUT completed"
+        except No as e:
+            self._tagged_after_changes(tag, b"NO", e.text, e.code, forbids_expunge)
+            if self.close_after_reply:
+                raise Disconnect() from None
+            return
+        except Bad as e:
+            self.bad_commands += 1
+            self.conn.write(tag + b" BAD " + str(e).encode("utf-8", "replace") + b"\r\n")
+            if self.bad_commands >= MAX_BAD_COMMANDS:
+                self.untagged(b"BYE too many invalid commands")
+                raise Disconnect() from None
+            return
+        except store_errors.StoreError as e:
+            code = STORE_ERROR_CODES.get(type(e), "CANNOT")
+            for cls, mapped in STORE_ERROR_CODES.items():
+                if isinstance(e, cls):
+                    code = mapped
+                    break
+            self._tagged_after_changes(tag, b"NO", str(e) or type(e).__name__, code, forbids_expunge)
+            return
+        except ConnectionError:
+            raise  # the client went away mid-command: nothing to answer
+        except Exception:
+            self._log.failure("IMAP {command} failed for {account}", command=request.name,
+                              account=getattr(self.account, "address", None))
+            self._tagged_after_changes(tag, b"NO", "internal server error, logged", "SERVERBUG",
+                                       forbids_expunge)
+            return
+        self.bad_commands = 0
+        if self.state is not State.LOGOUT:
+            self.flush_changes(not forbids_expunge)
+        self.conn.write(tag + b" OK " + (text or f"{request.name} completed").encode("utf-8") + b"\r\n")
+        if disconnect or self.close_after_reply:
+            raise Disconnect()
+        after, self.after_reply = self.after_reply, None
+        if after is not None:
+            after()
+
+    def _tagged_after_changes(self, tag: bytes, status: bytes, text: str, code: str | None,
+                              forbids_expunge: bool) -> None:
+        self.bad_commands = 0
+        self.flush_changes(not forbids_expunge)
+        line = tag + b" " + status + b" "
+        if code:
+            line += b"[" + code.encode("ascii") + b"] "
+        self.conn.write(line + text.encode("utf-8", "replace") + b"\r\n")
+
+    def bad_line(self, tag: bytes | None, reason: str, too_big: bool = False) -> None:
+        """A command the tokenizer or grammar refused."""
+        if too_big and tag is not None:
+            # RFC 7889 §4: APPEND over the limit gets NO [TOOBIG]
+            self.conn.write(tag + b" NO [TOOBIG] " + reason.encode() + b"\r\n")
+            return
+        self.bad_commands += 1
+        self.conn.write((tag or b"*") + b" BAD " + reason.encode("utf-8", "replace") + b"\r\n")
+        if self.bad_commands >= MAX_BAD_COMMANDS:
+            self.untagged(b"BYE too many invalid commands")
+            raise Disconnect()
+
+    # -- login -----------------------------------------------------------------
+    def logged_in(self, account: Any, logout: Callable[[], None] | None, method: str) -> None:
+        self.account = account
+        self.mailbox = account.mailbox
+        self._logout = logout
+        self.state = State.AUTHENTICATED
+        self.login_time = time.time()
+        if self.ctx.audit is not None:
+            self.ctx.audit.login(account.address, "imap", self.conn.client_host, method, "ok")
+
+    def audit_failure(self, user: str, method: str, result: str) -> None:
+        if self.ctx.audit is not None:
+            self.ctx.audit.login(user, "imap", self.conn.client_host, method, result)
+
+    # -- selection -------------------------------------------------------------
+    def deselect(self) -> None:
+        if self.selected is not None:
+            self.selected.close()
+            self.selected = None
+        if self.state is State.SELECTED:
+            self.state = State.AUTHENTICATED
+
+    def close(self) -> None:
+        """The connection is gone: release listeners and log the logout."""
+        self.deselect()
+        if self.account is not None:
+            if self.ctx.audit is not None:
+                self.ctx.audit.logout(self.account.address, "imap", self.conn.client_host)
+            if self._logout is not None:
+                try:
+                    self._logout()
+                except Exception:
+                    self._log.failure("avatar logout failed")
+            self.account = None
+        self.state = State.LOGOUT

@@ -1,0 +1,254 @@
+# -*- test-case-name: tests.protocols.test_imap_sync -*-
+"""What a session knows of its selected folder, and keeping it in step
+with the store (RFC 3501 §5.2, §7.3.1, §7.4.1).
+
+`SelectedFolder` holds the session's view: the UIDs in message-sequence
+order (an `array` of 32-bit ints: 400 kB for 100,000 messages) and this
+session's \\Recent set.  It listens to the folder (IFolderListener) and
+queues what other sessions and processes changed; `flush()` turns the queue
+into untagged responses at a point where the session may send them:
+
+- new messages -> EXISTS (and RECENT) — any time;
+- expunges -> one EXPUNGE per message, highest sequence number first, so
+  the numbers of the others stay valid while the client applies them; only
+  when the running command allows it (not during FETCH, STORE and SEARCH
+  by sequence number, RFC 3501 §7.4.1);
+- flag changes -> FETCH (FLAGS ...) for messages still in the view.
+
+The session's own changes come back from the store too; its STORE answers
+them already, so those are recognised by (uid, modseq) and dropped.
+
+`RecentTracker` is the per-process memory behind \\Recent (the store keeps
+none): the first session to see a message gets \\Recent for it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from array import array
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from zope.interface import implementer
+
+from xmail.protocols.imap.model import STAR, SeqSet
+from xmail.store.interfaces import FolderChanges, IFolderListener, MessageRecord, StoreError
+
+_OWN_CHANGES_LIMIT = 10000
+
+
+class RecentTracker:
+    """Per (user, folder): the highest UID some session already claimed as
+    \\Recent.  One small int per folder selected since the process started."""
+
+    def __init__(self, clock: Callable[[], float] = time.time):
+        self.started = clock()
+        self._claimed: dict[tuple[str, str], int] = {}
+
+    def known(self, key: tuple[str, str]) -> bool:
+        return key in self._claimed
+
+    def first_sight(self, key: tuple[str, str], records: Iterable[MessageRecord]) -> None:
+        """Messages that arrived before this process started are nobody's
+        \\Recent (we cannot know whether a session saw them)."""
+        highest = 0
+        for record in records:
+            if record.internaldate < self.started and record.uid > highest:
+                highest = record.uid
+        self._claimed.setdefault(key, highest)
+
+    def claim(self, key: tuple[str, str], uids: Iterable[int], *, take: bool = True) -> list[int]:
+        """The UIDs among uids (ascending) that this caller is first to see;
+        with take=False (EXAMINE, RFC 3501 §6.3.2) they stay \\Recent for
+        the next session too."""
+        claimed = self._claimed.get(key, 0)
+        mine = [uid for uid in uids if uid > claimed]
+        if mine and take:
+            self._claimed[key] = mine[-1]
+        return mine
+
+    def claimed(self, key: tuple[str, str]) -> int:
+        return self._claimed.get(key, 0)
+
+    def unclaimed(self, key: tuple[str, str], uids: Iterable[int]) -> int:
+        """How many of uids would be \\Recent for the next session (STATUS)."""
+        claimed = self._claimed.get(key, 0)
+        return sum(1 for uid in uids if uid > claimed)
+
+
+def flags_with_recent(flags: Iterable[str], recent: bool) -> bytes:
+    items = [f.encode("utf-8") for f in sorted(flags)]
+    if recent:
+        items.append(b"\\Recent")
+    return b"(" + b" ".join(items) + b")"
+
+
+@implementer(IFolderListener)
+class SelectedFolder:
+    """The session's view of its selected folder."""
+
+    def __init__(self, folder: Any, key: tuple[str, str], readonly: bool,
+                 records: list[MessageRecord], recent: RecentTracker):
+        self.folder = folder
+        self.key = key
+        self.readonly = readonly
+        self.uids = array("L", (r.uid for r in records))
+        self._tracker = recent
+        if not recent.known(key):
+            recent.first_sight(key, records)
+        self.recent: set[int] = set(recent.claim(key, self.uids, take=not readonly))
+        self._new: list[int] = []
+        self._expunged: set[int] = set()
+        self._flag_changes: dict[int, MessageRecord] = {}
+        self._own: dict[int, int] = {}  # uid -> modseq of our own flag change
+        # Called when changes arrive (IDLE sends them at once).
+        self.on_change: Callable[[], None] | None = None
+        self._listening = True
+        folder.subscribe_changes(self)
+
+    # -- store notifications -----------------------------------------------------
+    def folder_changed(self, folder: Any, changes: FolderChanges) -> None:
+        if not self._listening:
+            return
+        highest = self.uids[-1] if self.uids else 0
+        pending_new = set(self._new)
+        for uid in changes.new_uids:
+            if uid > highest and uid not in pending_new:
+                self._new.append(uid)
+                pending_new.add(uid)
+        for uid in changes.expunged_uids:
+            if uid in pending_new:
+                self._new.remove(uid)
+                pending_new.discard(uid)
+            elif self.seq_of(uid) is not None:
+                self._expunged.add(uid)
+        for record in changes.flag_changes:
+            if self._own.get(record.uid, -1) >= record.modseq:
+                continue
+            self._flag_changes[record.uid] = record
+        if self.on_change is not None and self.has_pending():
+            self.on_change()
+
+    def has_pending(self) -> bool:
+        return bool(self._new or self._expunged or self._flag_changes)
+
+    def poll(self) -> None:
+        """Pick up changes made by other processes (one index read).  A
+        folder deleted meanwhile is not an error here; the command that
+        touches it gets its NO."""
+        try:
+            self.folder.poll_changes()
+        except StoreError:
+            pass
+
+    def note_own_flags(self, records: Iterable[MessageRecord]) -> None:
+        if len(self._own) > _OWN_CHANGES_LIMIT:
+            self._own.clear()
+        for record in records:
+            self._own[record.uid] = record.modseq
+            pending = self._flag_changes.get(record.uid)
+            if pending is not None and pending.modseq <= record.modseq:
+                del self._flag_changes[record.uid]
+
+    # -- flushing ------------------------------------------------------------------------
+    def flush(self, allow_expunge: bool) -> list[bytes]:
+        out: list[bytes] = []
+        if allow_expunge and self._expunged:
+            out.extend(self.remove(self._expunged))
+            self._expunged = set()
+        if self._new:
+            new = sorted(self._new)
+            self._new = []
+            self.uids.extend(new)
+            self.recent.update(self._tracker.claim(self.key, new, take=not self.readonly))
+            out.append(b"* %d EXISTS\r\n" % len(self.uids))
+            out.append(b"* %d RECENT\r\n" % len(self.recent))
+        if self._flag_changes:
+            changes, self._flag_changes = self._flag_changes, {}
+            for uid in sorted(changes):
+                seq = self.seq_of(uid)
+                if seq is None:
+                    continue
+                record = changes[uid]
+                out.append(b"* %d FETCH (UID %d FLAGS %s)\r\n" % (
+                    seq, uid, flags_with_recent(record.flags, uid in self.recent)))
+        return out
+
+    def remove(self, uids: Iterable[int]) -> list[bytes]:
+        """Drop expunged UIDs from the view; the EXPUNGE lines to send."""
+        seqs = sorted((s for s in (self.seq_of(uid) for uid in uids) if s is not None), reverse=True)
+        out = []
+        for seq in seqs:
+            uid = self.uids[seq - 1]
+            del self.uids[seq - 1]
+            self.recent.discard(uid)
+            self._flag_changes.pop(uid, None)
+            out.append(b"* %d EXPUNGE\r\n" % seq)
+        return out
+
+    # -- numbering -----------------------------------------------------------------------
+    @property
+    def exists(self) -> int:
+        return len(self.uids)
+
+    def seq_of(self, uid: int) -> int | None:
+        i = bisect.bisect_left(self.uids, uid)
+        if i < len(self.uids) and self.uids[i] == uid:
+            return i + 1
+        return None
+
+    def resolve(self, seqset: SeqSet, by_uid: bool) -> list[tuple[int, int]]:
+        """(seq, uid) pairs of a sequence set, ascending, without duplicates.
+        Raises ValueError for a sequence number beyond EXISTS (RFC 3501 §9:
+        "*" is the last message; a UID set may name UIDs that do not exist)."""
+        uids = self.uids
+        n = len(uids)
+        if by_uid:
+            last = uids[-1] if n else 0
+            spans = []
+            for r in seqset.ranges:
+                low = last if r.low == STAR else r.low
+                high = last if r.high == STAR else r.high
+                if low > high:
+                    low, high = high, low
+                i = bisect.bisect_left(uids, low)
+                j = bisect.bisect_right(uids, high)
+                if i < j:
+                    spans.append((i, j))
+        else:
+            spans = []
+            for r in seqset.ranges:
+                if n == 0 and STAR in (r.low, r.high):
+                    continue  # "1:*" in an empty folder names nothing (lenient, as clients expect)
+                low = n if r.low == STAR else r.low
+                high = n if r.high == STAR else r.high
+                if low > high:
+                    low, high = high, low
+                if high > n:
+                    raise ValueError("message sequence number out of range")
+                if low >= 1:
+                    spans.append((low - 1, high))
+        return _merge(spans, uids)
+
+    def close(self) -> None:
+        if self._listening:
+            self._listening = False
+            self.on_change = None
+            self.folder.unsubscribe_changes(self)
+
+
+def _merge(spans: list[tuple[int, int]], uids: array) -> list[tuple[int, int]]:
+    if not spans:
+        return []
+    spans.sort()
+    out: list[tuple[int, int]] = []
+    cur_i, cur_j = spans[0]
+    for i, j in spans[1:]:
+        if i <= cur_j:
+            cur_j = max(cur_j, j)
+        else:
+            out.extend((k + 1, uids[k]) for k in range(cur_i, cur_j))
+            cur_i, cur_j = i, j
+    out.extend((k + 1, uids[k]) for k in range(cur_i, cur_j))
+    return out

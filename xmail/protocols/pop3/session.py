@@ -1,0 +1,578 @@
+# -*- test-case-name: tests.protocols.test_pop3_session -*-
+"""The POP3 state machine: AUTHORIZATION -> TRANSACTION -> UPDATE (RFC 1939 §3).
+
+One table (`COMMANDS`) says which command is valid in which state and how
+many arguments it takes; `POP3Session.handle` checks it before any handler
+runs.  Handlers write replies through a `SessionIO` (the Twisted protocol in
+server.py, or a test double); a handler that waits for something (login,
+expunge, a streamed message) returns a Deferred and the protocol reads no
+further command until it fires, which keeps pipelined replies in order
+(RFC 2449 §6.6).
+
+Errors are answered in one place: a user error is `-ERR text`, a temporary
+server fault `-ERR [SYS/TEMP] ...` plus a log line; the session stays usable.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from twisted.cred.credentials import UsernamePassword
+from twisted.cred.error import LoginFailed, UnauthorizedLogin
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from xmail.auth.interfaces import AccountDisabled, IMailAccount, LoginUnavailable
+from xmail.protocols.pop3.dotstuff import MultilineEncoder
+from xmail.protocols.pop3.maildrop import IMaildropLocks
+from xmail.protocols.pop3.parser import BadLine, Command, SaslResponse
+from xmail.store.interfaces import NoSuchMessage, StoreError
+
+IMPLEMENTATION = "xmail"
+MAX_AUTH_FAILURES = 3  # then the connection is closed
+MAX_BAD_COMMANDS = 10  # unknown/invalid commands before the connection is closed
+SASL_MECHANISMS = ("PLAIN", "LOGIN")
+# RFC 1939 §4: the maildrop is INBOX only (DESIGN.md "POP3 sees only this").
+MAILDROP_FOLDER = "INBOX"
+
+
+class State(enum.Enum):
+    AUTHORIZATION = "AUTHORIZATION"
+    TRANSACTION = "TRANSACTION"
+    UPDATE = "UPDATE"
+    CLOSED = "CLOSED"
+
+
+AUTH = frozenset({State.AUTHORIZATION})
+TRANS = frozenset({State.TRANSACTION})
+BOTH = AUTH | TRANS
+
+
+class SessionIO(Protocol):
+    """What the session needs from its connection."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def send_message(self, status: bytes, fileobj: Any, size: int,
+                     encoder: MultilineEncoder) -> defer.Deferred | None:
+        """Write the status line, then the file through encoder (terminator
+        included) with back-pressure; closes fileobj.  None when all is
+        written already, else a Deferred that fires when it is.  An OSError
+        raised here means nothing was written."""
+
+    def start_tls(self) -> None:
+        """Discard buffered input and start TLS (called after "+OK")."""
+
+    def expect_sasl_response(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class UserError(Exception):
+    """Answered as `-ERR <text>`; the session goes on."""
+
+    def __init__(self, text: str, code: str | None = None):
+        super().__init__(text)
+        self.code = code
+
+    def reply(self) -> bytes:
+        return err(str(self), self.code)
+
+
+def ok(text: str = "") -> bytes:
+    return f"+OK {text}\r\n".encode() if text else b"+OK\r\n"
+
+
+def err(text: str, code: str | None = None) -> bytes:
+    # RFC 2449 §8: "-ERR [CODE] text"; codes: RFC 2449 §8.1.2 (IN-USE),
+    # RFC 3206 (AUTH, SYS/TEMP, SYS/PERM).
+    prefix = f"[{code}] " if code else ""
+    return f"-ERR {prefix}{text}\r\n".encode()
+
+
+def multiline(first: str, lines: list[str]) -> bytes:
+    """A short multi-line reply built in memory (CAPA, LIST, UIDL)."""
+    # RFC 1939 §3: none of these lines can begin with ".", so no stuffing.
+    return ("+OK " + first + "\r\n" + "".join(line + "\r\n" for line in lines) + ".\r\n").encode()
+
+
+@dataclass(slots=True)
+class Maildrop:
+    """The message list fixed at login (RFC 1939 §5): number n is entry n-1."""
+
+    folder: Any  # IFolder
+    uidvalidity: int
+    uids: list[int]
+    sizes: list[int]
+    deleted: set[int]  # message numbers marked by DELE
+
+    def visible(self) -> list[int]:
+        return [n for n in range(1, len(self.uids) + 1) if n not in self.deleted]
+
+    def uidl(self, number: int) -> str:
+        # RFC 1939 §7 UIDL: 1-70 characters in 0x21-0x7E, unique and stable
+        # for the life of the message.  The store keeps UIDVALIDITY and UIDs
+        # across restarts and reindex, so the pair is such an id.
+        return f"{self.uidvalidity}.{self.uids[number - 1]}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Spec:
+    handler: str
+    states: frozenset[State]
+    min_args: int
+    max_args: int
+
+
+# The one command table: keyword -> handler, states it is valid in, arity.
+COMMANDS: dict[str, _Spec] = {
+    "CAPA": _Spec("do_capa", BOTH, 0, 0),  # RFC 2449 §5
+    "USER": _Spec("do_user", AUTH, 1, 1),  # RFC 1939 §7
+    "PASS": _Spec("do_pass", AUTH, 1, 1),
+    "AUTH": _Spec("do_auth", AUTH, 0, 2),  # RFC 5034 §4
+    "STLS": _Spec("do_stls", AUTH, 0, 0),  # RFC 2595 §4
+    "STAT": _Spec("do_stat", TRANS, 0, 0),  # RFC 1939 §5
+    "LIST": _Spec("do_list", TRANS, 0, 1),
+    "UIDL": _Spec("do_uidl", TRANS, 0, 1),  # RFC 1939 §7
+    "RETR": _Spec("do_retr", TRANS, 1, 1),
+    "TOP": _Spec("do_top", TRANS, 2, 2),  # RFC 1939 §7
+    "DELE": _Spec("do_dele", TRANS, 1, 1),
+    "RSET": _Spec("do_rset", TRANS, 0, 0),
+    "NOOP": _Spec("do_noop", TRANS, 0, 0),
+    "QUIT": _Spec("do_quit", BOTH, 0, 0),  # RFC 1939 §4 and §6
+}
+
+
+class POP3Session:
+    """One client's POP3 conversation."""
+
+    _log = Logger()
+
+    def __init__(self, ctx: Any, io: SessionIO, *, client_ip: str, secure: bool,
+                 locks: IMaildropLocks):
+        self.ctx = ctx
+        self.io = io
+        self.client_ip = client_ip
+        self.secure = secure
+        self.locks = locks
+        self.state = State.AUTHORIZATION
+        self.maildrop: Maildrop | None = None
+        self.account: str | None = None
+        self._logout: Callable[[], None] | None = None
+        self._user: str | None = None  # from USER, waiting for PASS
+        self._sasl: _SaslExchange | None = None
+        self._auth_failures = 0
+        self._bad_commands = 0
+
+    # -- policy ------------------------------------------------------------
+    @property
+    def tls_available(self) -> bool:
+        return not self.secure and self.ctx.tls is not None
+
+    @property
+    def plaintext_auth_allowed(self) -> bool:
+        # RFC 2595 §2.3: clear-text logins can be refused until TLS is
+        # active; we do, loopback clients excepted ([server] loopback_plaintext_auth).
+        return self.secure or self.ctx.is_loopback(self.client_ip)
+
+    def greeting(self) -> bytes:
+        return ok(f"{self.ctx.settings.server.hostname} xmail POP3 server ready")
+
+    # -- dispatch ------------------------------------------------------------
+    def handle(self, event: Command | SaslResponse | BadLine) -> defer.Deferred | None:
+        """Answer one parser event; a Deferred means "wait before the next"."""
+        if self.state in (State.UPDATE, State.CLOSED):
+            return None  # RFC 1939 §6: nothing after QUIT is read
+        try:
+            if self._sasl is not None:
+                return self._sasl_step(event)
+            if isinstance(event, BadLine):
+                return self._bad(err(event.reason))
+            if isinstance(event, SaslResponse):  # pragma: no cover - parser guards this
+                return self._bad(err("unexpected continuation"))
+            spec = COMMANDS.get(event.keyword)
+            if spec is None:
+                return self._bad(err("unknown command"))
+            if self.state not in spec.states:
+                return self._bad(err(f"{event.keyword} not valid in the {self.state.value} state"))
+            if not spec.min_args <= len(event.args) <= spec.max_args:
+                return self._bad(err(f"wrong number of arguments for {event.keyword}"))
+            result = getattr(self, spec.handler)(*event.args)
+        except UserError as e:
+            self.io.write(e.reply())
+            return None
+        except Exception:
+            return self._fault("command failed")
+        if isinstance(result, defer.Deferred):
+            result.addErrback(self._deferred_fault)
+            return result
+        return None
+
+    def _bad(self, reply: bytes) -> None:
+        self.io.write(reply)
+        self._bad_commands += 1
+        if self._bad_commands >= MAX_BAD_COMMANDS:
+            self.io.write(err("too many bad commands, closing"))
+            self._close()
+
+    def _fault(self, what: str) -> None:
+        self._log.failure("POP3 {what} for {client}", what=what, client=self.client_ip)
+        self.io.write(err("internal server error, try again later", "SYS/TEMP"))
+
+    def _deferred_fault(self, failure: Any) -> None:
+        self._log.failure("POP3 command failed for {client}", failure, client=self.client_ip)
+        if self.state not in (State.UPDATE, State.CLOSED):
+            self.io.write(err("internal server error, try again later", "SYS/TEMP"))
+
+    # -- AUTHORIZATION -------------------------------------------------------
+    def do_capa(self) -> None:
+        caps = ["TOP", "UIDL"]
+        if self.plaintext_auth_allowed:
+            caps += ["USER", "SASL " + " ".join(SASL_MECHANISMS)]
+        caps += ["RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"]
+        if self.tls_available:
+            caps.append("STLS")
+        # RFC 2449 §6.7 and §6.5: mail stays until the user deletes it, and
+        # clients may log in as often as they like.
+        caps += ["EXPIRE NEVER", "LOGIN-DELAY 0", f"IMPLEMENTATION {IMPLEMENTATION}"]
+        self.io.write(multiline("Capability list follows", caps))
+
+    def _require_plaintext_auth(self) -> None:
+        if not self.plaintext_auth_allowed:
+            raise UserError("plaintext authentication disallowed on an unencrypted connection, use STLS",
+                            "AUTH")
+
+    def do_user(self, name: str) -> None:
+        self._require_plaintext_auth()
+        self._user = name
+        self.io.write(ok("send PASS"))
+
+    def do_pass(self, password: str) -> defer.Deferred:
+        self._require_plaintext_auth()
+        if self._user is None:
+            raise UserError("send USER first")
+        user, self._user = self._user, None
+        return self._login(user, password, "USER")
+
+    def do_auth(self, mechanism: str | None = None, initial: str | None = None) -> Any:
+        if mechanism is None:
+            # Not in RFC 5034 but sent by Outlook and others (RFC 1734 era):
+            # list the mechanisms.
+            self.io.write(multiline("SASL mechanisms follow", list(SASL_MECHANISMS)))
+            return None
+        mechanism = mechanism.upper()
+        if mechanism not in SASL_MECHANISMS:
+            raise UserError(f"unsupported authentication mechanism {mechanism}")
+        self._require_plaintext_auth()
+        self._user = None
+        self._sasl = _SaslExchange(mechanism)
+        if initial is None:
+            return self._challenge()
+        # RFC 5034 §4: "=" is an empty initial response.
+        return self._sasl_feed(b"" if initial == "=" else initial.encode("ascii", "replace"))
+
+    def do_stls(self) -> None:
+        if not self.tls_available:
+            raise UserError("TLS already active" if self.secure else "TLS not available")
+        self.io.write(ok("Begin TLS negotiation now"))
+        # RFC 2595 §4 (cf. RFC 3207 §4.2): forget what was learned in plaintext.
+        self._user = None
+        self.secure = True
+        self.io.start_tls()
+
+    # -- SASL (RFC 5034 §4) --------------------------------------------------
+    def _challenge(self) -> None:
+        assert self._sasl is not None
+        self.io.write(b"+ " + base64.b64encode(self._sasl.prompt()) + b"\r\n")
+        self.io.expect_sasl_response()
+
+    def _sasl_step(self, event: Command | SaslResponse | BadLine) -> Any:
+        if not isinstance(event, SaslResponse):
+            self._sasl = None
+            raise UserError("authentication aborted: bad response line", "AUTH")
+        if event.data == b"*":
+            self._sasl = None
+            raise UserError("authentication cancelled")
+        return self._sasl_feed(event.data)
+
+    def _sasl_feed(self, data: bytes) -> Any:
+        exchange = self._sasl
+        assert exchange is not None
+        try:
+            decoded = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            self._sasl = None
+            raise UserError("invalid base64 in SASL response") from None
+        try:
+            credentials = exchange.step(decoded)
+        except UserError:
+            self._sasl = None
+            raise
+        if credentials is None:
+            return self._challenge()
+        self._sasl = None
+        user, password = credentials
+        return self._login(user, password, exchange.mechanism)
+
+    # -- login -----------------------------------------------------------------
+    def _login(self, user: str, password: str, method: str) -> defer.Deferred:
+        credentials = UsernamePassword(user.encode("utf-8"), password.encode("utf-8"))
+        d = defer.maybeDeferred(self.ctx.portal.login, credentials, None, IMailAccount)
+        d.addCallbacks(self._logged_in, self._login_failed,
+                       callbackArgs=(user, method), errbackArgs=(user, method))
+        return d
+
+    def _audit(self, name: str, *args: Any) -> None:
+        if self.ctx.audit is not None:
+            getattr(self.ctx.audit, name)(*args)
+
+    def _logged_in(self, result: tuple[Any, Any, Callable[[], None]], user: str, method: str) -> None:
+        _iface, account, logout = result
+        address = account.address
+        if self.state is not State.AUTHORIZATION:
+            # The connection went away while the password was checked.
+            logout()
+            return
+        self._audit("login", address, "pop3", self.client_ip, method, "ok")
+        # RFC 1939 §8 and RFC 2449 §8.1.2: one session per maildrop.
+        if not self.locks.acquire(address):
+            logout()
+            self._audit("logout", address, "pop3", self.client_ip)
+            self.io.write(err("maildrop is locked by another POP3 session", "IN-USE"))
+            return
+        try:
+            folder = account.mailbox.folder(MAILDROP_FOLDER)
+            status = folder.status()
+            records = folder.records()
+        except Exception:
+            self.locks.release(address)
+            logout()
+            self._audit("logout", address, "pop3", self.client_ip)
+            self._fault("cannot open maildrop")
+            return
+        self.maildrop = Maildrop(folder, status.uidvalidity, [r.uid for r in records],
+                                 [r.size for r in records], set())
+        self.account = address
+        self._logout = logout
+        self.state = State.TRANSACTION
+        self.io.write(ok(f"maildrop has {len(records)} messages ({sum(self.maildrop.sizes)} octets)"))
+
+    def _login_failed(self, failure: Any, user: str, method: str) -> None:
+        name = user.lower()
+        if failure.check(UnauthorizedLogin, LoginFailed):
+            # AccountDisabled is an UnauthorizedLogin: answered the same way
+            # so that the reply does not tell a disabled account apart.
+            result = "disabled" if failure.check(AccountDisabled) else "fail"
+            self._audit("login", name, "pop3", self.client_ip, method, result)
+            self._auth_failures += 1
+            # RFC 3206 §5: [AUTH] = the credentials are refused; retrying
+            # the same ones will not help.
+            self.io.write(err("authentication failed", "AUTH"))
+            if self._auth_failures >= MAX_AUTH_FAILURES and self.state is State.AUTHORIZATION:
+                self.io.write(err("too many authentication failures, closing"))
+                self._close()
+            return
+        if failure.check(LoginUnavailable):
+            self._audit("login", name, "pop3", self.client_ip, method, "throttled")
+        else:
+            self._log.failure("POP3 login error for {client}", failure, client=self.client_ip)
+            self._audit("login", name, "pop3", self.client_ip, method, "fail")
+        # RFC 3206 §4: [SYS/TEMP] = try again later, the same credentials may work.
+        self.io.write(err("authentication temporarily unavailable, try again later", "SYS/TEMP"))
+
+    # -- TRANSACTION -----------------------------------------------------------
+    def _message(self, arg: str) -> int:
+        """A message number that exists and is not marked deleted (RFC 1939 §5)."""
+        drop = self.maildrop
+        assert drop is not None
+        if not arg.isascii() or not arg.isdigit() or len(arg) > 9:
+            raise UserError("invalid message number")
+        number = int(arg)
+        if not 1 <= number <= len(drop.uids):
+            raise UserError("no such message")
+        if number in drop.deleted:
+            raise UserError(f"message {number} already deleted")
+        return number
+
+    def do_stat(self) -> None:
+        drop = self.maildrop
+        assert drop is not None
+        visible = drop.visible()
+        self.io.write(ok(f"{len(visible)} {sum(drop.sizes[n - 1] for n in visible)}"))
+
+    def do_list(self, arg: str | None = None) -> None:
+        drop = self.maildrop
+        assert drop is not None
+        if arg is not None:
+            number = self._message(arg)
+            self.io.write(ok(f"{number} {drop.sizes[number - 1]}"))
+            return
+        visible = drop.visible()
+        total = sum(drop.sizes[n - 1] for n in visible)
+        self.io.write(multiline(f"{len(visible)} messages ({total} octets)",
+                                [f"{n} {drop.sizes[n - 1]}" for n in visible]))
+
+    def do_uidl(self, arg: str | None = None) -> None:
+        drop = self.maildrop
+        assert drop is not None
+        if arg is not None:
+            number = self._message(arg)
+            self.io.write(ok(f"{number} {drop.uidl(number)}"))
+            return
+        self.io.write(multiline("unique-id listing follows",
+                                [f"{n} {drop.uidl(n)}" for n in drop.visible()]))
+
+    def do_retr(self, arg: str) -> defer.Deferred | None:
+        number = self._message(arg)
+        return self._send(number, None)
+
+    def do_top(self, arg: str, lines: str) -> defer.Deferred | None:
+        number = self._message(arg)
+        if not lines.isascii() or not lines.isdigit() or len(lines) > 9:
+            raise UserError("invalid number of lines")
+        return self._send(number, int(lines))
+
+    def _send(self, number: int, body_lines: int | None) -> defer.Deferred | None:
+        drop = self.maildrop
+        assert drop is not None
+        try:
+            fileobj = drop.folder.open_message(drop.uids[number - 1])
+        except (NoSuchMessage, FileNotFoundError):
+            # Expunged by IMAP (or another process) since login: the list
+            # stays fixed, only this message is unavailable.
+            raise UserError(f"message {number} was removed by another session") from None
+        except (StoreError, OSError):
+            self._log.failure("POP3 cannot open message {uid} of {account}",
+                              uid=drop.uids[number - 1], account=self.account)
+            raise UserError("cannot read message, try again later", "SYS/TEMP") from None
+        size = drop.sizes[number - 1]
+        status = ok(f"{size} octets" if body_lines is None else "top of message follows")
+        try:
+            d = self.io.send_message(status, fileobj, size, MultilineEncoder(body_lines))
+        except OSError:
+            self._log.failure("POP3 cannot read message {uid} of {account}",
+                              uid=drop.uids[number - 1], account=self.account)
+            raise UserError("cannot read message, try again later", "SYS/TEMP") from None
+        if d is not None:
+            d.addErrback(self._send_failed, drop.uids[number - 1])
+        return d
+
+    def _send_failed(self, failure: Any, uid: int) -> None:
+        # Part of the message is on the wire already: no reply can follow
+        # that the client would parse correctly, so the connection ends.
+        self._log.failure("POP3 reading message {uid} of {account} failed", failure, uid=uid,
+                          account=self.account)
+        self._close()
+
+    def do_dele(self, arg: str) -> None:
+        drop = self.maildrop
+        assert drop is not None
+        number = self._message(arg)
+        drop.deleted.add(number)  # RFC 1939 §5: marked; removed in UPDATE only
+        self.io.write(ok(f"message {number} deleted"))
+
+    def do_rset(self) -> None:
+        drop = self.maildrop
+        assert drop is not None
+        drop.deleted.clear()
+        self.io.write(ok(f"maildrop has {len(drop.uids)} messages ({sum(drop.sizes)} octets)"))
+
+    def do_noop(self) -> None:
+        self.io.write(ok())
+
+    def do_quit(self) -> Any:
+        if self.state is State.AUTHORIZATION:
+            self.io.write(ok("bye"))
+            self._close()
+            return None
+        # RFC 1939 §6: QUIT in TRANSACTION enters UPDATE and removes the
+        # marked messages (into Recycle, per the store).
+        drop = self.maildrop
+        assert drop is not None
+        self.state = State.UPDATE
+        uids = [drop.uids[n - 1] for n in sorted(drop.deleted)]
+        d = defer.maybeDeferred(drop.folder.expunge, uids) if uids else defer.succeed([])
+        d.addCallbacks(self._expunged, self._expunge_failed, callbackArgs=(len(uids),))
+        d.addBoth(self._end_transaction)
+        return d
+
+    def _expunged(self, removed: Any, marked: int) -> None:
+        self.io.write(ok(f"{self.ctx.settings.server.hostname} POP3 server signing off "
+                         f"({marked} messages deleted)"))
+
+    def _expunge_failed(self, failure: Any) -> None:
+        self._log.failure("POP3 UPDATE failed for {account}", failure, account=self.account)
+        # RFC 1939 §6: -ERR when some deleted messages were not removed.
+        self.io.write(err("some deleted messages not removed", "SYS/TEMP"))
+
+    def _end_transaction(self, _: Any) -> None:
+        self._release()
+        self._close()
+
+    # -- end of session ---------------------------------------------------------
+    def _close(self) -> None:
+        if self.state is not State.UPDATE:
+            self._release()
+        self.state = State.CLOSED
+        self.io.close()
+
+    def _release(self) -> None:
+        """Give up the maildrop: unlock, log out, audit.  Idempotent."""
+        if self.account is not None:
+            self.locks.release(self.account)
+            self._audit("logout", self.account, "pop3", self.client_ip)
+            self.account = None
+        if self._logout is not None:
+            logout, self._logout = self._logout, None
+            logout()
+
+    def connection_lost(self) -> None:
+        """The client went away.  RFC 1939 §6: no UPDATE, nothing deleted.
+        A QUIT whose expunge is still running releases the lock when done."""
+        if self.state is State.UPDATE:
+            return
+        self.state = State.CLOSED
+        self._sasl = None
+        self._release()
+
+
+class _SaslExchange:
+    """PLAIN (RFC 4616) and LOGIN (draft-murchison-sasl-login) server side."""
+
+    def __init__(self, mechanism: str):
+        self.mechanism = mechanism
+        self._username: str | None = None
+
+    def prompt(self) -> bytes:
+        if self.mechanism == "LOGIN":
+            return b"Password:" if self._username is not None else b"Username:"
+        return b""
+
+    def step(self, data: bytes) -> tuple[str, str] | None:
+        """Credentials once complete, None while more is needed."""
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UserError("SASL response is not UTF-8", "AUTH") from None
+        if self.mechanism == "PLAIN":
+            # RFC 4616 §2: [authzid] NUL authcid NUL passwd
+            parts = text.split("\0")
+            if len(parts) != 3 or not parts[1]:
+                raise UserError("malformed PLAIN response", "AUTH")
+            authzid, authcid, password = parts
+            if authzid and authzid.lower() != authcid.lower():
+                # No proxy authorization: acting as another user is refused.
+                raise UserError("authorization identity not allowed", "AUTH")
+            return authcid, password
+        if self._username is None:
+            if not text:
+                raise UserError("empty user name", "AUTH")
+            self._username = text
+            return None
+        return self._username, text
+

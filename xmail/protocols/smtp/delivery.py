@@ -1,0 +1,316 @@
+# -*- test-case-name: tests.protocols.test_smtp_mx -*-
+"""What the SMTP session asks of the rest of xmail, through ServerContext.
+
+`MailAgent` is the session's backend: recipient checks through the
+directory, login through the portal, durable delivery through the store,
+remote recipients into the outbound queue, send-save.  It reads ctx at
+call time (the core service fills ctx in after the factories exist).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+import secrets
+import time
+from typing import Any
+
+from twisted.cred.credentials import UsernamePassword
+from twisted.cred.error import LoginFailed, UnauthorizedLogin
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from xmail.auth.interfaces import AccountDisabled, IMailAccount, LoginUnavailable
+from xmail.protocols.smtp import replies
+from xmail.protocols.smtp.limits import DailySendCounter
+from xmail.protocols.smtp.replies import Reply
+from xmail.protocols.smtp.session import (
+    MX,
+    SUBMISSION,
+    AuthFailure,
+    Envelope,
+    SessionInfo,
+    add_missing_headers,
+    parse_header_section,
+)
+from xmail.protocols.smtp.spool import MessageSpool, discard_copy
+from xmail.queue.interfaces import QueueRecipient
+from xmail.sendsave import SendSaver
+from xmail.store.interfaces import MessageTooLarge, OverQuota, StoreBusy, StoreError
+
+# The Message-ID field, unfolded (RFC 5322 §3.6.4), for logs and send-save.
+_MESSAGE_ID = re.compile(rb"^message-id[ \t]*:((?:[^\r\n]|\r\n[ \t])*)", re.IGNORECASE | re.MULTILINE)
+
+
+def transaction_id() -> str:
+    """A unique, sortable id for Received headers, logs and spool files."""
+    return f"{time.time_ns() // 1000:X}{secrets.token_hex(3).upper()}"
+
+
+def received_field(info: SessionInfo, envelope: Envelope, hostname: str) -> bytes:
+    """The trace field of RFC 5321 §4.4 (with-protocol names of RFC 3848 / RFC 6531 §3.7.3)."""
+    protocol = ("UTF8SMTP" if envelope.smtputf8 else "ESMTP") if info.esmtp else "SMTP"
+    if info.esmtp:
+        protocol += ("S" if info.secure else "") + ("A" if info.user else "")
+    ip = info.client_ip
+    literal = f"[IPv6:{ip}]" if ":" in ip else f"[{ip}]"
+    # The EHLO argument is client-controlled: printable ASCII only, no comment syntax.
+    helo = "".join(c if "!" <= c <= "~" and c not in "()\\;" else "?" for c in info.helo) or "unknown"
+    clause = (f"Received: from {helo} ({literal})\r\n"
+              f"\tby {hostname} (xmail) with {protocol} id {info.transaction_id}")
+    if len(envelope.recipients) == 1:
+        clause += f"\r\n\tfor <{envelope.recipients[0].address}>"
+    return f"{clause};\r\n\t{email.utils.formatdate(localtime=True)}\r\n".encode()
+
+
+def return_path_field(envelope: Envelope) -> bytes:
+    return f"Return-Path: <{envelope.mail_from}>\r\n".encode()
+
+
+def _failure_reply(failure: Any) -> Reply:
+    if failure.check(OverQuota):
+        return replies.MAILBOX_FULL_PERMANENT if failure.value.permanent else replies.MAILBOX_FULL
+    if failure.check(MessageTooLarge):
+        return replies.MESSAGE_TOO_BIG
+    if failure.check(StoreBusy) or type(failure.value).__name__ == "IndexBusy":
+        return replies.STORAGE_BUSY
+    return replies.TEMPORARY_FAILURE
+
+
+class MailAgent:
+    """The backend of SMTP sessions of one listener kind (mx or submission)."""
+
+    _log = Logger()
+
+    def __init__(self, ctx: Any, mode: str):
+        self.ctx = ctx
+        self.mode = mode
+        settings = ctx.settings
+        self.hostname = settings.server.hostname
+        self.max_message_size = settings.limits.max_message_size
+        self.max_recipients = settings.limits.max_recipients
+        self.tmp_dir = settings.path("tmp")
+        # Tests replace this with a slow (Deferred-returning) resolver to
+        # check pipelining against asynchronous recipient checks.
+        self.recipient_resolver: Any = None
+        # One counter per server, shared by the 587 and 465 listeners.
+        counter = getattr(ctx, "smtp_send_counter", None)
+        if counter is None:
+            counter = DailySendCounter(settings.limits.daily_send_limit)
+            ctx.smtp_send_counter = counter
+        self.send_counter: DailySendCounter = counter
+
+    @property
+    def postmaster(self) -> str:
+        return f"postmaster@{self.hostname}"
+
+    def _local_postmaster(self) -> str:
+        """RFC 5321 §4.5.1: <postmaster> without a domain reaches the
+        postmaster of the host name's domain, or of its parent domain
+        (mail.example.com -> example.com)."""
+        labels = self.hostname.split(".")
+        for i in range(len(labels) - 1):
+            domain = ".".join(labels[i:])
+            if self.ctx.directory.is_local_domain(domain):
+                return f"postmaster@{domain}"
+        return self.postmaster
+
+    def is_loopback(self, host: str) -> bool:
+        return self.ctx.is_loopback(host)
+
+    # -- login ----------------------------------------------------------------------
+    def authenticate(self, username: str, password: str, client_ip: str, method: str) -> Any:
+        """-> Deferred[canonical address]; errbacks AuthFailure(reply)."""
+        protocol = "submission"
+        d = self.ctx.portal.login(UsernamePassword(username.encode("utf-8"), password.encode("utf-8")),
+                                  None, IMailAccount)
+
+        def ok(result: Any) -> str:
+            _interface, avatar, logout = result
+            logout()
+            self._audit_login(avatar.address, protocol, client_ip, method, "ok")
+            return avatar.address
+
+        def failed(failure: Any) -> Any:
+            if failure.check(LoginUnavailable):
+                self._audit_login(username, protocol, client_ip, method, "throttled")
+                raise AuthFailure(replies.AUTH_TEMPORARY_FAILURE)
+            if failure.check(UnauthorizedLogin, LoginFailed):
+                # A disabled account is answered like a wrong password.
+                result = "disabled" if failure.check(AccountDisabled) else "fail"
+                self._audit_login(username, protocol, client_ip, method, result)
+                raise AuthFailure(replies.AUTH_FAILED)
+            return failure
+
+        d.addCallbacks(ok, failed)
+        return d
+
+    def _audit_login(self, account: str, protocol: str, ip: str, method: str, result: str) -> None:
+        if self.ctx.audit is not None:
+            self.ctx.audit.login(account, protocol, ip, method, result)
+
+    def may_send_as(self, user: str, address: str) -> bool:
+        return bool(self.ctx.directory.may_send_as(user, address))
+
+    def send_limit_reached(self, user: str) -> int | None:
+        return self.send_counter.limit if self.send_counter.reached(user) else None
+
+    # -- recipients -------------------------------------------------------------------
+    def check_recipient(self, address: str, info: SessionInfo, envelope: Envelope) -> Any:
+        """-> (reply, canonical user or None), maybe as a Deferred."""
+        if address == self.postmaster:
+            address = self._local_postmaster()
+        domain = address.rpartition("@")[2]
+        if domain.startswith("[") or not self.ctx.directory.is_local_domain(domain):
+            # Never an open relay: foreign domains only for authenticated submission.
+            if self.mode != SUBMISSION or info.user is None:
+                return replies.RELAY_DENIED, None
+            if self.ctx.queue is None:
+                return replies.QUEUE_UNAVAILABLE, None
+            return replies.RECIPIENT_OK, None
+        resolver = self.recipient_resolver or self.ctx.directory.resolve
+        user = resolver(address)
+        if isinstance(user, defer.Deferred):
+            return user.addCallback(self._local_recipient, envelope)
+        return self._local_recipient(user, envelope)
+
+    def _local_recipient(self, user: str | None, envelope: Envelope) -> tuple[Reply, str | None]:
+        if user is None:
+            return replies.UNKNOWN_USER, None
+        if self._over_quota(user, envelope.size or 0):
+            return replies.MAILBOX_FULL, None
+        return replies.RECIPIENT_OK, user
+
+    def _over_quota(self, user: str, size: int) -> bool:
+        """Refuse at RCPT rather than after DATA when the mailbox is full."""
+        try:
+            usage = self.ctx.store.mailbox(user).quota()
+        except Exception:
+            return False  # not provisioned yet: delivery provisions it
+        if usage.bytes_limit and usage.bytes_used + size > usage.bytes_limit:
+            return True
+        return bool(usage.messages_limit) and usage.messages_used >= usage.messages_limit
+
+    # -- content ------------------------------------------------------------------------
+    def new_spool(self, info: SessionInfo, envelope: Envelope, on_headers: Any) -> MessageSpool:
+        info.transaction_id = transaction_id()
+        prefix = received_field(info, envelope, self.hostname)
+        if self.mode == MX:
+            # Final delivery happens here: Return-Path goes in now (RFC 5321 §4.4).
+            prefix = return_path_field(envelope) + prefix
+        return MessageSpool(self.tmp_dir, info.transaction_id, max_size=self.max_message_size,
+                            prefix=prefix, on_headers=on_headers)
+
+    def check_headers(self, info: SessionInfo, envelope: Envelope,
+                      section: bytes) -> tuple[bytes, str | None, Reply | None]:
+        """(header section, Message-ID, refusal or None)."""
+        match = _MESSAGE_ID.search(section)
+        message_id = None
+        if match:
+            message_id = " ".join(match.group(1).decode("utf-8", "replace").split()) or None
+        if self.mode != SUBMISSION:
+            return section, message_id, None
+        message = parse_header_section(section)
+        assert info.user is not None
+        text = section.decode("utf-8", "replace")
+        from email.parser import HeaderParser
+
+        decoded = HeaderParser().parsestr(text, headersonly=True)
+        senders = [a for _n, a in email.utils.getaddresses([str(v) for v in decoded.get_all("From", [])])
+                   if a]
+        if not senders:
+            return section, message_id, replies.FROM_MISSING
+        for address in senders:
+            if not self.may_send_as(info.user, address):
+                return section, message_id, replies.FROM_NOT_OWNED.format(address, info.user)
+        # RFC 6409 §8.2 / §8.3: a submission server may add Date and Message-ID.
+        new_id = None
+        if message_id is None:
+            message_id = new_id = email.utils.make_msgid(domain=self.hostname)
+        section = add_missing_headers(section, self.hostname, date=message.get("Date") is None,
+                                      message_id=new_id)
+        return section, message_id, None
+
+    @defer.inlineCallbacks
+    def accept_message(self, info: SessionInfo, envelope: Envelope, spool: MessageSpool) -> Any:
+        """-> Deferred[Reply]: deliver, queue, send-save; 250 only once durable."""
+        if info.user is not None and self.send_counter.reached(info.user):
+            return replies.SEND_LIMIT_REACHED.format(self.send_counter.limit)
+        local_users: list[str] = []
+        for recipient in envelope.recipients:
+            if recipient.user is not None and recipient.user not in local_users:
+                local_users.append(recipient.user)
+        remote = [r for r in envelope.recipients if r.user is None]
+        failures: list[tuple[str, Any]] = []
+        delivered: list[str] = []
+
+        if remote:
+            try:
+                yield self.ctx.queue.enqueue(
+                    envelope.mail_from,
+                    [QueueRecipient(r.address, r.notify, r.orcpt) for r in remote],
+                    spool.to_file(), envid=envelope.envid, ret=envelope.ret)
+                delivered += [r.address for r in remote]
+            except Exception:
+                failures += [(r.address, _failure_of_current()) for r in remote]
+
+        if local_users:
+            if self.mode == MX:
+                source: bytes | str = spool.source()
+                copy = None
+            else:
+                copy = source = yield spool.with_prefix(return_path_field(envelope), "local")
+            try:
+                results = yield defer.DeferredList(
+                    [defer.maybeDeferred(self.ctx.store.deliver, user, source) for user in local_users],
+                    consumeErrors=True)
+            finally:
+                if copy is not None:
+                    discard_copy(copy)
+            for user, (ok, value) in zip(local_users, results, strict=True):
+                if ok:
+                    delivered.append(user)
+                else:
+                    failures.append((user, value))
+
+        for address, failure in failures:
+            if failure.check(StoreError):
+                self._log.warn("delivery of {id} to {rcpt} refused: {why}", id=info.transaction_id,
+                               rcpt=address, why=failure.getErrorMessage())
+            else:
+                self._log.failure("delivery of {id} to {rcpt} failed", failure, id=info.transaction_id,
+                                  rcpt=address)
+        if not delivered:
+            return _failure_reply(failures[0][1])
+        self._audit_received(info, envelope, spool, delivered)
+
+        if self.mode == SUBMISSION and info.user is not None:
+            self.send_counter.record(info.user)
+            yield self._send_save(info, envelope, spool)
+        return replies.MESSAGE_ACCEPTED.format(info.transaction_id)
+
+    def _audit_received(self, info: SessionInfo, envelope: Envelope, spool: MessageSpool,
+                        delivered: list[str]) -> None:
+        if self.ctx.audit is None:
+            return
+        self.ctx.audit.mail("received", id=info.transaction_id, protocol=info.mode,
+                            client_ip=info.client_ip, user=info.user or "", sender=envelope.mail_from,
+                            recipients=",".join(delivered), size=spool.size,
+                            message_id=envelope.message_id or "")
+
+    @defer.inlineCallbacks
+    def _send_save(self, info: SessionInfo, envelope: Envelope, spool: MessageSpool) -> Any:
+        saver = SendSaver(self.ctx.store, self.ctx.directory, self.tmp_dir)
+        try:
+            yield saver.save(info.user, spool.source(), envelope.headers or b"",
+                             [r.address for r in envelope.recipients], envelope.message_id)
+        except Exception:
+            # The mail is on its way; a missing Sent copy must not fail it.
+            self._log.failure("send-save for {user} failed", user=info.user)
+
+
+def _failure_of_current() -> Any:
+    from twisted.python.failure import Failure
+
+    return Failure()
+

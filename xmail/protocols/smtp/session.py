@@ -1,0 +1,732 @@
+# -*- test-case-name: tests.protocols.test_smtp_session -*-
+"""The SMTP state machine: parser events in, replies out, one at a time.
+
+`SMTPSession.handle(event)` returns None when it is done with the event, or
+a Deferred while an asynchronous check or the delivery runs; the Protocol
+(server.py) stops feeding events and pauses the transport until it fires,
+so pipelined commands (RFC 2920) are processed strictly in order and their
+replies come out in order.  Everything outside — directory, store, queue,
+portal, TLS, the socket — is reached through the `backend` and `io`
+objects, so the state machine runs under unit tests without a reactor.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.utils
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from typing import Any
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from xmail.protocols.smtp import replies
+from xmail.protocols.smtp.grammar import (
+    GrammarError,
+    decode_xtext,
+    parse_hello_domain,
+    parse_path_argument,
+    split_command,
+)
+from xmail.protocols.smtp.parser import (
+    BodyData,
+    ChunkEnd,
+    CommandLine,
+    DataEnd,
+    Event,
+    LineTooLong,
+    SMTPParser,
+)
+from xmail.protocols.smtp.replies import Reply
+
+MX, SUBMISSION = "mx", "submission"
+
+# RFC 5321 §4.5.3.1.4: 512 octets; MAIL/RCPT grow with their parameters
+# (RFC 1869 §4.1.2, RFC 1870: +26, RFC 3461: ORCPT/ENVID); AUTH lines carry
+# SASL data (RFC 4954 §4: 12288).
+COMMAND_LINE_LIMIT = 512
+ENVELOPE_LINE_LIMIT = 2048
+AUTH_LINE_LIMIT = 12288
+MAX_ERRORS = 20  # error replies per session before 421 (Postfix smtpd_hard_error_limit)
+MAX_ENVID = 100  # RFC 3461 §4.4
+
+
+@dataclass
+class Recipient:
+    address: str  # as given in RCPT TO
+    user: str | None  # canonical local user, None for a remote recipient
+    notify: tuple[str, ...] = ()
+    orcpt: str | None = None
+
+
+@dataclass
+class Envelope:
+    mail_from: str
+    size: int | None = None
+    body: str = "7BIT"
+    smtputf8: bool = False
+    ret: str | None = None
+    envid: str | None = None
+    recipients: list[Recipient] = field(default_factory=list)
+    # filled while the content arrives
+    message_id: str | None = None
+    header_error: Reply | None = None
+    headers: bytes | None = None
+
+
+@dataclass
+class SessionInfo:
+    """What the backend needs to know about the client for one delivery."""
+
+    mode: str
+    client_ip: str
+    helo: str
+    esmtp: bool
+    secure: bool
+    user: str | None  # authenticated user
+    transaction_id: str
+
+
+class SMTPSession:
+    _log = Logger()
+
+    def __init__(self, backend: Any, io: Any, *, mode: str, client_ip: str, secure: bool,
+                 tls_available: bool):
+        self.backend = backend
+        self.io = io  # write(bytes), start_tls(), close()
+        self.mode = mode
+        self.client_ip = client_ip
+        self.secure = secure
+        self.tls_available = tls_available
+        self.parser = SMTPParser()
+        self.hostname = backend.hostname
+        self.closed = False
+        self.errors = 0
+        self._reset_all()
+
+    # -- state -----------------------------------------------------------------
+    def _reset_all(self) -> None:
+        # RFC 3207 §4.2: after STARTTLS nothing learnt before it survives.
+        self.helo: str | None = None
+        self.esmtp = False
+        self.user: str | None = None
+        self._sasl: Any = None
+        self._reset_transaction()
+
+    def _reset_transaction(self) -> None:
+        self.envelope: Envelope | None = None
+        self.spool: Any = None
+        self._bdat_failed: Reply | None = None
+        self._chunk_reply: Reply | None = None
+        self._chunk_last = False
+
+    @property
+    def auth_offered(self) -> bool:
+        """RFC 4954 §4 / Postfix smtpd_tls_auth_only: AUTH only on submission,
+        and only over TLS or from a loopback client."""
+        return self.mode == SUBMISSION and (self.secure or self.backend.is_loopback(self.client_ip))
+
+    def info(self) -> SessionInfo:
+        return SessionInfo(self.mode, self.client_ip, self.helo or "", self.esmtp, self.secure,
+                           self.user, self.spool.name if self.spool is not None else "")
+
+    # -- output ------------------------------------------------------------------
+    def greeting(self) -> None:
+        self._send(replies.GREETING.format(self.hostname))
+
+    def reply(self, reply: Reply, lines: list[str] | None = None) -> None:
+        """Send a reply and count errors (then 421 and close, like Postfix)."""
+        self._send(reply, lines)
+        if reply.is_error and reply.code != 421:
+            self.errors += 1
+            if self.errors >= MAX_ERRORS:
+                self.close(replies.TOO_MANY_ERRORS.format(self.hostname))
+
+    def _send(self, reply: Reply, lines: list[str] | None = None) -> None:
+        if not self.closed:
+            self.io.write(reply.to_bytes(lines))
+
+    def close(self, reply: Reply | None = None) -> None:
+        if self.closed:
+            return
+        if reply is not None:
+            self._send(reply)
+        self.closed = True
+        self.discard_transaction()
+        self.io.close()
+
+    def discard_transaction(self) -> None:
+        if self.spool is not None:
+            self.spool.discard()
+        self._reset_transaction()
+
+    # -- events --------------------------------------------------------------------
+    def handle(self, event: Event) -> Any:
+        if self.closed:
+            return None
+        if isinstance(event, CommandLine):
+            if self._sasl is not None:
+                return self._sasl_response(event.line)
+            return self._command(event.line)
+        if isinstance(event, LineTooLong):
+            self._sasl = None
+            self.reply(replies.LINE_TOO_LONG)
+            return None
+        if isinstance(event, BodyData):
+            if self.spool is not None:
+                self.spool.write(event.data)
+            return None
+        if isinstance(event, DataEnd):
+            return self._data_end(event)
+        if isinstance(event, ChunkEnd):
+            return self._chunk_end(event)
+        raise TypeError(f"unknown event {event!r}")  # pragma: no cover
+
+    def _command(self, line: bytes) -> Any:
+        command = split_command(line)
+        verb = command.verb
+        limit = {"MAIL": ENVELOPE_LINE_LIMIT, "RCPT": ENVELOPE_LINE_LIMIT,
+                 "AUTH": AUTH_LINE_LIMIT}.get(verb, COMMAND_LINE_LIMIT)
+        if len(line) + 2 > limit:
+            self.reply(replies.LINE_TOO_LONG)
+            return None
+        handler = self._COMMANDS.get(verb)
+        if handler is None:
+            self.reply(replies.UNKNOWN_COMMAND)
+            return None
+        needs_hello = verb in ("MAIL", "RCPT", "DATA", "BDAT", "AUTH", "STARTTLS")
+        if needs_hello and self.helo is None:
+            self.reply(replies.SEND_HELLO_FIRST)
+            return None
+        return handler(self, command.argument)
+
+    # -- commands --------------------------------------------------------------------
+    def do_ehlo(self, argument: str) -> None:
+        self._hello(argument, esmtp=True)
+
+    def do_helo(self, argument: str) -> None:
+        self._hello(argument, esmtp=False)
+
+    def _hello(self, argument: str, esmtp: bool) -> None:
+        try:
+            helo = parse_hello_domain(argument)
+        except GrammarError:
+            self.reply(replies.HELO_REQUIRED.format("EHLO" if esmtp else "HELO"))
+            return
+        # RFC 5321 §4.1.4: EHLO in a transaction resets it.
+        self.discard_transaction()
+        self.helo, self.esmtp = helo, esmtp
+        if not esmtp:
+            self._send(replies.HELO_OK.format(self.hostname))
+            return
+        lines = [self.hostname, "PIPELINING", f"SIZE {self.backend.max_message_size}", "8BITMIME",
+                 "SMTPUTF8", "ENHANCEDSTATUSCODES"]
+        if self.tls_available and not self.secure:
+            lines.append("STARTTLS")
+        if self.auth_offered and self.user is None:
+            lines.append("AUTH PLAIN LOGIN")
+        lines += ["CHUNKING", "DSN"]
+        self._send(replies.HELO_OK, lines)
+
+    def do_noop(self, argument: str) -> None:
+        self.reply(replies.OK)
+
+    def do_rset(self, argument: str) -> None:
+        self.discard_transaction()
+        self.reply(replies.RESET_OK)
+
+    def do_quit(self, argument: str) -> None:
+        self.close(replies.CLOSING)
+
+    def do_help(self, argument: str) -> None:
+        self.reply(replies.HELP)
+
+    def do_vrfy(self, argument: str) -> None:
+        # RFC 5321 §3.5.3: 252 without disclosing which users exist.
+        self.reply(replies.CANNOT_VRFY)
+
+    def do_expn(self, argument: str) -> None:
+        self.reply(replies.NOT_IMPLEMENTED)
+
+    def do_starttls(self, argument: str) -> None:
+        if argument.strip():
+            self.reply(replies.SYNTAX_ERROR)
+            return
+        if self.secure:
+            self.reply(replies.ALREADY_TLS)
+            return
+        if not self.tls_available:
+            self.reply(replies.TLS_UNAVAILABLE)
+            return
+        self._send(replies.READY_FOR_TLS)
+        # RFC 3207 §4.2: plaintext already read after the STARTTLS line was
+        # not protected by TLS; it must not be executed (CVE-2011-0411).
+        self.parser.discard_buffer()
+        self.discard_transaction()
+        self._reset_all()
+        self.secure = True
+        self.io.start_tls()
+
+    # -- AUTH (RFC 4954) -------------------------------------------------------------
+    def do_auth(self, argument: str) -> Any:
+        if self.mode != SUBMISSION:
+            self.reply(replies.AUTH_NOT_ENABLED)
+            return None
+        if not self.auth_offered:
+            self.reply(replies.AUTH_NEEDS_TLS)
+            return None
+        if self.user is not None:
+            self.reply(replies.ALREADY_AUTHENTICATED)
+            return None
+        if self.envelope is not None:
+            # RFC 4954 §4: not permitted during a mail transaction.
+            self.reply(replies.BAD_SEQUENCE)
+            return None
+        mechanism, _, initial = argument.strip().partition(" ")
+        mechanism = mechanism.upper()
+        initial = initial.strip()
+        if mechanism == "PLAIN":
+            self._sasl = _PlainExchange()
+        elif mechanism == "LOGIN":
+            self._sasl = _LoginExchange()
+        else:
+            self.reply(replies.AUTH_MECHANISM_UNKNOWN)
+            return None
+        if initial:
+            # "=" is an empty initial response (RFC 4954 §4).
+            return self._sasl_response(b"" if initial == "=" else initial.encode("ascii", "replace"),
+                                       initial=True)
+        return self._sasl_step(None)
+
+    def _sasl_response(self, line: bytes, initial: bool = False) -> Any:
+        if len(line) + 2 > AUTH_LINE_LIMIT:
+            self._sasl = None
+            self.reply(replies.LINE_TOO_LONG)
+            return None
+        if line.strip() == b"*":
+            self._sasl = None
+            self.reply(replies.AUTH_CANCELLED)
+            return None
+        try:
+            decoded = base64.b64decode(line.strip(), validate=True) if line.strip() else b""
+        except (binascii.Error, ValueError):
+            self._sasl = None
+            self.reply(replies.AUTH_BAD_RESPONSE)
+            return None
+        return self._sasl_step(decoded)
+
+    def _sasl_step(self, response: bytes | None) -> Any:
+        exchange = self._sasl
+        outcome = exchange.step(response)
+        if isinstance(outcome, str):
+            self._send(replies.AUTH_CHALLENGE.format(outcome))
+            return None
+        self._sasl = None
+        if outcome is None:
+            self.reply(replies.AUTH_BAD_RESPONSE)
+            return None
+        username, password = outcome
+        d = self.backend.authenticate(username, password, self.client_ip, exchange.name)
+        d.addCallback(self._authenticated)
+        d.addErrback(self._auth_failed)
+        return d
+
+    def _authenticated(self, user: str) -> None:
+        self.user = user
+        self.reply(replies.AUTH_OK)
+
+    def _auth_failed(self, failure: Any) -> None:
+        reply = failure.value.args[0] if isinstance(failure.value, AuthFailure) else None
+        if reply is None:
+            self._log.failure("authentication error", failure)
+            reply = replies.AUTH_TEMPORARY_FAILURE
+        self.reply(reply)
+
+    # -- envelope --------------------------------------------------------------------
+    def _submission_gate(self) -> Reply | None:
+        if self.mode == SUBMISSION and self.user is None:
+            if not self.secure and not self.backend.is_loopback(self.client_ip):
+                return replies.MUST_ISSUE_STARTTLS
+            return replies.AUTH_REQUIRED
+        return None
+
+    def do_mail(self, argument: str) -> Any:
+        gate = self._submission_gate()
+        if gate is not None:
+            self.reply(gate)
+            return None
+        if self.envelope is not None:
+            self.reply(replies.NESTED_MAIL)
+            return None
+        try:
+            path = parse_path_argument(argument, "FROM:", allow_null=True)
+        except GrammarError as e:
+            self.reply(replies.SYNTAX_ERROR if e.kind == "syntax" else replies.BAD_SENDER_SYNTAX)
+            return None
+        if path.params and not self.esmtp:
+            self.reply(replies.PARAMETER_UNKNOWN.format(next(iter(path.params))))
+            return None
+        envelope = Envelope(path.address)
+        for key, value in path.params.items():
+            problem = self._mail_parameter(envelope, key, value)
+            if problem is not None:
+                self.reply(problem)
+                return None
+        if not envelope.mail_from.isascii() and not envelope.smtputf8:
+            # RFC 6531 §3.4
+            self.reply(replies.NON_ASCII_NEEDS_SMTPUTF8)
+            return None
+        if self.mode == SUBMISSION:
+            assert self.user is not None
+            if envelope.mail_from and not self.backend.may_send_as(self.user, envelope.mail_from):
+                self.reply(replies.SENDER_NOT_OWNED.format(envelope.mail_from, self.user))
+                return None
+            limit = self.backend.send_limit_reached(self.user)
+            if limit is not None:
+                self.reply(replies.SEND_LIMIT_REACHED.format(limit))
+                return None
+        self.envelope = envelope
+        self.reply(replies.SENDER_OK)
+        return None
+
+    def _mail_parameter(self, envelope: Envelope, key: str, value: str | None) -> Reply | None:
+        if key == "SIZE":
+            # RFC 1870 §6.2: refuse early when the declared size is too big.
+            if value is None or not value.isdigit() or len(value) > 20:
+                return replies.SYNTAX_ERROR
+            envelope.size = int(value)
+            if envelope.size > self.backend.max_message_size:
+                return replies.MESSAGE_TOO_BIG
+        elif key == "BODY":
+            body = (value or "").upper()
+            if body not in ("7BIT", "8BITMIME"):  # BINARYMIME is not offered
+                return replies.BODY_TYPE_UNSUPPORTED.format(value)
+            envelope.body = body
+        elif key == "SMTPUTF8":
+            if value is not None:
+                return replies.SYNTAX_ERROR
+            envelope.smtputf8 = True
+        elif key == "RET":
+            ret = (value or "").upper()
+            if ret not in ("FULL", "HDRS"):
+                return replies.SYNTAX_ERROR
+            envelope.ret = ret
+        elif key == "ENVID":
+            try:
+                envid = decode_xtext(value or "")
+            except GrammarError:
+                return replies.SYNTAX_ERROR
+            if not envid or len(value or "") > MAX_ENVID:
+                return replies.SYNTAX_ERROR
+            envelope.envid = envid
+        elif key == "AUTH":
+            pass  # RFC 4954 §5: accepted; we do not relay on the strength of it
+        else:
+            return replies.PARAMETER_UNKNOWN.format(key)
+        return None
+
+    def do_rcpt(self, argument: str) -> Any:
+        gate = self._submission_gate()
+        if gate is not None:
+            self.reply(gate)
+            return None
+        envelope = self.envelope
+        if envelope is None:
+            self.reply(replies.NEED_MAIL)
+            return None
+        try:
+            path = parse_path_argument(argument, "TO:", allow_null=False)
+        except GrammarError as e:
+            if e.kind == "address" and _is_postmaster(argument):
+                path = None
+            else:
+                self.reply(replies.SYNTAX_ERROR if e.kind == "syntax" else replies.BAD_ADDRESS_SYNTAX)
+                return None
+        if path is None:
+            # RFC 5321 §4.5.1: <postmaster> without a domain must be accepted.
+            address, params = self.backend.postmaster, {}
+        else:
+            address, params = path.address, path.params
+        if params and not self.esmtp:
+            self.reply(replies.PARAMETER_UNKNOWN.format(next(iter(params))))
+            return None
+        recipient = Recipient(address, None)
+        for key, value in params.items():
+            problem = self._rcpt_parameter(recipient, key, value)
+            if problem is not None:
+                self.reply(problem)
+                return None
+        if not address.isascii() and not envelope.smtputf8:
+            self.reply(replies.NON_ASCII_NEEDS_SMTPUTF8)
+            return None
+        if len(envelope.recipients) >= self.backend.max_recipients:
+            # RFC 5321 §4.5.3.1.10
+            self.reply(replies.TOO_MANY_RECIPIENTS)
+            return None
+        try:
+            result = self.backend.check_recipient(address, self.info(), envelope)
+        except Exception:
+            result = defer.fail()
+        if not isinstance(result, defer.Deferred):
+            self._recipient_checked(result, envelope, recipient)
+            return None
+        result.addErrback(lambda f: (self._internal_error(f, "recipient check"), None))
+        result.addCallback(self._recipient_checked, envelope, recipient)
+        return result
+
+    def _recipient_checked(self, result: tuple[Reply, str | None], envelope: Envelope,
+                           recipient: Recipient) -> None:
+        reply, user = result
+        if not reply.is_error and envelope is self.envelope:
+            recipient.user = user
+            envelope.recipients.append(recipient)
+        self.reply(reply)
+
+    def _rcpt_parameter(self, recipient: Recipient, key: str, value: str | None) -> Reply | None:
+        if key == "NOTIFY":
+            # RFC 3461 §4.1
+            items = tuple((value or "").upper().split(","))
+            allowed = {"SUCCESS", "FAILURE", "DELAY"}
+            if items != ("NEVER",) and not (set(items) <= allowed and len(set(items)) == len(items)):
+                return replies.SYNTAX_ERROR
+            recipient.notify = items
+        elif key == "ORCPT":
+            # RFC 3461 §4.2: addr-type ";" xtext
+            addr_type, semi, text = (value or "").partition(";")
+            if not semi or not addr_type:
+                return replies.SYNTAX_ERROR
+            try:
+                recipient.orcpt = f"{addr_type};{decode_xtext(text)}"
+            except GrammarError:
+                return replies.SYNTAX_ERROR
+        else:
+            return replies.PARAMETER_UNKNOWN.format(key)
+        return None
+
+    # -- content ---------------------------------------------------------------------
+    def _content_gate(self) -> Reply | None:
+        gate = self._submission_gate()
+        if gate is not None:
+            return gate
+        if self.envelope is None:
+            return replies.NEED_MAIL
+        if not self.envelope.recipients:
+            # RFC 2920 §3.1: DATA after only failed RCPTs
+            return replies.NO_VALID_RECIPIENTS
+        return None
+
+    def do_data(self, argument: str) -> None:
+        if argument.strip():
+            self.reply(replies.SYNTAX_ERROR)
+            return
+        if self.spool is not None:  # BDAT in progress (RFC 3030 §3)
+            self.reply(replies.BAD_SEQUENCE)
+            return
+        gate = self._content_gate()
+        if gate is not None:
+            self.reply(gate)
+            return
+        self._open_spool()
+        self._send(replies.START_MAIL_INPUT)
+        self.parser.start_data()
+
+    def _open_spool(self) -> None:
+        assert self.envelope is not None
+        envelope = self.envelope
+        self.spool = self.backend.new_spool(self.info(), envelope,
+                                            lambda section: self._check_headers(envelope, section))
+
+    def _check_headers(self, envelope: Envelope, section: bytes) -> bytes:
+        try:
+            section, envelope.message_id, envelope.header_error = self.backend.check_headers(
+                self.info(), envelope, section)
+        except Exception:
+            self._log.failure("header check failed")
+            envelope.header_error = replies.TEMPORARY_FAILURE
+        envelope.headers = section
+        return section
+
+    def _data_end(self, event: DataEnd) -> Any:
+        spool, envelope = self.spool, self.envelope
+        if spool is None or envelope is None:  # pragma: no cover - parser only ends DATA we started
+            return None
+        if event.line_too_long:
+            self.discard_transaction()
+            self.reply(replies.LINE_TOO_LONG)
+            return None
+        return self._finish_message()
+
+    def do_bdat(self, argument: str) -> Any:
+        parts = argument.split()
+        if not parts or len(parts) > 2 or not parts[0].isdigit() or len(parts[0]) > 20 or (
+                len(parts) == 2 and parts[1].upper() != "LAST"):
+            # The chunk size is unknown, so its octets will be read as
+            # commands; the error limit ends such a session.
+            self.reply(replies.SYNTAX_ERROR)
+            return None
+        size = int(parts[0])
+        self._chunk_last = len(parts) == 2
+        self._chunk_reply = None
+        if self._bdat_failed is not None:
+            self._chunk_reply = self._bdat_failed
+        elif self.spool is None:
+            gate = self._content_gate()
+            if gate is not None:
+                self._chunk_reply = gate
+            else:
+                self._open_spool()
+        # RFC 3030 §2: the chunk is read even when it will be refused.
+        self.parser.start_chunk(size)
+        return None
+
+    def _chunk_end(self, event: ChunkEnd) -> Any:
+        if self._chunk_reply is not None:
+            reply = self._chunk_reply
+            if self._chunk_last or self.envelope is None:
+                self.discard_transaction()
+            elif self.spool is not None:
+                self._bdat_failed = reply
+            self.reply(reply)
+            return None
+        spool = self.spool
+        assert spool is not None
+        if spool.too_big:
+            self._bdat_failed = replies.MESSAGE_TOO_BIG
+            if self._chunk_last:
+                self.discard_transaction()
+            else:
+                self.spool.discard()
+            self.reply(replies.MESSAGE_TOO_BIG)
+            return None
+        if not self._chunk_last:
+            self.reply(replies.CHUNK_OK.format(event.size))
+            return None
+        return self._finish_message()
+
+    def _finish_message(self) -> Any:
+        spool, envelope = self.spool, self.envelope
+        assert spool is not None and envelope is not None
+        spool.finish()
+        if spool.too_big:
+            self.discard_transaction()
+            self.reply(replies.MESSAGE_TOO_BIG)
+            return None
+        if spool.header_overflow:
+            self.discard_transaction()
+            self.reply(replies.HEADER_TOO_BIG)
+            return None
+        if envelope.header_error is not None:
+            reply = envelope.header_error
+            self.discard_transaction()
+            self.reply(reply)
+            return None
+        d = defer.maybeDeferred(self.backend.accept_message, self.info(), envelope, spool)
+        d.addErrback(self._internal_error, "delivery")
+        d.addCallback(self._message_done)
+        return d
+
+    def _message_done(self, reply: Reply) -> None:
+        self.discard_transaction()
+        self.reply(reply)
+
+    def _internal_error(self, failure: Any, what: str) -> Reply:
+        """A server fault: logged, answered with a temporary failure."""
+        self._log.failure("SMTP {what} failed", failure, what=what)
+        return replies.TEMPORARY_FAILURE
+
+    _COMMANDS: dict[str, Callable[..., Any]] = {}
+
+
+class AuthFailure(Exception):
+    """A login refused with a specific reply (args[0])."""
+
+
+SMTPSession._COMMANDS = {
+    "EHLO": SMTPSession.do_ehlo,
+    "HELO": SMTPSession.do_helo,
+    "MAIL": SMTPSession.do_mail,
+    "RCPT": SMTPSession.do_rcpt,
+    "DATA": SMTPSession.do_data,
+    "BDAT": SMTPSession.do_bdat,
+    "RSET": SMTPSession.do_rset,
+    "NOOP": SMTPSession.do_noop,
+    "QUIT": SMTPSession.do_quit,
+    "HELP": SMTPSession.do_help,
+    "VRFY": SMTPSession.do_vrfy,
+    "EXPN": SMTPSession.do_expn,
+    "STARTTLS": SMTPSession.do_starttls,
+    "AUTH": SMTPSession.do_auth,
+}
+
+
+def _is_postmaster(argument: str) -> bool:
+    rest = argument[3:].strip() if argument[:3].upper() == "TO:" else ""
+    return rest.split(" ", 1)[0].lower() == "<postmaster>"
+
+
+class _PlainExchange:
+    """RFC 4616: [authzid] NUL authcid NUL passwd."""
+
+    name = "PLAIN"
+
+    def step(self, response: bytes | None) -> str | tuple[str, str] | None:
+        if response is None:
+            return ""
+        parts = response.split(b"\0")
+        if len(parts) != 3:
+            return None
+        try:
+            authzid, authcid, password = (p.decode("utf-8") for p in parts)
+        except UnicodeDecodeError:
+            return None
+        if authzid and authzid.lower() != authcid.lower():
+            return None  # no proxy authorisation
+        return authcid, password
+
+
+class _LoginExchange:
+    """The LOGIN mechanism (draft-murchison-sasl-login): username, then password."""
+
+    name = "LOGIN"
+
+    def __init__(self) -> None:
+        self.username: str | None = None
+
+    def step(self, response: bytes | None) -> str | tuple[str, str] | None:
+        if response is None:
+            return base64.b64encode(b"Username:").decode()
+        try:
+            text = response.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        if self.username is None:
+            self.username = text
+            return base64.b64encode(b"Password:").decode()
+        return self.username, text
+
+
+def add_missing_headers(section: bytes, hostname: str, *, date: bool, message_id: str | None) -> bytes:
+    """Append Date / Message-ID fields to a header section (RFC 6409 §8.2, §8.3)."""
+    extra = b""
+    if date:
+        extra += b"Date: " + email.utils.formatdate(localtime=True).encode() + b"\r\n"
+    if message_id is not None:
+        extra += b"Message-ID: " + message_id.encode() + b"\r\n"
+    if not extra:
+        return section
+    if section.endswith(b"\r\n\r\n"):
+        return section[:-2] + extra + b"\r\n"
+    if section == b"\r\n":
+        return extra + b"\r\n"
+    if section and not section.endswith(b"\r\n"):
+        section += b"\r\n"
+    return section + extra
+
+
+def parse_header_section(section: bytes) -> Any:
+    """An email.message.Message with only headers (compat32: tolerant of junk)."""
+    return BytesHeaderParser(policy=compat32).parsebytes(section)
