@@ -52,7 +52,7 @@ from xmail.auth.interfaces import DirectoryError
 from xmail.config import ConfigError, Settings, load
 
 # Modules that add command groups with register(subparsers); see above.
-EXTENSION_MODULES: list[str] = ["xmail.queue.cli", "xmail.autoconfig.cli"]
+EXTENSION_MODULES: list[str] = ["xmail.queue.cli", "xmail.autoconfig.cli", "xmail.ops.cli"]
 
 
 class CliError(Exception):
@@ -504,10 +504,11 @@ def main(argv: Sequence[str] | None = None, *, stdin: TextIO | None = None, stdo
         stderr.write(f"xmailctl: {e}\n")
         return 1
     ctx = CliContext(settings, stdout, stderr, stdin)
+    from xmail.ops.admin import run_recorded
     from xmail.store.interfaces import StoreError
 
     try:
-        status = args.func(ctx, args)
+        status = run_recorded(ctx, args, argv)  # the admin log (xmail.ops.admin)
     except (CliError, DirectoryError, StoreError) as e:
         ctx.warn(str(e))
         return 1

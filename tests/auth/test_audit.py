@@ -73,3 +73,41 @@ def test_two_writers_append_whole_lines(tmp_path):
     second.close()
     accounts = sorted(line["account"] for line in _lines(tmp_path / "log" / "login.log"))
     assert accounts == sorted(f"u{i}@example.com" for i in range(200))
+
+
+def test_crlf_in_admin_and_traffic_values_stays_escaped(tmp_path):
+    audit = AuditLog(_settings(tmp_path), clock=lambda: 1700000000.0)
+    forged = 'root\r\n{"ts":1,"event":"admin","operator":"mallory"}'
+    audit.admin(forged, ["user", "add", "a@example.com\r\nx"], "ok")
+    audit.mail("received", user="", sender="x@example.org\r\nBcc: y", recipients="a@example.com\nb",
+               size=1)
+    audit.close()
+    for name in ("admin.log", "mail.log", "traffic.log"):
+        raw = (tmp_path / "log" / name).read_text()
+        assert "\r" not in raw
+        assert all(line.startswith('{"ts":1700000000') for line in raw.splitlines()), name
+    admin = _lines(tmp_path / "log" / "admin.log")
+    assert len(admin) == 1 and admin[0]["operator"] == forged
+    assert admin[0]["command"] == "user add a@example.com\r\nx"
+    (traffic,) = _lines(tmp_path / "log" / "traffic.log")
+    assert traffic["user"] == "a@example.com\nb" and traffic["dir"] == "in"
+
+
+def test_logins_and_deliveries_reach_the_metrics(tmp_path):
+    from xmail.ops import metrics
+
+    def value(name, **labels):
+        return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
+
+    before = (value("xmail_logins_total", protocol="pop3", result="fail"),
+              value("xmail_deliveries_total"), value("xmail_delivered_bytes_total"),
+              value("xmail_mail_events_total", event="purged"))
+    audit = AuditLog(_settings(tmp_path))
+    audit.login("a@example.com", "pop3", "192.0.2.1", "USER", "fail")
+    audit.mail("received", recipients="a@example.com,b@example.com", size=100, user="")
+    audit.mail("purged", account="a@example.com", folder="Recycle", size=100)
+    audit.close()
+    after = (value("xmail_logins_total", protocol="pop3", result="fail"),
+             value("xmail_deliveries_total"), value("xmail_delivered_bytes_total"),
+             value("xmail_mail_events_total", event="purged"))
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1, 2, 200, 1]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -27,6 +28,8 @@ import lmdb
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+
+from xmail.ops import metrics
 
 T = TypeVar("T")
 
@@ -187,6 +190,7 @@ class IndexEnvironment:
             self._commit_batch(batch)
 
     def _commit_batch(self, batch: list[tuple[Callable[[lmdb.Transaction], Any], Deferred[Any]]]) -> None:
+        started = time.monotonic()
         while True:
             outcomes: list[tuple[bool, Any]] = []
             try:
@@ -211,6 +215,7 @@ class IndexEnvironment:
                         outcomes.append((False, Failure()))
                 parent.commit()
                 self.commits += 1
+                metrics.index_write(time.monotonic() - started)
             except lmdb.MapFullError:
                 parent.abort()
                 self._grow()

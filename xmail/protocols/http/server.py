@@ -320,3 +320,6 @@ class HTTPFactory(server.Site):
                          parsePOSTFormSubmission=False)
         self.ctx = ctx
         self.implicit_tls = implicit_tls
+        from xmail.ops.http import mount_metrics
+
+        mount_metrics(self.resource, ctx)  # GET /metrics (issue #8)
