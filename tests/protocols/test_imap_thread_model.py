@@ -5,12 +5,14 @@ The fixture-set tests use tests/data/sort/ in a real MailStore (see
 test_imap_sort_model.FixtureFolder; sequence numbers 1-12, UIDs 2-13).  The
 expected threads were worked out by hand, step by step, from RFC 5256; the
 reasoning is written beside each.  Pure tests build ThreadMessage lists for
-single rules of the algorithm.
+single rules of the algorithm.  The last test runs the fixture set through
+the real server with imapclient (SORT, THREAD and ESORT on the wire).
 """
 
 from __future__ import annotations
 
 import re
+from datetime import UTC
 from typing import Any
 
 import pytest
@@ -343,3 +345,51 @@ def test_threading_properties(messages: list[ThreadMessage], algorithm: str) -> 
     assert depth == 0
     assert sorted(int(x) for x in re.findall(r"\d+", wire)) == sorted(uids)
     assert "()" not in wire and "( " not in wire and " )" not in wire
+
+
+# --- over the wire: the real server and imapclient -------------------------------------------------
+
+
+def test_fixture_set_over_imap_with_imapclient(server) -> None:  # type: ignore[no-untyped-def]
+    # The same fixture set APPENDed with its INTERNALDATEs to a real server;
+    # imapclient parses the SORT / THREAD / ESEARCH answers.  Expected values
+    # are the hand-checked ones above (UIDs are 1-12 here).
+    import os
+    from datetime import datetime
+
+    from imapclient import IMAPClient
+
+    from tests.conftest import PASSWORD
+    from tests.protocols.test_imap_sort_model import ARRIVALS, DATA, HAND_CHECKED, fixture_files
+
+    client = IMAPClient("127.0.0.1", port=server.port("imap"), ssl=False, timeout=20)
+    try:
+        client.login("alice@example.com", PASSWORD)
+        caps = set(client.capabilities())
+        assert {b"SORT", b"SORT=DISPLAY", b"ESORT", b"THREAD=ORDEREDSUBJECT", b"THREAD=REFERENCES"} <= caps
+        for seq, name in enumerate(fixture_files(), 1):
+            with open(os.path.join(DATA, name), "rb") as f:
+                client.append("INBOX", f.read(), (), msg_time=datetime.fromtimestamp(ARRIVALS[seq], UTC))
+        client.select_folder("INBOX")
+        for criteria in ("DATE", "REVERSE CC", "SUBJECT", "DISPLAYFROM", "REVERSE ARRIVAL"):
+            assert client.sort(criteria.split()) == HAND_CHECKED[criteria], criteria
+        assert client.sort(["FROM"], ["NOT", "SUBJECT", "budget"]) == [9, 11, 2, 10, 3, 6, 7, 12, 1]
+        assert client.thread("REFERENCES") == (
+            (9,), ((4, 8), (5,), (6,)), ((1, 2, 3), (7,)), (10,), (12, 11))
+        assert client.thread("ORDEREDSUBJECT") == (
+            (9,), (4, (5,), (8,)), (1, (2,), (3,), (7,)), (6, 10), (11, 12))
+        tag = client._imap._new_tag()  # ESORT: imapclient has no API for SORT RETURN
+        client._imap.send(tag + b" SORT RETURN (MIN MAX COUNT) (REVERSE DATE) UTF-8 ALL\r\n")
+        lines = []
+        while True:
+            line = client._imap._get_line()
+            lines.append(line)
+            if line.startswith(tag):
+                break
+        assert lines[0] == b'* ESEARCH (TAG "' + tag + b'") MIN 12 MAX 9 COUNT 12'
+        assert lines[-1].startswith(tag + b" OK")
+    finally:
+        try:
+            client.logout()
+        except Exception:
+            pass

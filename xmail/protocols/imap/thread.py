@@ -122,6 +122,7 @@ def message_ids(value: str | None) -> list[str]:
 
 
 def thread_message(uid: int, seq: int, record: MessageRecord, headers: dict[str, str]) -> ThreadMessage:
+    """The ThreadMessage of one message's cached headers."""
     ids = message_ids(headers.get("message-id"))
     # RFC 5256 REFERENCES step 1: the References ids, or when there are none,
     # the first valid id of In-Reply-To.
@@ -136,9 +137,15 @@ def thread_message(uid: int, seq: int, record: MessageRecord, headers: dict[str,
 def thread_uids(folder: Any, records: Sequence[MessageRecord], algorithm: str, *,
                 search_result_uids: Iterable[int]) -> list[ThreadNode]:
     """Thread the UIDs of search_result_uids that are in records."""
+    if algorithm not in ALGORITHMS:
+        raise ThreadSyntaxError(f"unsupported threading algorithm {algorithm[:30]}")
     wanted = set(search_result_uids)
     chosen = [(seq, r) for seq, r in enumerate(records, 1) if r.uid in wanted]
     headers = cached_headers(folder, [r.uid for _, r in chosen])
+    if algorithm == "ORDEREDSUBJECT":
+        return _ordered_subject_keys([
+            (collation_key(subject_key(h)), sent_date(h, r.internaldate), seq, r.uid)
+            for (seq, r), h in zip(chosen, headers, strict=True)])
     messages = [thread_message(r.uid, seq, r, h) for (seq, r), h in zip(chosen, headers, strict=True)]
     return thread_messages(messages, algorithm)
 
@@ -155,21 +162,26 @@ def thread_messages(messages: Sequence[ThreadMessage], algorithm: str) -> list[T
 
 
 def _ordered_subject(messages: Sequence[ThreadMessage]) -> list[ThreadNode]:
+    return _ordered_subject_keys([(m.subject, m.sent, m.seq, m.uid) for m in messages])
+
+
+def _ordered_subject_keys(keys: list[tuple[str, float, int, int]]) -> list[ThreadNode]:
+    """keys: (collated base subject, sent date, sequence number, uid)."""
     # RFC 5256 §3 ORDEREDSUBJECT: sort by base subject then sent date, split
     # into threads of equal base subject, the first message at the top and the
     # rest its children (no grandchildren); threads sorted by the sent date of
     # their first message.  Sequence numbers break every tie (§2.2).
-    ordered = sorted(messages, key=lambda m: (m.subject, m.sent, m.seq))
+    keys.sort()
     threads: list[tuple[tuple[float, int], ThreadNode]] = []
     current_subject: str | None = None
     top: ThreadNode | None = None
-    for m in ordered:
-        if top is None or m.subject != current_subject:
-            top = ThreadNode(m.uid)
-            current_subject = m.subject
-            threads.append(((m.sent, m.seq), top))
+    for subject, sent, seq, uid in keys:
+        if top is None or subject != current_subject:
+            top = ThreadNode(uid)
+            current_subject = subject
+            threads.append(((sent, seq), top))
         else:
-            top.children.append(ThreadNode(m.uid))
+            top.children.append(ThreadNode(uid))
     threads.sort(key=lambda t: t[0])
     return [node for _key, node in threads]
 
@@ -177,10 +189,7 @@ def _ordered_subject(messages: Sequence[ThreadMessage]) -> list[ThreadNode]:
 # --- REFERENCES ------------------------------------------------------------------------------
 
 
-_Container = ThreadNode  # a node of the REFERENCES work tree
-
-
-def _link(parent: _Container, child: _Container) -> bool:
+def _link(parent: ThreadNode, child: ThreadNode) -> bool:
     # "Do not create a parent/child link if creating that link would
     # introduce a loop": the parent must not be the child or below it.
     if child.is_ancestor_of(parent):
@@ -190,7 +199,7 @@ def _link(parent: _Container, child: _Container) -> bool:
     return True
 
 
-def _unlink(child: _Container) -> None:
+def _unlink(child: ThreadNode) -> None:
     parent = child.parent
     if parent is not None:
         parent.children.remove(child)
@@ -200,19 +209,19 @@ def _unlink(child: _Container) -> None:
 class _References:
     def __init__(self, messages: Sequence[ThreadMessage]):
         self.messages = sorted(messages, key=lambda m: m.seq)
-        self.by_id: dict[str, _Container] = {}
-        self.containers: list[_Container] = []
+        self.by_id: dict[str, ThreadNode] = {}
+        self.containers: list[ThreadNode] = []
 
-    def container(self, message_id: str) -> _Container:
+    def container(self, message_id: str) -> ThreadNode:
         c = self.by_id.get(message_id)
         if c is None:
             # "If no message can be found with a given Message ID, create a
             # dummy message with this ID."
-            c = self.by_id[message_id] = _Container()
+            c = self.by_id[message_id] = ThreadNode()
             self.containers.append(c)
         return c
 
-    def fill(self, c: _Container, m: ThreadMessage) -> None:
+    def fill(self, c: ThreadNode, m: ThreadMessage) -> None:
         c.message = m
         c.uid = m.uid
 
@@ -233,7 +242,7 @@ class _References:
                 # No Message-ID, or a duplicate of an earlier (lower sequence
                 # number) message's: a unique id of its own, which nothing
                 # can reference.
-                this = _Container(m.uid, None, m)
+                this = ThreadNode(m.uid, None, m)
                 self.containers.append(this)
             elif own is not None:
                 self.fill(own, m)  # a dummy made by an earlier reference
@@ -243,7 +252,8 @@ class _References:
                 self.fill(this, m)
             # 1.A: link the references as a chain, never changing an
             # existing parent and never making a loop.
-            refs = [self.container(r) for r in m.references]
+            by_id = self.by_id
+            refs = [by_id.get(r) or self.container(r) for r in m.references]
             for parent, child in zip(refs, refs[1:], strict=False):
                 if child.parent is None and parent is not child:
                     _link(parent, child)
@@ -255,10 +265,10 @@ class _References:
 
     # step 3
     @staticmethod
-    def prune(roots: list[_Container]) -> list[_Container]:
+    def prune(roots: list[ThreadNode]) -> list[ThreadNode]:
         # Bottom-up: by the time a container is looked at, its children have
         # been pruned, so promoted children never need a second look.
-        order: list[_Container] = []
+        order: list[ThreadNode] = []
         stack = list(roots)
         while stack:
             c = stack.pop()
@@ -271,7 +281,7 @@ class _References:
 
     # step 4
     @staticmethod
-    def sort_top(roots: list[_Container]) -> None:
+    def sort_top(roots: list[ThreadNode]) -> None:
         for c in roots:
             if c.message is None:
                 c.children.sort(key=_date_key)
@@ -279,8 +289,8 @@ class _References:
 
     # step 5
     @staticmethod
-    def group_by_subject(roots: list[_Container]) -> list[_Container]:
-        table: dict[str, _Container] = {}
+    def group_by_subject(roots: list[ThreadNode]) -> list[ThreadNode]:
+        table: dict[str, ThreadNode] = {}
         for c in roots:  # 5.B
             subject = _subject_of(c)
             if not subject:
@@ -292,7 +302,7 @@ class _References:
                     c.message is None or (_is_reply(old) and not _is_reply(c))):
                 table[subject] = c
         absorbed: set[int] = set()
-        added: list[_Container] = []
+        added: list[ThreadNode] = []
         for c in roots:  # 5.C
             if id(c) in absorbed:
                 continue
@@ -315,7 +325,7 @@ class _References:
                 old.children.append(c)
                 c.parent = old
             else:
-                dummy = _Container()
+                dummy = ThreadNode()
                 dummy.children = [old, c]
                 old.parent = c.parent = dummy
                 absorbed.add(id(old))
@@ -325,10 +335,10 @@ class _References:
 
     # step 6
     @staticmethod
-    def sort_all(roots: list[_Container]) -> None:
+    def sort_all(roots: list[ThreadNode]) -> None:
         # Youngest siblings first, so that a dummy's first child is final
         # before the dummy is sorted among its own siblings.
-        order: list[_Container] = []
+        order: list[ThreadNode] = []
         stack = list(roots)
         while stack:
             c = stack.pop()
@@ -340,11 +350,11 @@ class _References:
         roots.sort(key=_date_key)
 
 
-def _pruned(children: list[_Container], *, at_root: bool, parent: _Container | None) -> list[_Container]:
+def _pruned(children: list[ThreadNode], *, at_root: bool, parent: ThreadNode | None) -> list[ThreadNode]:
     # RFC 5256 REFERENCES step 3: a dummy without children goes; a dummy with
     # children is replaced by them, except at the top level where that only
     # happens for a single child.
-    out: list[_Container] = []
+    out: list[ThreadNode] = []
     for c in children:
         if c.message is not None:
             out.append(c)
@@ -360,7 +370,7 @@ def _pruned(children: list[_Container], *, at_root: bool, parent: _Container | N
     return out
 
 
-def _first_message(c: _Container) -> ThreadMessage | None:
+def _first_message(c: ThreadNode) -> ThreadMessage | None:
     # "In the case of a dummy message, use its first child" (steps 4-6).
     while c.message is None:
         if not c.children:
@@ -369,17 +379,17 @@ def _first_message(c: _Container) -> ThreadMessage | None:
     return c.message
 
 
-def _date_key(c: _Container) -> tuple[float, int]:
+def _date_key(c: ThreadNode) -> tuple[float, int]:
     m = _first_message(c)
     return (m.sent, m.seq) if m is not None else (float("-inf"), 0)
 
 
-def _subject_of(c: _Container) -> str:
+def _subject_of(c: ThreadNode) -> str:
     m = _first_message(c)
     return m.subject if m is not None else ""
 
 
-def _is_reply(c: _Container) -> bool:
+def _is_reply(c: ThreadNode) -> bool:
     return c.message is not None and c.message.reply
 
 
