@@ -491,6 +491,23 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load(args.config or os.environ.get("XMAIL_CONFIG") or None)
 
 
+def _run_as_data_owner(settings: Any) -> None:
+    """Create files as the daemon would: private, and owned by the data_dir's
+    owner.  `xmailctl` run as root would otherwise leave root-owned Maildirs
+    and index files that a daemon running as `xmail` cannot write."""
+    os.umask(os.umask(0o077) | 0o077)
+    if os.geteuid() != 0:
+        return
+    try:
+        st = os.stat(settings.data_dir)
+    except FileNotFoundError:
+        return
+    if st.st_uid != 0:
+        os.setgroups([])
+        os.setgid(st.st_gid)
+        os.setuid(st.st_uid)
+
+
 def main(argv: Sequence[str] | None = None, *, stdin: TextIO | None = None, stdout: TextIO | None = None,
          stderr: TextIO | None = None) -> int:
     stdin = stdin or sys.stdin
@@ -503,6 +520,7 @@ def main(argv: Sequence[str] | None = None, *, stdin: TextIO | None = None, stdo
     except ConfigError as e:
         stderr.write(f"xmailctl: {e}\n")
         return 1
+    _run_as_data_owner(settings)
     ctx = CliContext(settings, stdout, stderr, stdin)
     from xmail.ops.admin import run_recorded
     from xmail.store.interfaces import StoreError

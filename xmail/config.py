@@ -70,6 +70,26 @@ class LimitSettings:
     smtp_idle_timeout: int = 300
     pop3_idle_timeout: int = 600
     imap_idle_timeout: int = 1800
+    # Connection caps (issue #8); 0 = no cap.  Per client address and
+    # protocol (imap and imaps count together), checked when accepting.
+    max_connections_per_ip: int = 50
+    # Logged-in sessions of one user per protocol.
+    max_connections_per_user: int = 20
+    # Login throttling (xmail.auth.throttle); a count of 0 switches its rule
+    # off.  Per (client address, account):
+    # after this many failures each attempt waits 2 s, 4 s, 8 s ...
+    login_failures_before_delay: int = 3
+    login_max_delay: int = 60  # seconds
+    # ... and after this many it is refused outright for login_refusal_seconds.
+    login_failures_before_refusal: int = 10
+    login_refusal_seconds: int = 900
+    # Per client address across accounts (password spraying).
+    ip_login_failures_before_delay: int = 10
+    ip_login_failures_before_refusal: int = 50
+    # Per account across addresses: slows, never refuses, so the owner
+    # can still log in from a new address during an attack.
+    account_login_failures_before_delay: int = 20
+    account_login_max_delay: int = 15  # seconds
 
 
 @dataclass(frozen=True)
@@ -107,6 +127,29 @@ class AutoconfigSettings:
 
 
 @dataclass(frozen=True)
+class LogSettings:
+    """Audit logs under data_dir/log: one file per kind and UTC day, files
+    older than the kept days are deleted (issue #8)."""
+
+    login_days: int = 30
+    mail_days: int = 30
+    admin_days: int = 365
+    traffic_days: int = 92  # traffic statistics: three months
+    prune_interval: int = 3600  # seconds between pruning runs
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """/metrics (Prometheus) on the http listener.  Served on loopback
+    listener addresses; on any other address only with public = true."""
+
+    enabled: bool = True
+    public: bool = False
+    # Client networks allowed to scrape ("10.0.0.0/8"); empty: any client.
+    allow: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     tls: TLSSettings = field(default_factory=TLSSettings)
@@ -114,6 +157,8 @@ class Settings:
     limits: LimitSettings = field(default_factory=LimitSettings)
     relay: RelaySettings = field(default_factory=RelaySettings)
     autoconfig: AutoconfigSettings = field(default_factory=AutoconfigSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     # domain -> "host:port": deliver mail for a domain to a fixed host
     # instead of its MX (tests deliver to a second instance on loopback).
     transport: dict[str, str] = field(default_factory=dict)
@@ -188,7 +233,18 @@ def parse(text: str, source: str = "<string>") -> Settings:
     ):
         raise ConfigError(f"{source}: server.hostname {settings.server.hostname!r} is not a host name")
     _check_autoconfig(settings.autoconfig, source)
+    _check_metrics(settings.metrics, source)
     return replace(settings, source=source)
+
+
+def _check_metrics(metrics: MetricsSettings, source: str) -> None:
+    import ipaddress
+
+    for i, network in enumerate(metrics.allow):
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigError(f"{source}: metrics.allow[{i}] {network!r} is not a network") from None
 
 
 def _is_host_name(name: str) -> bool:

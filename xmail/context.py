@@ -27,6 +27,8 @@ class ServerContext:
     # listener name -> first bound TCP port (a "tcp:0" or systemd listener has
     # no port in its config; auto-configuration advertises the real one).
     bound_ports: dict[str, int] = field(default_factory=dict)
+    connections: Any = None  # xmail.limits.UserConnections: sessions per user and protocol
+    peer_connections: Any = None  # xmail.limits.PeerConnections: connections per client address
 
     def is_loopback(self, host: str) -> bool:
         """May this client use plaintext auth without TLS?  Loopback clients

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 import signal
+import threading
 from typing import Any
 
 from twisted.application import service
@@ -20,9 +21,10 @@ from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
-from xmail import tls
+from xmail import limits, tls
 from xmail.config import Settings
 from xmail.context import ServerContext
+from xmail.ops.metrics import count_connections
 from xmail.store.environment import IndexEnvironment
 
 # listener name -> (factory "module:Class", factory keyword arguments, implicit TLS)
@@ -60,7 +62,11 @@ class CoreService(service.Service):
         os.makedirs(settings.data_dir, mode=0o700, exist_ok=True)
         for sub in ("mail", "queue", "log"):
             os.makedirs(settings.path(sub), mode=0o700, exist_ok=True)
-        self.ctx.tls = tls.server_context_factory(settings)
+        # As the service user: it must be able to read the certificate for
+        # a SIGHUP reload anyway.
+        if self.ctx.tls is None:
+            self.ctx.tls = tls.ServerTLS(settings)
+        self.ctx.tls.load()
         # LMDB must be opened after twistd forks (daemon mode): here, not in
         # makeService.
         self.env = IndexEnvironment(settings.path("index"), reactor=self.ctx.reactor)
@@ -76,6 +82,7 @@ class CoreService(service.Service):
         self.ctx.store = MailStore(self.env, settings, self.ctx.directory, self.ctx.reactor)
         self.ctx.portal = make_portal(self.ctx.directory, self.ctx.store, settings, self.ctx.reactor)
         self.ctx.store.start()
+        self.ctx.audit.start(self.ctx.reactor, self.ctx.directory)  # log pruning timer
         try:
             queue_cls = _load("xmail.queue.runner:DeliveryQueue")
         except ImportError:
@@ -102,6 +109,8 @@ class CoreService(service.Service):
             self._purge.stop()
         if self.ctx.queue is not None:
             yield defer.maybeDeferred(self.ctx.queue.stop)
+        if self.ctx.audit is not None:
+            self.ctx.audit.stop()
         if self.ctx.store is not None:
             yield defer.maybeDeferred(self.ctx.store.stop)
         if self.env is not None:
@@ -142,11 +151,14 @@ class ListenerService(service.Service):
         if self._bound:
             return
         self._bound = True
-        factory = self.factory
+        factory = count_connections(self.factory, self.name)
+        # Inside TLS, so that an implicit-TLS client reads the refusal.
+        factory = limits.peer_limited(factory, self.ctx, self.name)
         if self.implicit_tls:
-            # The certificate is needed before the core starts: load it here.
+            # ServerTLS reads its files on first use (CoreService, after
+            # twistd --uid dropped privileges), not here.
             if self.ctx.tls is None:
-                self.ctx.tls = tls.server_context_factory(self.ctx.settings)
+                self.ctx.tls = tls.ServerTLS(self.ctx.settings)
             factory = TLSMemoryBIOFactory(self.ctx.tls, False, factory)
         for description in self.descriptions:
             endpoint = endpoints.serverFromString(self.ctx.reactor, description)
@@ -191,6 +203,9 @@ class XmailService(service.MultiService):
             reactor = default_reactor
         self.settings = settings
         self.ctx = ServerContext(settings=settings, reactor=reactor)
+        self.ctx.connections = limits.UserConnections(settings.limits.max_connections_per_user)
+        self.ctx.peer_connections = limits.PeerConnections(settings.limits.max_connections_per_ip)
+        self._previous_sighup: Any = None
         self.core = CoreService(self.ctx)
         self.core.setServiceParent(self)
         self.listeners: dict[str, ListenerService] = {}
@@ -209,6 +224,40 @@ class XmailService(service.MultiService):
             listener = ListenerService(name, self.ctx, descriptions, factory, implicit_tls)
             listener.setServiceParent(self)
             self.listeners[name] = listener
+
+    def privilegedStartService(self) -> None:
+        # Only twistd and the tac call this (tests call startService), so
+        # the process-wide umask changes only in a real daemon: files and
+        # directories the server creates are the service user's alone,
+        # whatever mode a library asks for (LMDB creates its files 0644).
+        # An operator's stricter --umask stays.
+        os.umask(os.umask(0o077) | 0o077)
+        super().privilegedStartService()
+
+    def startService(self) -> None:
+        super().startService()
+        # Signal handlers belong to the main thread; the tests' reactor
+        # runs in another one and reloads by calling reload_tls().
+        if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGHUP"):
+            self._previous_sighup = signal.signal(signal.SIGHUP, self._on_sighup)
+
+    def stopService(self) -> Any:
+        if self._previous_sighup is not None:
+            signal.signal(signal.SIGHUP, self._previous_sighup)
+            self._previous_sighup = None
+        return super().stopService()
+
+    def _on_sighup(self, signum: int, frame: Any) -> None:
+        # Nothing else here: a signal handler may interrupt code holding a
+        # lock (logging); the reactor runs the reload.
+        self.ctx.reactor.callFromThread(self.reload_tls)
+
+    def reload_tls(self) -> bool:
+        """Serve the certificate files as they are now to new connections
+        (SIGHUP); False, and the old certificate stays, when they are bad."""
+        if self.ctx.tls is None:
+            return False
+        return self.ctx.tls.reload()
 
     def port(self, name: str) -> int:
         """The first bound TCP port of a listener (tests use port 0)."""

@@ -3,6 +3,7 @@
 
 A self-signed certificate is generated once under data_dir/tls on first start
 (so `twistd -n xmail` works on a fresh machine) and reused afterwards.
+ServerTLS serves it, and replaces it without a restart on SIGHUP.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import datetime
 import os
 import socket
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -17,6 +19,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
 from twisted.internet import ssl
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from twisted.logger import Logger
+from zope.interface import implementer
 
 from xmail.config import Settings
 
@@ -71,8 +76,79 @@ def ensure_certificate(settings: Settings) -> tuple[str, str]:
 
 
 def server_context_factory(settings: Settings) -> ssl.CertificateOptions:
-    """Options for implicit TLS listeners and STARTTLS/STLS upgrades."""
+    """Options for the [tls] certificate (ServerTLS serves them)."""
     cert_path, key_path = ensure_certificate(settings)
+    return _options(cert_path, key_path)
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class ServerTLS:
+    """The server certificate(s) of every listener and STARTTLS, replaceable
+    while running: each new TLS connection takes the context current at its
+    start, so `reload()` (SIGHUP) serves renewed files to new connections
+    while established ones keep theirs.
+
+    Files are read on first use or `load()`, which the service calls after
+    twistd has dropped privileges: the service user must be able to read
+    them, as it must for a reload.  [[tls.sni]] entries are served to
+    clients that ask for their name (RFC 6066 §3 server_name); other clients
+    get the [tls] certificate.
+    """
+
+    _log = Logger()
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._default: SSL.Context | None = None
+        self._by_name: dict[str, SSL.Context] = {}
+        self.loads = 0  # successful loads (tests, stats)
+
+    def load(self) -> None:
+        """Read the certificate files now; raises when they cannot be used
+        (the running contexts stay as they were)."""
+        default = server_context_factory(self.settings).getContext()
+        by_name = {}
+        for entry in self.settings.tls.sni:
+            options = _options(entry.cert, entry.key or entry.cert)
+            by_name[entry.name.lower().rstrip(".")] = options.getContext()
+        if by_name:
+            default.set_tlsext_servername_callback(self._choose)
+        self._default, self._by_name = default, by_name
+        self.loads += 1
+
+    def reload(self) -> bool:
+        """load(), logging instead of raising: a bad file keeps the old
+        certificate in service."""
+        try:
+            self.load()
+        except Exception as e:
+            self._log.error("TLS certificate not reloaded, the old one stays: {error}", error=e)
+            return False
+        self._log.info("TLS certificate reloaded")
+        return True
+
+    def _choose(self, connection: SSL.Connection) -> None:
+        requested = connection.get_servername()
+        if not requested:
+            return
+        name = requested.decode("ascii", "replace").lower().rstrip(".")
+        context = self._by_name.get(name)
+        if context is None and "." in name:
+            context = self._by_name.get("*." + name.split(".", 1)[1])
+        if context is not None:
+            connection.set_context(context)
+
+    def getContext(self) -> SSL.Context:
+        if self._default is None:
+            self.load()
+        assert self._default is not None
+        return self._default
+
+    def serverConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
+        return SSL.Connection(self.getContext(), None)
+
+
+def _options(cert_path: str, key_path: str) -> ssl.CertificateOptions:
     with open(cert_path, "rb") as f:
         chain_pem = f.read()
     with open(key_path, "rb") as f:

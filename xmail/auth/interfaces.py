@@ -34,6 +34,18 @@ class LoginUnavailable(Exception):
     POP3: -ERR [SYS/TEMP]."""
 
 
+class LoginThrottled(LoginUnavailable):
+    """Refused without checking the password: too many recent failures from
+    this client address (for this account or across accounts).  A
+    LoginUnavailable, so every protocol answers "try again later" and audits
+    "throttled"; the same credentials may work once `retry_after` seconds
+    have passed."""
+
+    def __init__(self, message: str, retry_after: float = 0.0):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 @dataclass(frozen=True, slots=True)
 class UserRecord:
     address: str  # canonical, lowercase
@@ -87,3 +99,37 @@ class IAuditLog(Interface):
 
     def mail(event: str, **fields: Any) -> None:
         """received / sent / deleted / expunged / recycled / purged / bounced."""
+
+
+class ILoginThrottle(Interface):
+    """Brute-force throttling in front of password checks
+    (xmail.auth.throttle.LoginThrottle; the portal's checker calls it)."""
+
+    def admit(client_ip: str | None, account: str) -> Any:
+        """-> Deferred firing with a ticket once this attempt may be checked
+        (at once, or after a delay), or failing with LoginThrottled.
+        client_ip None: the protocol did not say (account rules only)."""
+
+    def finished(ticket: Any, outcome: str) -> None:
+        """The attempt ended: "ok" (password right), "fail" (wrong name or
+        password) or "error" (not checked: counts neither way)."""
+
+
+class IFailureCounts(Interface):
+    """Where LoginThrottle keeps failure counts: in memory per process
+    (MemoryFailureCounts), or shared between worker processes (issue #9).
+    Synchronous and cheap: called on the reactor thread.  `scope` is "pair"
+    (client address and account), "ip" or "account"."""
+
+    def get(scope: str, key: str, now: float) -> tuple[int, float]:
+        """(recent failures, refused until) for key; (0, 0.0) when unknown
+        or forgotten."""
+
+    def add_failure(scope: str, key: str, now: float) -> int:
+        """Count one failure; returns the new count."""
+
+    def refuse(scope: str, key: str, until: float) -> None:
+        """Refuse key outright until `until`."""
+
+    def reset(scope: str, key: str) -> None:
+        """Forget key (a successful login)."""

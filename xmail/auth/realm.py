@@ -2,7 +2,9 @@
 """The realm and the one Portal every protocol logs in through.
 
 `make_portal` builds it in CoreService.startService; a protocol calls
-``portal.login(UsernamePassword(name, password), None, IMailAccount)`` and
+``portal.login(login_credentials(name, password, client_ip=..., protocol=...),
+None, IMailAccount)`` (xmail.auth.credentials; a plain UsernamePassword works
+too, throttled by account only) and
 gets ``(IMailAccount, MailAccount, logout)``.  The user's mailbox is
 provisioned (Maildir tree and default folders) before the avatar is handed
 out, so a protocol never sees a user without folders.
@@ -19,6 +21,7 @@ from zope.interface import implementer
 
 from xmail.auth.checker import DirectoryChecker
 from xmail.auth.interfaces import IMailAccount, UserRecord
+from xmail.auth.throttle import LoginThrottle, ThrottledChecker, ThrottlePolicy
 from xmail.config import Settings
 
 
@@ -55,8 +58,11 @@ class MailRealm:
 
 
 def make_portal(directory: Any, store: Any, settings: Settings, reactor: Any) -> Portal:
-    """The Portal shared by all protocols (one checker, one verifier pool)."""
+    """The Portal shared by all protocols (one checker, one verifier pool),
+    with brute-force throttling in front of the password check."""
     checker = DirectoryChecker(directory, reactor)
-    portal = Portal(MailRealm(directory, store), [checker])
+    throttle = LoginThrottle(reactor, ThrottlePolicy.from_limits(settings.limits))
+    portal = Portal(MailRealm(directory, store), [ThrottledChecker(checker, throttle, directory.resolve)])
     portal.checker = checker  # for tests and stats
+    portal.throttle = throttle
     return portal

@@ -66,6 +66,7 @@ class IndexEnvironment:
             self.path,
             map_size=self._map_size,
             max_dbs=_MAX_DBS,
+            mode=0o600,
             max_readers=512,
             sync=True,
             metasync=True,

@@ -233,7 +233,8 @@ def link_or_copy(src: str, dest: str) -> None:
         if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
             raise
     tmp = dest + ".copy"
-    with open(src, "rb") as fin, open(tmp, "xb") as fout:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
         while chunk := fin.read(_COPY_CHUNK):
             fout.write(chunk)
         fout.flush()
@@ -271,15 +272,14 @@ def make_folder_dirs(folder_dir: str, *, subfolder: bool) -> None:
     if subfolder:
         marker = os.path.join(folder_dir, "maildirfolder")
         if not os.path.exists(marker):
-            with open(marker, "wb"):
-                pass
+            os.close(os.open(marker, os.O_WRONLY | os.O_CREAT, 0o600))
 
 
 def write_keywords_file(folder_dir: str, keywords: list[str]) -> None:
     """Dovecot's dovecot-keywords: "<index> <keyword>" a line, replaced atomically."""
     path = os.path.join(folder_dir, KEYWORDS_FILE)
     tmp = f"{path}.{os.getpid()}.{secrets.token_hex(4)}"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as f:
         for index, keyword in enumerate(keywords[: len(KEYWORD_LETTERS)]):
             f.write(f"{index} {keyword}\n")
     os.replace(tmp, path)

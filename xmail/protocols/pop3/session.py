@@ -22,11 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import LoginFailed, UnauthorizedLogin
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from xmail.auth.credentials import login_credentials
 from xmail.auth.interfaces import AccountDisabled, IMailAccount, LoginUnavailable
 from xmail.protocols.pop3.dotstuff import MultilineEncoder
 from xmail.protocols.pop3.maildrop import IMaildropLocks
@@ -321,7 +321,8 @@ class POP3Session:
 
     # -- login -----------------------------------------------------------------
     def _login(self, user: str, password: str, method: str) -> defer.Deferred:
-        credentials = UsernamePassword(user.encode("utf-8"), password.encode("utf-8"))
+        credentials = login_credentials(user.encode("utf-8"), password.encode("utf-8"),
+                                        client_ip=self.client_ip, protocol="pop3")
         d = defer.maybeDeferred(self.ctx.portal.login, credentials, None, IMailAccount)
         d.addCallbacks(self._logged_in, self._login_failed,
                        callbackArgs=(user, method), errbackArgs=(user, method))
