@@ -1,20 +1,23 @@
 """SMTP inbound throughput: parallel clients deliver 10 kB messages over the MX listener.
 
     python bench/smtp_bench.py [--seconds 20] [--clients 16] [--size 10240] [--users 16]
-                               [--no-smtp-source] [--keep]
+                               [--no-smtp-source] [--keep] [--profile FILE]
 
 The server runs as its own process (`twistd -n -y tac/xmail.tac` with a
-generated config), so its peak RSS (VmHWM) is its own.  Every accepted
-message is durable when its 250 arrives (fsync'd file + committed index).
+generated config, a fresh data directory per client run), so its peak RSS
+(VmHWM) is its own; the split into anonymous and file-backed (the LMDB map)
+resident memory is printed too.  Every accepted message is durable when its
+250 arrives (fsync'd file + committed index).
 
 1. This script's asyncio client: `--clients` connections, each sending
    MAIL/RCPT/DATA pipelined (RFC 2920) then the content, one message after
    another for `--seconds`.  Prints accepted messages/s and p50/p99 latency
    from MAIL to the final 250.
-2. The same load from Postfix's `smtp-source` (16 sessions, -d: connections
-   reused), as many messages as run 1 accepted in `--seconds`; prints
-   messages/s (smtp-source reports no latency; mean latency is derived from
-   Little's law: sessions / throughput).
+2. The same load from Postfix's `smtp-source`: `--clients` processes of
+   `smtp-source -s 1 -d` (one session each, connection reused, each to its
+   own user), together as many messages as run 1 accepted in `--seconds`;
+   prints messages/s (smtp-source reports no latency; the mean latency is
+   derived by Little's law: sessions / throughput).
 
 Target (issue #3): >= 800 messages/s on the 2-core machine, RSS < 200 MB.
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -32,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOMAIN = "bench.example"
@@ -212,49 +217,65 @@ def main() -> None:
     if args.profile:
         PROFILE[:] = [f"--profile={args.profile}", "--profiler=cprofile", "--savestats"]
 
-    workdir = tempfile.mkdtemp(prefix="xmail-smtp-bench-")
-    data_dir = os.path.join(workdir, "data")
-    port = free_port()
-    config = prepare(data_dir, port, args.users)
-    log_path = os.path.join(workdir, "twistd.log")
-    server = start_server(config, port, log_path)
     message = make_message(args.size)
     payload = dot_stuff(message) + b".\r\n"
-    try:
-        print(f"server pid {server.pid}, {os.cpu_count()} cores, message {len(message)} octets, "
-              f"{args.clients} clients, {args.seconds:.0f} s")
+    print(f"{os.cpu_count()} cores, message {len(message)} octets, {args.clients} clients, "
+          f"{args.users} recipients (local users), {args.seconds:.0f} s; a fresh server per client")
+    with running_server(args) as (server, port):
         cpu_before, client_before = cpu_seconds(server.pid), time.process_time()
         latencies, failures, elapsed = asyncio.run(
             run_clients(port, args.clients, args.users, payload, args.seconds))
         rate = len(latencies) / elapsed
         server_cpu = (cpu_seconds(server.pid) - cpu_before) / elapsed
         client_cpu = (time.process_time() - client_before) / elapsed
-        rss = peak_rss_mb(server.pid)
         print(f"python client: {len(latencies)} messages accepted in {elapsed:.1f} s = {rate:.0f} msg/s; "
               f"latency p50 {percentile(latencies, 0.5) * 1000:.1f} ms, "
               f"p99 {percentile(latencies, 0.99) * 1000:.1f} ms, "
               f"mean {statistics.fmean(latencies) * 1000:.1f} ms; refused {len(failures)}; "
-              f"server peak RSS {rss:.0f} MB ({rss_split(server.pid)}); CPU: server {server_cpu:.0%}, "
-              f"client {client_cpu:.0%} of a core")
+              f"server peak RSS {peak_rss_mb(server.pid):.0f} MB ({rss_split(server.pid)}); "
+              f"CPU: server {server_cpu:.0%}, client {client_cpu:.0%} of a core")
         for failure in failures[:3]:
             print("  refused:", failure.decode(errors="replace").strip())
 
-        if not args.no_smtp_source and shutil.which("smtp-source"):
-            count = max(1000, int(rate * args.seconds))
-            command = ["smtp-source", "-d", "-s", str(args.clients), "-m", str(count), "-l", str(args.size),
-                       "-M", "client.example", "-f", "sender@client.example", "-t", f"user0@{DOMAIN}",
-                       f"127.0.0.1:{port}"]
-            started = time.monotonic()
-            result = subprocess.run(command, capture_output=True, text=True)
-            took = time.monotonic() - started
-            if result.returncode != 0:
-                print("smtp-source failed:", result.stdout[-500:], result.stderr[-500:])
-            else:
-                source_rate = count / took
-                print(f"smtp-source -s {args.clients} -d -l {args.size}: {count} messages in {took:.1f} s = "
-                      f"{source_rate:.0f} msg/s (mean latency by Little's law "
-                      f"{args.clients / source_rate * 1000:.1f} ms); "
-                      f"server peak RSS {peak_rss_mb(server.pid):.0f} MB ({rss_split(server.pid)})")
+    if args.no_smtp_source or not shutil.which("smtp-source"):
+        return
+    # One smtp-source process per session, each to its own user, so that the
+    # load matches the python client's (smtp-source -t takes one recipient).
+    per_session = max(50, int(rate * args.seconds / args.clients))
+    with running_server(args) as (server, port):
+        cpu_before = cpu_seconds(server.pid)
+        started = time.monotonic()
+        processes = [
+            subprocess.Popen(["smtp-source", "-d", "-s", "1", "-m", str(per_session), "-l", str(args.size),
+                              "-M", "client.example", "-f", "sender@client.example",
+                              "-t", f"user{i % args.users}@{DOMAIN}", f"127.0.0.1:{port}"],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for i in range(args.clients)]
+        outputs = [p.communicate()[0] for p in processes]
+        took = time.monotonic() - started
+        server_cpu = (cpu_seconds(server.pid) - cpu_before) / took
+        failed = [out for p, out in zip(processes, outputs, strict=True) if p.returncode != 0]
+        if failed:
+            print("smtp-source failed:", failed[0][-500:])
+            return
+        count = per_session * args.clients
+        source_rate = count / took
+        print(f"smtp-source x{args.clients} (-s 1 -d -l {args.size}): {count} messages in {took:.1f} s = "
+              f"{source_rate:.0f} msg/s (mean latency by Little's law "
+              f"{args.clients / source_rate * 1000:.1f} ms); server peak RSS "
+              f"{peak_rss_mb(server.pid):.0f} MB ({rss_split(server.pid)}); CPU: server {server_cpu:.0%}")
+
+
+@contextlib.contextmanager
+def running_server(args: argparse.Namespace) -> Iterator[tuple[subprocess.Popen, int]]:
+    workdir = tempfile.mkdtemp(prefix="xmail-smtp-bench-")
+    data_dir = os.path.join(workdir, "data")
+    port = free_port()
+    config = prepare(data_dir, port, args.users)
+    log_path = os.path.join(workdir, "twistd.log")
+    server = start_server(config, port, log_path)
+    try:
+        yield server, port
     finally:
         server.send_signal(signal.SIGTERM)
         try:

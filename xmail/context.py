@@ -29,6 +29,7 @@ class ServerContext:
     bound_ports: dict[str, int] = field(default_factory=dict)
     connections: Any = None  # xmail.limits.UserConnections: sessions per user and protocol
     peer_connections: Any = None  # xmail.limits.PeerConnections: connections per client address
+    send_counter: Any = None  # messages each user submitted today (daily_send_limit)
 
     def is_loopback(self, host: str) -> bool:
         """May this client use plaintext auth without TLS?  Loopback clients

@@ -11,7 +11,9 @@ from __future__ import annotations
 import importlib
 import os
 import signal
+import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from twisted.application import service
@@ -56,6 +58,11 @@ class CoreService(service.Service):
         self.ctx = ctx
         self.env: IndexEnvironment | None = None
         self._purge: task.LoopingCall | None = None
+        # Several workers (issue #9): a xmail.workers.leader.LeaderElection
+        # that calls start_singletons() in the one worker that leads.
+        # None: this process runs them at once.
+        self.leader: Any = None
+        self.singletons = False
 
     def startService(self) -> None:
         settings = self.ctx.settings
@@ -82,20 +89,34 @@ class CoreService(service.Service):
         self.ctx.store = MailStore(self.env, settings, self.ctx.directory, self.ctx.reactor)
         self.ctx.portal = make_portal(self.ctx.directory, self.ctx.store, settings, self.ctx.reactor)
         self.ctx.store.start()
-        self.ctx.audit.start(self.ctx.reactor, self.ctx.directory)  # log pruning timer
+        self.ctx.audit.user_directory = self.ctx.directory  # classifies recipients before start()
         try:
             queue_cls = _load("xmail.queue.runner:DeliveryQueue")
         except ImportError:
             queue_cls = None
         if queue_cls is not None:
+            # Every worker enqueues; only the singleton runner sends.
             self.ctx.queue = queue_cls(self.env, settings, self.ctx.store, self.ctx.directory,
                                        self.ctx.reactor)
+        service.Service.startService(self)
+        if self.leader is None:
+            self.start_singletons()
+        else:
+            self.leader.start()
+        self._log.info("xmail core started, data in {data_dir}", data_dir=os.path.abspath(settings.data_dir))
+
+    def start_singletons(self) -> None:
+        """The jobs exactly one process of a data directory runs: the
+        outbound queue runner, the Recycle purge, audit log pruning."""
+        if self.singletons or not self.running:
+            return
+        self.singletons = True
+        self.ctx.audit.start(self.ctx.reactor, self.ctx.directory)  # log pruning timer
+        if self.ctx.queue is not None:
             self.ctx.queue.start()
         self._purge = task.LoopingCall(self._purge_recycle)
         self._purge.clock = self.ctx.reactor
         self._purge.start(RECYCLE_PURGE_INTERVAL, now=True)
-        service.Service.startService(self)
-        self._log.info("xmail core started, data in {data_dir}", data_dir=os.path.abspath(settings.data_dir))
 
     def _purge_recycle(self) -> Any:
         d = self.ctx.store.purge_expired()
@@ -105,6 +126,9 @@ class CoreService(service.Service):
     @defer.inlineCallbacks
     def stopService(self) -> Any:
         service.Service.stopService(self)
+        if self.leader is not None:
+            self.leader.stop()
+        self.singletons = False
         if self._purge is not None and self._purge.running:
             self._purge.stop()
         if self.ctx.queue is not None:
@@ -195,7 +219,11 @@ class ListenerService(service.Service):
 class XmailService(service.MultiService):
     """The whole server; `ctx` and `listeners` are there for tests."""
 
-    def __init__(self, settings: Settings, reactor: Any = None):
+    def __init__(self, settings: Settings, reactor: Any = None, *,
+                 prepare: Callable[[XmailService], None] | None = None):
+        """prepare(self) runs before the listeners and protocol factories
+        are built: a worker (xmail.workers.runtime) puts its shared
+        counters into ctx there."""
         super().__init__()
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -208,6 +236,8 @@ class XmailService(service.MultiService):
         self._previous_sighup: Any = None
         self.core = CoreService(self.ctx)
         self.core.setServiceParent(self)
+        if prepare is not None:
+            prepare(self)
         self.listeners: dict[str, ListenerService] = {}
         for name, (factory_path, kwargs, implicit_tls) in PROTOCOLS.items():
             descriptions = getattr(settings.listen, name)
@@ -232,6 +262,10 @@ class XmailService(service.MultiService):
         # whatever mode a library asks for (LMDB creates its files 0644).
         # An operator's stricter --umask stays.
         os.umask(os.umask(0o077) | 0o077)
+        # The reactor thread hands work to the store's file and index threads
+        # for every message; the default 5 ms GIL switch interval makes it
+        # wait for them (about 15% of SMTP throughput, bench/smtp_bench.py).
+        sys.setswitchinterval(0.001)
         super().privilegedStartService()
 
     def startService(self) -> None:

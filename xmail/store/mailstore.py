@@ -55,6 +55,7 @@ class MailStore:
         self.syncer = maildir.DirSyncer()
         self.notifier = ChangeNotifier(self, reactor)
         self._mailboxes: dict[str, Mailbox] = {}
+        self._provisioned: set[str] = set()
         self._roots: dict[str, str] = {}  # address -> its Maildir++ root (names.user_root)
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -85,11 +86,15 @@ class MailStore:
             root = names.user_root(self.mail_dir, address)
         except Exception:
             return defer.fail()
+        if address in self._provisioned:
+            # Default folders cannot be deleted: once complete, always complete.
+            return defer.succeed(self.mailbox(address))
         index = self.index
         with self.env.read() as txn:
             complete = index.usage(txn, address) is not None and all(
                 index.folder_id(txn, address, name) is not None for name, _use in names.DEFAULT_FOLDERS)
         if complete:
+            self._provisioned.add(address)
             return defer.succeed(self.mailbox(address))
 
         def make_dirs() -> None:

@@ -28,6 +28,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from xmail.context import ServerContext
+from xmail.ops import metrics
 from xmail.protocols.pop3.dotstuff import MultilineEncoder
 from xmail.protocols.pop3.maildrop import IMaildropLocks, locks_for
 from xmail.protocols.pop3.parser import NEED_DATA, CommandParser
@@ -195,7 +196,9 @@ class POP3ServerProtocol(protocol.Protocol, TimeoutMixin):
                 event = self.parser.next_event()
                 if event is NEED_DATA:
                     break
-                result = session.handle(event)  # type: ignore[arg-type]
+                started = metrics.clock()
+                result = metrics.track("pop3", getattr(event, "keyword", "BAD"),
+                                       session.handle(event), started)  # type: ignore[arg-type]
                 if isinstance(result, defer.Deferred):
                     self._busy = result
                     result.addBoth(self._command_done)

@@ -15,11 +15,11 @@ import secrets
 import time
 from typing import Any
 
-from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import LoginFailed, UnauthorizedLogin
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from xmail.auth.credentials import login_credentials
 from xmail.auth.interfaces import AccountDisabled, IMailAccount, LoginUnavailable
 from xmail.protocols.smtp import replies
 from xmail.protocols.smtp.limits import DailySendCounter
@@ -94,10 +94,11 @@ class MailAgent:
         # check pipelining against asynchronous recipient checks.
         self.recipient_resolver: Any = None
         # One counter per server, shared by the 587 and 465 listeners.
-        counter = getattr(ctx, "smtp_send_counter", None)
+        counter = ctx.send_counter
         if counter is None:
+            # Shared by the submission and submissions listeners.
             counter = DailySendCounter(settings.limits.daily_send_limit)
-            ctx.smtp_send_counter = counter
+            ctx.send_counter = counter
         self.send_counter: DailySendCounter = counter
 
     @property
@@ -122,12 +123,18 @@ class MailAgent:
     def authenticate(self, username: str, password: str, client_ip: str, method: str) -> Any:
         """-> Deferred[canonical address]; errbacks AuthFailure(reply)."""
         protocol = "submission"
-        d = self.ctx.portal.login(UsernamePassword(username.encode("utf-8"), password.encode("utf-8")),
-                                  None, IMailAccount)
+        credentials = login_credentials(username.encode("utf-8"), password.encode("utf-8"),
+                                        client_ip=client_ip, protocol=protocol)
+        d = self.ctx.portal.login(credentials, None, IMailAccount)
 
         def ok(result: Any) -> str:
             _interface, avatar, logout = result
             logout()
+            connections = self.ctx.connections
+            if connections is not None and not connections.acquire(avatar.address, protocol):
+                # Released by the server when the connection closes.
+                self._audit_login(avatar.address, protocol, client_ip, method, "throttled")
+                raise AuthFailure(replies.AUTH_TEMPORARY_FAILURE)
             self._audit_login(avatar.address, protocol, client_ip, method, "ok")
             return avatar.address
 

@@ -112,6 +112,9 @@ class SMTPServerProtocol(Protocol, TimeoutMixin):
         self.setTimeout(None)
         self.factory.sessions.discard(self)
         session = self.session
+        connections = self.factory.ctx.connections
+        if session is not None and session.user and connections is not None:
+            connections.release(session.user, "submission")
         if session is not None:
             session.closed = True
             if not self._waiting:

@@ -24,6 +24,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from xmail.ops import metrics
 from xmail.protocols.smtp import replies
 from xmail.protocols.smtp.grammar import (
     GrammarError,
@@ -187,6 +188,7 @@ class SMTPSession:
         raise TypeError(f"unknown event {event!r}")  # pragma: no cover
 
     def _command(self, line: bytes) -> Any:
+        started = metrics.clock()
         command = split_command(line)
         verb = command.verb
         limit = {"MAIL": ENVELOPE_LINE_LIMIT, "RCPT": ENVELOPE_LINE_LIMIT,
@@ -202,7 +204,7 @@ class SMTPSession:
         if needs_hello and self.helo is None:
             self.reply(replies.SEND_HELLO_FIRST)
             return None
-        return handler(self, command.argument)
+        return metrics.track("smtp", verb, handler(self, command.argument), started)
 
     # -- commands --------------------------------------------------------------------
     def do_ehlo(self, argument: str) -> None:

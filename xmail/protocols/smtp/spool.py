@@ -178,7 +178,8 @@ class MessageSpool:
         if self.path is None:
             os.makedirs(self.tmp_dir, mode=0o700, exist_ok=True)
             self.path = os.path.join(self.tmp_dir, f"smtp-{self.name}")
-            with open(self.path, "xb") as f:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
                 f.writelines(self._chunks)
             self._chunks = []
         return self.path
