@@ -97,7 +97,7 @@ class CoreService(service.Service):
         if queue_cls is not None:
             # Every worker enqueues; only the singleton runner sends.
             self.ctx.queue = queue_cls(self.env, settings, self.ctx.store, self.ctx.directory,
-                                       self.ctx.reactor)
+                                       self.ctx.reactor, audit=self.ctx.audit)
         service.Service.startService(self)
         if self.leader is None:
             self.start_singletons()

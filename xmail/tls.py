@@ -65,7 +65,8 @@ def ensure_certificate(settings: Settings) -> tuple[str, str]:
         (key_path, key_pem, 0o600),
         (cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644),
     ):
-        tmp = path + ".tmp"
+        # Unique per process: two workers may start on a fresh data dir at once.
+        tmp = f"{path}.{os.getpid()}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -8,7 +8,7 @@ import email.policy
 
 import pytest
 
-from xmail.queue.dsn import MAX_FULL_RETURN, RecipientReport, allows, build_dsn, xtext_decode
+from xmail.queue.dsn import MAX_FULL_RETURN, RecipientReport, allows, build_dsn
 
 ORIGINAL = (b"From: Alice <alice@example.com>\r\nTo: bob@other.test\r\nSubject: lunch\r\n"
             b"Message-ID: <m1@example.com>\r\n\r\nSee you at noon.\r\n")
@@ -36,7 +36,7 @@ def failed(**kw) -> RecipientReport:
 
 def test_failure_report_structure(original):
     raw = build_dsn(reporting_mta="mail.example.com", sender="alice@example.com",
-                    recipients=[failed(orcpt="rfc822;bob+2Bx@other.test"), failed(address="carol@other.test")],
+                    recipients=[failed(orcpt="rfc822;bob+x@other.test"), failed(address="carol@other.test")],
                     original_path=original, arrival=1_700_000_000.0, now=1_700_000_200.0,
                     envid="QQ314159")
     msg = parse(raw)
@@ -56,7 +56,7 @@ def test_failure_report_structure(original):
     assert per_message["Original-Envelope-Id"] == "QQ314159"
     assert "Arrival-Date" in per_message
     bob = blocks[1]
-    assert bob["Original-Recipient"] == "rfc822; bob+x@other.test"  # xtext decoded
+    assert bob["Original-Recipient"] == "rfc822; bob+x@other.test"
     assert bob["Final-Recipient"] == "rfc822; bob@other.test"
     assert bob["Action"] == "failed"
     assert bob["Status"] == "5.1.1"
@@ -122,5 +122,10 @@ def test_notify_rules():
     assert allows(("FAILURE",), "failed") and not allows(("FAILURE",), "delayed")
 
 
-def test_xtext():
-    assert xtext_decode("rfc822;a+2Bb+3Dc@x") == "rfc822;a+b=c@x"
+
+def test_own_diagnostics_are_not_labelled_smtp(original):
+    raw = build_dsn(reporting_mta="m.example", sender="a@example.com",
+                    recipients=[failed(diagnostic="connect to mx:25 failed: refused", status="4.4.1")],
+                    original_path=original, arrival=0.0, now=0.0)
+    block = parse(raw).get_payload()[1].get_payload()[1]
+    assert block["Diagnostic-Code"] == "X-xmail; connect to mx:25 failed: refused"

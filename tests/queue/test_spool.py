@@ -31,8 +31,8 @@ def spool(tmp_path):
 
 
 def message(queue_id: str, *times: float) -> QueuedMessage:
-    return QueuedMessage(id=queue_id, mail_from="a@example.com", created=0.0, size=1,
-                         recipients=[RecipientState(f"r{i}@x.test", next_attempt=t) for i, t in enumerate(times)])
+    recipients = [RecipientState(f"r{i}@x.test", next_attempt=t) for i, t in enumerate(times)]
+    return QueuedMessage(id=queue_id, mail_from="a@example.com", created=0.0, size=1, recipients=recipients)
 
 
 @pytest.mark.parametrize("chunk", [1, 2, 3, 1 << 16])
@@ -78,6 +78,8 @@ def test_records_and_due_index(spool):
         got = spool.get(txn, "AAAAAAAA01")
     assert [r.state for r in got.recipients] == [QUEUED, FAILED]
     assert got.recipients[1].report == "failed"
+    with spool.env.read() as txn:
+        assert spool.stats(txn) == (2, 0.0)
     spool.env.write_sync(lambda txn: spool.delete(txn, "AAAAAAAA01"))
     with spool.env.read() as txn:
         assert spool.get(txn, "AAAAAAAA01") is None

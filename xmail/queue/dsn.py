@@ -30,20 +30,11 @@ class RecipientReport:
     address: str
     action: str  # one of ACTIONS
     status: str  # RFC 3463 code, "5.1.1"
-    orcpt: str | None = None  # the ORCPT parameter as given at RCPT (xtext)
+    orcpt: str | None = None  # ORCPT as "addr-type;address", xtext already decoded
     diagnostic: str | None = None  # the remote reply, "550 5.1.1 no such user"
     remote_mta: str | None = None
     last_attempt: float | None = None
     will_retry_until: float | None = None
-
-
-def xtext_decode(value: str) -> str:
-    """RFC 3461 §4: "+" followed by two upper-case hex digits is one octet."""
-
-    def repl(m: re.Match[str]) -> str:
-        return chr(int(m.group(1), 16))
-
-    return re.sub(r"\+([0-9A-Fa-f]{2})", repl, value)
 
 
 def _clean(value: str) -> str:
@@ -156,7 +147,7 @@ def build_dsn(
     # RFC 3464 §2.2: per-message fields.
     lines.append(f"Reporting-MTA: dns; {reporting_mta}")
     if envid:
-        lines.append(f"Original-Envelope-Id: {_clean(xtext_decode(envid))}")
+        lines.append(f"Original-Envelope-Id: {_clean(envid)}")
     lines.append(f"Arrival-Date: {_date(arrival)}")
     # RFC 3464 §2.3: one block per recipient, blocks separated by a blank line.
     for r in recipients:
@@ -164,14 +155,17 @@ def build_dsn(
         if r.orcpt:
             kind, _, addr = r.orcpt.partition(";")
             if addr:
-                lines.append(f"Original-Recipient: {_clean(kind)}; {_clean(xtext_decode(addr))}")
+                lines.append(f"Original-Recipient: {_clean(kind)}; {_clean(addr)}")
         lines.append(f"Final-Recipient: {_address_type(r.address)}; {_clean(r.address)}")
         lines.append(f"Action: {r.action}")
         lines.append(f"Status: {r.status}")
         if r.remote_mta:
             lines.append(f"Remote-MTA: dns; {_clean(r.remote_mta)}")
         if r.diagnostic:
-            lines.append(f"Diagnostic-Code: smtp; {_clean(r.diagnostic)}")
+            # RFC 3464 §2.3.6: "smtp" only for a reply the remote server
+            # sent; our own explanations (connect failed, gave up) get ours.
+            kind = "smtp" if re.match(r"[245]\d\d(?:[ -]|$)", r.diagnostic) else "X-xmail"
+            lines.append(f"Diagnostic-Code: {kind}; {_clean(r.diagnostic)}")
         if r.last_attempt is not None:
             lines.append(f"Last-Attempt-Date: {_date(r.last_attempt)}")
         if r.will_retry_until is not None:

@@ -16,6 +16,7 @@ start: delivery is at-least-once, never lost.
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections import deque
 from collections.abc import Sequence
@@ -47,6 +48,8 @@ from xmail.queue.schedule import RetrySchedule
 from xmail.queue.spool import FAILED, QUEUED, SENT, QueuedMessage, RecipientState, Spool, new_id
 
 LOCAL_KEY = "[local]"
+LOCK_FILE = ".runner.lock"
+MAX_DISPATCH = 2000  # messages taken into memory per scan
 REPORT_RETRY = 300.0  # seconds before a DSN that could not be handed off is tried again
 
 
@@ -66,6 +69,7 @@ class Destination:
     jobs: deque[Job] = field(default_factory=deque)
     workers: int = 0
     sessions: set[ESMTPSession] = field(default_factory=set)
+    idle: deque[defer.Deferred[bool]] = field(default_factory=deque)  # connections waiting for work
 
 
 def _domain(address: str) -> str:
@@ -80,7 +84,8 @@ class DeliveryQueue:
 
     def __init__(self, env: Any, settings: Settings, store: Any, directory: Any, reactor: Any, *,
                  clock: Any = None, schedule: RetrySchedule | None = None, resolver: Any = None,
-                 max_per_destination: int = 4, poll_interval: float = 15.0):
+                 max_per_destination: int = 4, poll_interval: float = 5.0, idle_linger: float = 2.0,
+                 audit: Any = None):
         self.env = env
         self.settings = settings
         self.store = store
@@ -94,18 +99,41 @@ class DeliveryQueue:
         self.spool = Spool(env, settings.path("queue"))
         self.max_per_destination = max_per_destination
         self.poll_interval = poll_interval
+        self.idle_linger = idle_linger  # seconds an idle connection waits for more mail
+        self.audit = audit  # xmail.auth.interfaces.IAuditLog: "sent" / "bounced" events
         self._destinations: dict[str, Destination] = {}
         self._in_flight: set[tuple[str, int]] = set()
+        self._busy: dict[str, int] = {}  # queue id -> recipients in flight
         self._reporting: set[str] = set()
-        self._workers: set[defer.Deferred[Any]] = set()
+        self._workers: set[defer.Deferred[Any]] = set()  # everything stop() waits for
+        self._remote: set[defer.Deferred[Any]] = set()  # connections stop() cancels
         self._timer: Any = None
         self._kick_pending = False
         self._running = False
+        self._lock_fd: int | None = None  # the delivery lock, see _take_lead
 
     # -- IOutboundQueue ----------------------------------------------------------
     def start(self) -> None:
         os.makedirs(self.spool.directory, mode=0o700, exist_ok=True)
+        self._in_flight.clear()
+        self._busy.clear()
         self._running = True
+        self.kick()
+
+    def _take_lead(self) -> bool:
+        """Only one process delivers from a spool (worker processes share
+        the data dir): the holder of an flock on queue/.runner.lock.  The
+        others only enqueue; the kernel drops the lock when its holder
+        dies, and the next poll of another process takes over."""
+        if self._lock_fd is not None:
+            return True
+        fd = os.open(os.path.join(self.spool.directory, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._lock_fd = fd
         self._in_thread(self.spool.sweep_orphans).addErrback(
             lambda f: self._log.failure("queue orphan sweep failed", f))
         # DSNs decided before a crash but not yet handed off.
@@ -113,20 +141,34 @@ class DeliveryQueue:
             pending = [m.id for m in self.spool.all(txn) if any(r.report for r in m.recipients)]
         for queue_id in pending:
             self._send_reports(queue_id)
-        self.kick()
+        return True
+
+    def _release_lead(self, result: Any = None) -> Any:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing drops the flock
+            self._lock_fd = None
+        return result
 
     def stop(self) -> Any:
         self._running = False
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
-        for destination in self._destinations.values():
+        # What is in flight stays due in the spool and is retried at the next
+        # start; a message the peer took just now may go twice, never zero times.
+        for destination in list(self._destinations.values()):
             destination.jobs.clear()
+            while destination.idle:
+                destination.idle.popleft().callback(False)
             for session in list(destination.sessions):
                 if session.client.transport is not None:
                     session.client.transport.abortConnection()
+        for d in list(self._remote):
+            d.cancel()  # DNS lookups and connection attempts
         workers = list(self._workers)
-        return defer.DeferredList(workers, consumeErrors=True).addCallback(lambda _: None)
+        # The lock goes only once nothing of ours is in flight any more.
+        d = defer.DeferredList(workers, consumeErrors=True).addCallback(lambda _: None)
+        return d.addBoth(self._release_lead)
 
     @defer.inlineCallbacks
     def enqueue(self, mail_from: str, recipients: list[QueueRecipient], message_path: str | bytes, *,
@@ -158,6 +200,12 @@ class DeliveryQueue:
         self.kick()
         return queue_id
 
+    def stats(self) -> tuple[int, float | None]:
+        """(messages queued, arrival time of the oldest or None), for the
+        metrics endpoint; one short read transaction, safe in any thread."""
+        with self.env.read() as txn:
+            return self.spool.stats(txn)
+
     # -- scheduling ----------------------------------------------------------------
     def kick(self) -> None:
         """Look for due mail soon (coalesced; runs on the reactor)."""
@@ -170,9 +218,16 @@ class DeliveryQueue:
         if not self._running:
             return
         now = self.clock.seconds()
+        if not self._take_lead():
+            self._schedule_scan(now, now + self.poll_interval)
+            return
         try:
             with self.env.read() as txn:
                 ids, next_when = self.spool.due(txn, now)
+                # A message with recipients in flight waits for them (their
+                # results kick a new scan); this keeps a scan cheap with a
+                # big backlog, and memory bounded.
+                ids = [queue_id for queue_id in ids if queue_id not in self._busy][:MAX_DISPATCH]
                 messages = [self.spool.get(txn, queue_id) for queue_id in ids]
         except Exception:
             self._log.failure("queue scan failed")
@@ -183,6 +238,9 @@ class DeliveryQueue:
         wake = now + self.poll_interval
         if next_when is not None:
             wake = min(wake, next_when)
+        self._schedule_scan(now, wake)
+
+    def _schedule_scan(self, now: float, wake: float) -> None:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = self.clock.callLater(max(0.0, wake - now), self._scan)
@@ -194,7 +252,7 @@ class DeliveryQueue:
                 continue
             domain = _domain(r.address)
             key = LOCAL_KEY if self._is_local(domain) else self.router.destination(domain)
-            groups.setdefault(key if key != LOCAL_KEY else LOCAL_KEY, []).append(index)
+            groups.setdefault(key, []).append(index)
         path = self.spool.path(message.id)
         for key, indices in groups.items():
             if key == LOCAL_KEY:
@@ -232,9 +290,15 @@ class DeliveryQueue:
 
     def _mark(self, queue_id: str, indices: Sequence[int]) -> None:
         self._in_flight.update((queue_id, i) for i in indices)
+        self._busy[queue_id] = self._busy.get(queue_id, 0) + len(indices)
 
     def _release(self, queue_id: str, indices: Sequence[int]) -> None:
         self._in_flight.difference_update((queue_id, i) for i in indices)
+        left = self._busy.get(queue_id, 0) - len(indices)
+        if left > 0:
+            self._busy[queue_id] = left
+        else:
+            self._busy.pop(queue_id, None)
 
     def _track(self, d: defer.Deferred[Any]) -> None:
         self._workers.add(d)
@@ -246,32 +310,55 @@ class DeliveryQueue:
         if destination is None:
             destination = self._destinations[key] = Destination(key)
         destination.jobs.append(job)
-        self._spawn(destination)
+        if destination.idle:
+            destination.idle.popleft().callback(True)
+        else:
+            self._spawn(destination)
 
     def _spawn(self, destination: Destination) -> None:
         while (self._running and destination.workers < self.max_per_destination
                and destination.workers < len(destination.jobs)):
             destination.workers += 1
             d = self._worker(destination)
-            d.addErrback(lambda f: self._log.failure("queue worker failed", f))
+            self._remote.add(d)
+            d.addBoth(lambda result, d=d: (self._remote.discard(d), result)[1])
+            d.addErrback(self._worker_failed)
             self._track(d)
+
+    def _worker_failed(self, failure: Any) -> None:
+        if self._running or not failure.check(defer.CancelledError):
+            self._log.failure("queue worker failed", failure)
 
     @defer.inlineCallbacks
     def _worker(self, destination: Destination) -> Any:
+        connected = False
         try:
             session, error = yield self._open_session(destination.key)
+            if not self._running:
+                if session is not None:
+                    session.client.close()
+                return
             if session is None:
-                # Nobody else is talking to this destination: every job
-                # waiting for it fails the same way.  Otherwise the other
-                # connections take the jobs.
-                if destination.workers == 1:
+                # Nobody is talking to this destination: every job waiting
+                # for it fails the same way (and is retried on its backoff).
+                # Otherwise the open connections take the jobs.
+                if not destination.sessions:
                     while destination.jobs:
                         job = destination.jobs.popleft()
                         self._record(job, [error] * len(job.indices))
                 return
+            connected = True
             destination.sessions.add(session)
             try:
-                while destination.jobs and self._running:
+                while self._running:
+                    if not destination.jobs:
+                        # Keep the connection a moment for mail that is
+                        # about to be due (a burst arriving one by one).
+                        more = yield self._wait_for_job(destination)
+                        if not more or not destination.jobs or not self._running:
+                            break
+                    if session.client.closed:
+                        break  # the server hung up while we waited; a new worker reconnects
                     job = destination.jobs.popleft()
                     try:
                         outcomes = yield session.deliver(job.envelope)
@@ -290,12 +377,30 @@ class DeliveryQueue:
                     yield session.quit()
             finally:
                 destination.sessions.discard(session)
+                if not self._running:
+                    session.client.close()
         finally:
             destination.workers -= 1
-            if destination.jobs and self._running:
+            if destination.jobs and self._running and (connected or destination.workers == 0):
+                # A connection broke, or the destination got new jobs while
+                # this one said goodbye: reconnect.
                 self._spawn(destination)
             elif destination.workers == 0 and not destination.jobs:
                 self._destinations.pop(destination.key, None)
+
+    def _wait_for_job(self, destination: Destination) -> defer.Deferred[bool]:
+        """Fires True when a job is added, False after `idle_linger` seconds."""
+        d: defer.Deferred[bool] = defer.Deferred()
+        destination.idle.append(d)
+
+        def expire() -> None:
+            if d in destination.idle:
+                destination.idle.remove(d)
+                d.callback(False)
+
+        timer = self.reactor.callLater(self.idle_linger, expire)
+        d.addBoth(lambda result: (timer.cancel() if timer.active() else None, result)[1])
+        return d
 
     @defer.inlineCallbacks
     def _open_session(self, key: str) -> Any:
@@ -310,9 +415,19 @@ class DeliveryQueue:
         relay = self.settings.relay
         credentials = Credentials(relay.username, relay.password) if route.authenticate else None
         error = Outcome("temporary", "4.4.1", f"no host to try for {key}")
-        for host, port in route.hosts:
+        # Opportunistic STARTTLS whose handshake fails is retried once in
+        # plaintext on the same host (what RFC 3207 §4.1 leaves to the client);
+        # with require_tls (a smarthost) or implicit TLS it is not.
+        fallback = not route.require_tls and not route.implicit_tls
+        attempts = [(host, port, use_tls) for host, port in route.hosts
+                    for use_tls in ((True, False) if fallback else (True,))]
+        skip_plain: set[tuple[str, int]] = set()
+        for host, port, use_tls in attempts:
             if not self._running:
                 break
+            if not use_tls and (host, port) in skip_plain:
+                continue
+            skip_plain.add((host, port))  # only a failed TLS handshake clears this
             endpoint = endpoints.HostnameEndpoint(self.reactor, host, port, timeout=CONNECT_TIMEOUT)
             if route.implicit_tls:
                 endpoint = endpoints.wrapClientTLS(tls.client_context_factory(host), endpoint)
@@ -324,7 +439,7 @@ class DeliveryQueue:
             session = ESMTPSession(
                 client, host, self.settings.server.hostname,
                 # With implicit TLS the channel is already encrypted.
-                tls_context=None if route.implicit_tls else tls.client_context_factory,
+                tls_context=tls.client_context_factory if use_tls and not route.implicit_tls else None,
                 require_tls=route.require_tls and not route.implicit_tls,
                 credentials=credentials,
                 encrypted=route.implicit_tls,
@@ -336,6 +451,8 @@ class DeliveryQueue:
                 error = Outcome("temporary", e.status, f"{host}: {e}", host)
             except Exception as e:
                 error = Outcome("temporary", "4.4.2", f"{host}: {e}", host)
+                if session.encrypted and not route.implicit_tls:
+                    skip_plain.discard((host, port))
             client.close()
         return None, error
 
@@ -370,7 +487,10 @@ class DeliveryQueue:
         now = self.clock.seconds()
         schedule = self.schedule
 
+        events: list[tuple[str, RecipientState]] = []
+
         def update(txn: Any) -> tuple[QueuedMessage, bool] | None:
+            events.clear()  # the writer may run this again after growing the map
             message = self.spool.get(txn, job.queue_id)
             if message is None:
                 return None  # deleted meanwhile (xmailctl queue delete)
@@ -385,10 +505,12 @@ class DeliveryQueue:
                 r.remote_mta = outcome.remote_mta
                 if outcome.kind == "sent":
                     r.state = SENT
+                    events.append(("sent", r))
                     if outcome.relayed_without_dsn and bounce_ok and "SUCCESS" in r.notify:
                         r.report = "relayed"
                 elif outcome.kind == "permanent":
                     r.state = FAILED
+                    events.append(("bounced", r))
                     if bounce_ok and dsn.allows(r.notify, "failed"):
                         r.report = "failed"
                 else:
@@ -398,6 +520,7 @@ class DeliveryQueue:
                         # RFC 5321 §4.5.4.1: give up; report the last reason.
                         r.state = FAILED
                         r.diagnostic = f"gave up after {r.attempts} attempts: {outcome.diagnostic}"
+                        events.append(("bounced", r))
                         if bounce_ok and dsn.allows(r.notify, "failed"):
                             r.report = "failed"
                     else:
@@ -422,6 +545,7 @@ class DeliveryQueue:
             if result is None or not self._running:
                 return
             message, deleted = result
+            self._audit(message, events)
             if deleted:
                 self._in_thread(self.spool.remove_message, message.id)
             elif any(r.report for r in message.recipients):
@@ -433,6 +557,16 @@ class DeliveryQueue:
             self._log.failure("cannot record delivery results of {id}", f, id=job.queue_id)
 
         d.addCallbacks(written, failed)
+
+    def _audit(self, message: QueuedMessage, events: list[tuple[str, RecipientState]]) -> None:
+        if self.audit is None:
+            return
+        for event, r in events:
+            try:
+                self.audit.mail(event, id=message.id, sender=message.mail_from, recipient=r.address,
+                                remote=r.remote_mta, status=r.status, reply=r.diagnostic, size=message.size)
+            except Exception:
+                self._log.failure("audit log failed")
 
     # -- DSNs ----------------------------------------------------------------------------
     def _send_reports(self, queue_id: str) -> None:

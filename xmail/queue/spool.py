@@ -218,6 +218,16 @@ class Spool:
         for _key, raw in cursor:
             yield QueuedMessage.from_json(raw)
 
+    def stats(self, txn: Any) -> tuple[int, float | None]:
+        """(records, oldest arrival): ids begin with the arrival second in
+        hex, so the first key is the oldest message."""
+        db = self.env.db(QUEUE_DB)
+        count = txn.stat(db)["entries"]
+        cursor = txn.cursor(db=db)
+        if not cursor.first():
+            return count, None
+        return count, QueuedMessage.from_json(cursor.value()).created
+
     def due(self, txn: Any, now: float) -> tuple[list[str], float | None]:
         """(ids due at `now`, the time of the next later attempt or None)."""
         ids: list[str] = []

@@ -40,6 +40,10 @@ class SMTPServerProtocol(Protocol, TimeoutMixin):
     # -- Protocol ------------------------------------------------------------------
     def connectionMade(self) -> None:
         factory = self.factory
+        # Pipelined replies are small writes: without TCP_NODELAY, Nagle and the
+        # client's delayed ACK can hold one back ~40 ms.
+        if hasattr(self.transport, "setTcpNoDelay"):
+            self.transport.setTcpNoDelay(True)
         peer = self.transport.getPeer()
         host = getattr(peer, "host", "") or ""
         self.session = SMTPSession(
