@@ -11,7 +11,9 @@ server do not share a GIL, and the server's RSS is its own.  Prints:
 1. 100k folder (1/4 unseen, subjects "message N", every 1000th "xylophone N"):
    SELECT (target < 50 ms), FETCH 1:* (UID FLAGS) (< 1.5 s), UID SEARCH UNSEEN
    (< 200 ms), SEARCH SUBJECT x (< 2 s), FETCH 1:100 (BODY.PEEK[]) — the
-   median of several runs, timed from sending the command to its tagged OK.
+   median of several runs, timed from sending the command to its tagged OK;
+   then FETCH 1:* (BODY.PEEK[]) once, with the server's RSS growth meanwhile
+   (the answer is streamed with back-pressure, never held whole).
 2. N logged-in IDLE connections (100 users, INBOX selected): server RSS per
    connection (target < 50 kB), then 50 deliveries over SMTP, each pushed to
    the user's N/100 idlers: latency from the SMTP "." to "* n EXISTS" on
@@ -37,6 +39,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -201,7 +204,7 @@ class Client:
                 return time.perf_counter() - started, total, line
 
 
-def bench_big(port: int, runs: int = 5) -> dict:
+def bench_big(port: int, server_pid: int, runs: int = 5) -> dict:
     c = Client(port)
     c.command(f'LOGIN {BIG_USER} "{PASSWORD}"')
     out: dict = {}
@@ -221,6 +224,27 @@ def bench_big(port: int, runs: int = 5) -> dict:
     timed("UID SEARCH UNSEEN", "UID SEARCH UNSEEN", runs)
     timed("SEARCH SUBJECT x", "SEARCH SUBJECT x", 3)
     timed("FETCH 1:100 (BODY.PEEK[])", "FETCH 1:100 (BODY.PEEK[])", runs)
+    # The whole folder's bodies in one answer: streamed with back-pressure,
+    # so the server's RSS must not grow by the size of the answer.
+    before = rss_kb(server_pid)
+    peak = [before]
+    stop = False
+
+    def watch() -> None:
+        while not stop:
+            peak[0] = max(peak[0], rss_kb(server_pid))
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    t, size, _ = c.command("FETCH 1:* (BODY.PEEK[])")
+    stop = True
+    watcher.join()
+    out["FETCH 1:* (BODY.PEEK[])"] = {"seconds": round(t, 2), "bytes": size,
+                                      "mb_per_second": round(size / t / 1e6, 1),
+                                      "server_rss_growth_mb": round((peak[0] - before) / 1024, 1)}
+    print(f"  {'FETCH 1:* (BODY.PEEK[])':34s} {t:8.2f} s  ({size / 1e6:.0f} MB, {size / t / 1e6:.0f} MB/s; "
+          f"server RSS +{(peak[0] - before) / 1024:.1f} MB at peak)", flush=True)
     c.command("LOGOUT")
     return out
 
@@ -406,7 +430,7 @@ def main() -> None:
         only = set(args.only.split(","))
         if "big" in only:
             print(f"{args.messages}-message folder:", flush=True)
-            results["big"] = bench_big(ports["imap"])
+            results["big"] = bench_big(ports["imap"], server.pid)
         if "idle" in only:
             print("IDLE:", flush=True)
             results["idle"] = asyncio.run(_idle_phase(ports["imap"], ports["smtp"], args.idle, server.pid,

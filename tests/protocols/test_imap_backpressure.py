@@ -32,3 +32,25 @@ def test_fetch_all_bodies_from_a_client_that_does_not_read(server) -> None:  # t
         assert len(lines) == count
         assert all(line.endswith(body + b")") for line in lines)
     assert grown < 20, f"peak RSS grew by {grown:.1f} MB while the client was not reading"
+
+
+def test_a_flooding_client_does_not_slow_the_others(server) -> None:  # type: ignore[no-untyped-def]
+    with Wire(server.port("imap")) as flooder, Wire(server.port("imap")) as other:
+        flooder.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
+        flooder.sock.setblocking(False)
+        burst = b"f NOOP\r\n" * 50000
+        sent = 0
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:  # push until the server stops reading
+            try:
+                sent += flooder.sock.send(burst[sent % len(burst):])
+            except BlockingIOError:
+                break
+        assert sent < 20 * len(burst)  # the server stopped reading at some point
+        other.login()
+        worst = 0.0
+        for _ in range(20):
+            start = time.monotonic()
+            other.ok("NOOP")
+            worst = max(worst, time.monotonic() - start)
+        assert worst < 0.5

@@ -33,7 +33,7 @@ from xmail.protocols.imap.model import (
     SeqSet,
 )
 from xmail.protocols.imap.response import encode_mailbox
-from xmail.protocols.imap.tokenizer import Command, CommandReader
+from xmail.protocols.imap.tokenizer import Atom, Command, CommandReader, QuotedString
 
 
 def parse(line: bytes) -> Any:
@@ -145,7 +145,8 @@ def test_store_forms() -> None:
     req = parse(b"a STORE 1 -flags \\seen \\Flagged")
     assert (req.args.mode, req.args.flags) == ("remove", ("\\Seen", "\\Flagged"))
     assert parse(b"a STORE 1 FLAGS ()").args.flags == ()
-    for bad in (b"a STORE 1 +FLAGS (\\Recent)", b"a STORE 1 +FLAGS (\\Bogus)", b"a STORE 1 XFLAGS x"):
+    for bad in (b"a STORE 1 +FLAGS (\\Recent)", b"a STORE 1 +FLAGS (\\Bogus)", b"a STORE 1 XFLAGS x",
+                b"a STORE 1 FLAGS"):
         with pytest.raises(GrammarError):
             parse(bad)
 
@@ -217,3 +218,29 @@ def test_id_and_enable() -> None:
 def test_syntax_errors(bad: bytes) -> None:
     with pytest.raises(GrammarError):
         parse(bad)
+
+
+# --- property: any token tree parses or raises a grammar error -----------------------------
+
+_words = st.sampled_from([
+    b"FETCH", b"UID", b"STORE", b"SEARCH", b"LIST", b"SELECT", b"APPEND", b"COPY", b"MOVE", b"STATUS",
+    b"1", b"1:*", b"*", b"4:2", b"FLAGS", b"+FLAGS.SILENT", b"BODY[", b"BODY.PEEK[HEADER.FIELDS", b"]",
+    b"]<0.5>", b"BODY[1.MIME]", b"OR", b"NOT", b"CHARSET", b"UTF-8", b"RETURN", b"\\Seen", b"\\Bogus",
+    b"SINCE", b"1-Jan-2020", b"HEADER", b"LARGER", b"x", b"INBOX", b"SORT", b"THREAD", b"REFERENCES",
+    b"SUBJECT", b"REVERSE", b"ID", b"NIL", b"CREATE", b"USE", b"\\Sent", b"AUTHENTICATE", b"PLAIN",
+])
+_tokens = st.recursive(
+    st.one_of(_words.map(Atom), st.binary(max_size=8).map(QuotedString)),
+    lambda children: st.lists(children, max_size=4),
+    max_leaves=16,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_tokens, max_size=8), st.booleans())
+def test_random_commands_parse_or_fail_cleanly(items: list[Any], uid: bool) -> None:
+    line = [Atom(b"t1")] + ([Atom(b"UID")] if uid else []) + items
+    try:
+        parse_command(line)
+    except (GrammarError, BadCharset):
+        pass

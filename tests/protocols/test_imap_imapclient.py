@@ -97,6 +97,10 @@ def test_mime_corpus_structures(server, client) -> None:  # type: ignore[no-unty
     assert sections[b"BODY[3.HEADER]"] == b"From: inner@example.org\r\nSubject: forwarded\r\n\r\n"
     assert sections[b"BODY[3.1]"] == b"inner body"  # the CRLF before a boundary is the boundary's
     assert sections[b"BODY[1.2]<0>"] == b"<p>"
+    header = client.fetch([1], ["BODY.PEEK[HEADER.FIELDS.NOT (FROM TO DATE MESSAGE-ID MIME-VERSION)]"])[1]
+    [value] = [v for k, v in header.items() if k.startswith(b"BODY[HEADER.FIELDS.NOT")]
+    assert value == (b"Subject: =?UTF-8?Q?R=C3=A9sum=C3=A9_attached?=\r\n"
+                     b'Content-Type: multipart/mixed; boundary="outer"\r\n\r\n')
 
 
 def test_search_on_decoded_text(server, client) -> None:  # type: ignore[no-untyped-def]
@@ -159,3 +163,38 @@ def test_append_store_copy_move_expunge(client) -> None:  # type: ignore[no-unty
     assert client.folder_status("Archive", ["MESSAGES"])[b"MESSAGES"] == 2
     assert client.folder_status("Recycle", ["MESSAGES"])[b"MESSAGES"] == 1
     client.unselect_folder()
+
+
+def test_chinese_folder_names_with_imapclient(server, client) -> None:  # type: ignore[no-untyped-def]
+    client.create_folder("项目/二〇二四")
+    names = [f[2] for f in client.list_folders()]
+    assert "项目" in names and "项目/二〇二四" in names
+    deliver(server, "alice@example.com", message("中文"), folder="项目/二〇二四")
+    info = client.select_folder("项目/二〇二四")
+    assert info[b"EXISTS"] == 1
+    client.rename_folder("项目/二〇二四", "归档")
+    assert client.folder_status("归档", ["MESSAGES"])[b"MESSAGES"] == 1
+
+
+def test_mime_corpus_over_the_wire_matches_the_grammar(server) -> None:  # type: ignore[no-untyped-def]
+    # The strict RFC 3501 §9 reader and checks of the FETCH model tests, applied
+    # to what the server actually sends for every message of the MIME corpus.
+    from tests.protocols.imap_support import Wire
+    from tests.protocols.test_imap_fetch_model import CORPUS_FILES, check_body, check_envelope, read
+
+    if not CORPUS_FILES:
+        pytest.skip("no MIME corpus")
+    for path in CORPUS_FILES:
+        deliver(server, "alice@example.com", path.read_bytes())
+    with Wire(server.port("imap")) as w:
+        w.login()
+        w.ok("EXAMINE INBOX")
+        for seq, path in enumerate(CORPUS_FILES, 1):
+            for att, extended in (("BODYSTRUCTURE", True), ("BODY", False)):
+                [line] = w.ok(f"FETCH {seq} ({att} ENVELOPE)")
+                prefix = b"* %d FETCH (%s " % (seq, att.encode())
+                assert line.startswith(prefix), (path.name, line[:80])
+                rest = line[len(prefix):-1]
+                envelope_at = rest.rindex(b" ENVELOPE (")
+                check_body(read(rest[:envelope_at]), extended=extended)
+                check_envelope(read(rest[envelope_at + len(b" ENVELOPE "):]))

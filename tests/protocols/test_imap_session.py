@@ -12,7 +12,7 @@ from twisted.internet.testing import StringTransport
 from xmail.config import Settings
 from xmail.context import ServerContext
 from xmail.protocols.imap.server import MAX_PENDING_INPUT, IMAPFactory
-from xmail.protocols.imap.session import MAX_BAD_COMMANDS
+from xmail.protocols.imap.session import MAX_BAD_COMMANDS, State
 
 
 def connect(host: str = "127.0.0.1") -> tuple[Any, StringTransport, task.Clock]:
@@ -48,10 +48,22 @@ def test_remote_client_sees_logindisabled() -> None:
     assert out == b"b NO [PRIVACYREQUIRED] use STARTTLS first\r\n"
 
 
-def test_autologout_after_thirty_minutes_of_silence() -> None:
+def test_unauthenticated_connections_time_out_after_two_minutes() -> None:
     proto, transport, clock = connect()
-    clock.advance(1000)
+    clock.advance(100)
     exchange(proto, transport, clock, b"a NOOP\r\n")  # activity restarts the timer
+    clock.advance(119)
+    assert not transport.disconnecting
+    transport.clear()
+    clock.advance(2)
+    assert transport.value() == b"* BYE autologout: idle for too long\r\n"
+    assert transport.disconnecting
+
+
+def test_autologout_after_thirty_minutes_of_silence_once_logged_in() -> None:
+    proto, transport, clock = connect()
+    proto.session.state = State.AUTHENTICATED  # as after LOGIN (acceptance tests log in for real)
+    exchange(proto, transport, clock, b"a NOOP\r\n")
     clock.advance(1799)
     assert not transport.disconnecting
     transport.clear()
@@ -110,6 +122,26 @@ def test_output_back_pressure() -> None:
     assert d is not None and not d.called
     proto.resumeProducing()
     assert d.called
+    proto.pauseProducing()
+    d = proto.drain()
+    proto.connectionLost(None)
+    failures: list = []
+    d.addErrback(failures.append)
+    assert failures and failures[0].check(ConnectionError)
+    failures.clear()
+    proto.drain().addErrback(failures.append)  # a closed connection never drains
+    assert failures
+
+
+def test_no_command_runs_while_the_client_does_not_read() -> None:
+    proto, transport, clock = connect()
+    proto.pauseProducing()  # the transport's buffer is full
+    out = exchange(proto, transport, clock, b"a NOOP\r\nb NOOP\r\n")
+    assert out == b""
+    proto.resumeProducing()
+    for _ in range(5):
+        clock.advance(0)
+    assert transport.value() == b"a OK NOOP completed\r\nb OK NOOP completed\r\n"
 
 
 def test_logout() -> None:

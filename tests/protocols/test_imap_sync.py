@@ -146,3 +146,25 @@ def test_imapclient_idle(server) -> None:  # type: ignore[no-untyped-def]
     client.idle_done()
     assert (1, b"EXISTS") in responses
     client.logout()
+
+
+def test_idle_sees_a_file_dropped_into_new_by_another_program(server, pair) -> None:  # type: ignore[no-untyped-def]
+    # Cross-process path: nothing in this process tells the store; its poller
+    # notices new/ changed, adopts the file and notifies the IDLE session.
+    a, b = pair
+    tag = b.tag()
+    b.send(tag + b" IDLE\r\n")
+    assert b.line() == b"+ idling"
+    root = server.mailbox("alice@example.com").root
+    tmp = os.path.join(root, "tmp", "dropped.1")
+    with open(tmp, "wb") as f:
+        f.write(message("dropped in"))
+    os.rename(tmp, os.path.join(root, "new", "dropped.1"))
+    start = time.monotonic()
+    b.sock.settimeout(5)
+    assert b.line() == b"* 4 EXISTS"
+    assert time.monotonic() - start < 2.0
+    b.send(b"DONE\r\n")
+    b.until(tag)
+    [line] = b.ok("FETCH 4 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    assert b"Subject: dropped in" in line

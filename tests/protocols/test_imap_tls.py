@@ -38,16 +38,6 @@ def test_loopback_exemption_can_be_switched_off(make_server) -> None:  # type: i
         assert b"LOGINDISABLED" in w.greeting
 
 
-def test_starttls_discards_pipelined_plaintext(server) -> None:  # type: ignore[no-untyped-def]
-    with Wire(server.port("imap"), source="127.0.0.2") as w:
-        w.send(b"a STARTTLS\r\nb CAPABILITY\r\n")
-        assert w.line() == b"a OK Begin TLS negotiation now"
-        w.starttls()
-        # Had "b CAPABILITY" run, its reply would be waiting now.
-        w.send(b"c NOOP\r\n")
-        assert w.line() == b"c OK NOOP completed"
-
-
 def test_starttls_twice_and_after_login(server) -> None:  # type: ignore[no-untyped-def]
     with Wire(server.port("imap")) as w:
         w.ok("STARTTLS")

@@ -1,0 +1,41 @@
+# -*- test-case-name: tests.protocols.test_imap_commands -*-
+"""xmail's IMAP4rev1 server.
+
+    tokenizer.py   sans-IO framing: lines, {n} / {n+} literals, raw lines
+    grammar.py     tokens -> typed requests (model.py types)
+    response.py    atoms, strings, literals, lists; modified UTF-7 names
+    session.py     states, the one command registry, errors -> replies
+    sync.py        the selected folder's view; store changes -> untagged data
+    commands/      handlers: any_state, auth, mailbox, selected, message
+    fetch.py / search.py / sort.py / thread.py   pure data functions (mime)
+    server.py      Twisted Protocol + IMAPFactory, back-pressure, timeouts
+
+RFCs implemented (status, where):
+
+| RFC  | title                               | status    | where |
+|------|-------------------------------------|-----------|-------|
+| 3501 | IMAP4rev1                           | full      | everywhere |
+| 2177 | IDLE                                | full      | commands/selected.py, sync.py |
+| 2342 | NAMESPACE                           | full      | commands/any_state.py |
+| 2971 | ID                                  | full      | commands/any_state.py |
+| 3348 | CHILDREN                            | full      | commands/mailbox.py |
+| 3691 | UNSELECT                            | full      | commands/selected.py |
+| 4315 | UIDPLUS                             | full      | commands/mailbox.py, message.py, selected.py |
+| 4731 | ESEARCH                             | full      | commands/message.py |
+| 4959 | SASL-IR                             | full      | commands/auth.py |
+| 5161 | ENABLE                              | full (nothing to enable) | commands/any_state.py |
+| 5256 | SORT, THREAD                        | full      | commands/message.py, sort.py, thread.py |
+| 5258 | LIST-EXTENDED                       | full      | grammar.py, commands/mailbox.py |
+| 5267 | ESORT                               | full      | commands/message.py, sort.py |
+| 5530 | response codes                      | used      | session.py |
+| 5819 | LIST-STATUS                         | full      | commands/mailbox.py |
+| 5957 | SORT=DISPLAY                        | full      | sort.py |
+| 6154 | SPECIAL-USE, CREATE-SPECIAL-USE     | full      | commands/mailbox.py |
+| 6851 | MOVE                                | full      | commands/message.py |
+| 7888 | LITERAL+                            | full      | tokenizer.py |
+| 7889 | APPENDLIMIT                         | capability only (one global limit) | commands/any_state.py |
+| 2595 / 8314 | STARTTLS, implicit TLS       | full      | commands/auth.py, server.py |
+| 4616 | SASL PLAIN (and LOGIN)              | full      | commands/auth.py |
+| 7162 | CONDSTORE / QRESYNC                 | no (STORE UNCHANGEDSINCE parsed only) | |
+| 5182 | SEARCHRES ($)                       | no        | |
+"""

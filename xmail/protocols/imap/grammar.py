@@ -462,8 +462,8 @@ def _store(cur: _Cursor) -> StoreArgs:
         cur.end()
     else:
         rest = cur.items[cur.pos :]
-        if not rest and mode != "set":
-            raise GrammarError("missing flags")
+        if not rest:
+            raise GrammarError("missing flags")  # "FLAGS ()" clears them all
         flags = _flag_list(rest)
     return StoreArgs(seqset, mode, bool(m.group(2)), flags, unchanged_since)
 

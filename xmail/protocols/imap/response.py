@@ -89,7 +89,12 @@ def decode_mailbox(raw: bytes) -> str:
     not allowed by RFC 3501 but common) are accepted as UTF-8."""
     if any(b >= 0x80 for b in raw):
         return raw.decode("utf-8")
-    return raw.decode("imap4-utf-7")
+    name = raw.decode("imap4-utf-7")
+    if name.encode("imap4-utf-7") != raw:
+        # The codec is lenient ("&Jjo" without "-" decodes); a name must be
+        # canonical so that it comes back byte for byte in LIST.
+        raise ValueError("mailbox name is not canonical modified UTF-7")
+    return name
 
 
 def mailbox(name: str) -> bytes:

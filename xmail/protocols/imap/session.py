@@ -118,6 +118,7 @@ class Connection(Protocol):
     def read_raw_line(self) -> defer.Deferred[bytes]: ...
     def start_tls(self) -> None: ...
     def tls_available(self) -> bool: ...
+    def abort(self) -> None: ...
 
 
 MAX_BAD_COMMANDS = 20  # consecutive BAD replies before the client is cut off
@@ -263,6 +264,8 @@ class Session:
         """The connection is gone: release listeners and log the logout."""
         self.deselect()
         if self.account is not None:
+            if self.ctx.connections is not None:
+                self.ctx.connections.release(self.account.address, "imap")
             if self.ctx.audit is not None:
                 self.ctx.audit.logout(self.account.address, "imap", self.conn.client_host)
             if self._logout is not None:

@@ -104,6 +104,7 @@ class SelectedFolder:
         self._own: dict[int, int] = {}  # uid -> modseq of our own flag change
         # Called when changes arrive (IDLE sends them at once).
         self.on_change: Callable[[], None] | None = None
+        self.keywords: set[str] = set()  # keywords announced in FLAGS
         self._listening = True
         folder.subscribe_changes(self)
 
@@ -178,14 +179,15 @@ class SelectedFolder:
     def remove(self, uids: Iterable[int]) -> list[bytes]:
         """Drop expunged UIDs from the view; the EXPUNGE lines to send."""
         seqs = sorted((s for s in (self.seq_of(uid) for uid in uids) if s is not None), reverse=True)
-        out = []
-        for seq in seqs:
-            uid = self.uids[seq - 1]
-            del self.uids[seq - 1]
-            self.recent.discard(uid)
+        if not seqs:
+            return []
+        doomed = {self.uids[seq - 1] for seq in seqs}
+        # One pass over the array, not one memmove per message.
+        self.uids = array("L", (uid for uid in self.uids if uid not in doomed))
+        self.recent -= doomed
+        for uid in doomed:
             self._flag_changes.pop(uid, None)
-            out.append(b"* %d EXPUNGE\r\n" % seq)
-        return out
+        return [b"* %d EXPUNGE\r\n" % seq for seq in seqs]
 
     # -- numbering -----------------------------------------------------------------------
     @property

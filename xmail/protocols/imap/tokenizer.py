@@ -30,7 +30,10 @@ Events:
 
 Every buffer is bounded: a line (without its literals) by `max_line`, a
 literal by `literal_limit(items_so_far)`, which the server uses to allow
-APPENDLIMIT for APPEND and a small size elsewhere.
+APPENDLIMIT for APPEND and a small size elsewhere.  A literal larger than
+`spool_threshold` is handed chunk by chunk to `spool(size)` (the server
+gives a temporary file) and stands in the tree as a `SpooledLiteral`, so a
+40 MB APPEND never sits in memory.
 """
 
 from __future__ import annotations

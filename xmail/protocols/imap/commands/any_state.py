@@ -4,7 +4,6 @@ ID (RFC 2971), ENABLE (RFC 5161) and NAMESPACE (RFC 2342)."""
 
 from __future__ import annotations
 
-from xmail import __name__ as _product
 from xmail.protocols.imap.grammar import IdArgs, Request
 from xmail.protocols.imap.response import render
 from xmail.protocols.imap.session import ANY, AUTH, Disconnect, Session, State, command
@@ -66,7 +65,7 @@ async def id_(session: Session, request: Request) -> str:
     args: IdArgs = request.args
     if args.params:
         session.client_id = {k: v for k, v in list(args.params.items())[:30]}
-    session.untagged(b"ID " + render(["name", _product, "vendor", "xmail"]))
+    session.untagged(b"ID " + render(["name", "xmail", "vendor", "xmail"]))
     return "ID completed"
 
 

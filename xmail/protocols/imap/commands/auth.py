@@ -7,9 +7,9 @@ from __future__ import annotations
 import base64
 import binascii
 
-from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 
+from xmail.auth.credentials import login_credentials
 from xmail.auth.interfaces import AccountDisabled, IMailAccount, LoginUnavailable
 from xmail.protocols.imap.commands.any_state import capability_line, plaintext_auth_allowed
 from xmail.protocols.imap.grammar import AuthenticateArgs, Request
@@ -94,7 +94,8 @@ async def login(session: Session, request: Request) -> str:
 async def _login(session: Session, user: str, password: str, method: str) -> str:
     portal = session.ctx.portal
     try:
-        _, avatar, logout = await portal.login(UsernamePassword(user, password), None, IMailAccount)
+        credentials = login_credentials(user, password, client_ip=session.conn.client_host, protocol="imap")
+        _, avatar, logout = await portal.login(credentials, None, IMailAccount)
     except LoginUnavailable:
         session.audit_failure(user, method, "throttled")
         raise No("try again later", "UNAVAILABLE") from None
@@ -105,6 +106,11 @@ async def _login(session: Session, user: str, password: str, method: str) -> str
             session.untagged(b"BYE too many failed logins")
             session.close_after_reply = True
         raise No("invalid credentials", "AUTHENTICATIONFAILED") from None
+    connections = session.ctx.connections
+    if connections is not None and not connections.acquire(avatar.address, "imap"):
+        logout()
+        session.audit_failure(avatar.address, method, "throttled")
+        raise No("too many connections for this user", "LIMIT")  # RFC 5530 §3
     session.logged_in(avatar, logout, method)
     # RFC 3501 §7.2.1: the new capabilities, saving the client a round trip.
     return "[" + capability_line(session).decode() + "] logged in"

@@ -23,6 +23,7 @@ from xmail.protocols.imap import search as searchmod
 from xmail.protocols.imap import sort as sortmod
 from xmail.protocols.imap import thread as threadmod
 from xmail.protocols.imap.commands.mailbox import note_incoming
+from xmail.protocols.imap.commands.selected import send_flags
 from xmail.protocols.imap.grammar import CopyArgs, FetchArgs, Request, SearchArgs, StoreArgs
 from xmail.protocols.imap.model import FetchAtt
 from xmail.protocols.imap.session import SELECTED, Bad, No, Session, command
@@ -33,8 +34,20 @@ _BATCH = 256  # records read per index transaction while fetching
 _INLINE_READ = 256 * 1024  # larger sections are read in a thread, chunk by chunk
 _CHUNK = 65536
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-_META_ATTS = {"ENVELOPE", "BODY", "BODYSTRUCTURE", "BODY[]", "RFC822", "RFC822.HEADER",
-              "RFC822.TEXT"}
+_BODY_ATTS = {"BODY[]", "RFC822", "RFC822.HEADER", "RFC822.TEXT"}
+
+
+def _whole_message(att: FetchAtt) -> bool:
+    """BODY[] / BODY.PEEK[] / RFC822: the file itself, no structure needed."""
+    if att.name == "RFC822":
+        return True
+    return att.name == "BODY[]" and (att.section is None or (not att.section.part and not att.section.text))
+
+
+def _needs_structure(att: FetchAtt) -> bool:
+    if att.name in ("ENVELOPE", "BODY", "BODYSTRUCTURE", "RFC822.HEADER", "RFC822.TEXT"):
+        return True
+    return att.name == "BODY[]" and not _whole_message(att)
 
 
 def _view(session: Session) -> SelectedFolder:
@@ -68,7 +81,8 @@ async def fetch(session: Session, request: Request) -> str:
     atts = list(args.atts)
     if request.uid and not any(a.name == "UID" for a in atts):
         atts.insert(0, FetchAtt("UID"))  # RFC 3501 §6.4.8
-    needs_meta = any(a.name in _META_ATTS for a in atts)
+    needs_meta = any(_needs_structure(a) for a in atts)
+    needs_file = any(a.name in _BODY_ATTS for a in atts)
     marks_seen = not view.readonly and any(
         a.name in ("BODY[]", "RFC822", "RFC822.TEXT") and fetchmod.sets_seen(a) for a in atts)
     wants_flags = any(a.name == "FLAGS" for a in atts)
@@ -86,7 +100,7 @@ async def fetch(session: Session, request: Request) -> str:
                 for r in changed:
                     records[r.uid] = r
                     newly_seen.add(r.uid)
-        if not needs_meta:
+        if not needs_meta and not needs_file:
             # Index-only attributes: one write per batch, no per-message await.
             lines = []
             for seq, uid in batch:
@@ -168,7 +182,11 @@ async def _fetch_one(session: Session, view: SelectedFolder, seq: int, record: M
                 extended = name == "BODYSTRUCTURE"
                 out.append(name.encode() + b" " + fetchmod.render_body(structure, extended))
             else:
-                selection = fetchmod.select_body(att, structure)
+                if _whole_message(att):
+                    # Store invariant: the file is the message, RFC822.SIZE octets.
+                    selection = fetchmod.apply_partial(fetchmod.FileRange(0, record.size), att.partial)
+                else:
+                    selection = fetchmod.select_body(att, structure)
                 out.append(att.response_name().encode("ascii") + b" ")
                 if selection is None:
                     out.append(b"NIL")
@@ -235,6 +253,10 @@ async def store(session: Session, request: Request) -> str:
         return "STORE completed"
     changed, refused = await view.folder.set_flags(uids, args.flags, args.mode, args.unchanged_since)
     view.note_own_flags(changed)
+    new_keywords = {f for f in args.flags if not f.startswith("\\")} - view.keywords
+    if new_keywords and args.mode != "remove":
+        view.keywords |= new_keywords
+        send_flags(session, view)
     if not args.silent:
         # RFC 3501 §6.4.6: the new flags of every message in the set.
         for i, record in enumerate(view.folder.records(uids)):

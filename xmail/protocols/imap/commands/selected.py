@@ -29,13 +29,8 @@ async def _select(session: Session, name: str, readonly: bool) -> str:
             keywords.update(f for f in record.flags if not f.startswith("\\"))
         if not first_unseen and "\\Seen" not in record.flags:
             first_unseen = seq
-    flags = " ".join(SYSTEM_FLAGS + tuple(sorted(keywords)))
-    session.untagged(f"FLAGS ({flags})".encode())
-    if readonly:
-        session.untagged(b"OK [PERMANENTFLAGS ()] read-only")
-    else:
-        # "\*": clients may create keywords (RFC 3501 §7.1).
-        session.untagged(f"OK [PERMANENTFLAGS ({flags} \\*)] flags permitted".encode())
+    view.keywords = keywords
+    send_flags(session, view)
     session.untagged(b"%d EXISTS" % view.exists)
     session.untagged(b"%d RECENT" % len(view.recent))
     if first_unseen:
@@ -46,6 +41,18 @@ async def _select(session: Session, name: str, readonly: bool) -> str:
     session.selected = view
     session.state = State.SELECTED
     return "[READ-ONLY] EXAMINE completed" if readonly else "[READ-WRITE] SELECT completed"
+
+
+def send_flags(session: Session, view: SelectedFolder) -> None:
+    """FLAGS and PERMANENTFLAGS (RFC 3501 §7.2.6, §7.1): at SELECT, and again
+    when a STORE brings in a keyword the folder did not use yet."""
+    flags = " ".join(SYSTEM_FLAGS + tuple(sorted(view.keywords)))
+    session.untagged(f"FLAGS ({flags})".encode())
+    if view.readonly:
+        session.untagged(b"OK [PERMANENTFLAGS ()] read-only")
+    else:
+        # "\*": clients may create keywords (RFC 3501 §7.1).
+        session.untagged(f"OK [PERMANENTFLAGS ({flags} \\*)] flags permitted".encode())
 
 
 @command("SELECT", AUTH)
