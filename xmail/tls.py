@@ -9,6 +9,7 @@ ServerTLS serves it, and replaces it without a restart on SIGHUP.
 from __future__ import annotations
 
 import datetime
+import fcntl
 import os
 import socket
 from typing import Any
@@ -36,7 +37,24 @@ def ensure_certificate(settings: Settings) -> tuple[str, str]:
     if os.path.exists(cert_path) and os.path.exists(key_path):
         return cert_path, key_path
     os.makedirs(tls_dir, mode=0o700, exist_ok=True)
-    hostname = settings.server.hostname or socket.getfqdn()
+    # Several workers may start on a fresh data dir at once: one generates,
+    # the others wait and then use its pair (never a key of one and the
+    # certificate of another).
+    lock_fd = os.open(os.path.join(tls_dir, ".lock"), os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        if not (os.path.exists(cert_path) and os.path.exists(key_path)):
+            cert_pem, key_pem = _self_signed(settings.server.hostname or socket.getfqdn())
+            # The key first: the certificate's presence marks a complete pair.
+            _write_durably(key_path, key_pem, 0o600)
+            _write_durably(cert_path, cert_pem, 0o644)
+    finally:
+        os.close(lock_fd)  # releases the lock
+    return cert_path, key_path
+
+
+def _self_signed(hostname: str) -> tuple[bytes, bytes]:
+    """(certificate PEM, key PEM) for hostname (and localhost), ten years."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
     now = datetime.datetime.now(datetime.UTC)
@@ -60,20 +78,18 @@ def ensure_certificate(settings: Settings) -> tuple[str, str]:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    # Write to temporary names then rename: a crash never leaves half a key.
-    for path, data, mode in (
-        (key_path, key_pem, 0o600),
-        (cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644),
-    ):
-        # Unique per process: two workers may start on a fresh data dir at once.
-        tmp = f"{path}.{os.getpid()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    return cert_path, key_path
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def _write_durably(path: str, data: bytes, mode: int) -> None:
+    """Write to a temporary name, fsync, rename: a crash never leaves half a file."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def server_context_factory(settings: Settings) -> ssl.CertificateOptions:

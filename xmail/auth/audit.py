@@ -180,7 +180,9 @@ class AuditLog:
         if not records:
             return
         data = b"".join(
-            json.dumps(r, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+            # ASCII-only: U+2028/U+2029/U+0085 are line breaks to Unicode-aware
+            # log readers, and a forged "second line" must be impossible.
+            json.dumps(r, ensure_ascii=True, separators=(",", ":")).encode("ascii") + b"\n"
             for r in records)
         try:
             os.write(self._fd(kind, logfiles.day_of(records[0]["ts"])), data)

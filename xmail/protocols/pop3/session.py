@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -33,6 +34,7 @@ from xmail.protocols.pop3.maildrop import IMaildropLocks
 from xmail.protocols.pop3.parser import BadLine, Command, SaslResponse
 from xmail.store.interfaces import NoSuchMessage, StoreError
 
+_SASL_NAME = re.compile(r"[A-Z0-9_-]{1,20}")
 IMPLEMENTATION = "xmail"
 MAX_AUTH_FAILURES = 3  # then the connection is closed
 MAX_BAD_COMMANDS = 10  # unknown/invalid commands before the connection is closed
@@ -267,7 +269,11 @@ class POP3Session:
             return None
         mechanism = mechanism.upper()
         if mechanism not in SASL_MECHANISMS:
-            raise UserError(f"unsupported authentication mechanism {mechanism}")
+            # Echo only a well-formed SASL name (RFC 4422 §3.1): a control or
+            # 8-bit character in a reply reaches the client's logs and terminals.
+            if _SASL_NAME.fullmatch(mechanism):
+                raise UserError(f"unsupported authentication mechanism {mechanism}")
+            raise UserError("unsupported authentication mechanism")
         self._require_plaintext_auth()
         self._user = None
         self._sasl = _SaslExchange(mechanism)
