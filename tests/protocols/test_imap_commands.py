@@ -110,7 +110,7 @@ def test_id(wire: Wire) -> None:
 
 def test_namespace_and_enable(alice: Wire) -> None:
     assert alice.ok("NAMESPACE") == [b'* NAMESPACE (("" "/")) NIL NIL']
-    assert alice.ok("ENABLE CONDSTORE") == [b"* ENABLED"]
+    assert alice.ok("ENABLE CONDSTORE") == [b"* ENABLED CONDSTORE"]  # RFC 7162 now implemented
 
 
 def test_list_default_folders_with_special_use(alice: Wire) -> None:

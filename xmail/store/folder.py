@@ -105,15 +105,21 @@ class MaildirFolder:
         """Records whose MODSEQ is greater than modseq, by UID (RFC 7162
         §3.1.4 CHANGEDSINCE); from the MODSEQ log, not a scan."""
         with self.store.env.read() as txn:
-            changed, _expunged = self._index.changes_since(txn, self.fid, modseq)
+            changed = self._index.changed_uids_since(txn, self.fid, modseq)
             return self._index.records_for(txn, self.fid, changed)
 
     def expunged_since(self, modseq: int) -> list[int]:
-        """UIDs expunged after modseq (RFC 7162 §3.2.5.2 VANISHED), by UID;
-        the log keeps 30 days, older ones are not reported."""
+        """UIDs expunged after modseq (RFC 7162 §3.2.5.2 VANISHED), by UID,
+        from the tombstones; exact when modseq >= expunge_log_floor()."""
         with self.store.env.read() as txn:
-            _changed, expunged = self._index.changes_since(txn, self.fid, modseq)
+            expunged = self._index.expunged_uids_since(txn, self.fid, modseq)
         return sorted(set(expunged))
+
+    def expunge_log_floor(self) -> int:
+        """The MODSEQ at or above which expunged_since is complete (0: the
+        folder's log was never compacted)."""
+        with self.store.env.read() as txn:
+            return self._state(txn).expunge_floor
 
     def headers(self, uid: int) -> dict[str, str]:
         """The cached header fields of one message (MessageMeta.headers)

@@ -18,7 +18,7 @@ so that cursor order is numeric order):
   store.headers   fid + uid                -> cached header fields (SEARCH reads only these)
   store.names     fid + base name          -> uid  (reindex, drop-in pickup)
   store.modseq    fid + modseq(8) + uid    -> ""   (change notification, CONDSTORE)
-  store.expunged  fid + modseq(8) + uid    -> expunge time
+  store.expunged  fid + modseq(8) + uid    -> expunge time (tombstones, RFC 7162 VANISHED)
   store.recycle   fid + uid                -> (original folder, expunged_at, expires_at, subject)
   store.sentids   address \\0 message-id    -> (fid, uid, saved_at)  (send-save dedup)
   store.subs      address \\0 name          -> ""
@@ -95,18 +95,21 @@ class FolderState:
     size: int = 0
     special_use: str | None = None
     keywords: list[str] = field(default_factory=list)
+    # The expunge log (tombstones) holds every expunge with a MODSEQ above
+    # this; older ones were compacted away (see UidIndex.prune_expunge_log).
+    expunge_floor: int = 0
 
     def encode(self) -> bytes:
-        return marshal.dumps((1, self.address, self.name, self.dirname, self.uidvalidity, self.uidnext,
+        return marshal.dumps((2, self.address, self.name, self.dirname, self.uidvalidity, self.uidnext,
                               self.modseq, self.messages, self.unseen, self.size, self.special_use,
-                              list(self.keywords)))
+                              list(self.keywords), self.expunge_floor))
 
     @classmethod
     def decode(cls, raw: bytes) -> FolderState:
-        (_v, address, name, dirname, uidvalidity, uidnext, modseq, messages, unseen, size, special,
-         keywords) = marshal.loads(raw)
-        return cls(address, name, dirname, uidvalidity, uidnext, modseq, messages, unseen, size,
-                   special, keywords)
+        fields = marshal.loads(raw)
+        # Version 1 had no expunge_floor: its log was never compacted... or
+        # was, by age, without a record; 0 is what it claimed.
+        return cls(*fields[1:12], expunge_floor=fields[12] if fields[0] >= 2 else 0)
 
 
 def _pack(value: Any) -> bytes:
@@ -434,6 +437,25 @@ class UidIndex:
                     out.append(_U32.unpack(key[16:20])[0])
         return changed, expunged
 
+    def _log_since(self, txn: lmdb.Transaction, db: Any, fid: int, modseq: int) -> list[int]:
+        out: list[int] = []
+        prefix = fid_key(fid)
+        cursor = txn.cursor(db=db)
+        if cursor.set_range(seq_key(fid, modseq + 1, 0)):
+            for key in cursor.iternext(values=False):
+                if key[:8] != prefix:
+                    break
+                out.append(_U32.unpack(key[16:20])[0])
+        return out
+
+    def changed_uids_since(self, txn: lmdb.Transaction, fid: int, modseq: int) -> list[int]:
+        """UIDs of existing messages with MODSEQ > modseq (MODSEQ order)."""
+        return self._log_since(txn, self.modseq, fid, modseq)
+
+    def expunged_uids_since(self, txn: lmdb.Transaction, fid: int, modseq: int) -> list[int]:
+        """Tombstones with MODSEQ > modseq (MODSEQ order)."""
+        return self._log_since(txn, self.expunged, fid, modseq)
+
     def editor(self, txn: lmdb.Transaction, fid: int, state: FolderState) -> RecordEditor:
         return RecordEditor(self, txn, fid, state)
 
@@ -470,10 +492,47 @@ class UidIndex:
         for key in stale:
             txn.delete(key, db=self.sentids)
 
-    def prune_expunge_log(self, txn: lmdb.Transaction, older_than: float) -> None:
-        stale = [k for k, v in txn.cursor(db=self.expunged) if marshal.loads(v) < older_than]
-        for key in stale:
+    def prune_expunge_log(self, txn: lmdb.Transaction, older_than: float) -> int:
+        """Compact the tombstones of expunges made before `older_than`.
+
+        Per folder, the highest MODSEQ among the stale tombstones becomes the
+        folder's expunge_floor and every tombstone at or below it goes (clock
+        steps may leave a younger one under an older one's MODSEQ): the log
+        stays complete above the floor, so VANISHED (EARLIER) for a client
+        MODSEQ >= floor is exact, and below it the IMAP layer answers with the
+        known-but-missing UIDs (RFC 7162 §3.2.5.2).  Returns tombstones removed.
+        """
+        floors: dict[int, int] = {}
+        for key, value in txn.cursor(db=self.expunged):
+            if marshal.loads(value) < older_than:
+                fid = _U64.unpack(key[:8])[0]
+                modseq = _U64.unpack(key[8:16])[0]
+                if modseq > floors.get(fid, 0):
+                    floors[fid] = modseq
+        removed = 0
+        for fid, floor in floors.items():
+            removed += self.compact_tombstones(txn, fid, floor)
+        return removed
+
+    def compact_tombstones(self, txn: lmdb.Transaction, fid: int, floor: int) -> int:
+        """Drop a folder's tombstones with MODSEQ <= floor and raise its
+        expunge_floor to floor (both in this transaction)."""
+        prefix = fid_key(fid)
+        end = seq_key(fid, floor + 1, 0)
+        doomed = []
+        cursor = txn.cursor(db=self.expunged)
+        if cursor.set_range(prefix):
+            for key in cursor.iternext(values=False):
+                if key[:8] != prefix or key >= end:
+                    break
+                doomed.append(key)
+        for key in doomed:
             txn.delete(key, db=self.expunged)
+        state = self.state(txn, fid)
+        if state is not None and floor > state.expunge_floor:
+            state.expunge_floor = floor
+            self.put_state(txn, fid, state)
+        return len(doomed)
 
 
 class RecordEditor:

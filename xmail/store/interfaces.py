@@ -206,8 +206,15 @@ class IFolder(Interface):
         """Records with MODSEQ > modseq, by UID (RFC 7162 CHANGEDSINCE)."""
 
     def expunged_since(modseq: int) -> list[int]:
-        """UIDs expunged after modseq, ascending (RFC 7162 VANISHED); the
-        store keeps this log for 30 days."""
+        """UIDs expunged after modseq, ascending (RFC 7162 VANISHED), from
+        tombstones kept with the MODSEQ of their expunge.  Tombstones older
+        than 30 days are compacted: the answer is complete only for
+        modseq >= expunge_log_floor()."""
+
+    def expunge_log_floor() -> int:
+        """The lowest modseq for which expunged_since() is complete (0 when
+        nothing was ever compacted).  Below it a caller must assume any UID
+        it knows and the folder no longer has was expunged."""
 
     def headers(uid: int) -> dict[str, str]:
         """The cached header fields alone (MessageMeta.headers), cheaper

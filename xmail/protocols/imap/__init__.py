@@ -6,7 +6,7 @@
     response.py    atoms, strings, literals, lists; modified UTF-7 names
     session.py     states, the one command registry, errors -> replies
     sync.py        the selected folder's view; store changes -> untagged data
-    commands/      handlers: any_state, auth, mailbox, selected, message
+    commands/      handlers: any_state, auth, mailbox, selected, message, quota
     fetch.py / search.py / sort.py / thread.py   pure data functions (mime)
     server.py      Twisted Protocol + IMAPFactory, back-pressure, timeouts
 
@@ -23,7 +23,7 @@ RFCs implemented (status, where):
 | 4315 | UIDPLUS                             | full      | commands/mailbox.py, message.py, selected.py |
 | 4731 | ESEARCH                             | full      | commands/message.py |
 | 4959 | SASL-IR                             | full      | commands/auth.py |
-| 5161 | ENABLE                              | full (nothing to enable) | commands/any_state.py |
+| 5161 | ENABLE                              | full (CONDSTORE, QRESYNC) | commands/any_state.py |
 | 5256 | SORT, THREAD                        | full      | commands/message.py, sort.py, thread.py |
 | 5258 | LIST-EXTENDED                       | full      | grammar.py, commands/mailbox.py |
 | 5267 | ESORT                               | full      | commands/message.py, sort.py |
@@ -36,6 +36,8 @@ RFCs implemented (status, where):
 | 7889 | APPENDLIMIT                         | capability only (one global limit) | commands/any_state.py |
 | 2595 / 8314 | STARTTLS, implicit TLS       | full      | commands/auth.py, server.py |
 | 4616 | SASL PLAIN (and LOGIN)              | full      | commands/auth.py |
-| 7162 | CONDSTORE / QRESYNC                 | no (STORE UNCHANGEDSINCE parsed only) | |
+| 7162 | CONDSTORE / QRESYNC                 | full (never NOMODSEQ) | commands/, sync.py |
+| 9208 | QUOTA (RES-STORAGE, RES-MESSAGE)    | full (SETQUOTA refused) | commands/quota.py |
+| 4978 | COMPRESS=DEFLATE                    | full      | server.py |
 | 5182 | SEARCHRES ($)                       | no        | |
 """

@@ -63,6 +63,8 @@ class Request:
 class FetchArgs:
     seqset: SeqSet
     atts: tuple[FetchAtt, ...]
+    changed_since: int | None = None  # RFC 7162 §3.1.4.1 CHANGEDSINCE
+    vanished: bool = False  # RFC 7162 §3.2.6 VANISHED (UID FETCH only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +108,33 @@ class ListArgs:
     status_items: tuple[str, ...] = ()  # RFC 5819 RETURN (STATUS (...))
     extended: bool = False  # any RFC 5258 syntax used
     lsub: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class QresyncParams:
+    """RFC 7162 §3.2.5: SELECT box (QRESYNC (uidvalidity modseq
+    [known-uids [(known-sequence-set known-uid-set)]]))."""
+
+    uidvalidity: int
+    modseq: int
+    known_uids: SeqSet | None = None
+    seq_match: tuple[SeqSet, SeqSet] | None = None
+
+
+class SelectArgs(str):
+    """SELECT / EXAMINE: the mailbox name (the str itself) and the RFC 7162
+    select parameters (CONDSTORE), (QRESYNC (...))."""
+
+    condstore: bool = False
+    qresync: QresyncParams | None = None
+
+    @classmethod
+    def make(cls, name: str, condstore: bool = False, qresync: QresyncParams | None = None
+             ) -> SelectArgs:
+        args = cls(name)
+        args.condstore = condstore or qresync is not None
+        args.qresync = qresync
+        return args
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,7 +380,7 @@ _FETCH_MACROS = {
 }
 _SIMPLE_ATTS = {
     "FLAGS", "UID", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY", "BODYSTRUCTURE",
-    "RFC822", "RFC822.HEADER", "RFC822.TEXT",
+    "RFC822", "RFC822.HEADER", "RFC822.TEXT", "MODSEQ",  # RFC 7162 §3.1.4
 }
 _BODY_ATT = re.compile(r"(BODY|BODY\.PEEK)\[([^\]]*)(?:\]((?:<\d{1,10}\.\d{1,10}>)?))?\Z", re.I)
 _AFTER_FIELDS = re.compile(r"\]((?:<\d{1,10}\.\d{1,10}>)?)\Z")
@@ -435,8 +464,36 @@ def _fetch(cur: _Cursor) -> FetchArgs:
         atts = [FetchAtt(n) for n in _FETCH_MACROS[item.upper().decode()]]
     else:
         atts.append(_fetch_att(cur))
+    changed_since = None
+    vanished = False
+    if isinstance(cur.peek(), list):
+        # RFC 7162 §3.1.4.1, §3.2.6: fetch-modifiers = "(" fetch-modifier
+        # *(SP fetch-modifier) ")"; CHANGEDSINCE 0 is valid (iOS sends it).
+        mods = _Cursor(cur.take("fetch modifiers"))
+        if not mods.more():
+            raise GrammarError("empty fetch modifier list")
+        while mods.more():
+            name = mods.atom("fetch modifier").upper()
+            if name == "CHANGEDSINCE" and changed_since is None:
+                changed_since = _modseq(mods)
+            elif name == "VANISHED" and not vanished:
+                vanished = True
+            else:
+                raise GrammarError(f"unknown or repeated FETCH modifier {name[:30]}")
+        if vanished and changed_since is None:
+            raise GrammarError("VANISHED needs CHANGEDSINCE")  # RFC 7162 §3.2.6
     cur.end()
-    return FetchArgs(seqset, tuple(atts))
+    return FetchArgs(seqset, tuple(atts), changed_since, vanished)
+
+
+_MAX_MODSEQ = (1 << 63) - 1  # RFC 7162 §7: mod-sequence-value is below 2^63
+
+
+def _modseq(cur: _Cursor) -> int:
+    value = _number(cur, "mod-sequence")
+    if value > _MAX_MODSEQ:
+        raise GrammarError("mod-sequence out of range")
+    return value
 
 
 # --- STORE (RFC 3501 §6.4.6, RFC 7162 §3.1.3) ----------------------------------------
@@ -451,7 +508,7 @@ def _store(cur: _Cursor) -> StoreArgs:
         mods = _Cursor(cur.take("modifiers"))
         if mods.atom("modifier").upper() != "UNCHANGEDSINCE":
             raise GrammarError("unknown STORE modifier")
-        unchanged_since = _number(mods, "mod-sequence")
+        unchanged_since = _modseq(mods)
         mods.end()
     m = _STORE_ITEM.match(cur.atom("store item"))
     if m is None:
@@ -585,6 +642,17 @@ def _search_key(cur: _Cursor, charset: str, depth: int) -> SearchExpr:
         return SearchKey("HEADER", (field_name, _search_string(cur, charset)))
     if name in ("KEYWORD", "UNKEYWORD"):
         return SearchKey(name, (parse_flag(cur.take("keyword")),))
+    if name == "MODSEQ":
+        # RFC 7162 §3.1.5: "MODSEQ" [SP entry-name SP entry-type-req] SP
+        # mod-sequence-valzer; one modseq per message here, so the entry
+        # only has to be well-formed.
+        if isinstance(cur.peek(), String):
+            entry = cur.string("entry name").decode("utf-8", "replace")
+            kind = cur.atom("entry type").lower()
+            if kind not in ("priv", "shared", "all"):
+                raise GrammarError("MODSEQ entry type must be priv, shared or all")
+            return SearchKey("MODSEQ", (entry, kind, _modseq(cur)))
+        return SearchKey("MODSEQ", (_modseq(cur),))
     if name == "NOT":
         return SearchNot(_search_key(cur, charset, depth + 1))
     if name == "OR":
@@ -595,7 +663,9 @@ def _search_key(cur: _Cursor, charset: str, depth: int) -> SearchExpr:
 
 # --- mailbox commands ------------------------------------------------------------------------
 
-_STATUS_ITEMS = {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN"}
+_STATUS_ITEMS = {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN",
+                 "HIGHESTMODSEQ",  # RFC 7162 §3.1.2.3
+                 "DELETED", "DELETED-STORAGE"}  # RFC 9208 §4.3
 _LIST_SELECTION = {"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"}
 _LIST_RETURN = {"SUBSCRIBED", "CHILDREN", "SPECIAL-USE"}
 SPECIAL_USES = {u.upper(): u for u in ("\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk",
@@ -789,11 +859,75 @@ def _one_mailbox(cur: _Cursor) -> str:
     return name
 
 
-def _select(cur: _Cursor) -> str:
+def _select(cur: _Cursor) -> SelectArgs:
+    # RFC 4466 §2.1: select-params = "(" select-param *(SP select-param) ")";
+    # RFC 7162 §3.1.8 (CONDSTORE) and §3.2.5 (QRESYNC (...)).
     name = cur.mailbox()
+    condstore = False
+    qresync = None
     if cur.more():
-        raise GrammarError("SELECT parameters are not supported")
-    return name
+        params = _Cursor(cur.list("select parameters"))
+        if not params.more():
+            raise GrammarError("empty select parameter list")
+        while params.more():
+            param = params.atom("select parameter").upper()
+            if param == "CONDSTORE" and not condstore:
+                condstore = True
+            elif param == "QRESYNC" and qresync is None:
+                qresync = _qresync_params(_Cursor(params.list("QRESYNC parameters")))
+            else:
+                raise GrammarError(f"unknown or repeated select parameter {param[:30]}")
+    cur.end()
+    return SelectArgs.make(name, condstore, qresync)
+
+
+def _qresync_params(cur: _Cursor) -> QresyncParams:
+    uidvalidity = _number(cur, "uidvalidity")
+    if not 0 < uidvalidity <= _MAX_NUMBER:
+        raise GrammarError("invalid uidvalidity")
+    modseq = _modseq(cur)
+    if modseq == 0:
+        raise GrammarError("QRESYNC mod-sequence must not be zero")  # mod-sequence-value
+    known = None
+    seq_match = None
+    if cur.more() and not isinstance(cur.peek(), list):
+        known = _uid_set(cur)
+    if cur.more():
+        pair = _Cursor(cur.list("sequence match data"))
+        seq_match = (_uid_set(pair), _uid_set(pair))
+        pair.end()
+    cur.end()
+    return QresyncParams(uidvalidity, modseq, known, seq_match)
+
+
+def _uid_set(cur: _Cursor) -> SeqSet:
+    seqset = _seqset(cur)
+    if any(STAR in (r.low, r.high) for r in seqset.ranges):
+        raise GrammarError("\"*\" is not allowed here")  # RFC 7162 §7 known-uids
+    return seqset
+
+
+def _one_astring(cur: _Cursor) -> str:
+    value = cur.astring("quota root").decode("utf-8", "replace")
+    cur.end()
+    return value
+
+
+def _setquota(cur: _Cursor) -> tuple[str, list[tuple[str, int]]]:
+    # RFC 9208 §4.1.3: setquota = "SETQUOTA" SP quota-root-name SP setquota-list
+    root = cur.astring("quota root").decode("utf-8", "replace")
+    items = _Cursor(cur.list("quota resource list"))
+    limits = []
+    while items.more():
+        limits.append((items.atom("resource name").upper(), _number(items, "resource limit")))
+    cur.end()
+    return root, limits
+
+
+def _compress(cur: _Cursor) -> str:
+    mechanism = cur.atom("compression mechanism").upper()
+    cur.end()
+    return mechanism
 
 
 def _rename(cur: _Cursor) -> tuple[str, str]:
@@ -818,6 +952,8 @@ _PARSERS: dict[str, Callable[[_Cursor], Any]] = {
     "CHECK": _no_args, "CLOSE": _no_args, "UNSELECT": _no_args, "EXPUNGE": _no_args,
     "SEARCH": _search, "FETCH": _fetch, "STORE": _store, "COPY": _copy, "MOVE": _copy,
     "SORT": _sort, "THREAD": _thread,
+    "GETQUOTA": _one_astring, "GETQUOTAROOT": _one_mailbox, "SETQUOTA": _setquota,  # RFC 9208
+    "COMPRESS": _compress,  # RFC 4978
 }
 _UID_PARSERS: dict[str, Callable[[_Cursor], Any]] = {
     "FETCH": _fetch, "SEARCH": _search, "STORE": _store, "COPY": _copy, "MOVE": _copy,

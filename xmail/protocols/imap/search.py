@@ -154,6 +154,14 @@ class SeqSetMatcher:
         self._lows = [low for low, _high in merged]
         self._highs = [high for _low, high in merged]
 
+    @property
+    def lows(self) -> list[int]:
+        return self._lows
+
+    @property
+    def highs(self) -> list[int]:
+        return self._highs
+
     def __contains__(self, number: int) -> bool:
         i = bisect_right(self._lows, number) - 1
         return i >= 0 and number <= self._highs[i]

@@ -13,6 +13,13 @@ bytes out with back-pressure.
   until the transport has drained (pending output stays bounded).
 - The autologout timer (RFC 3501 §5.4) restarts with every byte received;
   `clock` is injectable (task.Clock in unit tests).
+- COMPRESS=DEFLATE (RFC 4978) sits between the transport (TLS or not) and
+  the tokenizer: output is deflated as written and flushed (Z_SYNC_FLUSH)
+  once per reactor turn, so every response burst — a tagged reply, the IDLE
+  continuation, what IDLE pushes — reaches the client whole; input is
+  inflated at most INFLATE_CHUNK at a time and only while the tokenizer's
+  buffer is under MAX_PENDING_INPUT, so a decompression bomb costs CPU for
+  what is consumed, never memory.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import zlib
 from typing import Any
 
 from OpenSSL import SSL
@@ -43,6 +51,7 @@ MAX_LITERAL = 65536  # literal bytes in any command but APPEND
 MAX_PENDING_INPUT = 256 * 1024  # buffered input before we stop reading
 PREAUTH_TIMEOUT = 120.0  # seconds a connection may idle before logging in
 SPOOL_THRESHOLD = 1 << 20  # APPEND literals above this go to a temporary file
+INFLATE_CHUNK = 65536  # decompressed bytes produced per step (RFC 4978)
 
 
 class TempFileSpool:
@@ -100,6 +109,11 @@ class IMAPServerProtocol(Protocol):
         self._reading_paused = False
         self._timeout_call: Any = None
         self._pump_call: Any = None
+        # RFC 4978 state: None until COMPRESS DEFLATE's tagged OK is out.
+        self._deflater: Any = None
+        self._inflater: Any = None
+        self._compressed_input = b""  # received, not inflated yet
+        self._flush_call: Any = None
 
     # -- connection ------------------------------------------------------------------------
     def connectionMade(self) -> None:
@@ -125,14 +139,41 @@ class IMAPServerProtocol(Protocol):
         if self._closed:
             return
         self._restart_timer()
-        self.reader.feed(data)
-        if self.reader.buffered() > MAX_PENDING_INPUT and not self._reading_paused:
+        if self._inflater is not None:
+            self._compressed_input += data
+            self._inflate_input()
+        else:
+            self.reader.feed(data)
+        if self._input_backlog() and not self._reading_paused:
             self._reading_paused = True
             self.transport.pauseProducing()
         self._pump()
 
+    def _input_backlog(self) -> bool:
+        return self.reader.buffered() > MAX_PENDING_INPUT or len(self._compressed_input) > MAX_PENDING_INPUT
+
+    def _inflate_input(self) -> None:
+        """Inflate what was received, INFLATE_CHUNK at a time, while the
+        tokenizer has room; the rest waits compressed (RFC 4978 §4: bounded)."""
+        inflater = self._inflater
+        while self._compressed_input and self.reader.buffered() < MAX_PENDING_INPUT:
+            try:
+                plain = inflater.decompress(self._compressed_input, INFLATE_CHUNK)
+            except zlib.error:
+                self._log.info("IMAP client sent invalid DEFLATE data")
+                self._compressed_input = b""
+                self.abort()
+                return
+            self._compressed_input = inflater.unconsumed_tail
+            if plain:
+                self.reader.feed(plain)
+            elif inflater.eof:
+                self._compressed_input = b""  # a client may not end the stream; ignore the rest
+
     def connectionLost(self, reason: Any = None) -> None:
         self._closed = True
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
         if self._timeout_call is not None and self._timeout_call.active():
             self._timeout_call.cancel()
         if self._pump_call is not None and self._pump_call.active():
@@ -153,8 +194,30 @@ class IMAPServerProtocol(Protocol):
 
     # -- the Connection protocol of session.py --------------------------------------------------
     def write(self, data: bytes) -> None:
-        if not self._closed:
+        if self._closed:
+            return
+        if self._deflater is None:
             self.transport.write(data)
+            return
+        compressed = self._deflater.compress(data)
+        if compressed:
+            self.transport.write(compressed)
+        if self._flush_call is None:
+            self._flush_call = self.clock.callLater(0, self._flush_deflate)
+
+    def _flush_deflate(self) -> None:
+        # RFC 4978 §4: flush so the client can decompress the whole burst.
+        self._flush_call = None
+        if self._deflater is not None and not self._closed:
+            self.transport.write(self._deflater.flush(zlib.Z_SYNC_FLUSH))
+
+    def start_compress(self) -> None:
+        """Called right after COMPRESS DEFLATE's tagged OK went out raw."""
+        self._deflater = zlib.compressobj(6, zlib.DEFLATED, -15)
+        self._inflater = zlib.decompressobj(-15)
+        # Anything the client sent behind the command is already compressed.
+        self._compressed_input = self.reader.take_buffered()
+        self._inflate_input()
 
     def drain(self) -> defer.Deferred[None] | None:
         """None when more may be written now; else a Deferred that fires when
@@ -162,6 +225,8 @@ class IMAPServerProtocol(Protocol):
         a long FETCH stops instead of reading files for nobody)."""
         if self._closed:
             return defer.fail(ConnectionError("connection closed"))
+        if self._paused_output and self._deflater is not None:
+            self._flush_deflate()  # what waits for the client must reach it
         if not self._paused_output:
             return None
         d: defer.Deferred[None] = defer.Deferred()
@@ -191,6 +256,8 @@ class IMAPServerProtocol(Protocol):
 
     def close(self) -> None:
         if not self._closed:
+            if self._deflater is not None:
+                self._flush_deflate()  # the BYE and last reply
             self._closed = True
             if self.is_tls:
                 self._one_way_tls_shutdown()
@@ -250,7 +317,13 @@ class IMAPServerProtocol(Protocol):
                 return
             if dispatched:
                 break  # one command per reactor turn: _command_done schedules the next
-        if self._reading_paused and self.reader.buffered() < MAX_PENDING_INPUT // 2 and not self._closed:
+        if self._compressed_input and self.reader.buffered() < MAX_PENDING_INPUT // 2 and not self._closed:
+            # Room again: inflate more of what waits, and run what it holds.
+            self._inflate_input()
+            if self.reader.buffered() and self._pump_call is None and not self._busy:
+                self._pump_call = self.clock.callLater(0, self._pump)
+        if (self._reading_paused and not self._input_backlog() and not self._closed
+                and self.reader.buffered() < MAX_PENDING_INPUT // 2):
             self._reading_paused = False
             self.transport.resumeProducing()
 

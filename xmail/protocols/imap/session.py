@@ -119,6 +119,7 @@ class Connection(Protocol):
     def start_tls(self) -> None: ...
     def tls_available(self) -> bool: ...
     def abort(self) -> None: ...
+    def start_compress(self) -> None: ...
 
 
 MAX_BAD_COMMANDS = 20  # consecutive BAD replies before the client is cut off
@@ -145,6 +146,11 @@ class Session:
         self.auth_failures = 0
         self.login_time = 0.0
         self.client_id: dict[str, str | None] | None = None  # RFC 2971
+        # RFC 7162 §3.1 / §3.2.3: enabled by ENABLE or (CONDSTORE only) by
+        # the first command that uses a MODSEQ; never disabled.
+        self.condstore = False
+        self.qresync = False
+        self.compressing = False  # RFC 4978
         # Run right after the tagged reply (STARTTLS starts TLS there).
         self.after_reply: Callable[[], None] | None = None
         self.close_after_reply = False
@@ -237,6 +243,21 @@ class Session:
         if self.bad_commands >= MAX_BAD_COMMANDS:
             self.untagged(b"BYE too many invalid commands")
             raise Disconnect()
+
+    # -- RFC 7162 ---------------------------------------------------------------------
+    def enable_condstore(self, *, qresync: bool = False) -> list[str]:
+        """Turn CONDSTORE (and QRESYNC) on; the names newly enabled."""
+        newly = []
+        if not self.condstore:
+            self.condstore = True
+            newly.append("CONDSTORE")
+        if qresync and not self.qresync:
+            self.qresync = True
+            newly.append("QRESYNC")
+        if self.selected is not None:
+            self.selected.condstore = self.condstore
+            self.selected.qresync = self.qresync
+        return newly
 
     # -- login -----------------------------------------------------------------
     def logged_in(self, account: Any, logout: Callable[[], None] | None, method: str) -> None:

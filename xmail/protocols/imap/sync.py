@@ -13,7 +13,10 @@ into untagged responses at a point where the session may send them:
   the numbers of the others stay valid while the client applies them; only
   when the running command allows it (not during FETCH, STORE and SEARCH
   by sequence number, RFC 3501 §7.4.1);
-- flag changes -> FETCH (FLAGS ...) for messages still in the view.
+- flag changes -> FETCH (FLAGS ...) for messages still in the view, with
+  MODSEQ once the client enabled CONDSTORE (RFC 7162 §3.1.2);
+- with QRESYNC enabled, expunges go out as one `VANISHED uid-set` instead
+  of EXPUNGEs (RFC 7162 §3.2.10), under the same timing rules.
 
 The session's own changes come back from the store too; its STORE answers
 them already, so those are recognised by (uid, modseq) and dropped.
@@ -32,6 +35,7 @@ from typing import Any
 
 from zope.interface import implementer
 
+from xmail.protocols.imap.grammar import compress_numbers
 from xmail.protocols.imap.model import STAR, SeqSet
 from xmail.store.interfaces import FolderChanges, IFolderListener, MessageRecord, StoreError
 
@@ -105,6 +109,8 @@ class SelectedFolder:
         # Called when changes arrive (IDLE sends them at once).
         self.on_change: Callable[[], None] | None = None
         self.keywords: set[str] = set()  # keywords announced in FLAGS
+        self.condstore = False  # RFC 7162: MODSEQ in unsolicited FETCH
+        self.qresync = False  # RFC 7162 §3.2.10: VANISHED instead of EXPUNGE
         self._listening = True
         folder.subscribe_changes(self)
 
@@ -152,6 +158,13 @@ class SelectedFolder:
             if pending is not None and pending.modseq <= record.modseq:
                 del self._flag_changes[record.uid]
 
+    def told_flags(self, record: MessageRecord) -> None:
+        """A FETCH just showed the client this record's FLAGS: a pending
+        notice of the same (or an older) change would repeat it."""
+        pending = self._flag_changes.get(record.uid)
+        if pending is not None and pending.modseq <= record.modseq:
+            del self._flag_changes[record.uid]
+
     # -- flushing ------------------------------------------------------------------------
     def flush(self, allow_expunge: bool) -> list[bytes]:
         out: list[bytes] = []
@@ -172,9 +185,14 @@ class SelectedFolder:
                 if seq is None:
                     continue
                 record = changes[uid]
-                out.append(b"* %d FETCH (UID %d FLAGS %s)\r\n" % (
-                    seq, uid, flags_with_recent(record.flags, uid in self.recent)))
+                out.append(b"* %d FETCH (UID %d FLAGS %s%s)\r\n" % (
+                    seq, uid, flags_with_recent(record.flags, uid in self.recent),
+                    self.modseq_item(record)))
         return out
+
+    def modseq_item(self, record: MessageRecord) -> bytes:
+        """" MODSEQ (n)" for a FETCH carrying FLAGS once CONDSTORE is on."""
+        return b" MODSEQ (%d)" % record.modseq if self.condstore else b""
 
     def remove(self, uids: Iterable[int]) -> list[bytes]:
         """Drop expunged UIDs from the view; the EXPUNGE lines to send."""
@@ -187,6 +205,9 @@ class SelectedFolder:
         self.recent -= doomed
         for uid in doomed:
             self._flag_changes.pop(uid, None)
+        if self.qresync:
+            # RFC 7162 §3.2.10: one VANISHED (without EARLIER) with UIDs.
+            return [b"* VANISHED " + compress_numbers(doomed).encode("ascii") + b"\r\n"]
         return [b"* %d EXPUNGE\r\n" % seq for seq in seqs]
 
     # -- numbering -----------------------------------------------------------------------

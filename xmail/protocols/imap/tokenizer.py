@@ -172,6 +172,14 @@ class CommandReader:
         self._scan_from = 0
         self.close()
 
+    def take_buffered(self) -> bytes:
+        """Remove and return the bytes not yet consumed: after COMPRESS they
+        are compressed and must go through the inflater (RFC 4978 §3)."""
+        data = bytes(self._buf)
+        self._buf.clear()
+        self._scan_from = 0
+        return data
+
     def close(self) -> None:
         """Forget the command in progress, releasing its spools."""
         for sink in self._spooled + ([self._sink] if self._sink is not None else []):

@@ -1,18 +1,20 @@
 # -*- test-case-name: tests.protocols.test_imap_session -*-
 """Commands valid in every state (RFC 3501 §6.1) and the small extensions
-ID (RFC 2971), ENABLE (RFC 5161) and NAMESPACE (RFC 2342)."""
+ID (RFC 2971), ENABLE (RFC 5161, for CONDSTORE and QRESYNC of RFC 7162),
+NAMESPACE (RFC 2342) and COMPRESS (RFC 4978)."""
 
 from __future__ import annotations
 
 from xmail.protocols.imap.grammar import IdArgs, Request
 from xmail.protocols.imap.response import render
-from xmail.protocols.imap.session import ANY, AUTH, Disconnect, Session, State, command
+from xmail.protocols.imap.session import ANY, AUTH, Bad, Disconnect, No, Session, State, command
 
 STATIC_CAPABILITIES = (
     "IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT",
     "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE", "CREATE-SPECIAL-USE", "LIST-EXTENDED",
     "LIST-STATUS", "ESEARCH", "SORT", "SORT=DISPLAY", "ESORT", "THREAD=ORDEREDSUBJECT",
-    "THREAD=REFERENCES",
+    "THREAD=REFERENCES", "CONDSTORE", "QRESYNC", "QUOTA", "QUOTA=RES-STORAGE",
+    "QUOTA=RES-MESSAGE", "COMPRESS=DEFLATE",
 )
 
 
@@ -71,10 +73,29 @@ async def id_(session: Session, request: Request) -> str:
 
 @command("ENABLE", AUTH)
 async def enable(session: Session, request: Request) -> str:
-    # RFC 5161 §3.1: only extensions we implement and that need enabling are
-    # listed; none of ours (no CONDSTORE/QRESYNC/UTF8=ACCEPT) need it.
-    session.untagged(b"ENABLED")
+    # RFC 5161 §3.1: ENABLED lists what this command turned on; unknown
+    # names and ones already on are left out.  RFC 7162 §3.2.3: QRESYNC
+    # implies CONDSTORE.
+    wanted = set(request.args)
+    newly: list[str] = []
+    if "QRESYNC" in wanted:
+        newly = session.enable_condstore(qresync=True)
+    elif "CONDSTORE" in wanted:
+        newly = session.enable_condstore()
+    session.untagged(" ".join(["ENABLED"] + [n for n in newly if n in wanted]).encode("ascii"))
     return "ENABLE completed"
+
+
+@command("COMPRESS", AUTH)
+async def compress(session: Session, request: Request) -> str:
+    # RFC 4978 §3: after the tagged OK both directions are raw DEFLATE.
+    if request.args != "DEFLATE":
+        raise Bad(f"unknown compression mechanism {request.args[:30]}")
+    if session.compressing:
+        raise No("compression is already active", "COMPRESSIONACTIVE")
+    session.compressing = True
+    session.after_reply = session.conn.start_compress
+    return "DEFLATE active"
 
 
 @command("NAMESPACE", AUTH)

@@ -213,7 +213,16 @@ def status_line(session: Session, folder: Any, name: str, items: tuple[str, ...]
         "UNSEEN": st.unseen,
         "UIDNEXT": st.uidnext,
         "UIDVALIDITY": st.uidvalidity,
+        "HIGHESTMODSEQ": st.highestmodseq,  # RFC 7162 §3.1.2.3
     }
+    if "HIGHESTMODSEQ" in items:
+        session.enable_condstore()  # RFC 7162 §3.1: a CONDSTORE enabling command
+    if "DELETED" in items or "DELETED-STORAGE" in items:
+        # RFC 9208 §4.3: what an EXPUNGE would free (one index listing).
+        deleted = [r for r in folder.records() if "\\Deleted" in r.flags]
+        values["DELETED"] = len(deleted)
+        # In units of 1024 octets, like the STORAGE resource it frees.
+        values["DELETED-STORAGE"] = (sum(r.size for r in deleted) + 1023) // 1024
     out = []
     for item in items:
         value = recent_count(session, folder, st.uidnext) if item == "RECENT" else values[item]

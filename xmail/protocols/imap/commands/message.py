@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.protocols.test_imap_message -*-
 """Selected-state message commands (RFC 3501 §6.4.4-§6.4.8): SEARCH (with
 ESEARCH, RFC 4731), FETCH, STORE, COPY and MOVE (RFC 6851), and their UID
-forms with UIDPLUS data (RFC 4315).
+forms with UIDPLUS data (RFC 4315), and their RFC 7162 parts: FETCH MODSEQ,
+CHANGEDSINCE and VANISHED, STORE UNCHANGEDSINCE, SEARCH MODSEQ.
 
 FETCH writes one message at a time and waits for the transport to drain
 (`session.conn.drain()`), so `FETCH 1:* (BODY[])` on a large folder holds
@@ -23,9 +24,9 @@ from xmail.protocols.imap import search as searchmod
 from xmail.protocols.imap import sort as sortmod
 from xmail.protocols.imap import thread as threadmod
 from xmail.protocols.imap.commands.mailbox import note_incoming
-from xmail.protocols.imap.commands.selected import send_flags
+from xmail.protocols.imap.commands.selected import send_flags, vanished_since
 from xmail.protocols.imap.grammar import CopyArgs, FetchArgs, Request, SearchArgs, StoreArgs
-from xmail.protocols.imap.model import FetchAtt
+from xmail.protocols.imap.model import FetchAtt, SearchAnd, SearchKey, SearchNot, SearchOr
 from xmail.protocols.imap.session import SELECTED, Bad, No, Session, command
 from xmail.protocols.imap.sync import SelectedFolder, flags_with_recent
 from xmail.store.interfaces import MessageRecord, NoSuchFolder, NoSuchMessage
@@ -77,10 +78,31 @@ def internaldate(ts: float) -> bytes:
 async def fetch(session: Session, request: Request) -> str:
     args: FetchArgs = request.args
     view = _view(session)
-    pairs = _resolve(view, request, args.seqset)
+    if args.vanished and not (request.uid and session.qresync):
+        raise Bad("VANISHED needs UID FETCH and ENABLE QRESYNC")  # RFC 7162 §3.2.6
+    if args.changed_since is None:
+        pairs = _resolve(view, request, args.seqset)
+    else:
+        pairs = _changed_pairs(view, request, args.seqset, args.changed_since)
     atts = list(args.atts)
     if request.uid and not any(a.name == "UID" for a in atts):
         atts.insert(0, FetchAtt("UID"))  # RFC 3501 §6.4.8
+    wants_modseq = any(a.name == "MODSEQ" for a in atts)
+    if wants_modseq or args.changed_since is not None:
+        session.enable_condstore()  # RFC 7162 §3.1: CONDSTORE enabling commands
+    if not wants_modseq and (args.changed_since is not None
+                             or (session.condstore and any(a.name == "FLAGS" for a in atts))):
+        # RFC 7162 §3.1.4.1: CHANGEDSINCE implies MODSEQ; and with CONDSTORE
+        # on, FLAGS go out with the MODSEQ they belong to.
+        atts.append(FetchAtt("MODSEQ"))
+    if args.changed_since is not None:
+        if args.vanished:
+            # RFC 7162 §3.2.6: expunged UIDs of the set first, as EARLIER.
+            last_uid = view.folder.status().uidnext - 1
+            within = searchmod.SeqSetMatcher(args.seqset, last_uid)
+            vanished = vanished_since(view, args.changed_since, within, last_uid)
+            if vanished:
+                session.untagged(b"VANISHED (EARLIER) " + vanished.encode("ascii"))
     needs_meta = any(_needs_structure(a) for a in atts)
     needs_file = any(a.name in _BODY_ATTS for a in atts)
     marks_seen = not view.readonly and any(
@@ -109,6 +131,8 @@ async def fetch(session: Session, request: Request) -> str:
                     missing = True
                     continue
                 lines.append(_record_only_line(view, seq, record, atts))
+                if wants_flags:
+                    view.told_flags(record)
             session.conn.write(b"".join(lines))
             d = session.conn.drain()
             if d is not None:
@@ -119,9 +143,11 @@ async def fetch(session: Session, request: Request) -> str:
             if record is None:
                 missing = True
                 continue
+            if wants_flags or uid in newly_seen:
+                view.told_flags(record)
             try:
                 await _fetch_one(session, view, seq, record, atts, needs_meta,
-                                 uid in newly_seen and not wants_flags)
+                                 uid in newly_seen and not wants_flags, session.condstore)
             except NoSuchMessage:
                 missing = True
     if missing and not request.uid:
@@ -129,6 +155,24 @@ async def fetch(session: Session, request: Request) -> str:
         # (A UID set may name UIDs that do not exist: UID FETCH stays OK.)
         raise No("some messages were expunged meanwhile", "EXPUNGEISSUED")
     return "FETCH completed"
+
+
+def _changed_pairs(view: SelectedFolder, request: Request, seqset: Any, modseq: int
+                   ) -> list[tuple[int, int]]:
+    """(seq, uid) of the messages in the set with MODSEQ > modseq (RFC 7162
+    §3.1.4.1), from the store's MODSEQ log: the work follows the changes,
+    not the size of the set."""
+    if not request.uid and any(n > view.exists for r in seqset.ranges for n in (r.low, r.high)):
+        raise Bad("message sequence number out of range")  # as _resolve
+    within = searchmod.SeqSetMatcher(seqset, (view.uids[-1] if view.uids else 0) if request.uid
+                                     else view.exists)
+    pairs = []
+    for record in view.folder.changed_since(modseq):
+        seq = view.seq_of(record.uid)
+        if seq is not None and (record.uid if request.uid else seq) in within:
+            pairs.append((seq, record.uid))
+    pairs.sort()
+    return pairs
 
 
 def _record_only_line(view: SelectedFolder, seq: int, record: MessageRecord, atts: list[FetchAtt]
@@ -150,7 +194,8 @@ def _record_only_line(view: SelectedFolder, seq: int, record: MessageRecord, att
 
 
 async def _fetch_one(session: Session, view: SelectedFolder, seq: int, record: MessageRecord,
-                     atts: list[FetchAtt], needs_meta: bool, add_flags: bool) -> None:
+                     atts: list[FetchAtt], needs_meta: bool, add_flags: bool, condstore: bool = False
+                     ) -> None:
     folder = view.folder
     structure: dict[str, Any] = {}
     if needs_meta:
@@ -206,6 +251,8 @@ async def _fetch_one(session: Session, view: SelectedFolder, seq: int, record: M
         if add_flags:
             # RFC 3501 §6.4.5: \Seen was set implicitly; show the new flags.
             out.append(b" FLAGS " + flags_with_recent(record.flags, record.uid in view.recent))
+            if condstore and not any(a.name == "MODSEQ" for a in atts):
+                out.append(b" MODSEQ (%d)" % record.modseq)  # RFC 7162 §3.1
         out.append(b")\r\n")
         conn.write(b"".join(out))
     finally:
@@ -247,36 +294,51 @@ async def store(session: Session, request: Request) -> str:
     view = _view(session)
     if view.readonly:
         raise No("folder is read-only", "READ-ONLY")
+    if args.unchanged_since is not None:
+        session.enable_condstore()  # RFC 7162 §3.1
     pairs = _resolve(view, request, args.seqset)
     uids = [uid for _, uid in pairs]
     if not uids:
         return "STORE completed"
+    # RFC 7162 §3.1.3: the store checks UNCHANGEDSINCE per message inside the
+    # write transaction (UNCHANGEDSINCE 0 fails every message: all have a
+    # MODSEQ of at least 1) and leaves the refused ones untouched.
     changed, refused = await view.folder.set_flags(uids, args.flags, args.mode, args.unchanged_since)
     view.note_own_flags(changed)
     new_keywords = {f for f in args.flags if not f.startswith("\\")} - view.keywords
     if new_keywords and args.mode != "remove":
         view.keywords |= new_keywords
         send_flags(session, view)
+    refused_set = set(refused)
+    shown: Any = ()
     if not args.silent:
-        # RFC 3501 §6.4.6: the new flags of every message in the set.
-        for i, record in enumerate(view.folder.records(uids)):
-            seq = view.seq_of(record.uid)
-            if seq is None:
-                continue
-            flags = flags_with_recent(record.flags, record.uid in view.recent)
-            if request.uid:
-                session.conn.write(b"* %d FETCH (UID %d FLAGS %s)\r\n" % (seq, record.uid, flags))
-            else:
-                session.conn.write(b"* %d FETCH (FLAGS %s)\r\n" % (seq, flags))
-            if i % 256 == 255:
-                d = session.conn.drain()
-                if d is not None:
-                    await d
+        # RFC 3501 §6.4.6: the new flags of every message in the set (not of
+        # those UNCHANGEDSINCE refused: RFC 7162 §3.1.3 reports them in
+        # MODIFIED only).  With CONDSTORE on, with their MODSEQ.
+        shown = (r for r in view.folder.records(uids) if r.uid not in refused_set)
+    elif session.condstore:
+        # RFC 7162 §3.1.3: .SILENT still reports the new MODSEQ of each
+        # message changed, so the client's cache stays current.
+        shown = changed
+    for i, record in enumerate(shown):
+        seq = view.seq_of(record.uid)
+        if seq is None:
+            continue
+        items = [b"UID %d" % record.uid] if request.uid else []
+        if not args.silent:
+            items.append(b"FLAGS " + flags_with_recent(record.flags, record.uid in view.recent))
+        if session.condstore:
+            items.append(b"MODSEQ (%d)" % record.modseq)
+        session.conn.write(b"* %d FETCH (%s)\r\n" % (seq, b" ".join(items)))
+        if i % 256 == 255:
+            d = session.conn.drain()
+            if d is not None:
+                await d
     if refused:
         # RFC 7162 §3.1.3: MODIFIED lists what UNCHANGEDSINCE protected.
         from xmail.protocols.imap.grammar import compress_numbers
 
-        refused_ids = refused if request.uid else [view.seq_of(u) or 0 for u in refused]
+        refused_ids = refused if request.uid else [s for s in map(view.seq_of, refused) if s]
         return f"[MODIFIED {compress_numbers(refused_ids)}] conditional STORE failed"
     return "STORE completed"
 
@@ -382,25 +444,47 @@ async def _matching(session: Session, key: Any) -> tuple[list[int], list[Message
 async def search(session: Session, request: Request) -> str:
     args: SearchArgs = request.args
     view = _view(session)
-    matches, _ = await _matching(session, args.key)
+    matches, records = await _matching(session, args.key)
     numbers = matches if request.uid else [view.seq_of(uid) or 0 for uid in matches]
     numbers = [n for n in numbers if n]
+    highest = None
+    if uses_modseq(args.key):
+        session.enable_condstore()  # RFC 7162 §3.1
+        if matches:
+            # RFC 7162 §3.1.5: the highest MODSEQ of the messages found.
+            wanted = set(matches)
+            highest = max(r.modseq for r in records if r.uid in wanted)
     if args.returns is None:
-        _write_search(session, numbers)
+        _write_search(session, numbers, highest)
     else:
-        _write_esearch(session, request, numbers, args.returns)
+        _write_esearch(session, request, numbers, args.returns, highest)
     return "SEARCH completed"
 
 
-def _write_search(session: Session, numbers: list[int]) -> None:
+def uses_modseq(expr: Any) -> bool:
+    if isinstance(expr, SearchKey):
+        return expr.name == "MODSEQ"
+    if isinstance(expr, SearchNot):
+        return uses_modseq(expr.key)
+    if isinstance(expr, SearchOr):
+        return uses_modseq(expr.left) or uses_modseq(expr.right)
+    if isinstance(expr, SearchAnd):
+        return any(uses_modseq(k) for k in expr.keys)
+    return False
+
+
+def _write_search(session: Session, numbers: list[int], highest: int | None = None) -> None:
     # Long results go out in pieces so no single bytes object is huge.
     session.conn.write(b"* SEARCH")
     for start in range(0, len(numbers), 10000):
         session.conn.write(b"".join(b" %d" % n for n in numbers[start : start + 10000]))
+    if highest is not None:
+        session.conn.write(b" (MODSEQ %d)" % highest)
     session.conn.write(b"\r\n")
 
 
-def _write_esearch(session: Session, request: Request, numbers: list[int], returns: frozenset[str]) -> None:
+def _write_esearch(session: Session, request: Request, numbers: list[int], returns: frozenset[str],
+                   highest: int | None = None) -> None:
     # RFC 4731 §3.1: * ESEARCH (TAG "tag") [UID] [MIN n] [MAX n] [ALL set] [COUNT n]
     from xmail.protocols.imap.grammar import compress_numbers
     from xmail.protocols.imap.response import quoted
@@ -417,6 +501,8 @@ def _write_esearch(session: Session, request: Request, numbers: list[int], retur
             parts.append(b"ALL " + compress_numbers(numbers).encode())
     if "COUNT" in returns:
         parts.append(b"COUNT %d" % len(numbers))
+    if highest is not None:
+        parts.append(b"MODSEQ %d" % highest)  # RFC 7162 §3.1.5
     session.untagged(b" ".join(parts))
 
 
@@ -434,11 +520,20 @@ async def sort(session: Session, request: Request) -> str:
     else:
         ordered = sortmod.sort_uids(view.folder, records, args.criteria, search_result_uids=matches)
     numbers = ordered if request.uid else [view.seq_of(uid) or 0 for uid in ordered]
+    modseq = b""
+    if uses_modseq(args.key):
+        session.enable_condstore()  # RFC 7162 §3.1
+        if matches:
+            # RFC 7162 §7: sort-data / ESORT carry search-sort-mod-seq too.
+            wanted = set(matches)
+            modseq = b"%d" % max(r.modseq for r in records if r.uid in wanted)
     if args.returns is None:
-        session.conn.write(b"* SORT" + b"".join(b" %d" % n for n in numbers if n) + b"\r\n")
+        session.conn.write(b"* SORT" + b"".join(b" %d" % n for n in numbers if n)
+                           + (b" (MODSEQ " + modseq + b")" if modseq else b"") + b"\r\n")
     else:
         session.untagged(sortmod.esort_response(request.tag, [n for n in numbers if n], args.returns,
-                                                uid=request.uid))
+                                                uid=request.uid)
+                         + (b" MODSEQ " + modseq if modseq else b""))
     return "SORT completed"
 
 

@@ -1,27 +1,47 @@
 # -*- test-case-name: tests.protocols.test_imap_select -*-
 """Entering and leaving the selected state, and staying in it: SELECT,
 EXAMINE (RFC 3501 §6.3.1-2), CHECK, CLOSE, EXPUNGE (§6.4.1-3), UID EXPUNGE
-(RFC 4315 §2.1), UNSELECT (RFC 3691) and IDLE (RFC 2177)."""
+(RFC 4315 §2.1), UNSELECT (RFC 3691) and IDLE (RFC 2177); the CONDSTORE
+and QRESYNC select parameters (RFC 7162 §3.1.8, §3.2.5)."""
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Iterator
+from typing import Any
+
 from xmail.protocols.imap.commands.mailbox import folder_key, open_folder
-from xmail.protocols.imap.grammar import Request
+from xmail.protocols.imap.grammar import QresyncParams, Request, SelectArgs, compress_numbers
 from xmail.protocols.imap.model import SeqSet
+from xmail.protocols.imap.search import SeqSetMatcher
 from xmail.protocols.imap.session import AUTH, SELECTED, Bad, No, Session, State, command
-from xmail.protocols.imap.sync import SelectedFolder
+from xmail.protocols.imap.sync import SelectedFolder, flags_with_recent
 
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 
 
-async def _select(session: Session, name: str, readonly: bool) -> str:
+async def _select(session: Session, args: SelectArgs, readonly: bool) -> str:
+    name = str(args)
+    if args.qresync is not None and not session.qresync:
+        raise Bad("QRESYNC needs ENABLE QRESYNC first")  # RFC 7162 §3.2.5
     # RFC 3501 §6.3.1: selecting closes the current mailbox first, even
     # when the new SELECT fails.
+    had_selection = session.selected is not None
     session.deselect()
+    if had_selection and session.qresync:
+        # RFC 7162 §3.2.11: the boundary between the old mailbox's responses
+        # and the new one's.
+        session.untagged(b"OK [CLOSED] previous mailbox closed")
+    if args.condstore:
+        session.enable_condstore()  # RFC 7162 §3.1: a CONDSTORE enabling command
     folder = open_folder(session, name)
-    records = folder.records()
+    # Status first: a HIGHESTMODSEQ no newer than the records read below, so
+    # a client resyncing from it later misses nothing (RFC 7162 §3.1.2.1).
     status = folder.status()
+    records = folder.records()
     view = SelectedFolder(folder, folder_key(session, folder.name), readonly, records, session.recent)
+    view.condstore = session.condstore
+    view.qresync = session.qresync
     keywords: set[str] = set()
     first_unseen = 0
     for seq, record in enumerate(records, 1):
@@ -38,9 +58,67 @@ async def _select(session: Session, name: str, readonly: bool) -> str:
     session.untagged(b"OK [UIDVALIDITY %d] UIDs valid" % status.uidvalidity)
     uidnext = max(status.uidnext, view.uids[-1] + 1 if view.uids else 1)
     session.untagged(b"OK [UIDNEXT %d] predicted next UID" % uidnext)
+    # RFC 7162 §3.1.2.1: every SELECT/EXAMINE reports HIGHESTMODSEQ (the
+    # index keeps MODSEQs for every folder, so never NOMODSEQ).
+    session.untagged(b"OK [HIGHESTMODSEQ %d] highest" % status.highestmodseq)
     session.selected = view
     session.state = State.SELECTED
+    if args.qresync is not None and args.qresync.uidvalidity == status.uidvalidity:
+        _resync(session, view, args.qresync, uidnext)
     return "[READ-ONLY] EXAMINE completed" if readonly else "[READ-WRITE] SELECT completed"
+
+
+def _resync(session: Session, view: SelectedFolder, params: QresyncParams, uidnext: int) -> None:
+    """RFC 7162 §3.2.5.2: what changed since the client's MODSEQ — one
+    VANISHED (EARLIER) for what it knows and is gone, then a FETCH of each
+    message whose flags or existence changed.  Cost follows the changes,
+    not the folder, unless the tombstones were compacted past the client."""
+    known = SeqSetMatcher(params.known_uids, uidnext - 1) if params.known_uids is not None else None
+    vanished = vanished_since(view, params.modseq, known, uidnext - 1)
+    if vanished:
+        session.untagged(b"VANISHED (EARLIER) " + vanished.encode("ascii"))
+    lines = []
+    for record in view.folder.changed_since(params.modseq):
+        if known is not None and record.uid not in known:
+            continue
+        seq = view.seq_of(record.uid)
+        if seq is None:
+            continue  # arrived after our listing: an EXISTS will follow
+        lines.append(b"* %d FETCH (UID %d FLAGS %s MODSEQ (%d))\r\n" % (
+            seq, record.uid, flags_with_recent(record.flags, record.uid in view.recent), record.modseq))
+    session.conn.write(b"".join(lines))
+
+
+def vanished_since(view: SelectedFolder, modseq: int, within: Any, last_uid: int) -> str:
+    """UIDs (within the matcher `within`, or all) expunged after modseq, as
+    a compact set.  Exact from the tombstones when the log reaches back to
+    modseq; else every UID in range that the folder no longer has, which
+    RFC 7162 §3.2.5.2 allows ("MAY ... include UIDs of messages that were
+    expunged before the modseq")."""
+    folder = view.folder
+    if modseq >= folder.expunge_log_floor():
+        return compress_numbers(uid for uid in folder.expunged_since(modseq)
+                                if within is None or uid in within)
+    spans = [(1, last_uid)] if within is None else zip(within.lows, within.highs, strict=True)
+    return ",".join(_gaps(view.uids, spans, last_uid))
+
+
+def _gaps(uids: Any, spans: Any, last: int) -> Iterator[str]:
+    """The numbers of the (sorted, disjoint) spans that are not in the sorted
+    array uids, as set ranges; work grows with the UIDs inside the spans,
+    not with the span widths (a client may send 1:4294967295)."""
+    for low, high in spans:
+        high = min(high, last)
+        at = bisect.bisect_left(uids, low)
+        cur = low
+        while cur <= high:
+            nxt = uids[at] if at < len(uids) else high + 1
+            if nxt > high:
+                nxt = high + 1
+            if nxt > cur:
+                yield str(cur) if nxt - 1 == cur else f"{cur}:{nxt - 1}"
+            cur = nxt + 1
+            at += 1
 
 
 def send_flags(session: Session, view: SelectedFolder) -> None:
@@ -57,12 +135,16 @@ def send_flags(session: Session, view: SelectedFolder) -> None:
 
 @command("SELECT", AUTH)
 async def select(session: Session, request: Request) -> str:
-    return await _select(session, request.args, readonly=False)
+    return await _select(session, _select_args(request.args), readonly=False)
 
 
 @command("EXAMINE", AUTH)
 async def examine(session: Session, request: Request) -> str:
-    return await _select(session, request.args, readonly=True)
+    return await _select(session, _select_args(request.args), readonly=True)
+
+
+def _select_args(args: Any) -> SelectArgs:
+    return args if isinstance(args, SelectArgs) else SelectArgs.make(args)
 
 
 @command("CHECK", SELECTED)
