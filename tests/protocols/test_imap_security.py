@@ -61,7 +61,8 @@ def test_garbage_gets_bad_and_session_goes_on(alice: Wire) -> None:
 
 def test_command_line_too_long(alice: Wire) -> None:
     alice.send(b"a1 NOOP " + b"x" * 200000 + b"\r\n")
-    assert alice.line() == b"* BAD line too long"
+    # RFC 3501 §7.1.3: the tag was read, so the BAD is tagged.
+    assert alice.line() == b"a1 BAD line too long"
     alice.ok("NOOP")
 
 

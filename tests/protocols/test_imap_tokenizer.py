@@ -107,8 +107,18 @@ def test_line_too_long_is_dropped_with_bounded_memory() -> None:
     assert reader.next_event() is None
     assert reader.buffered() <= 100 + 1
     reader.feed(b"y" * 1000 + b"\r\nb NOOP\r\n")
-    assert reader.next_event() == Rejected(None, "line too long")
+    assert reader.next_event() == Rejected(b"a", "line too long")
     assert reader.next_event() == Command([Atom(b"b"), Atom(b"NOOP")])
+
+
+def test_rejection_is_tagged_only_with_the_whole_first_word() -> None:
+    # "a\x01b" must not be answered as tag "a" (another command's tag),
+    # nor an 8-bit word as a tag (RFC 3501 §9: tags are 7-bit).
+    assert events(b"a\x01b NOOP\r\n")[0].tag is None
+    assert events(b"\x80 NOOP\r\n")[0].tag is None
+    reader = CommandReader(max_line=100)
+    reader.feed(b"x" * 1000 + b"\r\n")
+    assert reader.next_event() == Rejected(None, "line too long")
 
 
 def test_sync_literal_over_limit_is_refused_without_reading_it() -> None:

@@ -30,6 +30,16 @@ _QUOTABLE = re.compile(rb'[\x01-\x09\x0b\x0c\x0e-\x7f]{0,1024}\Z')
 _ATOM_SAFE = re.compile(rb"[!#$&'+-Z^-z|}~]+\Z")  # atom-char without specials
 
 
+_TEXT_CHARS = bytes(b if 0x20 <= b < 0x7F else 0x3F for b in range(256))  # others -> "?"
+
+
+def resp_text(text: str) -> bytes:
+    """Human-readable status text as RFC 3501 §9 `text` (1*TEXT-CHAR: 7-bit,
+    no CR/LF).  Texts may quote client input; anything else is escaped so a
+    client can neither inject a line nor 8-bit bytes into its logs."""
+    return text.encode("ascii", "backslashreplace").translate(_TEXT_CHARS)
+
+
 def quoted(value: bytes) -> bytes:
     return b'"' + value.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
 

@@ -37,6 +37,7 @@ from twisted.logger import Logger
 
 from xmail.protocols.imap import sync
 from xmail.protocols.imap.grammar import Request
+from xmail.protocols.imap.response import resp_text
 from xmail.store import interfaces as store_errors
 
 
@@ -192,7 +193,7 @@ class Session:
             return
         except Bad as e:
             self.bad_commands += 1
-            self.conn.write(tag + b" BAD " + str(e).encode("utf-8", "replace") + b"\r\n")
+            self.conn.write(tag + b" BAD " + resp_text(str(e)) + b"\r\n")
             if self.bad_commands >= MAX_BAD_COMMANDS:
                 self.untagged(b"BYE too many invalid commands")
                 raise Disconnect() from None
@@ -230,16 +231,16 @@ class Session:
         line = tag + b" " + status + b" "
         if code:
             line += b"[" + code.encode("ascii") + b"] "
-        self.conn.write(line + text.encode("utf-8", "replace") + b"\r\n")
+        self.conn.write(line + resp_text(text) + b"\r\n")
 
     def bad_line(self, tag: bytes | None, reason: str, too_big: bool = False) -> None:
         """A command the tokenizer or grammar refused."""
         if too_big and tag is not None:
             # RFC 7889 §4: APPEND over the limit gets NO [TOOBIG]
-            self.conn.write(tag + b" NO [TOOBIG] " + reason.encode() + b"\r\n")
+            self.conn.write(tag + b" NO [TOOBIG] " + resp_text(reason) + b"\r\n")
             return
         self.bad_commands += 1
-        self.conn.write((tag or b"*") + b" BAD " + reason.encode("utf-8", "replace") + b"\r\n")
+        self.conn.write((tag or b"*") + b" BAD " + resp_text(reason) + b"\r\n")
         if self.bad_commands >= MAX_BAD_COMMANDS:
             self.untagged(b"BYE too many invalid commands")
             raise Disconnect()

@@ -119,7 +119,10 @@ _LITERAL_MARKER = re.compile(rb"\{(\d{1,19})(\+?)\}\Z")
 # Characters that end an atom.  Everything else the client sends is kept and
 # judged by the grammar (which knows whether "*", "%", "\" or "]" are allowed).
 _ATOM = re.compile(rb'[^ ()"\x00-\x1f\x7f]+')
-_TAG = re.compile(rb"[^ (){%*\"\\+\x00-\x1f\x7f]+\Z")
+_TAG = re.compile(rb"[^ (){%*\"\\+\x00-\x1f\x7f-\xff]+\Z")
+
+
+_HEAD_BYTES = 128  # enough for any sane tag
 
 
 def tag_of(items: list[Any]) -> bytes | None:
@@ -222,6 +225,9 @@ class CommandReader:
         self._error: str | None = None  # set: the command is being skipped
         self._too_big = False
         self._overflow = False  # the current line exceeded max_line
+        # The first word of the command line as sent, for the tag of a
+        # rejection: the parsed first atom may be cut short ("a\x01b").
+        self._head: bytes | None = None
 
     def _take_line(self) -> bytes | None:
         """One line without its line ending, or None if incomplete.  Lines
@@ -233,6 +239,7 @@ class CommandReader:
             if len(self._buf) > budget:
                 # Keep memory bounded: drop what we have, remember the line
                 # is bad, keep dropping until its end.
+                self._remember_head(bytes(self._buf[:_HEAD_BYTES]))
                 self._buf.clear()
                 self._scan_from = 0
                 self._overflow = True
@@ -280,8 +287,15 @@ class CommandReader:
         self._discard_literal = False
         return True
 
+    def _remember_head(self, start: bytes) -> None:
+        if self._head is None and self._line_total == 0:
+            word, space, _rest = start.partition(b" ")
+            # A first word that runs past what we kept is no tag we can repeat.
+            self._head = word if space or len(start) < _HEAD_BYTES else b""
+
     def _segment(self, line: bytes) -> Event | None:
         """Parse one line segment (up to CRLF, literals excluded)."""
+        self._remember_head(line[:_HEAD_BYTES])
         self._line_total += len(line)
         if (self._overflow or self._line_total > self.max_line) and self._error is None:
             self._error = "line too long"
@@ -325,7 +339,7 @@ class CommandReader:
         return start == 0 or line[start - 1 : start] in (b" ", b"(", b")")
 
     def _end_command(self) -> Event:
-        root, error, too_big = self._root, self._error, self._too_big
+        root, error, too_big, head = self._root, self._error, self._too_big, self._head
         if error is None and len(self._stack) != 1:
             error = "unbalanced parentheses"
         spooled = self._spooled
@@ -333,7 +347,9 @@ class CommandReader:
         if error is not None:
             for sink in spooled:
                 sink.release()
-            return Rejected(tag_of(root), error, too_big)
+            # RFC 3501 §7.1.3: tagged BAD whenever the tag could be read.
+            tag = head if head and _TAG.match(head) else None
+            return Rejected(tag, error, too_big)
         if not root:
             return Rejected(None, "empty command line")
         return Command(root)
