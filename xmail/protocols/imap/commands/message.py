@@ -175,21 +175,24 @@ def _changed_pairs(view: SelectedFolder, request: Request, seqset: Any, modseq: 
     return pairs
 
 
+def _record_item(view: SelectedFolder, record: MessageRecord, name: str) -> bytes | None:
+    """A fetch item the index record answers alone, or None for the others."""
+    if name == "FLAGS":
+        return b"FLAGS " + flags_with_recent(record.flags, record.uid in view.recent)
+    if name == "UID":
+        return b"UID %d" % record.uid
+    if name == "INTERNALDATE":
+        return b"INTERNALDATE " + internaldate(record.internaldate)
+    if name == "RFC822.SIZE":
+        return b"RFC822.SIZE %d" % record.size
+    if name == "MODSEQ":
+        return b"MODSEQ (%d)" % record.modseq
+    return None
+
+
 def _record_only_line(view: SelectedFolder, seq: int, record: MessageRecord, atts: list[FetchAtt]
                       ) -> bytes:
-    items = []
-    for att in atts:
-        name = att.name
-        if name == "FLAGS":
-            items.append(b"FLAGS " + flags_with_recent(record.flags, record.uid in view.recent))
-        elif name == "UID":
-            items.append(b"UID %d" % record.uid)
-        elif name == "INTERNALDATE":
-            items.append(b"INTERNALDATE " + internaldate(record.internaldate))
-        elif name == "RFC822.SIZE":
-            items.append(b"RFC822.SIZE %d" % record.size)
-        elif name == "MODSEQ":
-            items.append(b"MODSEQ (%d)" % record.modseq)
+    items = [item for att in atts if (item := _record_item(view, record, att.name)) is not None]
     return b"* %d FETCH (%s)\r\n" % (seq, b" ".join(items))
 
 
@@ -211,16 +214,9 @@ async def _fetch_one(session: Session, view: SelectedFolder, seq: int, record: M
                 out.append(b" ")
             first = False
             name = att.name
-            if name == "FLAGS":
-                out.append(b"FLAGS " + flags_with_recent(record.flags, record.uid in view.recent))
-            elif name == "UID":
-                out.append(b"UID %d" % record.uid)
-            elif name == "INTERNALDATE":
-                out.append(b"INTERNALDATE " + internaldate(record.internaldate))
-            elif name == "RFC822.SIZE":
-                out.append(b"RFC822.SIZE %d" % record.size)
-            elif name == "MODSEQ":
-                out.append(b"MODSEQ (%d)" % record.modseq)
+            item = _record_item(view, record, name)
+            if item is not None:
+                out.append(item)
             elif name == "ENVELOPE":
                 out.append(b"ENVELOPE " + fetchmod.render_envelope(structure))
             elif name in ("BODY", "BODYSTRUCTURE"):
