@@ -188,4 +188,4 @@ def client_context_factory(hostname: str, verify: bool = False) -> ssl.IOpenSSLC
     """For outbound STARTTLS: opportunistic (no verification) unless asked."""
     if verify:
         return ssl.optionsForClientTLS(hostname)
-    return ssl.CertificateOptions(method=SSL.TLS_METHOD, verify=False)
+    return ssl.CertificateOptions(verify=False)
