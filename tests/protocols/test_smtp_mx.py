@@ -205,6 +205,40 @@ def test_over_quota(make_server: Any) -> None:
     assert len(inbox(srv, "small@example.com")) == 1
 
 
+def test_recipient_failing_after_data_goes_to_the_queue(make_server: Any) -> None:
+    """One local recipient accepts, the other's mailbox is full only once the
+    body is known: the 250 covers both, so the second copy must not be lost
+    — the queue keeps it for retries (then a bounce), and delivers it once
+    there is room."""
+    srv = make_server()
+    srv.add_domain("example.com")
+    srv.add_user("alice@example.com")
+    srv.add_user("small@example.com", quota_bytes=6000)
+    filler = (b"x" * 70 + b"\r\n") * 60  # ~4.3 kB: fits once, not twice
+    token = b"X-Token: after-data-%d\r\n" % os.getpid()
+    with smtplib.SMTP("127.0.0.1", srv.port("smtp")) as s:
+        assert s.sendmail("x@remote.org", ["small@example.com"], MESSAGE + filler) == {}
+        s.ehlo()
+        s.mail("x@remote.org")
+        assert s.rcpt("alice@example.com")[0] == 250
+        assert s.rcpt("small@example.com")[0] == 250  # no SIZE: fits so far
+        code, _text = s.data(token + MESSAGE + filler)
+        assert code == 250
+    assert any(token in m for m in inbox(srv, "alice@example.com"))
+    assert not any(token in m for m in inbox(srv, "small@example.com"))
+    queued = srv.call(lambda: srv.ctx.queue.stats())
+    assert queued[0] == 1
+    # Room appears: the queue's next attempt delivers the kept copy.
+    srv.ctx.directory.set_quota("small@example.com", quota_bytes=0)
+    subprocess.run(["xmailctl", "--data", srv.settings.data_dir, "queue", "retry", "--all"],
+                   check=True, capture_output=True, timeout=60)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(inbox(srv, "small@example.com")) < 2:
+        time.sleep(0.2)
+    [copy] = [m for m in inbox(srv, "small@example.com") if token in m]
+    assert copy.count(b"Return-Path:") == 1
+
+
 def test_swaks_with_starttls(server: Any) -> None:
     result = subprocess.run(
         ["swaks", "--server", "127.0.0.1", "--port", str(server.port("smtp")), "--from", "x@remote.org",

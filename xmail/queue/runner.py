@@ -471,9 +471,12 @@ class DeliveryQueue:
                 if user is None:
                     outcomes.append(Outcome("permanent", "5.1.1", f"550 5.1.1 <{address}>: no such user"))
                     continue
-                header = f"Return-Path: <{message.mail_from}>\r\n".encode()
                 data = yield self._in_thread(_read_file, self.spool.path(message.id))
-                yield self.store.deliver(user, header + data)
+                if not data.startswith(b"Return-Path:"):
+                    # RFC 5321 §4.4: final delivery records the envelope sender
+                    # (the MX listener hands over messages that already have it).
+                    data = f"Return-Path: <{message.mail_from}>\r\n".encode() + data
+                yield self.store.deliver(user, data)
                 outcomes.append(Outcome("sent", "2.0.0", "delivered to the local mailbox"))
             except OverQuota as e:
                 kind = "permanent" if e.permanent else "temporary"

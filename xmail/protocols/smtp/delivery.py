@@ -280,6 +280,26 @@ class MailAgent:
                 else:
                     failures.append((user, value))
 
+        if delivered and failures and self.ctx.queue is not None:
+            # Accepted for the others, so the 250 covers these too: the queue
+            # retries them (over quota may clear) and bounces to the sender
+            # if they never succeed.  Nothing accepted is dropped.
+            failed = {address for address, _f in failures}
+            retry = []
+            for r in envelope.recipients:
+                key = r.user or r.address
+                if key in failed:
+                    failed.discard(key)  # one copy per user, as in the first attempt
+                    retry.append(r)
+            try:
+                yield self.ctx.queue.enqueue(
+                    envelope.mail_from, [QueueRecipient(r.address, r.notify, r.orcpt) for r in retry],
+                    spool.to_file(), envid=envelope.envid, ret=envelope.ret)
+                delivered += [address for address, _f in failures]
+                self._log.info("{id}: {count} recipient(s) handed to the queue after a failed delivery",
+                               id=info.transaction_id, count=len(retry))
+            except Exception:
+                self._log.failure("{id}: cannot queue the failed recipients", id=info.transaction_id)
         for address, failure in failures:
             if failure.check(StoreError):
                 self._log.warn("delivery of {id} to {rcpt} refused: {why}", id=info.transaction_id,
