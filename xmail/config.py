@@ -23,8 +23,9 @@ class ConfigError(Exception):
 class ServerSettings:
     hostname: str = "localhost"
     data_dir: str = "xmail-data"
-    # 0 means "the number of cores" (resolved by the service, see issue #9).
-    workers: int = 1
+    # Worker processes sharing the listeners and the data directory
+    # (xmail.workers): 0 = the number of cores, 1 = one process.
+    workers: int = 0
     # Plaintext AUTH/LOGIN before TLS is allowed from loopback clients
     # (tests, local webmail).  Switch off to test the non-loopback rule.
     loopback_plaintext_auth: bool = True

@@ -22,14 +22,15 @@ class XmailServiceMaker:
 
     def makeService(self, options: Options):
         from xmail.config import ConfigError, load
-        from xmail.service import makeService, stop_cleanly_on_sigterm
+        from xmail.service import stop_cleanly_on_sigterm
+        from xmail.workers.supervisor import make_daemon_service
 
         try:
             settings = load(options["config"])
         except ConfigError as e:
             raise SystemExit(f"xmail: {e}") from None
         stop_cleanly_on_sigterm()
-        return makeService(settings)
-
+        twistd = getattr(options, "parent", None) or {}
+        return make_daemon_service(settings, twistd.get("uid"), twistd.get("gid"))
 
 serviceMaker = XmailServiceMaker()

@@ -1,0 +1,203 @@
+# -*- test-case-name: tests.workers.test_shared -*-
+"""Unit tests of the cross-process pieces: shared tables, maildrop lock
+files, notification datagrams, leader election.  Two instances on one file
+stand for two workers; the lock and election tests use a real second
+process where the kernel's cleanup is the point."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from twisted.internet import task
+
+from tests.conftest import in_reactor, reactor_running
+from tests.workers.daemon import wait_for
+from xmail.protocols.pop3.maildrop import FileMaildropLocks
+from xmail.store.notify import NotifyChannel
+from xmail.workers import shared
+from xmail.workers.leader import LeaderElection, leader_pid
+
+
+@pytest.fixture
+def run_dir(tmp_path: Any) -> str:
+    path = str(tmp_path / "run")
+    shared.create_files(path, 2)
+    return path
+
+
+def test_connection_caps_are_the_sum_over_workers(run_dir: str) -> None:
+    path = os.path.join(run_dir, shared.PEER_CONNECTIONS)
+    first = shared.SharedPeerConnections(3, shared.SlotCounters(path, 0))
+    second = shared.SharedPeerConnections(3, shared.SlotCounters(path, 1))
+    assert first.acquire("192.0.2.1", "imap") and first.acquire("192.0.2.1", "imap")
+    assert second.acquire("192.0.2.1", "imap")
+    assert not second.acquire("192.0.2.1", "imap") and not first.acquire("192.0.2.1", "imap")
+    assert first.count("192.0.2.1", "imap") == 3
+    # Other protocols and addresses have their own counts; IPv6 per /64.
+    assert second.acquire("192.0.2.1", "pop3") and second.acquire("2001:db8::1", "imap")
+    assert second.count("2001:db8::2", "imap") == 1
+    # A worker releases only what it holds.
+    second.release("192.0.2.9", "imap")
+    first.release("192.0.2.1", "imap")
+    assert second.acquire("192.0.2.1", "imap")
+    # The supervisor forgets a dead worker's row; its successor starts at 0.
+    shared.clear_worker_row(run_dir, 1)
+    assert first.count("192.0.2.1", "imap") == 1
+    successor = shared.SharedPeerConnections(3, shared.SlotCounters(path, 1))
+    assert successor.acquire("192.0.2.1", "imap") and successor.acquire("192.0.2.1", "imap")
+    assert not successor.acquire("192.0.2.1", "imap")
+
+
+def test_user_connection_caps_ignore_case_across_workers(run_dir: str) -> None:
+    path = os.path.join(run_dir, shared.USER_CONNECTIONS)
+    first = shared.SharedUserConnections(1, shared.SlotCounters(path, 0))
+    second = shared.SharedUserConnections(1, shared.SlotCounters(path, 1))
+    assert first.acquire("Alice@Example.com", "imap")
+    assert not second.acquire("alice@example.com", "imap")
+    assert shared.SharedUserConnections(0, shared.SlotCounters(path, 1)).acquire("alice@example.com", "imap")
+
+
+def test_failure_counts_are_shared_and_forgotten(run_dir: str) -> None:
+    path = os.path.join(run_dir, shared.LOGIN_FAILURES)
+    first = shared.SharedFailureCounts(path, forget_after=900.0)
+    second = shared.SharedFailureCounts(path, forget_after=900.0)
+    now = 1000.0
+    assert first.add_failure("pair", "192.0.2.1 bob", now) == 1
+    assert second.add_failure("pair", "192.0.2.1 bob", now + 1) == 2
+    assert first.get("pair", "192.0.2.1 bob", now + 2) == (2, 0.0)
+    assert first.get("ip", "192.0.2.1 bob", now + 2) == (0, 0.0)  # scopes are separate
+    second.refuse("pair", "192.0.2.1 bob", now + 2000)
+    # Refused: kept past forget_after until the refusal ends.
+    assert first.get("pair", "192.0.2.1 bob", now + 1500) == (2, now + 2000)
+    assert first.get("pair", "192.0.2.1 bob", now + 2000) == (0, 0.0)
+    second.add_failure("account", "bob", now)
+    first.reset("account", "bob")
+    assert second.get("account", "bob", now) == (0, 0.0)
+
+
+def test_trusted_pairs_are_shared_until_they_expire(run_dir: str) -> None:
+    path = os.path.join(run_dir, shared.LOGIN_FAILURES)
+    first = shared.SharedFailureCounts(path, forget_after=900.0)
+    second = shared.SharedFailureCounts(path, forget_after=900.0)
+    assert not second.trusted("192.0.2.1 bob", 1000.0)
+    first.trust("192.0.2.1 bob", 1000.0 + 30 * 86400, 1000.0)
+    first.trust("192.0.2.1 bob", 1000.0 + 30 * 86400, 1001.0)  # again: still one record
+    assert second.trusted("192.0.2.1 bob", 5000.0) and not second.trusted("192.0.2.2 bob", 5000.0)
+    assert not second.trusted("192.0.2.1 bob", 1000.0 + 30 * 86400)
+
+
+def test_failure_table_stays_bounded(run_dir: str) -> None:
+    counts = shared.SharedFailureCounts(os.path.join(run_dir, shared.LOGIN_FAILURES), 900.0)
+    for i in range(shared.TABLE_RECORDS + 5000):
+        counts.add_failure("ip", f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", float(i))
+    assert len(counts) <= shared.TABLE_RECORDS
+    newest = shared.TABLE_RECORDS + 4999
+    assert counts.get("ip", f"10.{newest >> 16 & 255}.{newest >> 8 & 255}.{newest & 255}", newest) == (1, 0.0)
+
+
+def test_daily_send_counter_is_shared_per_day(run_dir: str) -> None:
+    path = os.path.join(run_dir, shared.DAILY_SENDS)
+    now = [86400.0 * 20000 + 10]
+    first = shared.SharedDailySendCounter(path, 3, clock=lambda: now[0])
+    second = shared.SharedDailySendCounter(path, 3, clock=lambda: now[0])
+    first.record("alice@example.com", 2)
+    assert not second.reached("alice@example.com")
+    second.record("alice@example.com")
+    assert first.reached("alice@example.com") and not first.reached("bob@example.com")
+    now[0] += 86400  # a new UTC day
+    assert not first.reached("alice@example.com")
+    assert not shared.SharedDailySendCounter(path, 0).reached("alice@example.com")
+
+
+HOLD_LOCK = """
+import sys, time
+from xmail.protocols.pop3.maildrop import FileMaildropLocks
+locks = FileMaildropLocks(sys.argv[1])
+assert locks.acquire("alice@example.com")
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def test_maildrop_lock_is_seen_by_another_process_and_freed_by_its_death(tmp_path: Any) -> None:
+    directory = str(tmp_path / "pop3")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, directory], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
+        locks = FileMaildropLocks(directory)
+        assert not locks.acquire("alice@example.com")
+        assert locks.acquire("bob@example.com")
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=10)
+        assert locks.acquire("alice@example.com")
+        # Two sessions of one process conflict too.
+        assert not locks.acquire("alice@example.com")
+        assert not FileMaildropLocks(directory).acquire("alice@example.com")
+        locks.release("alice@example.com")
+        locks.release("alice@example.com")  # no-op
+        assert locks.acquire("alice@example.com")
+        assert locks.held() == frozenset({"alice@example.com", "bob@example.com"})
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_notify_datagrams_reach_the_other_channels(tmp_path: Any) -> None:
+    reactor = reactor_running()
+    directory = str(tmp_path / ("a-long-directory-name" * 6))  # longer than a Unix socket path may be
+    got: dict[str, list[bytes]] = {"a": [], "b": [], "c": []}
+    channels = {name: NotifyChannel(directory, reactor, got[name].append) for name in got}
+    for channel in channels.values():
+        in_reactor(channel.open)
+    try:
+        in_reactor(channels["a"].broadcast, b"F12345678")
+        wait_for(lambda: got["b"] and got["c"], timeout=5, what="datagrams")
+        assert got["b"] == [b"F12345678"] == got["c"] and got["a"] == []
+        # A dead peer's marker is removed by the next send.
+        in_reactor(channels["c"].close)
+        open(os.path.join(directory, "99999999.1"), "w").close()
+        in_reactor(channels["a"].broadcast, b"Fx")
+        wait_for(lambda: len(got["b"]) == 2, timeout=5, what="second datagram")
+        assert sorted(os.listdir(directory)) == sorted([channels["a"].name, channels["b"].name])
+    finally:
+        for channel in channels.values():
+            in_reactor(channel.close)
+
+
+ELECT = """
+import sys, time
+from twisted.internet import task
+from xmail.workers.leader import LeaderElection
+election = LeaderElection(sys.argv[1], task.Clock(), lambda: print("elected", flush=True))
+election.try_lead()
+time.sleep(60)
+"""
+
+
+def test_leadership_passes_when_the_leader_dies(tmp_path: Any) -> None:
+    path = str(tmp_path / "leader.lock")
+    leader = subprocess.Popen([sys.executable, "-c", ELECT, path], stdout=subprocess.PIPE)
+    try:
+        assert leader.stdout is not None and leader.stdout.readline() == b"elected\n"
+        assert leader_pid(path) == leader.pid
+        clock = task.Clock()
+        elected: list[bool] = []
+        follower = LeaderElection(path, clock, lambda: elected.append(True), interval=1.0)
+        follower.start()
+        clock.advance(3)
+        assert not follower.leading and elected == []
+        leader.send_signal(signal.SIGKILL)
+        leader.wait(timeout=10)
+        clock.advance(1)
+        assert follower.leading and elected == [True] and leader_pid(path) == os.getpid()
+        clock.advance(5)
+        assert elected == [True]  # elected once
+        follower.stop()
+    finally:
+        leader.kill()
+        leader.wait()

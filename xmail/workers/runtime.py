@@ -1,0 +1,70 @@
+# -*- test-case-name: tests.workers.test_workers -*-
+"""What a worker adds to the ordinary XmailService.
+
+`prepare` runs inside XmailService.__init__, before the listeners and
+protocol factories exist: shared connection caps and daily send counter,
+and the leader election that starts the core's singleton jobs.  `started`
+runs after startService: the shared login failure counts (the portal is
+made by the core) and the queue kick between workers.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from xmail.workers import shared
+from xmail.workers.leader import LeaderElection
+
+QUEUE_KICK = b"Q"  # notifier datagram kind: "mail was queued, leader please scan"
+
+_log = Logger()
+
+
+def prepare(server: Any, boot: dict[str, Any]) -> None:
+    ctx = server.ctx
+    settings = ctx.settings
+    run_dir = settings.path("run")
+    row = boot["number"]
+    limits = settings.limits
+    peers = shared.SlotCounters(os.path.join(run_dir, shared.PEER_CONNECTIONS), row)
+    users = shared.SlotCounters(os.path.join(run_dir, shared.USER_CONNECTIONS), row)
+    ctx.peer_connections = shared.SharedPeerConnections(limits.max_connections_per_ip, peers)
+    ctx.connections = shared.SharedUserConnections(limits.max_connections_per_user, users)
+    ctx.smtp_send_counter = shared.SharedDailySendCounter(
+        os.path.join(run_dir, shared.DAILY_SENDS), limits.daily_send_limit)
+    core = server.core
+    core.leader = LeaderElection(os.path.join(run_dir, "leader.lock"), ctx.reactor, core.start_singletons,
+                                 name=f"worker {row}")
+
+
+def started(server: Any, boot: dict[str, Any]) -> None:
+    ctx = server.ctx
+    settings = ctx.settings
+    throttle = getattr(ctx.portal, "throttle", None)
+    if throttle is not None:
+        throttle.counts = shared.SharedFailureCounts(
+            settings.path("run", shared.LOGIN_FAILURES), float(settings.limits.login_refusal_seconds))
+    notifier = ctx.store.notifier
+    queue = ctx.queue
+    if queue is not None:
+        # The leader's runner scans on a timer; a kick makes mail queued in
+        # any worker leave at once.
+        notifier.handlers[QUEUE_KICK] = lambda payload: queue.kick()
+        enqueue = queue.enqueue
+
+        def enqueue_and_kick(*args: Any, **kwargs: Any) -> Any:
+            d = defer.maybeDeferred(enqueue, *args, **kwargs)
+
+            def kick(queue_id: Any) -> Any:
+                notifier.broadcast(QUEUE_KICK)
+                return queue_id
+
+            d.addCallback(kick)
+            return d
+
+        queue.enqueue = enqueue_and_kick
+    _log.info("worker {number} (pid {pid}) serving", number=boot["number"], pid=os.getpid())

@@ -1,0 +1,361 @@
+# -*- test-case-name: tests.workers.test_workers -*-
+"""The twistd process with `[server] workers` > 1: binds, starts, watches.
+
+- privilegedStartService (as root under `twistd --uid`): binds every
+  listener description.  A TCP description becomes one socket per worker,
+  all bound to the same address with SO_REUSEPORT, so the kernel spreads
+  new connections evenly over the workers' accept queues (one shared
+  socket would wake every worker for each connection and let the busiest
+  grab them in batches).  A socket stays open here while its worker
+  restarts: connections that arrive meanwhile wait in its backlog.  A
+  `systemd:` description (socket activation) is one socket shared by all.
+- startService: fresh shared tables under data_dir/run/, then N workers
+  (xmail.workers.worker) with their sockets as descriptors 3, 4, ...
+- A worker that exits while the server runs is restarted, with a log line
+  (after a growing pause if it keeps dying young); its connection counts
+  are cleared first -- the kernel closed its connections.
+- SIGHUP is forwarded to every worker (each reloads its TLS files);
+  stopService sends SIGTERM to all and waits for them to drain, SIGKILL
+  after DRAIN_TIMEOUT.  A worker's log lines come through its stderr and
+  are logged here with its number.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+from typing import Any
+
+from twisted.application import service
+from twisted.internet import defer, endpoints, protocol
+from twisted.logger import Logger
+
+from xmail.config import Settings
+from xmail.workers import shared
+from xmail.workers.worker import encode_bootstrap
+
+DRAIN_TIMEOUT = 60.0  # seconds a worker may take to finish its sessions
+YOUNG = 10.0  # a worker dying sooner than this after its start is restarted later and later
+MAX_RESTART_DELAY = 30.0
+MAX_LOG_LINE = 8192
+
+
+def worker_count(settings: Settings) -> int:
+    """[server] workers, 0 meaning the number of cores."""
+    return settings.server.workers or os.cpu_count() or 1
+
+
+def _allowed(st: os.stat_result, uid: int, gid: int, bits: int) -> bool:
+    """May uid:gid use a file with these mode bits (4 r, 1 x)?"""
+    if uid == 0:
+        return True
+    if st.st_uid == uid:
+        return st.st_mode >> 6 & bits == bits
+    if st.st_gid == gid:
+        return st.st_mode >> 3 & bits == bits
+    return st.st_mode & bits == bits
+
+
+def startable_by(uid: int | None, gid: int | None) -> str | None:
+    """None if a worker can be started after `twistd --uid/--gid` dropped
+    privileges: the service user must be able to run the interpreter and
+    read xmail and Twisted.  Else what it cannot reach."""
+    if uid is None:
+        return None
+    import twisted
+    import xmail
+
+    uid = int(uid)
+    gid = int(gid) if gid is not None else -1
+    targets = [(os.path.realpath(sys.executable), 1)]
+    targets += [(os.path.dirname(os.path.realpath(m.__file__)), 5) for m in (xmail, twisted)]
+    for path, bits in targets:
+        parent = os.path.dirname(path)
+        while True:
+            if not _allowed(os.stat(parent), uid, gid, 1):
+                return parent
+            if parent == os.path.dirname(parent):
+                break
+            parent = os.path.dirname(parent)
+        if not _allowed(os.stat(path), uid, gid, bits):
+            return path
+    return None
+
+
+def make_daemon_service(settings: Settings, uid: int | None = None, gid: int | None = None) -> Any:
+    """What `twistd xmail` (and a tac file) runs: the supervisor when
+    [server] workers resolves to more than one, else the one-process
+    XmailService.  uid/gid: twistd's --uid/--gid, when given."""
+    from xmail.service import makeService
+
+    workers = worker_count(settings)
+    if workers > 1:
+        unreachable = startable_by(uid, gid)
+        if unreachable is None:
+            # This process binds and supervises; the workers serve.
+            return WorkerSupervisor(settings, workers)
+        # Workers start after twistd dropped privileges: the service user
+        # must be able to run Python.
+        Logger().error("[server] workers = {workers}: the service user cannot reach {path}; "
+                       "running one process", workers=workers, path=unreachable)
+    return makeService(settings)
+
+
+class BoundListener:
+    """One listener description, bound: a socket per worker, or one shared."""
+
+    def __init__(self, name: str, description: str, domain: str, sockets: list[socket.socket]):
+        self.name = name
+        self.description = description
+        self.domain = domain  # "INET", "INET6" (systemd endpoint's domain=)
+        self.sockets = sockets
+
+    def for_worker(self, number: int) -> socket.socket:
+        return self.sockets[number % len(self.sockets)]
+
+    def close(self) -> None:
+        for sock in self.sockets:
+            sock.close()
+        self.sockets = []
+
+
+def bind_listener(reactor: Any, name: str, description: str, workers: int) -> BoundListener:
+    endpoint = endpoints.serverFromString(reactor, description)
+    if isinstance(endpoint, endpoints.TCP4ServerEndpoint | endpoints.TCP6ServerEndpoint):
+        family = socket.AF_INET6 if isinstance(endpoint, endpoints.TCP6ServerEndpoint) else socket.AF_INET
+        interface = endpoint._interface or ("::" if family == socket.AF_INET6 else "0.0.0.0")
+        port = endpoint._port
+        sockets: list[socket.socket] = []
+        try:
+            for _ in range(workers):
+                sock = socket.socket(family, socket.SOCK_STREAM)
+                sockets.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                sock.bind((interface, port))
+                port = sock.getsockname()[1]  # port 0: the others join the first one's port
+                sock.listen(endpoint._backlog)
+                sock.setblocking(False)
+        except BaseException:
+            for sock in sockets:
+                sock.close()
+            raise
+        return BoundListener(name, description, "INET6" if family == socket.AF_INET6 else "INET", sockets)
+    if isinstance(endpoint, endpoints.AdoptedStreamServerEndpoint):
+        sock = socket.socket(fileno=os.dup(endpoint.fileno))
+        domain = {socket.AF_INET: "INET", socket.AF_INET6: "INET6", socket.AF_UNIX: "UNIX"}[sock.family]
+        return BoundListener(name, description, domain, [sock])
+    raise ValueError(f"listener {name}: {description!r} cannot be shared by workers "
+                     "(use tcp:, tcp6: or systemd: descriptions, or [server] workers = 1)")
+
+
+class WorkerProcess(protocol.ProcessProtocol):
+    """One running worker: relays its log lines, reports its end."""
+
+    _log = Logger()
+
+    def __init__(self, supervisor: WorkerSupervisor, number: int):
+        self.supervisor = supervisor
+        self.number = number
+        self.pid: int | None = None
+        self.started = 0.0
+        self.ended: defer.Deferred[None] = defer.Deferred()
+        self._partial = {1: b"", 2: b""}
+
+    def connectionMade(self) -> None:
+        self.pid = self.transport.pid
+        self.started = self.supervisor.reactor.seconds()
+
+    def childDataReceived(self, childFD: int, data: bytes) -> None:
+        buffered = self._partial.get(childFD, b"") + data
+        *lines, rest = buffered.split(b"\n")
+        if len(rest) > MAX_LOG_LINE:
+            lines.append(rest)
+            rest = b""
+        self._partial[childFD] = rest
+        for line in lines:
+            self._emit(line)
+
+    def _emit(self, line: bytes) -> None:
+        text = line.decode("utf-8", "backslashreplace").rstrip("\r")
+        if text:
+            self._log.info("worker {number}: {line}", number=self.number, line=text)
+
+    def processEnded(self, reason: Any) -> None:
+        for fd in (1, 2):
+            if self._partial.get(fd):
+                self._emit(self._partial[fd])
+                self._partial[fd] = b""
+        self.supervisor.worker_ended(self, reason)
+        self.ended.callback(None)
+
+
+class WorkerSupervisor(service.Service):
+    """The service `twistd xmail` runs when [server] workers > 1."""
+
+    _log = Logger()
+
+    def __init__(self, settings: Settings, workers: int, reactor: Any = None):
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+
+            reactor = default_reactor
+        self.settings = settings
+        self.workers = workers
+        self.reactor = reactor
+        self.listeners: list[BoundListener] = []
+        self.processes: dict[int, WorkerProcess] = {}
+        self.restarts = 0
+        self._failures: dict[int, int] = {}  # worker number -> young deaths in a row
+        self._pending: dict[int, Any] = {}  # worker number -> delayed restart
+        self._previous_sighup: Any = None
+        self._umask = 0o077
+
+    @property
+    def run_dir(self) -> str:
+        return self.settings.path("run")
+
+    # -- binding ------------------------------------------------------------------------------
+    def privilegedStartService(self) -> None:
+        # As XmailService does: files the workers create are the service
+        # user's alone; they inherit this umask.
+        os.umask(os.umask(0o077) | 0o077)
+        self._bind()
+        service.Service.privilegedStartService(self)
+
+    def _bind(self) -> None:
+        if self.listeners:
+            return
+        from xmail.service import PROTOCOLS
+
+        try:
+            for name in PROTOCOLS:
+                for description in getattr(self.settings.listen, name):
+                    listener = bind_listener(self.reactor, name, description, self.workers)
+                    self.listeners.append(listener)
+                    self._log.info("{name} bound on {address} for {workers} workers", name=name,
+                                   address=listener.sockets[0].getsockname(), workers=self.workers)
+        except BaseException:
+            self._close_listeners()
+            raise
+
+    def _close_listeners(self) -> None:
+        for listener in self.listeners:
+            listener.close()
+        self.listeners = []
+
+    def port(self, name: str) -> int:
+        """The first bound TCP port of a listener (tests use port 0)."""
+        for listener in self.listeners:
+            if listener.name == name:
+                return listener.sockets[0].getsockname()[1]
+        raise KeyError(name)
+
+    # -- running ------------------------------------------------------------------------------
+    def startService(self) -> None:
+        self._bind()
+        service.Service.startService(self)
+        self._umask = os.umask(0o077)
+        os.umask(self._umask)
+        os.makedirs(self.settings.data_dir, mode=0o700, exist_ok=True)
+        os.makedirs(self.run_dir, mode=0o700, exist_ok=True)
+        shared.create_files(self.run_dir, self.workers)
+        for number in range(self.workers):
+            self._spawn(number)
+        if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGHUP"):
+            self._previous_sighup = signal.signal(signal.SIGHUP, self._on_sighup)
+        self._log.info("xmail supervisor (pid {pid}) started {workers} workers", pid=os.getpid(),
+                       workers=self.workers)
+
+    def _spawn(self, number: int) -> None:
+        self._pending.pop(number, None)
+        child_fds: dict[int, Any] = {0: "w", 1: "r", 2: "r"}
+        names = []
+        for index, listener in enumerate(self.listeners):
+            child_fds[3 + index] = listener.for_worker(number).fileno()
+            names.append((listener.name, listener.domain))
+        env = {k: v for k, v in os.environ.items() if k not in ("LISTEN_PID", "LISTEN_FDNAMES")}
+        env["LISTEN_FDS"] = str(len(self.listeners))
+        env["LISTEN_FDNAMES"] = ":".join(name for name, _domain in names)
+        env["XMAIL_WORKER"] = str(number)
+        process = WorkerProcess(self, number)
+        self.reactor.spawnProcess(process, sys.executable, [sys.executable, "-m", "xmail.workers.worker"],
+                                  env=env, path=os.getcwd(), childFDs=child_fds)
+        process.transport.write(encode_bootstrap({
+            "settings": self.settings, "number": number, "workers": self.workers,
+            "listeners": names, "parent": os.getpid(), "umask": self._umask,
+        }))
+        self.processes[number] = process
+        self._log.info("worker {number} started (pid {pid})", number=number, pid=process.pid)
+        self._write_pids()
+
+    def _write_pids(self) -> None:
+        """data_dir/run/workers.json: who is who, for operators and tests."""
+        path = os.path.join(self.run_dir, "workers.json")
+        tmp = f"{path}.tmp"
+        with open(tmp, "w") as f:
+            json.dump({"supervisor": os.getpid(),
+                       "workers": {str(n): p.pid for n, p in sorted(self.processes.items())}}, f)
+        os.replace(tmp, path)
+
+    def worker_ended(self, process: WorkerProcess, reason: Any) -> None:
+        if self.processes.get(process.number) is process:
+            del self.processes[process.number]
+        status = getattr(reason.value, "status", None)
+        signal_number = getattr(reason.value, "signal", None)
+        how = f"killed by signal {signal_number}" if signal_number else f"exit status {status}"
+        if not self.running:
+            self._log.info("worker {number} (pid {pid}) stopped ({how})", number=process.number,
+                           pid=process.pid, how=how)
+            return
+        lived = self.reactor.seconds() - process.started
+        failures = self._failures.get(process.number, 0) + 1 if lived < YOUNG else 0
+        self._failures[process.number] = failures
+        delay = min(MAX_RESTART_DELAY, 0.5 * 2 ** (failures - 1)) if failures else 0.0
+        self._log.warn("worker {number} (pid {pid}) died ({how}) after {lived:.1f} s; "
+                       "restarting it in {delay:.1f} s", number=process.number, pid=process.pid,
+                       how=how, lived=lived, delay=delay)
+        try:
+            shared.clear_worker_row(self.run_dir, process.number)
+        except OSError as e:
+            self._log.warn("cannot clear worker {number}'s counts: {error}", number=process.number, error=e)
+        self.restarts += 1
+        self._pending[process.number] = self.reactor.callLater(delay, self._spawn, process.number)
+
+    # -- signals ------------------------------------------------------------------------------
+    def _on_sighup(self, signum: int, frame: Any) -> None:
+        self.reactor.callFromThread(self.signal_workers, "HUP")
+
+    def signal_workers(self, name: str) -> None:
+        """Send every live worker a signal ("HUP", "TERM", "KILL")."""
+        for process in list(self.processes.values()):
+            try:
+                process.transport.signalProcess(name)
+            except Exception as e:  # ProcessExitedAlready, OSError
+                self._log.debug("signal {name} to worker {number}: {error}", name=name,
+                                number=process.number, error=e)
+
+    def stopService(self) -> Any:
+        service.Service.stopService(self)
+        if self._previous_sighup is not None:
+            signal.signal(signal.SIGHUP, self._previous_sighup)
+            self._previous_sighup = None
+        for call in self._pending.values():
+            if call.active():
+                call.cancel()
+        self._pending.clear()
+        ended = [p.ended for p in self.processes.values()]
+        self.signal_workers("TERM")
+        kill = self.reactor.callLater(DRAIN_TIMEOUT, self.signal_workers, "KILL")
+
+        def done(_: Any) -> None:
+            if kill.active():
+                kill.cancel()
+            self._close_listeners()
+            self._log.info("all workers stopped")
+
+        return defer.gatherResults(ended).addCallback(done)

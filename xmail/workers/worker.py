@@ -1,0 +1,117 @@
+# -*- test-case-name: tests.workers.test_workers -*-
+"""One worker process: `python -m xmail.workers.worker`, started by the
+supervisor (xmail.workers.supervisor), never by hand.
+
+It reads its bootstrap from stdin (a length-prefixed pickle: settings,
+worker number, listener names and address families) and finds its
+listening sockets as systemd socket activation passes them: LISTEN_FDS
+descriptors from 3 on, LISTEN_PID = its own pid (set here, before Twisted's
+endpoint module reads the environment).  Each listener's descriptions are
+replaced by `systemd:domain=...:index=N`, so the ordinary XmailService runs
+unchanged on top, with the cross-process pieces of xmail.workers.shared,
+the leader election for the singleton jobs and a queue kick between
+workers.
+
+It dies with the supervisor (PR_SET_PDEATHSIG: SIGTERM, i.e. a drain), so a
+supervisor killed with -9 leaves no worker holding the ports.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Before any Twisted import: twisted.internet.endpoints reads these once.
+# The supervisor set LISTEN_FDS and LISTEN_FDNAMES (the listener names).
+os.environ["LISTEN_PID"] = str(os.getpid())
+
+import ctypes  # noqa: E402
+import dataclasses  # noqa: E402
+import pickle  # noqa: E402
+import signal  # noqa: E402
+import struct  # noqa: E402
+import sys  # noqa: E402
+from typing import Any  # noqa: E402
+
+BOOT_HEADER = struct.Struct("<I")
+PR_SET_PDEATHSIG = 1
+
+
+def read_bootstrap(stream: Any) -> dict[str, Any]:
+    header = stream.read(BOOT_HEADER.size)
+    if len(header) != BOOT_HEADER.size:
+        raise SystemExit("xmail worker: no bootstrap on stdin (started by hand?)")
+    (size,) = BOOT_HEADER.unpack(header)
+    return pickle.loads(stream.read(size))
+
+
+def encode_bootstrap(boot: dict[str, Any]) -> bytes:
+    data = pickle.dumps(boot, protocol=pickle.HIGHEST_PROTOCOL)
+    return BOOT_HEADER.pack(len(data)) + data
+
+
+def die_with_parent(parent: int) -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # it died before prctl
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def worker_settings(settings: Any, listeners: list[tuple[str, str]]) -> Any:
+    """settings with every listener on its inherited descriptors."""
+    descriptions: dict[str, list[str]] = {}
+    for index, (name, domain) in enumerate(listeners):
+        descriptions.setdefault(name, []).append(f"systemd:domain={domain}:index={index}")
+    listen = {f.name: tuple(descriptions.get(f.name, ())) for f in dataclasses.fields(settings.listen)}
+    return dataclasses.replace(settings, listen=dataclasses.replace(settings.listen, **listen))
+
+
+def main() -> None:
+    boot = read_bootstrap(sys.stdin.buffer)
+    die_with_parent(boot["parent"])
+    os.umask(boot.get("umask", 0o077))
+
+    from twisted.internet import reactor
+    from twisted.logger import FileLogObserver, Logger, eventAsText, globalLogBeginner
+
+    observer = FileLogObserver(sys.stderr, lambda event: (eventAsText(
+        event, includeTimestamp=False, includeSystem=False) or "") + "\n")
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+
+    from xmail.service import XmailService
+    from xmail.workers import runtime
+
+    settings = worker_settings(boot["settings"], boot["listeners"])
+    server = XmailService(settings, reactor, prepare=lambda svc: runtime.prepare(svc, boot))
+
+    failed = []
+
+    def start() -> None:
+        # A Ctrl-C in the terminal reaches the whole process group: the
+        # supervisor decides, and sends SIGTERM.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            # As twistd would: privileged start (umask, switch interval, the
+            # listeners adopt their descriptors), then start.
+            server.privilegedStartService()
+            server.startService()
+            runtime.started(server, boot)
+        except Exception:
+            # A worker that cannot serve exits; the supervisor restarts it.
+            Logger().failure("worker {number} cannot start", number=boot["number"])
+            failed.append(True)
+            reactor.stop()
+
+    reactor.callWhenRunning(start)
+    reactor.addSystemEventTrigger("before", "shutdown", server.stopService)
+    reactor.run()
+    sys.stderr.flush()
+    if failed:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 5000))
+    main()
