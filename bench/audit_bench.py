@@ -18,7 +18,8 @@ def main(n: int = 20000) -> None:
         settings = dataclasses.replace(settings, server=dataclasses.replace(settings.server, data_dir=tmp))
         audit = AuditLog(settings)
         for name, call in (
-            ("login", lambda i: audit.login(f"user{i % 500}@example.com", "imap", "192.0.2.7", "PLAIN", "ok")),
+            ("login", lambda i: audit.login(f"user{i % 500}@example.com", "imap", "192.0.2.7",
+                                            "PLAIN", "ok")),
             ("received (2 local rcpts)", lambda i: audit.mail(
                 "received", protocol="mx", user="", sender="x@example.org",
                 recipients=f"user{i % 500}@example.com,user{(i + 1) % 500}@example.com",

@@ -5,7 +5,8 @@ import os
 from twisted.application import service
 
 from xmail.config import ConfigError, load
-from xmail.service import makeService, stop_cleanly_on_sigterm
+from xmail.service import stop_cleanly_on_sigterm
+from xmail.workers.supervisor import make_daemon_service
 
 try:
     settings = load(os.environ.get("XMAIL_CONFIG") or None)
@@ -13,5 +14,6 @@ except ConfigError as e:
     raise SystemExit(f"xmail: {e}") from None
 
 application = service.Application("xmail")
-makeService(settings).setServiceParent(application)
+# The supervisor and its workers when [server] workers > 1, as `twistd xmail`.
+make_daemon_service(settings).setServiceParent(application)
 stop_cleanly_on_sigterm()

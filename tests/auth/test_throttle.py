@@ -257,7 +257,7 @@ def test_memory_is_bounded():
     counts = h.throttle.counts
     assert isinstance(counts, MemoryFailureCounts)
     assert all(len(table) <= 100 for table in counts._scopes.values())
-    assert len(h.throttle._trusted) <= 100 and not h.throttle._in_flight
+    assert len(counts._trusted) <= 100 and not h.throttle._in_flight
 
 
 def test_client_keys():

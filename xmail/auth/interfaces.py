@@ -133,3 +133,10 @@ class IFailureCounts(Interface):
 
     def reset(scope: str, key: str) -> None:
         """Forget key (a successful login)."""
+
+    def trust(pair: str, until: float, now: float) -> None:
+        """The pair (client address and account) logged in successfully:
+        its owner is not slowed by address or account counts until `until`."""
+
+    def trusted(pair: str, now: float) -> bool:
+        """Is the pair trusted now?"""

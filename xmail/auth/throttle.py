@@ -124,6 +124,22 @@ class MemoryFailureCounts:
         self.forget_after = forget_after
         self.max_entries = max_entries
         self._scopes: dict[str, OrderedDict[str, _Count]] = {}
+        self._trusted: OrderedDict[str, float] = OrderedDict()  # pair -> until
+
+    def trust(self, pair: str, until: float, now: float) -> None:
+        self._trusted[pair] = until
+        self._trusted.move_to_end(pair)
+        while len(self._trusted) > self.max_entries:
+            self._trusted.popitem(last=False)
+
+    def trusted(self, pair: str, now: float) -> bool:
+        until = self._trusted.get(pair)
+        if until is None:
+            return False
+        if now >= until:
+            del self._trusted[pair]
+            return False
+        return True
 
     def __len__(self) -> int:
         return sum(len(table) for table in self._scopes.values())
@@ -203,7 +219,6 @@ class LoginThrottle:
         self.max_entries = max_entries
         self._in_flight: dict[tuple[str, str], int] = {}
         self._waiting: dict[str, list[_Waiter]] = {}  # pair key -> attempts waiting
-        self._trusted: OrderedDict[tuple[str, str], float] = OrderedDict()
         self.refused = 0  # attempts refused outright (stats, tests)
         self.delayed = 0  # attempts answered late
 
@@ -320,19 +335,11 @@ class LoginThrottle:
                 waiter.deferred.callback(waiter.attempt)
 
     def _is_trusted(self, ip: str, account: str, now: float) -> bool:
-        expiry = self._trusted.get((ip, account))
-        if expiry is None:
-            return False
-        if now >= expiry:
-            del self._trusted[(ip, account)]
-            return False
-        return True
+        return self.counts.trusted(_pair(ip, account), now)
 
     def _trust(self, ip: str, account: str, now: float) -> None:
-        self._trusted[(ip, account)] = now + TRUST_SECONDS
-        self._trusted.move_to_end((ip, account))
-        while len(self._trusted) > self.max_entries:
-            self._trusted.popitem(last=False)
+        # In the counts, so that with several workers every one trusts it.
+        self.counts.trust(_pair(ip, account), now + TRUST_SECONDS, now)
 
 
 def _pair(ip: str, account: str) -> str:
