@@ -232,6 +232,19 @@ def test_early_release_when_checks_take_time():
     assert [r for r, _ in results] == [OWNER] * 5 and results[-1][1] == pytest.approx(0.2)
 
 
+def test_an_office_behind_one_address_logs_in_at_once():
+    """Hundreds of users behind one NAT address log in together: logins still
+    being verified are not counted against the address."""
+    clock = task.Clock()
+    checker = ThrottledChecker(SlowChecker(clock), LoginThrottle(clock))
+    results = []
+    for i in range(200):
+        creds = login_credentials(b"user%d@example.com" % i, GOOD, client_ip=HOME, protocol="imap")
+        checker.requestAvatarId(creds).addBoth(results.append)
+    clock.advance(0.1)
+    assert results == [b"user%d@example.com" % i for i in range(200)]
+
+
 def test_error_outcomes_count_neither_way():
     clock = task.Clock()
     throttle = LoginThrottle(clock)

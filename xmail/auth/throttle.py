@@ -289,6 +289,11 @@ class LoginThrottle:
     # -- helpers ----------------------------------------------------------------
     def _prior(self, scope: str, key: str, now: float) -> tuple[int, float]:
         failures, refused_until = self.counts.get(scope, key, now)
+        if scope == "ip":
+            # Logins still being verified are not failures: an office behind
+            # one NAT address opens hundreds at 9 am.  Parallel spraying is
+            # bounded by the verifier pool's queue and counted as it fails.
+            return failures, refused_until
         return failures + self._in_flight.get((scope, key), 0), refused_until
 
     def _refuse(self, retry_after: float, what: str) -> defer.Deferred[Attempt]:
