@@ -39,6 +39,7 @@ import time
 from collections.abc import Iterator
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORKERS = 1  # [server] workers of the server under test (--workers)
 DOMAIN = "bench.example"
 LINE = b"The quick brown fox jumps over the lazy dog, again and again and again!!\r\n"
 
@@ -85,7 +86,7 @@ def prepare(data_dir: str, port: int, users: int) -> str:
     empty = ", ".join(f"{name} = []" for name in
                       ("submission", "submissions", "pop3", "pop3s", "imap", "imaps", "http"))
     with open(config, "w") as f:
-        f.write(f'[server]\nhostname = "mx.{DOMAIN}"\ndata_dir = "{data_dir}"\n\n'
+        f.write(f'[server]\nhostname = "mx.{DOMAIN}"\ndata_dir = "{data_dir}"\nworkers = {WORKERS}\n\n'
                 f'[listen]\nsmtp = ["tcp:{port}:interface=127.0.0.1"]\n'
                 + "".join(f"{line.strip()}\n" for line in empty.split(",")) +
                 "\n[limits]\nquota_messages = 0\n")
@@ -211,9 +212,13 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=10240)
     parser.add_argument("--users", type=int, default=16)
     parser.add_argument("--no-smtp-source", action="store_true")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="[server] workers (0 = cores, the production default)")
     parser.add_argument("--keep", action="store_true", help="keep the data directory")
     parser.add_argument("--profile", metavar="FILE", help="run the server under cProfile, stats to FILE")
     args = parser.parse_args()
+    global WORKERS
+    WORKERS = args.workers
     if args.profile:
         PROFILE[:] = [f"--profile={args.profile}", "--profiler=cprofile", "--savestats"]
 
