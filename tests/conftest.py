@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -43,6 +44,19 @@ def reactor_running() -> Any:
 def in_reactor(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run fn on the reactor thread and wait for its (Deferred) result."""
     return blockingCallFromThread(reactor_running(), lambda: defer.maybeDeferred(fn, *args, **kwargs))
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition",
+               interval: float = 0.05) -> Any:
+    """Poll predicate until it returns something true; AssertionError on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
 
 
 def make_settings(data_dir: str, toml: str = "", **listen: tuple[str, ...]) -> Settings:

@@ -22,11 +22,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+
+from tests.conftest import wait_until  # noqa: F401  (used by the proof tests through this module)
 
 # No throttling in the way of thousands of generated bad logins.
 NO_THROTTLE = """
@@ -214,17 +216,6 @@ def rss_kb(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise AssertionError(f"no VmRSS for {pid}")
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 # -- raw line clients ------------------------------------------------------------------------------

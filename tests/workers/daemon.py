@@ -17,19 +17,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from tests.conftest import wait_until
+
 PASSWORD = "correct horse battery"
 LISTENERS = ("smtp", "submission", "submissions", "pop3", "pop3s", "imap", "imaps", "http")
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+    return wait_until(predicate, timeout, what, interval=0.02)
 
 
 class WorkerDaemon:
