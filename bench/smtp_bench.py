@@ -122,29 +122,58 @@ def start_server(config: str, port: int, log_path: str) -> subprocess.Popen:
     raise SystemExit(f"server did not start; see {log_path}")
 
 
+def process_tree(pid: int) -> list[int]:
+    """pid and its descendants (the worker processes when workers > 1)."""
+    pids, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        pids.append(current)
+        try:
+            with open(f"/proc/{current}/task/{current}/children") as f:
+                todo += [int(child) for child in f.read().split()]
+        except OSError:
+            pass
+    return pids
+
+
+def _status(pid: int, *keys: str) -> dict[str, float]:
+    values = dict.fromkeys(keys, 0.0)
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                key = line.split(":")[0]
+                if key in values:
+                    values[key] = int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return values
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time of the server's processes (all their threads)."""
+    total = 0.0
+    for each in process_tree(pid):
+        try:
+            with open(f"/proc/{each}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def rss_split(pid: int) -> str:
-    """Current anonymous vs file-backed (LMDB map, page cache) resident memory."""
-    values = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(("RssAnon:", "RssFile:")):
-                values[line.split(":")[0]] = int(line.split()[1]) / 1024
-    return f"now anon {values.get('RssAnon', 0):.0f} MB + file-backed {values.get('RssFile', 0):.0f} MB"
+    """Current anonymous vs file-backed (LMDB map, page cache) resident memory,
+    summed over the server's processes."""
+    anon = sum(_status(each, "RssAnon")["RssAnon"] for each in process_tree(pid))
+    file_backed = sum(_status(each, "RssFile")["RssFile"] for each in process_tree(pid))
+    return f"now anon {anon:.0f} MB + file-backed {file_backed:.0f} MB"
 
 
 def peak_rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+    """Sum of the peak RSS (VmHWM) of the server's processes: an upper bound
+    with workers, since their LMDB map pages are shared."""
+    return sum(_status(each, "VmHWM")["VmHWM"] for each in process_tree(pid))
 
 
 # --- our client -------------------------------------------------------------------------
