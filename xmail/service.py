@@ -119,7 +119,16 @@ class CoreService(service.Service):
         self._purge.start(RECYCLE_PURGE_INTERVAL, now=True)
 
     def _purge_recycle(self) -> Any:
-        d = self.ctx.store.purge_expired()
+        return self._purge_recycle_at(None)
+
+    def _purge_recycle_at(self, now: float | None) -> Any:
+        d = self.ctx.store.purge_expired(now)
+
+        def purged(count: int) -> None:
+            if count and self.ctx.audit is not None:
+                self.ctx.audit.mail("purged", folder="Recycle", count=count, result="ok")
+
+        d.addCallback(purged)
         d.addErrback(lambda f: self._log.failure("recycle purge failed", f))
         return d
 

@@ -253,3 +253,30 @@ def test_metrics_off_on_a_non_loopback_address_unless_configured(make_server: An
     assert _status(f"http://127.0.0.2:{fenced.port('http')}/metrics") == 404
     disabled = make_server("[metrics]\nenabled = false\n")
     assert _status(f"http://127.0.0.1:{disabled.port('http')}/metrics") == 404
+
+
+def test_expunges_deletions_and_purges_reach_the_mail_log(server: Any) -> None:
+    import poplib
+
+    for n in range(3):
+        with smtplib.SMTP("127.0.0.1", server.port("smtp")) as s:
+            s.sendmail("x@remote.org", [ALICE], message("x@remote.org", ALICE, f"gone{n}"))
+    imap = imaplib.IMAP4("127.0.0.1", server.port("imap"))
+    imap.login(ALICE, PASSWORD)
+    imap.select("INBOX")
+    imap.store("1", "+FLAGS", "(\\Deleted)")
+    imap.expunge()
+    imap.logout()
+    pop = poplib.POP3("127.0.0.1", server.port("pop3"))
+    pop.user(ALICE)
+    pop.pass_(PASSWORD)
+    pop.dele(1)
+    pop.quit()
+    events = [e for e in mail_log(server) if e["event"] in ("expunged", "deleted")]
+    assert [(e["event"], e["account"], e["folder"], e["recycled"]) for e in events] == [
+        ("expunged", ALICE, "INBOX", True), ("deleted", ALICE, "INBOX", True)]
+    assert events[0]["uid"] == 1 and events[0]["size"] > 0 and events[1]["uid"] == 2
+    # Recycle's expiry: the purge timer's job logs what it removed.
+    server.call(server.service.core._purge_recycle_at, server.ctx.reactor.seconds() + 6 * 86400)
+    [purged] = [e for e in mail_log(server) if e["event"] == "purged"]
+    assert purged["count"] == 2 and purged["folder"] == "Recycle"

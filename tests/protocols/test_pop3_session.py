@@ -101,12 +101,16 @@ class MemoryRealm:
 class AuditRecorder:
     def __init__(self) -> None:
         self.events: list[tuple] = []
+        self.mail_events: list[tuple] = []
 
     def login(self, *args: Any) -> None:
         self.events.append(("login", *args))
 
     def logout(self, *args: Any) -> None:
         self.events.append(("logout", *args))
+
+    def mail(self, event: str, **fields: Any) -> None:
+        self.mail_events.append((event, fields))
 
 
 class TLSStringTransport(StringTransport):

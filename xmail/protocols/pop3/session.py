@@ -504,9 +504,17 @@ class POP3Session:
         self.state = State.UPDATE
         uids = [drop.uids[n - 1] for n in sorted(drop.deleted)]
         d = defer.maybeDeferred(drop.folder.expunge, uids) if uids else defer.succeed([])
+        d.addCallback(self._audit_deleted)
         d.addCallbacks(self._expunged, self._expunge_failed, callbackArgs=(len(uids),))
         d.addBoth(self._end_transaction)
         return d
+
+    def _audit_deleted(self, removed: Any) -> Any:
+        if self.ctx.audit is not None:
+            for uid in removed:  # into Recycle, per the store
+                self.ctx.audit.mail("deleted", account=self.account, folder="INBOX", uid=uid,
+                                    recycled=True, result="ok")
+        return removed
 
     def _expunged(self, removed: Any, marked: int) -> None:
         self.io.write(ok(f"{self.ctx.settings.server.hostname} POP3 server signing off "

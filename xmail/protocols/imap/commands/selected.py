@@ -163,10 +163,20 @@ async def _expunge_deleted(session: Session, within: SeqSet | None) -> list[int]
         records = view.folder.records(sorted(allowed))
     else:
         records = view.folder.records()
-    doomed = [r.uid for r in records if "\\Deleted" in r.flags]
+    doomed = [r for r in records if "\\Deleted" in r.flags]
     if not doomed:
         return []
-    return list(await view.folder.expunge(doomed))
+    removed = list(await view.folder.expunge([r.uid for r in doomed]))
+    audit = session.ctx.audit
+    if audit is not None and session.account is not None:
+        # The mail log (issue #8): outside Recycle an expunge recycles.
+        recycled = view.folder.name != "Recycle"
+        gone = set(removed)
+        for record in doomed:
+            if record.uid in gone:
+                audit.mail("expunged", account=session.account.address, folder=view.folder.name,
+                           uid=record.uid, size=record.size, recycled=recycled, result="ok")
+    return removed
 
 
 @command("EXPUNGE", SELECTED)
