@@ -74,6 +74,8 @@ def _clean(value: Any) -> Any:
 def _escape(value: Any) -> str:
     """A value for the human-readable log line: control characters escaped."""
     text = str(value)
+    if text.isprintable():  # the common case, without a loop in Python
+        return text
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 

@@ -41,6 +41,7 @@ from xmail.store.interfaces import FolderChanges, MessageRecord
 
 POLL_INTERVAL = 1.0  # the fallback; datagrams carry changes between workers
 DROP_IN_EVERY = 1  # ticks between stats of new/ (once a second)
+OPEN_CHECK_INTERVAL = 1.0  # seconds between drop-in checks when a folder is opened
 
 # Datagram kinds: b"F" + folder ids (uint64 little endian); other kinds go
 # to `ChangeNotifier.handlers` (the workers' queue kick, xmail.workers).
@@ -68,6 +69,7 @@ class ChangeNotifier:
         self.interval = interval
         self._watches: dict[int, FolderWatch] = {}
         self._new_mtimes: dict[int, int] = {}
+        self._opened_at: dict[int, float] = {}  # fid -> when opened() last looked at new/
         self._picking: set[int] = set()
         self._loop: task.LoopingCall | None = None
         self._ticks = 0
@@ -239,10 +241,17 @@ class ChangeNotifier:
         d.addBoth(lambda _: self._picking.discard(fid))
 
     def opened(self, fid: int) -> None:
-        """A folder was opened: pick up drop-ins once per mtime change."""
+        """A folder was opened: pick up drop-ins once per mtime change.
+
+        At most once a second per folder: every SMTP delivery opens INBOX,
+        and a stat of new/ per message is measurable at hundreds a second.
+        """
+        now = self.store.runner.seconds()
         if fid not in self._new_mtimes:
+            self._opened_at[fid] = now
             self.check_drop_ins(fid, force=True)
-        else:
+        elif now - self._opened_at.get(fid, 0.0) >= OPEN_CHECK_INTERVAL:
+            self._opened_at[fid] = now
             self.check_drop_ins(fid)
 
 
