@@ -44,6 +44,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bulkload import bulk_append, provisioned_inbox  # noqa: E402
+
 from xmail.config import ListenSettings, ServerSettings, Settings  # noqa: E402
 
 PASSWORD = "bench password"
@@ -78,8 +80,6 @@ def message(i: int, to: str) -> bytes:
 
 def build(data_dir: str, messages: int) -> None:
     from xmail.auth.directory import Directory
-    from xmail.store import maildir
-    from xmail.store.delivery import parse_meta
     from xmail.store.environment import IndexEnvironment
     from xmail.store.mailstore import MailStore
 
@@ -93,33 +93,12 @@ def build(data_dir: str, messages: int) -> None:
 
     def fill(address: str, count: int) -> None:
         directory.add_user(address, password=PASSWORD)
-        out: list = []
-        store.provision(address).addBoth(out.append)
-        mailbox = out[0]
-        inbox = mailbox.folder("INBOX")
-        cur = os.path.join(mailbox.root, "cur")
+        inbox = provisioned_inbox(store, address)
         flag_sets = [frozenset(), frozenset({"\\Seen"}), frozenset({"\\Seen", "\\Answered"}),
                      frozenset({"\\Seen", "\\Flagged"})]
-        batch = 5000
-        for start in range(0, count, batch):
-            entries = []
-            for i in range(start, min(count, start + batch)):
-                data = message(i, address)
-                base = maildir.unique_name(len(data))
-                flags = flag_sets[i % len(flag_sets)]
-                with open(os.path.join(cur, maildir.entry_name(base, maildir.info_letters(flags, []))),
-                          "wb") as f:
-                    f.write(data)
-                entries.append((base, flags, len(data), parse_meta(data)))
-
-            def job(txn, entries=entries):  # type: ignore[no-untyped-def]
-                state = store.index.state(txn, inbox.fid)
-                editor = store.index.editor(txn, inbox.fid, state)
-                for base, flags, size, meta in entries:
-                    editor.add(flags, size, time.time() - 86400, base, meta)
-                editor.flush()
-
-            env.write_sync(job)
+        yesterday = time.time() - 86400
+        bulk_append(store, inbox, ((message(i, address), flag_sets[i % len(flag_sets)], yesterday)
+                                   for i in range(count)))
 
     started = time.perf_counter()
     fill(BIG_USER, messages)

@@ -46,6 +46,7 @@ import zlib
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from bulkload import bulk_append, provisioned_inbox  # noqa: E402
 from imap_bench import PASSWORD, free_port, message, serve, settings_for  # noqa: E402
 
 USER = "cache@example.com"
@@ -53,8 +54,6 @@ USER = "cache@example.com"
 
 def build(data_dir: str, count: int) -> None:
     from xmail.auth.directory import Directory
-    from xmail.store import maildir
-    from xmail.store.delivery import parse_meta
     from xmail.store.environment import IndexEnvironment
     from xmail.store.mailstore import MailStore
 
@@ -66,30 +65,11 @@ def build(data_dir: str, count: int) -> None:
     directory.add_domain("example.com")
     directory.add_user(USER, password=PASSWORD)
     store = MailStore(env, settings, directory)
-    out: list = []
-    store.provision(USER).addBoth(out.append)
-    mailbox = out[0]
-    inbox = mailbox.folder("INBOX")
-    cur = os.path.join(mailbox.root, "cur")
+    inbox = provisioned_inbox(store, USER)
     flag_sets = [frozenset(), frozenset({"\\Seen"}), frozenset({"\\Seen", "\\Answered"})]
-    for start in range(0, count, 5000):
-        entries = []
-        for i in range(start, min(count, start + 5000)):
-            data = message(i, USER)
-            base = maildir.unique_name(len(data))
-            flags = flag_sets[i % len(flag_sets)]
-            name = maildir.entry_name(base, maildir.info_letters(flags, []))
-            with open(os.path.join(cur, name), "wb") as f:
-                f.write(data)
-            entries.append((base, flags, len(data), parse_meta(data)))
-
-        def job(txn, entries=entries):  # type: ignore[no-untyped-def]
-            editor = store.index.editor(txn, inbox.fid, store.index.state(txn, inbox.fid))
-            for base, flags, size, meta in entries:
-                editor.add(flags, size, time.time() - 86400, base, meta)
-            editor.flush()
-
-        env.write_sync(job)
+    yesterday = time.time() - 86400
+    bulk_append(store, inbox, ((message(i, USER), flag_sets[i % len(flag_sets)], yesterday)
+                               for i in range(count)))
     env.close()
 
 

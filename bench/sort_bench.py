@@ -29,6 +29,8 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bulkload import bulk_append, provisioned_inbox  # noqa: E402
+
 from xmail.config import ServerSettings, Settings  # noqa: E402
 from xmail.protocols.imap.sort import SortCriteria, sort_uids  # noqa: E402
 from xmail.protocols.imap.thread import render_thread, thread_uids  # noqa: E402
@@ -82,39 +84,17 @@ def message(i: int, rng: random.Random) -> bytes:
 
 
 def build_folder(data_dir: str, count: int) -> None:
-    from xmail.store import maildir
-    from xmail.store.delivery import parse_meta
     from xmail.store.mailstore import MailStore
 
     settings = settings_for(data_dir)
     env = IndexEnvironment(settings.path("index"))
     env.open()
     store = MailStore(env, settings, None)
-    out: list = []
-    store.provision(ADDRESS).addBoth(out.append)
-    mailbox = out[0]
-    inbox = mailbox.folder("INBOX")
-    cur = os.path.join(mailbox.root, "cur")
+    inbox = provisioned_inbox(store, ADDRESS)
     rng = random.Random(5256)
     base_time = 1_772_000_000.0
-    batch = 5000
-    for start in range(0, count, batch):
-        entries = []
-        for i in range(start, min(count, start + batch)):
-            data = message(i, rng)
-            base = maildir.unique_name(len(data))
-            with open(os.path.join(cur, maildir.entry_name(base, "")), "wb") as f:
-                f.write(data)
-            entries.append((base, len(data), base_time + i * 60 + rng.randrange(3600), parse_meta(data)))
-
-        def job(txn: Any, entries: list = entries) -> None:
-            state = store.index.state(txn, inbox.fid)
-            editor = store.index.editor(txn, inbox.fid, state)
-            for base, size, when, meta in entries:
-                editor.add(frozenset(), size, when, base, meta)
-            editor.flush()
-
-        env.write_sync(job)
+    bulk_append(store, inbox, ((message(i, rng), frozenset(), base_time + i * 60 + rng.randrange(3600))
+                               for i in range(count)))
     env.close()
 
 

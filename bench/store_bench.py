@@ -29,6 +29,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bulkload import bulk_append, provisioned_inbox  # noqa: E402
+
 from xmail.config import ServerSettings, Settings  # noqa: E402
 from xmail.store.environment import IndexEnvironment  # noqa: E402
 
@@ -103,7 +105,6 @@ def bench_appends(data_dir: str, appenders: int, seconds: float) -> dict:
 
 def build_big_folder(data_dir: str, count: int) -> None:
     """count messages of ~2 kB in INBOX, quickly: no fsync, big transactions."""
-    from xmail.store import maildir
     from xmail.store.delivery import parse_meta
     from xmail.store.mailstore import MailStore
 
@@ -111,34 +112,14 @@ def build_big_folder(data_dir: str, count: int) -> None:
     env = IndexEnvironment(settings.path("index"))
     env.open()
     store = MailStore(env, settings, None)
-    out: list = []
-    store.provision(ADDRESS).addBoth(out.append)
-    mailbox = out[0]
-    inbox = mailbox.folder("INBOX")
-    cur = os.path.join(mailbox.root, "cur")
+    inbox = provisioned_inbox(store, ADDRESS)
     data = message(0, 2000)
     meta = parse_meta(data)
     flag_sets = [frozenset(), frozenset({"\\Seen"}), frozenset({"\\Seen", "\\Answered"}),
                  frozenset({"\\Seen", "\\Flagged"})]
-    batch = 5000
-    for start in range(0, count, batch):
-        entries = []
-        for i in range(start, min(count, start + batch)):
-            base = maildir.unique_name(len(data))
-            flags = flag_sets[i % len(flag_sets)]
-            letters = maildir.info_letters(flags, [])
-            with open(os.path.join(cur, maildir.entry_name(base, letters)), "wb") as f:
-                f.write(data)
-            entries.append((base, flags))
-
-        def job(txn, entries=entries):
-            state = store.index.state(txn, inbox.fid)
-            editor = store.index.editor(txn, inbox.fid, state)
-            for base, flags in entries:
-                editor.add(flags, len(data), time.time(), base, meta)
-            editor.flush()
-
-        env.write_sync(job)
+    now = time.time()
+    bulk_append(store, inbox, ((data, flag_sets[i % len(flag_sets)], now) for i in range(count)),
+                meta_of=lambda _data: meta)
     env.close()
 
 
