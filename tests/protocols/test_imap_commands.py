@@ -516,3 +516,39 @@ def test_append_to_sent_after_send_save_is_deduplicated(server) -> None:  # type
         tagged, _ = w.transact(b"APPEND Sent (\\Seen) {%d+}\r\n" % len(body) + body)
         assert tagged.startswith(b"OK [APPENDUID")
         assert b"(MESSAGES 1)" in w.ok("STATUS Sent (MESSAGES)")[0]  # the client's copy was not stored twice
+
+
+def test_a_deleted_parent_is_listed_noselect_with_its_children(alice: Wire) -> None:
+    # RFC 3501 §6.3.4, §6.3.8: "%" must still reach what is below a deleted level.
+    alice.ok("CREATE G/H")
+    alice.ok("CREATE G/I")
+    alice.ok("DELETE G")
+    assert b'* LIST (\\Noselect \\HasChildren) "/" G' in alice.ok('LIST "" "%"')
+    assert b'* LIST (\\HasNoChildren) "/" G/H' in alice.ok('LIST "" "G/%"')
+    extended = alice.ok('LIST "" "%" RETURN (CHILDREN)')
+    assert b'* LIST (\\NonExistent \\HasChildren) "/" G' in extended
+    alice.expect("NO", "SELECT G")
+
+
+def test_lsub_percent_returns_the_unsubscribed_parent_noselect(alice: Wire) -> None:
+    # RFC 3501 §6.3.9: '"%" to LSUB must return foo, not foo/bar ... \Noselect'.
+    alice.ok("CREATE p/q")
+    alice.ok("SUBSCRIBE p/q")
+    lines = alice.ok('LSUB "" "%"')
+    assert lines.count(b'* LSUB (\\Noselect) "/" p') == 1
+    assert b'* LSUB () "/" p/q' not in lines
+    assert b'* LSUB () "/" p/q' in alice.ok('LSUB "" "*"')
+
+
+def test_a_recreated_folder_shows_new_mail_as_recent(server, alice: Wire) -> None:  # type: ignore[no-untyped-def]
+    # RFC 3501 §2.3.2: a new UIDVALIDITY starts a new set of UIDs.
+    alice.ok("CREATE F")
+    for i in range(3):
+        deliver(server, "alice@example.com", message(f"old {i}"), folder="F")
+    assert b"* 3 RECENT" in alice.ok("SELECT F")
+    alice.ok("CLOSE")
+    alice.ok("DELETE F")
+    alice.ok("CREATE F")
+    for i in range(2):
+        deliver(server, "alice@example.com", message(f"new {i}"), folder="F")
+    assert b"* 2 RECENT" in alice.ok("SELECT F")

@@ -48,12 +48,12 @@ class RecentTracker:
 
     def __init__(self, clock: Callable[[], float] = time.time):
         self.started = clock()
-        self._claimed: dict[tuple[str, str], int] = {}
+        self._claimed: dict[tuple[str, str, int], int] = {}
 
-    def known(self, key: tuple[str, str]) -> bool:
+    def known(self, key: tuple[str, str, int]) -> bool:
         return key in self._claimed
 
-    def first_sight(self, key: tuple[str, str], records: Iterable[MessageRecord]) -> None:
+    def first_sight(self, key: tuple[str, str, int], records: Iterable[MessageRecord]) -> None:
         """Messages that arrived before this process started are nobody's
         \\Recent (we cannot know whether a session saw them)."""
         highest = 0
@@ -62,7 +62,7 @@ class RecentTracker:
                 highest = record.uid
         self._claimed.setdefault(key, highest)
 
-    def claim(self, key: tuple[str, str], uids: Iterable[int], *, take: bool = True) -> list[int]:
+    def claim(self, key: tuple[str, str, int], uids: Iterable[int], *, take: bool = True) -> list[int]:
         """The UIDs among uids (ascending) that this caller is first to see;
         with take=False (EXAMINE, RFC 3501 §6.3.2) they stay \\Recent for
         the next session too."""
@@ -72,10 +72,10 @@ class RecentTracker:
             self._claimed[key] = mine[-1]
         return mine
 
-    def claimed(self, key: tuple[str, str]) -> int:
+    def claimed(self, key: tuple[str, str, int]) -> int:
         return self._claimed.get(key, 0)
 
-    def unclaimed(self, key: tuple[str, str], uids: Iterable[int]) -> int:
+    def unclaimed(self, key: tuple[str, str, int], uids: Iterable[int]) -> int:
         """How many of uids would be \\Recent for the next session (STATUS)."""
         claimed = self._claimed.get(key, 0)
         return sum(1 for uid in uids if uid > claimed)
@@ -92,7 +92,7 @@ def flags_with_recent(flags: Iterable[str], recent: bool) -> bytes:
 class SelectedFolder:
     """The session's view of its selected folder."""
 
-    def __init__(self, folder: Any, key: tuple[str, str], readonly: bool,
+    def __init__(self, folder: Any, key: tuple[str, str, int], readonly: bool,
                  records: list[MessageRecord], recent: RecentTracker):
         self.folder = folder
         self.key = key

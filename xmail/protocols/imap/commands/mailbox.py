@@ -18,15 +18,17 @@ from xmail.store.interfaces import FolderInfo, NoSuchFolder
 DELIMITER = "/"
 
 
-def folder_key(session: Session, name: str) -> tuple[str, str]:
-    return (session.mailbox.address, name)
+def folder_key(session: Session, folder: Any) -> tuple[str, str, int]:
+    """Whose \\Recent claims these are: a folder deleted and created again (or
+    renamed onto an old name) has a new UIDVALIDITY and starts from UID 1."""
+    return (session.mailbox.address, folder.name, folder.status().uidvalidity)
 
 
 def note_incoming(session: Session, folder: Any) -> None:
     """Before APPEND/COPY/MOVE into a folder no session has selected since
     the process started: fix what is old now, so that what arrives is \\Recent
     for the next session (its INTERNALDATE may be anything)."""
-    key = folder_key(session, folder.name)
+    key = folder_key(session, folder)
     if not session.recent.known(key):
         session.recent.first_sight(key, folder.records())
 
@@ -148,6 +150,11 @@ async def list_(session: Session, request: Request) -> str:
         existing = {f.name for f in folders}
         entries += [FolderInfo(name, None, True) for name in sorted(subscribed_names - existing)]
     existing_names = {f.name for f in folders}
+    if not subscribed_only:
+        # RFC 3501 §6.3.4/§6.3.8: a level that exists only as the parent of
+        # other folders (its folder deleted) is listed, \Noselect, so clients
+        # walking the tree with "%" still find what is below it.
+        entries += [FolderInfo(name, None, False) for name in sorted(parents - existing_names)]
     for info in entries:
         if not any(r.match(info.name) for r in regexes):
             continue
@@ -158,7 +165,9 @@ async def list_(session: Session, request: Request) -> str:
             continue
         if special_only and info.special_use is None:
             continue
-        if info.name not in existing_names:
+        if info.name not in existing_names and info.name in parents:
+            attrs = ["\\NonExistent" if args.extended else "\\Noselect", "\\HasChildren"]
+        elif info.name not in existing_names:
             attrs = ["\\NonExistent"]  # RFC 5258 §3.4
         else:
             attrs = ["\\HasChildren" if info.name in parents else "\\HasNoChildren"]
@@ -185,10 +194,21 @@ async def lsub(session: Session, request: Request) -> str:
         session.untagged(b'LSUB (\\Noselect) "/" ""')
         return "LSUB completed"
     regex = pattern_regex(args.reference, args.patterns[0])
-    # RFC 3501 §6.3.9: subscribed names, whether or not the folder exists.
-    for name in sorted(session.mailbox.subscriptions(), key=lambda n: (n != "INBOX", n)):
+    subscribed = sorted(session.mailbox.subscriptions(), key=lambda n: (n != "INBOX", n))
+    listed = set(subscribed)
+    # RFC 3501 §6.3.9: subscribed names, whether or not the folder exists;
+    # with "%", an unsubscribed level above a subscribed name is returned
+    # \Noselect ("foo" for "foo/bar"), once.
+    for name in subscribed:
         if regex.match(name):
             session.untagged(_list_line(b"LSUB", [], name))
+            continue
+        parts = name.split(DELIMITER)
+        for depth in range(1, len(parts)):
+            ancestor = DELIMITER.join(parts[:depth])
+            if ancestor not in listed and regex.match(ancestor):
+                listed.add(ancestor)
+                session.untagged(_list_line(b"LSUB", ["\\Noselect"], ancestor))
     return "LSUB completed"
 
 
@@ -196,7 +216,7 @@ async def lsub(session: Session, request: Request) -> str:
 
 
 def recent_count(session: Session, folder: Any, uidnext: int) -> int:
-    key = folder_key(session, folder.name)
+    key = folder_key(session, folder)
     tracker = session.recent
     if not tracker.known(key):
         tracker.first_sight(key, folder.records())

@@ -39,7 +39,7 @@ async def _select(session: Session, args: SelectArgs, readonly: bool) -> str:
     # a client resyncing from it later misses nothing (RFC 7162 §3.1.2.1).
     status = folder.status()
     records = folder.records()
-    view = SelectedFolder(folder, folder_key(session, folder.name), readonly, records, session.recent)
+    view = SelectedFolder(folder, folder_key(session, folder), readonly, records, session.recent)
     view.condstore = session.condstore
     view.qresync = session.qresync
     keywords: set[str] = set()
