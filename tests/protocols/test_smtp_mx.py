@@ -239,6 +239,46 @@ def test_recipient_failing_after_data_goes_to_the_queue(make_server: Any) -> Non
     assert copy.count(b"Return-Path:") == 1
 
 
+def test_no_250_when_a_failed_copy_cannot_be_queued_either(make_server: Any) -> None:
+    """RFC 5321 §6.1: if a copy can be neither stored nor queued, the whole
+    message is refused with 451 (the client retries; a duplicate for the
+    others is better than a loss).  The queue's failure is injected."""
+    srv = make_server()
+    srv.add_domain("example.com")
+    srv.add_user("alice@example.com")
+    srv.add_user("small@example.com", quota_bytes=6000)
+    filler = (b"x" * 70 + b"\r\n") * 60
+    with smtplib.SMTP("127.0.0.1", srv.port("smtp")) as s:
+        assert s.sendmail("x@remote.org", ["small@example.com"], MESSAGE + filler) == {}
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        return defer.fail(OSError("spool disk full"))
+
+    srv.ctx.queue.enqueue = refuse
+    with smtplib.SMTP("127.0.0.1", srv.port("smtp")) as s:
+        s.ehlo()
+        s.mail("x@remote.org")
+        s.rcpt("alice@example.com")
+        s.rcpt("small@example.com")
+        code, text = s.data(MESSAGE + filler)
+    assert (code, text[:5]) == (451, b"4.3.0")
+
+
+def test_a_message_of_exactly_the_advertised_size_is_accepted(make_server: Any) -> None:
+    # RFC 1870: SIZE is the largest message accepted, trace fields added by us not counted.
+    srv = make_server("[limits]\nmax_message_size = 10000\n")
+    srv.add_domain("example.com")
+    srv.add_user("alice@example.com")
+    pad = 10000 - len(MESSAGE)
+    body = MESSAGE + (b"x" * 98 + b"\r\n") * (pad // 100) + b"x" * (pad % 100 - 2) + b"\r\n"
+    assert len(body) == 10000
+    with smtplib.SMTP("127.0.0.1", srv.port("smtp")) as s:
+        assert s.ehlo()[1].count(b"SIZE 10000") == 1
+        assert s.sendmail("x@remote.org", ["alice@example.com"], body) == {}  # smtplib sends SIZE=10000
+        with pytest.raises(smtplib.SMTPSenderRefused):
+            s.sendmail("x@remote.org", ["alice@example.com"], body + b"y")
+
+
 def test_swaks_with_starttls(server: Any) -> None:
     result = subprocess.run(
         ["swaks", "--server", "127.0.0.1", "--port", str(server.port("smtp")), "--from", "x@remote.org",

@@ -602,7 +602,6 @@ class DeliveryQueue:
                 by_action.setdefault(r.report, []).append(index)
         if not by_action:
             return
-        handled: list[tuple[int, str]] = []
         for action, indices in by_action.items():
             if message.mail_from:
                 reports = [self._recipient_report(message, message.recipients[i], action) for i in indices]
@@ -617,27 +616,29 @@ class DeliveryQueue:
                     envid=message.envid,
                     ret=message.ret,
                 )
-                yield self._hand_off_report(message.mail_from, body)
+                yield self._hand_off_report(message, body)
                 self._log.info("{id}: {action} DSN sent to <{sender}>", id=queue_id, action=action,
                                sender=message.mail_from)
-            handled.extend((i, action) for i in indices)
+            # Cleared action by action: a later hand-off that fails must not
+            # send this one again.
+            deleted = yield self.env.write(
+                lambda txn, done=[(i, action) for i in indices]: self._clear_reports(txn, queue_id, done))
+            if deleted:
+                yield self._in_thread(self.spool.remove_message, queue_id)
 
-        def clear(txn: Any) -> bool:
-            current = self.spool.get(txn, queue_id)
-            if current is None:
-                return False
-            for index, action in handled:
-                if current.recipients[index].report == action:
-                    current.recipients[index].report = ""
-            if current.finished():
-                self.spool.delete(txn, queue_id)
-                return True
-            self.spool.put(txn, current)
+    def _clear_reports(self, txn: Any, queue_id: str, handled: list[tuple[int, str]]) -> bool:
+        """Mark reports sent; delete the record once nothing is left to do."""
+        current = self.spool.get(txn, queue_id)
+        if current is None:
             return False
-
-        deleted = yield self.env.write(clear)
-        if deleted:
-            yield self._in_thread(self.spool.remove_message, queue_id)
+        for index, action in handled:
+            if current.recipients[index].report == action:
+                current.recipients[index].report = ""
+        if current.finished():
+            self.spool.delete(txn, queue_id)
+            return True
+        self.spool.put(txn, current)
+        return False
 
     def _recipient_report(self, message: QueuedMessage, r: RecipientState,
                           action: str) -> dsn.RecipientReport:
@@ -656,14 +657,25 @@ class DeliveryQueue:
         )
 
     @defer.inlineCallbacks
-    def _hand_off_report(self, sender: str, body: bytes) -> Any:
+    def _hand_off_report(self, message: QueuedMessage, body: bytes) -> Any:
         """A local sender gets the DSN straight into INBOX; a remote one
         through this queue, from the null reverse-path."""
+        from xmail.store.interfaces import OverQuota
+
+        sender = message.mail_from
         user = None
         if self.directory is not None:
             user = yield defer.maybeDeferred(self.directory.resolve, sender)
         if user is not None:
-            yield self.store.deliver(user, b"Return-Path: <>\r\n" + body)
+            try:
+                yield self.store.deliver(user, b"Return-Path: <>\r\n" + body)
+            except OverQuota as e:
+                expired = self.clock.seconds() >= message.created + self.schedule.give_up_after
+                if not (e.permanent or expired):
+                    raise  # retried later: the sender may make room
+                # Never retried forever: the report is dropped, with a trace.
+                self._log.warn("DSN for {id} to <{sender}> dropped: mailbox full", id=message.id,
+                               sender=sender)
             return
         if self._is_local(_domain(sender)):
             self._log.warn("DSN to unknown local sender <{sender}> dropped", sender=sender)

@@ -143,6 +143,9 @@ def system_letters(flags: frozenset[str]) -> str:
     return maildir.info_letters(flags, [])
 
 
+TRACE_ALLOWANCE = 8192  # octets of trace fields the server may add to a message
+
+
 def append(store: Any, address: str, fid: int, source: bytes | str, flags: frozenset[str],
            internaldate: float, *, sent_dedup: bool = False, remember_sent: bool = False,
            message_id: str | None = None, check_quota: bool = True) -> defer.Deferred[AppendResult]:
@@ -150,6 +153,10 @@ def append(store: Any, address: str, fid: int, source: bytes | str, flags: froze
     index: UidIndex = store.index
     runner = store.runner
     max_size = store.settings.limits.max_message_size
+    if max_size:
+        # A message that met SIZE (RFC 1870) or APPENDLIMIT still fits after
+        # the server adds its own Return-Path and Received fields.
+        max_size += TRACE_ALLOWANCE
     if isinstance(source, bytes | bytearray | memoryview) and max_size and len(source) > max_size:
         return defer.fail(MessageTooLarge(f"message larger than {max_size} bytes"))
     limit = quota.limits(store.directory, store.settings, address)

@@ -33,7 +33,10 @@ from xmail.ops import metrics
 
 T = TypeVar("T")
 
-_INITIAL_MAP_SIZE = 1 << 30  # grows on MapFullError; LMDB maps sparsely
+# Sparse: the file grows with the data, not the map.  Large enough that the
+# map practically never grows at run time, since growing it (set_mapsize)
+# is only safe while no transaction of this process is open.
+_INITIAL_MAP_SIZE = 1 << 36
 _MAX_DBS = 64
 _MAX_BATCH = 512  # jobs in one group commit
 _MAX_QUEUE = 20000  # pending jobs before writes are refused (back-pressure)

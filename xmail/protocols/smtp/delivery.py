@@ -280,6 +280,7 @@ class MailAgent:
                 else:
                     failures.append((user, value))
 
+        handed_over = False
         if delivered and failures and self.ctx.queue is not None:
             # Accepted for the others, so the 250 covers these too: the queue
             # retries them (over quota may clear) and bounces to the sender
@@ -296,6 +297,7 @@ class MailAgent:
                     envelope.mail_from, [QueueRecipient(r.address, r.notify, r.orcpt) for r in retry],
                     spool.to_file(), envid=envelope.envid, ret=envelope.ret)
                 delivered += [address for address, _f in failures]
+                handed_over = True
                 self._log.info("{id}: {count} recipient(s) handed to the queue after a failed delivery",
                                id=info.transaction_id, count=len(retry))
             except Exception:
@@ -309,6 +311,12 @@ class MailAgent:
                                   rcpt=address)
         if not delivered:
             return _failure_reply(failures[0][1])
+        if failures and not handed_over:
+            # RFC 5321 §6.1: after a 250 the message must not be lost.  Some
+            # copies could be neither stored nor queued: the client sends the
+            # whole message again (the delivered ones get a duplicate, which
+            # §6.1 prefers to a loss).
+            return replies.TEMPORARY_FAILURE
         self._audit_received(info, envelope, spool, delivered)
 
         if self.mode == SUBMISSION and info.user is not None:
