@@ -68,3 +68,47 @@ def test_dir_syncer_shares_fsyncs(tmp_path, monkeypatch) -> None:
     for t in [first, *waiters]:
         t.join(5)
     assert len(calls) == 2
+
+
+def test_a_failed_directory_fsync_is_never_taken_for_a_success(tmp_path, monkeypatch) -> None:
+    """Callers waiting for a shared directory fsync that fails must not return
+    as if their link were durable: they sync again (and fail if it fails)."""
+    import threading
+    import time
+
+    syncer = maildir.DirSyncer()
+    real = maildir.fsync_dir
+    calls: list[str] = []
+    gate = threading.Event()
+
+    def flaky(path: str) -> None:
+        calls.append(path)
+        if len(calls) == 1:
+            gate.wait(5)  # B and C arrive while this one runs: both want the next
+        if len(calls) == 2:
+            raise OSError(5, "Input/output error")
+        real(path)
+
+    monkeypatch.setattr(maildir, "fsync_dir", flaky)
+    outcomes: list[object] = []
+
+    def caller() -> None:
+        try:
+            syncer.sync(str(tmp_path))
+            outcomes.append("ok")
+        except OSError as e:
+            outcomes.append(e.errno)
+
+    threads = [threading.Thread(target=caller) for _ in range(3)]
+    threads[0].start()
+    while not calls:
+        time.sleep(0.001)
+    threads[1].start()
+    threads[2].start()
+    time.sleep(0.1)  # both wait for the generation after the running one
+    gate.set()
+    for t in threads:
+        t.join(5)
+    # The second sync failed: its runner sees the error, and the caller that
+    # waited for that same generation ran a sync of its own.
+    assert sorted(map(str, outcomes)) == ["5", "ok", "ok"] and len(calls) == 3

@@ -139,22 +139,33 @@ class Mailbox:
                 raise FolderNotAllowed(f"folder {name!r} cannot be deleted")
         except StoreError:
             return defer.fail()
-        # Its messages go to Recycle like any expunge, then the folder goes.
+        # Its messages go to Recycle like any expunge, then the folder goes;
+        # mail that arrives in between is expunged too, never dropped.
         folder = MaildirFolder(self, fid, name, None)
-        d = folder.expunge([r.uid for r in folder.records()])
-        d.addCallback(lambda _: self._drop(fid, name))
-        return d
 
-    def _drop(self, fid: int, name: str) -> defer.Deferred[None]:
+        def attempt(_: Any = None, tries: int = 5) -> defer.Deferred[None]:
+            d = folder.expunge([r.uid for r in folder.records()])
+            d.addCallback(lambda _: self._drop(fid, name, force=tries <= 1))
+            d.addCallback(lambda dropped: None if dropped else attempt(tries=tries - 1))
+            return d
+
+        return attempt()
+
+    def _drop(self, fid: int, name: str, *, force: bool = False) -> defer.Deferred[bool]:
+        """Remove the folder if it is (still) empty, or anyway when forced;
+        fires False when messages arrived since the expunge."""
         index = self._index
         store = self.store
         root = os.path.abspath(self.root)
 
-        def job(txn: Any) -> str | None:
+        def job(txn: Any) -> str | bool | None:
             state = index.state(txn, fid)
             if state is None:
                 return None
-            # Messages delivered since the expunge go with the folder.
+            if state.messages and not force:
+                return False
+            # Forced (mail keeps arriving): what came since the expunge goes
+            # with the folder.
             index.add_usage(txn, self.address, -state.size, -state.messages)
             index.drop_folder(txn, fid, state)
             path = os.path.abspath(os.path.join(root, state.dirname))
@@ -168,15 +179,16 @@ class Mailbox:
                 return None
             return trash
 
-        def remove(trash: str | None) -> Any:
+        def remove(trash: str | bool | None) -> Any:
+            if trash is False:
+                return False
             store.notify_after(None, fid)
             if trash:
-                return store.runner.io(shutil.rmtree, trash, True)
-            return None
+                return store.runner.io(shutil.rmtree, trash, True).addCallback(lambda _: True)
+            return True
 
         d = store.runner.write(job)
         d.addCallback(remove)
-        d.addCallback(lambda _: None)
         return d
 
     def rename_folder(self, old: str, new: str) -> defer.Deferred[None]:

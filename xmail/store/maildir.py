@@ -171,12 +171,17 @@ class _DirState:
                 self.started += 1
                 generation = self.started
                 self.cond.release()
+                ok = False
                 try:
                     fsync_dir(path)
+                    ok = True
                 finally:
                     self.cond.acquire()
                     self.running = False
-                    self.done = max(self.done, generation)
+                    if ok:
+                        self.done = max(self.done, generation)
+                    # On failure the waiters of this generation run their own
+                    # fsync (and fail themselves) rather than trust this one.
                     self.cond.notify_all()
 
 
