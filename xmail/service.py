@@ -90,13 +90,10 @@ class CoreService(service.Service):
         self.ctx.portal = make_portal(self.ctx.directory, self.ctx.store, settings, self.ctx.reactor)
         self.ctx.store.start()
         self.ctx.audit.user_directory = self.ctx.directory  # classifies recipients before start()
-        try:
-            queue_cls = _load("xmail.queue.runner:DeliveryQueue")
-        except ImportError:
-            queue_cls = None
-        if queue_cls is not None:
-            # Every worker enqueues; only the singleton runner sends.
-            self.ctx.queue = queue_cls(self.env, settings, self.ctx.store, self.ctx.directory,
+        from xmail.queue.runner import DeliveryQueue
+
+        # Every worker enqueues; only the singleton runner sends.
+        self.ctx.queue = DeliveryQueue(self.env, settings, self.ctx.store, self.ctx.directory,
                                        self.ctx.reactor, audit=self.ctx.audit)
         service.Service.startService(self)
         if self.leader is None:
@@ -252,14 +249,7 @@ class XmailService(service.MultiService):
             descriptions = getattr(settings.listen, name)
             if not descriptions:
                 continue
-            try:
-                factory_cls = _load(factory_path)
-            except ImportError as e:
-                # Protocols land one issue at a time; a missing one is skipped
-                # with a log line until it exists.
-                Logger().warn("listener {name} not available: {error}", name=name, error=e)
-                continue
-            factory = factory_cls(self.ctx, implicit_tls=implicit_tls, **kwargs)
+            factory = _load(factory_path)(self.ctx, implicit_tls=implicit_tls, **kwargs)
             listener = ListenerService(name, self.ctx, descriptions, factory, implicit_tls)
             listener.setServiceParent(self)
             self.listeners[name] = listener
