@@ -19,6 +19,21 @@ Item = tuple[bytes, frozenset[str], float]
 BATCH = 5000
 
 
+def open_store(settings: Any, domain: str = "example.com") -> tuple[Any, Any, Any]:
+    """(env, directory, store) in synchronous mode on settings' data dir, with
+    domain hosted.  The caller closes env."""
+    from xmail.auth.directory import Directory
+    from xmail.store.environment import IndexEnvironment
+    from xmail.store.mailstore import MailStore
+
+    os.makedirs(settings.path("mail"), exist_ok=True)
+    env = IndexEnvironment(settings.path("index"))
+    env.open()
+    directory = Directory(env, settings)
+    directory.add_domain(domain)
+    return env, directory, MailStore(env, settings, directory)
+
+
 def provisioned_inbox(store: Any, address: str) -> Any:
     """The INBOX of address in a store running in synchronous mode."""
     out: list = []

@@ -44,7 +44,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bulkload import bulk_append, provisioned_inbox  # noqa: E402
+from bulkload import bulk_append, open_store, provisioned_inbox  # noqa: E402
 
 from xmail.config import ListenSettings, ServerSettings, Settings  # noqa: E402
 
@@ -79,17 +79,7 @@ def message(i: int, to: str) -> bytes:
 
 
 def build(data_dir: str, messages: int) -> None:
-    from xmail.auth.directory import Directory
-    from xmail.store.environment import IndexEnvironment
-    from xmail.store.mailstore import MailStore
-
-    settings = settings_for(data_dir)
-    os.makedirs(settings.path("mail"), exist_ok=True)
-    env = IndexEnvironment(settings.path("index"))
-    env.open()
-    directory = Directory(env, settings)
-    directory.add_domain("example.com")
-    store = MailStore(env, settings, directory)
+    env, directory, store = open_store(settings_for(data_dir))
 
     def fill(address: str, count: int) -> None:
         directory.add_user(address, password=PASSWORD)

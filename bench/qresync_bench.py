@@ -46,25 +46,15 @@ import zlib
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bulkload import bulk_append, provisioned_inbox  # noqa: E402
+from bulkload import bulk_append, open_store, provisioned_inbox  # noqa: E402
 from imap_bench import PASSWORD, free_port, message, serve, settings_for  # noqa: E402
 
 USER = "cache@example.com"
 
 
 def build(data_dir: str, count: int) -> None:
-    from xmail.auth.directory import Directory
-    from xmail.store.environment import IndexEnvironment
-    from xmail.store.mailstore import MailStore
-
-    settings = settings_for(data_dir)
-    os.makedirs(settings.path("mail"), exist_ok=True)
-    env = IndexEnvironment(settings.path("index"))
-    env.open()
-    directory = Directory(env, settings)
-    directory.add_domain("example.com")
+    env, directory, store = open_store(settings_for(data_dir))
     directory.add_user(USER, password=PASSWORD)
-    store = MailStore(env, settings, directory)
     inbox = provisioned_inbox(store, USER)
     flag_sets = [frozenset(), frozenset({"\\Seen"}), frozenset({"\\Seen", "\\Answered"})]
     yesterday = time.time() - 86400
