@@ -218,3 +218,45 @@ def test_order_of_durable_steps(sync: SyncStore, monkeypatch) -> None:
     monkeypatch.undo()
     assert steps == ["create tmp", "fsync file", "link tmp->cur", "unlink tmp", "fsync dir cur",
                      "index commit"]
+
+
+def test_appends_queued_together_share_the_append_threads_batch(tmp_path, monkeypatch) -> None:
+    """Many appends started in one reactor turn: each gets its own UID and
+    file, one that fails on the append thread fails alone, and the rest
+    are durable and indexed."""
+    from twisted.internet import defer
+
+    from tests.store.conftest import ReactorStore
+    from xmail.store import delivery, runner
+
+    store = ReactorStore(str(tmp_path / "data"))
+    try:
+        inbox = store.mailbox().folder("INBOX")
+        batches = []
+        real = runner.ThreadedRunner._append_batch
+
+        def spy(self, batch):
+            batches.append(len(batch))
+            return real(self, batch)
+
+        monkeypatch.setattr(runner.ThreadedRunner, "_append_batch", spy)
+
+        def start_all():
+            ds = [inbox.append(b"Subject: m%d\r\n\r\nbody %d\r\n" % (i, i)) for i in range(40)]
+            # No such folder: found out on the append thread, in the batch.
+            ds.insert(20, delivery.append(store.store, "alice@example.com", 999999, b"x\r\n",
+                                          frozenset(), 0.0))
+            return defer.DeferredList(ds, consumeErrors=True)
+
+        outcomes = store.call(start_all)
+        failed = [value for ok, value in outcomes if not ok]
+        uids = [value.uid for ok, value in outcomes if ok]
+        assert len(failed) == 1 and failed[0].check(NoSuchFolder)
+        assert sorted(uids) == list(range(1, 41))
+        assert max(batches) > 1  # grouped, not one thread trip each
+        assert len(store.call(inbox.records)) == 40
+        cur = os.path.join(store.store.user_root("alice@example.com"), "cur")
+        assert len(os.listdir(cur)) == 40
+        assert os.listdir(os.path.join(store.store.user_root("alice@example.com"), "tmp")) == []
+    finally:
+        store.close()

@@ -112,3 +112,38 @@ def test_a_failed_directory_fsync_is_never_taken_for_a_success(tmp_path, monkeyp
     # The second sync failed: its runner sees the error, and the caller that
     # waited for that same generation ran a sync of its own.
     assert sorted(map(str, outcomes)) == ["5", "ok", "ok"] and len(calls) == 3
+
+
+def test_finish_files_batches_one_directory_fsync_per_folder(tmp_path, monkeypatch) -> None:
+    folders = [str(tmp_path / name) for name in ("a", "b")]
+    for folder in folders:
+        maildir.make_folder_dirs(folder, subfolder=True)
+    started = [maildir.start_file(folders[i % 2], b"message %d\r\n" % i, "S") for i in range(6)]
+    # Nothing is visible before the batch is finished.
+    assert all(os.listdir(os.path.join(folder, "cur")) == [] for folder in folders)
+    synced = []
+    real = maildir.fsync_dir
+    monkeypatch.setattr(maildir, "fsync_dir", lambda path: (synced.append(path), real(path)))
+    errors = maildir.finish_files([pending for _base, pending in started], maildir.DirSyncer())
+    assert errors == [None] * 6
+    assert sorted(synced) == sorted(os.path.join(folder, "cur") for folder in folders)
+    for i, (base, _pending) in enumerate(started):
+        with open(os.path.join(folders[i % 2], "cur", base + ":2,S"), "rb") as f:
+            assert f.read() == b"message %d\r\n" % i
+    assert all(os.listdir(os.path.join(folder, "tmp")) == [] for folder in folders)
+
+
+def test_finish_files_fails_only_the_file_that_failed(tmp_path) -> None:
+    good, bad = str(tmp_path / "good"), str(tmp_path / "bad")
+    for folder in (good, bad):
+        maildir.make_folder_dirs(folder, subfolder=True)
+    first = maildir.start_file(good, b"one\r\n", "")
+    broken = maildir.start_file(bad, b"two\r\n", "")
+    last = maildir.start_file(good, b"three\r\n", "")
+    os.rmdir(os.path.join(bad, "cur"))  # the link into cur/ fails
+    errors = maildir.finish_files([first[1], broken[1], last[1]], maildir.DirSyncer())
+    assert errors[0] is None and errors[2] is None
+    assert isinstance(errors[1], FileNotFoundError)
+    assert sorted(os.listdir(os.path.join(good, "cur"))) == sorted([first[0] + ":2,", last[0] + ":2,"])
+    # The failed message leaves nothing behind, in tmp/ or elsewhere.
+    assert os.listdir(os.path.join(bad, "tmp")) == []

@@ -143,6 +143,7 @@ def system_letters(flags: frozenset[str]) -> str:
     return maildir.info_letters(flags, [])
 
 
+BATCHED_APPEND_SIZE = 1 << 20  # larger messages are written on a pool thread of their own
 TRACE_ALLOWANCE = 8192  # octets of trace fields the server may add to a message
 
 
@@ -162,8 +163,10 @@ def append(store: Any, address: str, fid: int, source: bytes | str, flags: froze
     limit = quota.limits(store.directory, store.settings, address)
     letters = system_letters(flags)
 
-    def write_file() -> AppendResult | tuple[Prepared, str, str]:
-        """One trip to a file thread: read, check, write durably."""
+    def check_and_write(durable_now: bool) -> tuple[AppendResult | tuple[Prepared, str, str],
+                                                    maildir.PendingFile | None]:
+        """Read, check, write: in full (durable_now), or up to the fsync
+        that the append thread shares with the rest of its batch."""
         prepared = prepare(source, max_size)
         with store.env.read() as txn:
             state = index.state(txn, fid)
@@ -174,12 +177,15 @@ def append(store: Any, address: str, fid: int, source: bytes | str, flags: froze
                 if known is not None and known[0] == fid \
                         and runner.seconds() - known[2] <= SENT_DEDUP_SECONDS \
                         and index.get(txn, fid, known[1]) is not None:
-                    return AppendResult(state.uidvalidity, known[1], deduplicated=True)
+                    return AppendResult(state.uidvalidity, known[1], deduplicated=True), None
             if check_quota:
                 quota.check(index.usage(txn, address), limit, len(prepared.data), 1)
         folder_dir = store.folder_dir(state)
-        base = maildir.deliver_file(folder_dir, prepared.data, letters, store.syncer)
-        return prepared, folder_dir, base
+        if durable_now:
+            base = maildir.deliver_file(folder_dir, prepared.data, letters, store.syncer)
+            return (prepared, folder_dir, base), None
+        base, pending = maildir.start_file(folder_dir, prepared.data, letters)
+        return (prepared, folder_dir, base), pending
 
     def written(outcome: AppendResult | tuple[Prepared, str, str]) -> Any:
         if isinstance(outcome, AppendResult):
@@ -226,7 +232,12 @@ def append(store: Any, address: str, fid: int, source: bytes | str, flags: froze
         d.addCallback(store.notify_after, fid)
         return d
 
-    d = runner.io(write_file)
+    if isinstance(source, str) or len(source) > BATCHED_APPEND_SIZE:
+        # Big messages take a pool thread each, not the append thread's
+        # batch: reading and parsing them would hold up every small one.
+        d = runner.io(lambda: check_and_write(True)[0])
+    else:
+        d = runner.durable(lambda: check_and_write(False), store.syncer)
     d.addCallback(written)
     return d
 

@@ -42,6 +42,14 @@ _MAX_BATCH = 512  # jobs in one group commit
 _MAX_QUEUE = 20000  # pending jobs before writes are refused (back-pressure)
 
 
+def _fire(outcomes: list[tuple[Deferred[Any], bool, Any]]) -> None:
+    for d, ok, value in outcomes:
+        if ok:
+            d.callback(value)
+        else:
+            d.errback(value)
+
+
 class IndexBusy(Exception):
     """The writer queue is full; the caller should answer with a temporary error."""
 
@@ -201,8 +209,7 @@ class IndexEnvironment:
                 parent = self.env.begin(write=True)
             except Exception:
                 failure = Failure()
-                for _fn, d in batch:
-                    self._reactor.callFromThread(d.errback, failure)
+                self._reactor.callFromThread(_fire, [(d, False, failure) for _fn, d in batch])
                 return
             try:
                 for fn, _d in batch:
@@ -228,9 +235,10 @@ class IndexEnvironment:
                 parent.abort()
                 failure = Failure()
                 self._log.failure("index commit failed", failure)
-                for _fn, d in batch:
-                    self._reactor.callFromThread(d.errback, failure)
+                self._reactor.callFromThread(_fire, [(d, False, failure) for _fn, d in batch])
                 return
-            for (ok, value), (_fn, d) in zip(outcomes, batch, strict=True):
-                self._reactor.callFromThread(d.callback if ok else d.errback, value)
+            # One hop to the reactor for the whole batch: a wake-up each
+            # costs more than the job itself.
+            self._reactor.callFromThread(_fire, [(d, ok, value) for (ok, value), (_fn, d)
+                                                 in zip(outcomes, batch, strict=True)])
             return
