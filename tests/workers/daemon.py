@@ -37,7 +37,7 @@ class WorkerDaemon:
         self.config = os.path.join(workdir, "xmail.toml")
         self.log_path = os.path.join(workdir, "twistd.log")
         self.ports: dict[str, int] = {}  # read back from the log once started
-        served = ("smtp", "submission", "pop3", "imap")
+        served = ("smtp", "submission", "pop3", "imap", "http")
         listen = "\n".join(
             f'{name} = ["tcp:0:interface=127.0.0.1"]' if name in served else f"{name} = []"
             for name in LISTENERS)

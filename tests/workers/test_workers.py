@@ -199,6 +199,57 @@ def test_sighup_reaches_every_worker(daemon: WorkerDaemon) -> None:
                  what=f"worker {number} reloading TLS")
 
 
+def scrape(daemon: WorkerDaemon, **where: Any) -> tuple[dict[str, float], int]:
+    """GET /metrics from a worker; ({sample: value}, pid of the worker that answered)."""
+    import socket
+
+    sock, pid = in_worker(daemon, lambda: socket.create_connection(("127.0.0.1", daemon.ports["http"]), 30),
+                          lambda s: s, lambda s: s.close(), **where)
+    with sock:
+        sock.sendall(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 200") or head.startswith(b"HTTP/1.1 200"), head
+    samples = {}
+    for line in body.decode().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples, pid
+
+
+def test_metrics_are_the_sum_over_workers_whichever_answers(daemon: WorkerDaemon) -> None:
+    total = 'xmail_connections_total{protocol="imap"}'
+    open_now = 'xmail_connections_open{protocol="imap"}'
+    before, first = scrape(daemon)
+    a, pid_a = imap_in(daemon)
+    b, pid_b = imap_in(daemon, not_pid=pid_a)
+    c, _pid = imap_in(daemon, pid=pid_b)
+    c.shutdown()
+    try:
+        # Connections that landed elsewhere while looking for a worker count too:
+        # the figure to check is that both workers report the same sum.
+        seen = {}
+        for where in ({"pid": first}, {"not_pid": first}):
+            samples, pid = scrape(daemon, **where)
+            seen[pid] = samples
+        assert len(seen) == 2
+        counts = {pid: samples[total] for pid, samples in seen.items()}
+        assert len(set(counts.values())) == 1, counts
+        assert next(iter(counts.values())) >= before.get(total, 0.0) + 3
+        # Open connections: a and b, one in each worker, whatever else is open.
+        assert all(samples[open_now] >= 2 for samples in seen.values())
+        opened = {pid: samples[open_now] for pid, samples in seen.items()}
+        assert len(set(opened.values())) == 1, opened
+    finally:
+        a.shutdown()
+        b.shutdown()
+    wait_for(lambda: scrape(daemon)[0][open_now] == before.get(open_now, 0.0), timeout=10,
+             what="open IMAP connections back to what they were")
+
+
 def imap_subjects(daemon: WorkerDaemon, user: str) -> list[str]:
     with IMAPClient("127.0.0.1", daemon.ports["imap"], ssl=False, timeout=30) as client:
         client.login(user, PASSWORD)

@@ -12,6 +12,12 @@ lookup and an addition, so protocols may call them on every command.
     metrics.track("smtp", verb, handler_result, started)  (a Deferred or a value)
     metrics.index_write(seconds)                     (IndexEnvironment calls it)
 
+With several workers (xmail.workers) the supervisor sets
+PROMETHEUS_MULTIPROC_DIR (data_dir/run/metrics) for them before they start:
+prometheus_client then keeps each worker's values in a file of its own, and
+/metrics of any worker sums every worker's (dead ones' counters included),
+so a scrape no longer depends on which worker accepted it.
+
 Label values that come from clients (command names) are bounded: at most
 MAX_COMMANDS distinct names per protocol, anything else counts as "OTHER",
 so a client sending random verbs cannot grow the registry.
@@ -19,7 +25,9 @@ so a client sending random verbs cannot grow the registry.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -38,7 +46,7 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 
 CONNECTIONS = Counter("xmail_connections", "Connections accepted", ["protocol"], registry=REGISTRY)
 CONNECTIONS_OPEN = Gauge("xmail_connections_open", "Connections open now", ["protocol"],
-                         registry=REGISTRY)
+                         registry=REGISTRY, multiprocess_mode="livesum")
 LOGINS = Counter("xmail_logins", "Login attempts by result (ok, fail, disabled, throttled)",
                  ["protocol", "result"], registry=REGISTRY)
 MAIL_EVENTS = Counter("xmail_mail_events", "Mail log events (received, sent, bounced, expunged ...)",
@@ -203,12 +211,40 @@ class _ProcessMetrics(Collector):
         yield from REGISTRY.collect()
 
 
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
 def server_registry(ctx: Any) -> CollectorRegistry:
-    """What /metrics of one server shows: the process metrics and its queue."""
+    """What /metrics of one server shows: the process metrics (or, in a
+    worker, every worker's summed) and the outbound queue."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_ProcessMetrics())
+    shared = os.environ.get(MULTIPROCESS_ENV)
+    if shared:
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        MultiProcessCollector(registry, path=shared)
+    else:
+        registry.register(_ProcessMetrics())
     registry.register(QueueCollector(ctx))
     return registry
+
+
+def prepare_shared_dir(path: str) -> None:
+    """An empty directory for the workers' metric files (the supervisor, at
+    start): values of a previous run must not add to this one's."""
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path, mode=0o700)
+
+
+def worker_gone(path: str, pid: int) -> None:
+    """A worker died: its live gauges (connections open) stop counting; its
+    counters stay in the totals."""
+    from prometheus_client.multiprocess import mark_process_dead
+
+    try:
+        mark_process_dead(pid, path)
+    except OSError:
+        pass
 
 
 class ConnectionCountingFactory:

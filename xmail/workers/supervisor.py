@@ -35,6 +35,7 @@ from twisted.internet import defer, endpoints, protocol
 from twisted.logger import Logger
 
 from xmail.config import Settings
+from xmail.ops import metrics
 from xmail.workers import shared
 from xmail.workers.worker import encode_bootstrap
 
@@ -219,6 +220,11 @@ class WorkerSupervisor(service.Service):
     def run_dir(self) -> str:
         return self.settings.path("run")
 
+    @property
+    def metrics_dir(self) -> str:
+        """The workers' Prometheus values, summed by /metrics (xmail.ops.metrics)."""
+        return os.path.join(self.run_dir, "metrics")
+
     # -- binding ------------------------------------------------------------------------------
     def privilegedStartService(self) -> None:
         # As XmailService does: files the workers create are the service
@@ -264,6 +270,7 @@ class WorkerSupervisor(service.Service):
         os.makedirs(self.settings.data_dir, mode=0o700, exist_ok=True)
         os.makedirs(self.run_dir, mode=0o700, exist_ok=True)
         shared.create_files(self.run_dir, self.workers)
+        metrics.prepare_shared_dir(self.metrics_dir)
         for number in range(self.workers):
             self._spawn(number)
         if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGHUP"):
@@ -282,6 +289,7 @@ class WorkerSupervisor(service.Service):
         env["LISTEN_FDS"] = str(len(self.listeners))
         env["LISTEN_FDNAMES"] = ":".join(name for name, _domain in names)
         env["XMAIL_WORKER"] = str(number)
+        env[metrics.MULTIPROCESS_ENV] = self.metrics_dir
         process = WorkerProcess(self, number)
         self.reactor.spawnProcess(process, sys.executable, [sys.executable, "-m", "xmail.workers.worker"],
                                   env=env, path=os.getcwd(), childFDs=child_fds)
@@ -305,6 +313,8 @@ class WorkerSupervisor(service.Service):
     def worker_ended(self, process: WorkerProcess, reason: Any) -> None:
         if self.processes.get(process.number) is process:
             del self.processes[process.number]
+        if process.pid is not None:
+            metrics.worker_gone(self.metrics_dir, process.pid)
         status = getattr(reason.value, "status", None)
         signal_number = getattr(reason.value, "signal", None)
         how = f"killed by signal {signal_number}" if signal_number else f"exit status {status}"
