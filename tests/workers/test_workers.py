@@ -310,7 +310,9 @@ def test_the_queue_runner_moves_to_a_survivor(daemon: WorkerDaemon, outbound: Fa
     survivor = wait_for(lambda: (p := daemon.leader_pid()) != leader and p, timeout=15,
                         what="another worker leading")
     assert pid_alive(survivor) and survivor in daemon.worker_pids().values()
-    assert f"(pid {survivor}) runs the singleton jobs" in daemon.log()
+    # Workers hand their log lines to the supervisor every 0.1 s.
+    wait_for(lambda: f"(pid {survivor}) runs the singleton jobs" in daemon.log(), timeout=5,
+             what="the new leader's log line")
     # Mail for a remote domain queued in any worker now leaves through it.
     before = len(outbound.transactions)
     for _ in range(2):
