@@ -30,6 +30,9 @@ class ServerContext:
     connections: Any = None  # xmail.limits.UserConnections: sessions per user and protocol
     peer_connections: Any = None  # xmail.limits.PeerConnections: connections per client address
     send_counter: Any = None  # messages each user submitted today (daily_send_limit)
+    # IMAP \Recent claims (xmail.protocols.imap.sync.RecentTracker): None is
+    # this process's memory; workers share a table (xmail.workers.shared).
+    recent_claims: Any = None
 
     def is_loopback(self, host: str) -> bool:
         """May this client use plaintext auth without TLS?  Loopback clients

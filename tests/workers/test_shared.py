@@ -114,6 +114,25 @@ def test_daily_send_counter_is_shared_per_day(run_dir: str) -> None:
     assert not shared.SharedDailySendCounter(path, 0).reached("alice@example.com")
 
 
+def test_recent_claims_are_taken_once_across_workers(run_dir: str) -> None:
+    from xmail.protocols.imap.sync import RecentTracker
+
+    path = os.path.join(run_dir, shared.RECENT_CLAIMS)
+    first = RecentTracker(clock=lambda: 0.0, claims=shared.SharedRecentClaims(path))
+    second = RecentTracker(clock=lambda: 0.0, claims=shared.SharedRecentClaims(path))
+    key = ("alice@example.com", "INBOX", 7)
+    assert not second.known(key)
+    first.first_sight(key, [])
+    assert second.known(key)
+    assert second.claim(key, [1, 2, 3], take=False) == [1, 2, 3]  # EXAMINE leaves them
+    assert first.claim(key, [1, 2, 3]) == [1, 2, 3]
+    assert second.claim(key, [1, 2, 3, 4]) == [4]
+    assert first.claim(key, [1, 2, 3, 4]) == []
+    assert first.claimed(key) == 4 and first.unclaimed(key, [3, 4, 5, 6]) == 2
+    # Another UIDVALIDITY is another folder.
+    assert second.claim(("alice@example.com", "INBOX", 8), [1]) == [1]
+
+
 HOLD_LOCK = """
 import sys, time
 from xmail.protocols.pop3.maildrop import FileMaildropLocks

@@ -199,6 +199,28 @@ def test_sighup_reaches_every_worker(daemon: WorkerDaemon) -> None:
                  what=f"worker {number} reloading TLS")
 
 
+def test_recent_is_given_to_one_session_across_workers(daemon: WorkerDaemon) -> None:
+    """RFC 3501 §2.3.2: only the first session told of a message sees it \\Recent."""
+    smtp, _pid = smtp_in(daemon)
+    with smtp:
+        smtp.sendmail("sender@example.com", ["burst@example.com"], message("burst@example.com", "recent"))
+    first, first_pid = imap_in(daemon)
+    second, _second_pid = imap_in(daemon, not_pid=first_pid)
+    try:
+        for client in (first, second):
+            client.login("burst@example.com", PASSWORD)
+        told = first.select_folder("INBOX")
+        assert told[b"RECENT"] >= 1
+        again = second.select_folder("INBOX")
+        assert again[b"RECENT"] == 0
+        uid = max(first.search())
+        assert b"\\Recent" in first.get_flags([uid])[uid]
+        assert b"\\Recent" not in second.get_flags([uid])[uid]
+    finally:
+        first.shutdown()
+        second.shutdown()
+
+
 def scrape(daemon: WorkerDaemon, **where: Any) -> tuple[dict[str, float], int]:
     """GET /metrics from a worker; ({sample: value}, pid of the worker that answered)."""
     import socket

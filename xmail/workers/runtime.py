@@ -36,6 +36,7 @@ def prepare(server: Any, boot: dict[str, Any]) -> None:
     ctx.connections = shared.SharedUserConnections(limits.max_connections_per_user, users)
     ctx.smtp_send_counter = shared.SharedDailySendCounter(
         os.path.join(run_dir, shared.DAILY_SENDS), limits.daily_send_limit)
+    ctx.recent_claims = shared.SharedRecentClaims(os.path.join(run_dir, shared.RECENT_CLAIMS))
     core = server.core
     core.leader = LeaderElection(os.path.join(run_dir, "leader.lock"), ctx.reactor, core.start_singletons,
                                  name=f"worker {row}")

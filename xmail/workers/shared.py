@@ -15,7 +15,8 @@ bounded table, under an flock for the tables several workers write.
   can only make a cap stricter, never looser.
 - `SharedTable`: an open-addressing table of (key, count, last, until)
   records under an flock, least recently used record evicted when a probe
-  window is full.  Login failure counts and the daily send counter.
+  window is full.  Login failure counts, the daily send counter and the
+  IMAP \\Recent claims.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ PEER_CONNECTIONS = "peer-connections.shm"
 USER_CONNECTIONS = "user-connections.shm"
 LOGIN_FAILURES = "login-failures.shm"
 DAILY_SENDS = "daily-sends.shm"
+RECENT_CLAIMS = "recent-claims.shm"
 
 
 def key_hash(key: str) -> int:
@@ -61,6 +63,7 @@ def create_files(run_dir: str, workers: int) -> None:
         USER_CONNECTIONS: workers * BUCKETS * _COUNTER.size,
         LOGIN_FAILURES: TABLE_RECORDS * _RECORD.size,
         DAILY_SENDS: TABLE_RECORDS * _RECORD.size,
+        RECENT_CLAIMS: TABLE_RECORDS * _RECORD.size,
     }
     for name, size in sizes.items():
         path = os.path.join(run_dir, name)
@@ -332,3 +335,32 @@ class SharedDailySendCounter:
     def record(self, user: str, messages: int = 1) -> None:
         key, now = self._key(user)
         self.table.add(key, messages, now)
+
+
+class SharedRecentClaims:
+    """IMAP \\Recent claims (RecentTracker's store) shared by the workers:
+    per (user, folder, UIDVALIDITY) the highest UID a session was told of,
+    read and raised under the table's lock so two sessions in two workers
+    never both get \\Recent for one message.  A claim evicted from a full
+    probe window is forgotten like one of a restarted server."""
+
+    KEEP = 10 * 365 * 86400.0  # claims do not expire; only eviction forgets them
+
+    def __init__(self, path: str, clock: Callable[[], float] = time.time):
+        self.table = SharedTable(path, self.KEEP)
+        self.clock = clock
+
+    def update(self, key: str, change: Callable[[int | None], int | None]) -> int | None:
+        h = key_hash(key)
+        now = self.clock()
+        table = self.table
+        with table:
+            offset, insert = table._find(h, now)
+            old = None if offset is None else _RECORD.unpack_from(table.map, offset)[1]
+            new = change(old)
+            if new is not None and new != old:
+                _RECORD.pack_into(table.map, offset if offset is not None else insert, h, new, now, 0.0)
+            return old
+
+    def close(self) -> None:
+        self.table.close()

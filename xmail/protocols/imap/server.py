@@ -398,11 +398,11 @@ _trackers: dict[int, tuple[Any, RecentTracker]] = {}
 
 
 def recent_tracker(ctx: Any) -> RecentTracker:
-    """One \\Recent memory per process (per ServerContext), shared by the
-    imap and imaps listeners."""
+    """One \\Recent memory per ServerContext, shared by the imap and imaps
+    listeners (and by the workers through ctx.recent_claims)."""
     entry = _trackers.get(id(ctx))
     if entry is None or entry[0] is not ctx:
-        entry = (ctx, RecentTracker())
+        entry = (ctx, RecentTracker(claims=getattr(ctx, "recent_claims", None)))
         _trackers[id(ctx)] = entry
     return entry[1]
 

@@ -21,8 +21,9 @@ into untagged responses at a point where the session may send them:
 The session's own changes come back from the store too; its STORE answers
 them already, so those are recognised by (uid, modseq) and dropped.
 
-`RecentTracker` is the per-process memory behind \\Recent (the store keeps
-none): the first session to see a message gets \\Recent for it.
+`RecentTracker` is the server's memory behind \\Recent (the store keeps
+none): the first session to see a message gets \\Recent for it, in this
+process or, with several workers, in any of them.
 """
 
 from __future__ import annotations
@@ -42,16 +43,43 @@ from xmail.store.interfaces import FolderChanges, IFolderListener, MessageRecord
 _OWN_CHANGES_LIMIT = 10000
 
 
-class RecentTracker:
-    """Per (user, folder): the highest UID some session already claimed as
-    \\Recent.  One small int per folder selected since the process started."""
+class LocalRecentClaims:
+    """The claims of one process: RecentTracker's default store."""
 
-    def __init__(self, clock: Callable[[], float] = time.time):
+    def __init__(self) -> None:
+        self._claimed: dict[str, int] = {}
+
+    def update(self, key: str, change: Callable[[int | None], int | None]) -> int | None:
+        """Atomically: new = change(old claim or None); stored unless None.
+        -> the old claim."""
+        old = self._claimed.get(key)
+        new = change(old)
+        if new is not None:
+            self._claimed[key] = new
+        return old
+
+
+class RecentTracker:
+    """Per (user, folder, UIDVALIDITY): the highest UID some session already
+    claimed as \\Recent (RFC 3501 §2.3.2: only the first session to be told
+    of a message sees it \\Recent).  The claims live in `claims`: this
+    process's memory, or with several workers a table they all share
+    (ServerContext.recent_claims), so a session in another worker is not
+    told again."""
+
+    def __init__(self, clock: Callable[[], float] = time.time, claims: Any = None):
         self.started = clock()
-        self._claimed: dict[tuple[str, str, int], int] = {}
+        self._claims = claims if claims is not None else LocalRecentClaims()
+
+    @staticmethod
+    def _key(key: tuple[Any, ...]) -> str:
+        return "\0".join(str(part) for part in key)
+
+    def _read(self, key: tuple[str, str, int]) -> int | None:
+        return self._claims.update(self._key(key), lambda old: None)
 
     def known(self, key: tuple[str, str, int]) -> bool:
-        return key in self._claimed
+        return self._read(key) is not None
 
     def first_sight(self, key: tuple[str, str, int], records: Iterable[MessageRecord]) -> None:
         """Messages that arrived before this process started are nobody's
@@ -60,24 +88,29 @@ class RecentTracker:
         for record in records:
             if record.internaldate < self.started and record.uid > highest:
                 highest = record.uid
-        self._claimed.setdefault(key, highest)
+        self._claims.update(self._key(key), lambda old: highest if old is None else None)
 
     def claim(self, key: tuple[str, str, int], uids: Iterable[int], *, take: bool = True) -> list[int]:
         """The UIDs among uids (ascending) that this caller is first to see;
         with take=False (EXAMINE, RFC 3501 §6.3.2) they stay \\Recent for
         the next session too."""
-        claimed = self._claimed.get(key, 0)
-        mine = [uid for uid in uids if uid > claimed]
-        if mine and take:
-            self._claimed[key] = mine[-1]
+        uids = sorted(uids)  # linear when already ascending, as callers pass them
+        mine: list[int] = []
+
+        def change(old: int | None) -> int | None:
+            # Under the shared table's lock with several workers: keep it short.
+            mine[:] = uids[bisect.bisect_right(uids, old or 0):]
+            return mine[-1] if mine and take else None
+
+        self._claims.update(self._key(key), change)
         return mine
 
     def claimed(self, key: tuple[str, str, int]) -> int:
-        return self._claimed.get(key, 0)
+        return self._read(key) or 0
 
     def unclaimed(self, key: tuple[str, str, int], uids: Iterable[int]) -> int:
         """How many of uids would be \\Recent for the next session (STATUS)."""
-        claimed = self._claimed.get(key, 0)
+        claimed = self._read(key) or 0
         return sum(1 for uid in uids if uid > claimed)
 
 
