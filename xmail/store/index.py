@@ -48,7 +48,9 @@ import lmdb
 from xmail.store.interfaces import MessageMeta, MessageRecord
 
 CHUNK_SHIFT = 7
-_CACHE_RECORDS = 200_000  # MessageRecords kept for re-listing big folders (~260 bytes each)
+# MessageRecords kept for re-listing big folders: ~580 bytes each with their
+# chunk's raw value (tracemalloc), so at most ~115 MB per process.
+_CACHE_RECORDS = 200_000
 _U64 = struct.Struct(">Q")
 _U32 = struct.Struct(">I")
 
