@@ -42,7 +42,9 @@ _MAX_BATCH = 512  # jobs in one group commit
 _MAX_QUEUE = 20000  # pending jobs before writes are refused (back-pressure)
 
 
-def _fire(outcomes: list[tuple[Deferred[Any], bool, Any]]) -> None:
+def fire_outcomes(outcomes: Any) -> None:
+    """On the reactor thread: fire each (deferred, ok, result or Failure)
+    that a worker thread collected -- one callFromThread for a batch."""
     for d, ok, value in outcomes:
         if ok:
             d.callback(value)
@@ -209,7 +211,7 @@ class IndexEnvironment:
                 parent = self.env.begin(write=True)
             except Exception:
                 failure = Failure()
-                self._reactor.callFromThread(_fire, [(d, False, failure) for _fn, d in batch])
+                self._reactor.callFromThread(fire_outcomes, [(d, False, failure) for _fn, d in batch])
                 return
             try:
                 for fn, _d in batch:
@@ -235,10 +237,10 @@ class IndexEnvironment:
                 parent.abort()
                 failure = Failure()
                 self._log.failure("index commit failed", failure)
-                self._reactor.callFromThread(_fire, [(d, False, failure) for _fn, d in batch])
+                self._reactor.callFromThread(fire_outcomes, [(d, False, failure) for _fn, d in batch])
                 return
             # One hop to the reactor for the whole batch: a wake-up each
             # costs more than the job itself.
-            self._reactor.callFromThread(_fire, [(d, ok, value) for (ok, value), (_fn, d)
+            self._reactor.callFromThread(fire_outcomes, [(d, ok, value) for (ok, value), (_fn, d)
                                                  in zip(outcomes, batch, strict=True)])
             return

@@ -23,7 +23,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from xmail.store import maildir
-from xmail.store.environment import IndexBusy
+from xmail.store.environment import IndexBusy, fire_outcomes
 from xmail.store.interfaces import StoreBusy
 
 T = TypeVar("T")
@@ -35,14 +35,6 @@ MAX_APPEND_BATCH = 128  # new messages made durable together on the append threa
 
 # What `durable` runs: -> (result, a file still to be made durable or None).
 DurableJob = Callable[[], tuple[T, "maildir.PendingFile | None"]]
-
-
-def _fire(outcomes: list[list[Any]]) -> None:
-    for d, ok, value in outcomes:
-        if ok:
-            d.callback(value)
-        else:
-            d.errback(value)
 
 
 def _busy(failure: Any) -> Any:
@@ -214,7 +206,7 @@ class ThreadedRunner:
             for error, (_file, outcome) in zip(errors, files, strict=True):
                 if error is not None:
                     outcome[1:] = [False, Failure(error)]
-        self.reactor.callFromThread(_fire, outcomes)
+        self.reactor.callFromThread(fire_outcomes, outcomes)
 
     def write(self, fn: Callable[[Any], T]) -> defer.Deferred[T]:
         d = self.env.write(fn)

@@ -238,6 +238,18 @@ class SharedTable:
             _RECORD.pack_into(self.map, offset, h, count, now, until)
             return count
 
+    def update(self, key: str, change: Callable[[int | None], int | None], now: float) -> int | None:
+        """Atomically: new = change(key's count or None if it has no record);
+        stored unless None or unchanged.  -> the old count."""
+        h = key_hash(key)
+        with self:
+            offset, insert = self._find(h, now)
+            old = None if offset is None else _RECORD.unpack_from(self.map, offset)[1]
+            new = change(old)
+            if new is not None and new != old:
+                _RECORD.pack_into(self.map, offset if offset is not None else insert, h, new, now, 0.0)
+            return old
+
     def _locate(self, h: int) -> int | None:
         """Offset of h's record, live or not."""
         start = h % self.records
@@ -351,16 +363,7 @@ class SharedRecentClaims:
         self.clock = clock
 
     def update(self, key: str, change: Callable[[int | None], int | None]) -> int | None:
-        h = key_hash(key)
-        now = self.clock()
-        table = self.table
-        with table:
-            offset, insert = table._find(h, now)
-            old = None if offset is None else _RECORD.unpack_from(table.map, offset)[1]
-            new = change(old)
-            if new is not None and new != old:
-                _RECORD.pack_into(table.map, offset if offset is not None else insert, h, new, now, 0.0)
-            return old
+        return self.table.update(key, change, self.clock())
 
     def close(self) -> None:
         self.table.close()
