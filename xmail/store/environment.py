@@ -42,6 +42,25 @@ _MAX_BATCH = 512  # jobs in one group commit
 _MAX_QUEUE = 20000  # pending jobs before writes are refused (back-pressure)
 
 
+def next_batch(jobs: Any, limit: int) -> tuple[list[Any], bool]:
+    """Wait for a job, then take what else is queued, up to limit: the
+    batch a worker thread handles together.  A None job means stop: ->
+    (the jobs before it, True)."""
+    job = jobs.get()
+    if job is None:
+        return [], True
+    batch = [job]
+    while len(batch) < limit:
+        try:
+            job = jobs.get_nowait()
+        except queue.Empty:
+            break
+        if job is None:
+            return batch, True
+        batch.append(job)
+    return batch, False
+
+
 def fire_outcomes(outcomes: Any) -> None:
     """On the reactor thread: fire each (deferred, ok, result or Failure)
     that a worker thread collected -- one callFromThread for a batch."""
@@ -188,20 +207,9 @@ class IndexEnvironment:
     def _run(self) -> None:
         stop = False
         while not stop:
-            job = self._queue.get()
-            if job is None:
-                break
-            batch = [job]
-            while len(batch) < _MAX_BATCH:
-                try:
-                    job = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if job is None:
-                    stop = True
-                    break
-                batch.append(job)
-            self._commit_batch(batch)
+            batch, stop = next_batch(self._queue, _MAX_BATCH)
+            if batch:
+                self._commit_batch(batch)
 
     def _commit_batch(self, batch: list[tuple[Callable[[lmdb.Transaction], Any], Deferred[Any]]]) -> None:
         started = time.monotonic()

@@ -23,7 +23,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from xmail.store import maildir
-from xmail.store.environment import IndexBusy, fire_outcomes
+from xmail.store.environment import IndexBusy, fire_outcomes, next_batch
 from xmail.store.interfaces import StoreBusy
 
 T = TypeVar("T")
@@ -169,24 +169,11 @@ class ThreadedRunner:
         return d
 
     def _run_appends(self) -> None:
-        while True:
-            job = self._appends.get()
-            if job is None:
-                return
-            batch = [job]
-            stop = False
-            while len(batch) < MAX_APPEND_BATCH:
-                try:
-                    job = self._appends.get_nowait()
-                except queue.Empty:
-                    break
-                if job is None:
-                    stop = True
-                    break
-                batch.append(job)
-            self._append_batch(batch)
-            if stop:
-                return
+        stop = False
+        while not stop:
+            batch, stop = next_batch(self._appends, MAX_APPEND_BATCH)
+            if batch:
+                self._append_batch(batch)
 
     def _append_batch(self, batch: list[Any]) -> None:
         outcomes: list[list[Any]] = []  # [deferred, ok, result or Failure]
