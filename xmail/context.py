@@ -33,6 +33,9 @@ class ServerContext:
     # IMAP \Recent claims (xmail.protocols.imap.sync.RecentTracker): None is
     # this process's memory; workers share a table (xmail.workers.shared).
     recent_claims: Any = None
+    # Workers: xmail.workers.balance.ConnectionShare, told of every connection
+    # opened and closed and making the listening endpoints; None: one process.
+    accept_share: Any = None
 
     def is_loopback(self, host: str) -> bool:
         """May this client use plaintext auth without TLS?  Loopback clients

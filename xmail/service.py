@@ -181,7 +181,8 @@ class ListenerService(service.Service):
         if self._bound:
             return
         self._bound = True
-        factory = count_connections(self.factory, self.name)
+        share = self.ctx.accept_share
+        factory = count_connections(self.factory, self.name, share)
         # Inside TLS, so that an implicit-TLS client reads the refusal.
         factory = limits.peer_limited(factory, self.ctx, self.name)
         if self.implicit_tls:
@@ -191,8 +192,8 @@ class ListenerService(service.Service):
                 self.ctx.tls = tls.ServerTLS(self.ctx.settings)
             factory = TLSMemoryBIOFactory(self.ctx.tls, False, factory)
         for description in self.descriptions:
-            endpoint = endpoints.serverFromString(self.ctx.reactor, description)
-            d = endpoint.listen(factory)
+            make = endpoints.serverFromString if share is None else share.endpoint
+            d = make(self.ctx.reactor, description).listen(factory)
             d.addCallback(self._listening, description)
             d.addErrback(self._failed, description)
 

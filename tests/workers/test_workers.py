@@ -102,6 +102,30 @@ def test_both_workers_serve_and_are_separate_processes(daemon: WorkerDaemon) -> 
     _b.shutdown()
 
 
+def test_open_connections_are_spread_evenly_over_the_workers(daemon: WorkerDaemon) -> None:
+    """Whichever protocol: after each new connection the two workers hold
+    counts at most one apart (the kernel's hash or a race for one shared
+    socket would drift far apart over twenty connections)."""
+    clients: list[Any] = []
+    held = {pid: 0 for pid in daemon.worker_pids().values()}
+    try:
+        for i in range(20):  # under the per-address cap of each protocol
+            client = (imaplib.IMAP4("127.0.0.1", daemon.ports["imap"], timeout=30) if i % 2 else
+                      poplib.POP3("127.0.0.1", daemon.ports["pop3"], timeout=30))
+            clients.append(client)
+            owner = daemon.worker_of(client.sock)
+            assert owner in held
+            held[owner] += 1
+            assert max(held.values()) - min(held.values()) <= 1, (i, held)
+        assert sorted(held.values()) == [10, 10]
+    finally:
+        for client in clients:
+            if isinstance(client, imaplib.IMAP4):
+                client.shutdown()
+            else:
+                client.close()
+
+
 def test_idle_in_one_worker_sees_delivery_accepted_by_the_other(daemon: WorkerDaemon) -> None:
     client, idle_pid = imap_in(daemon)
     try:

@@ -257,9 +257,10 @@ class ConnectionCountingFactory:
     wraps (connection caps, TLS) compose in any order.
     """
 
-    def __init__(self, wrapped: Any, protocol: str):
+    def __init__(self, wrapped: Any, protocol: str, observer: Any = None):
         self.wrapped = wrapped
         self.protocol_name = protocol
+        self.observer = observer  # .opened() and .closed() too (xmail.workers.balance)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.wrapped, name)
@@ -274,8 +275,10 @@ class ConnectionCountingFactory:
         protocol = self.wrapped.buildProtocol(addr)
         if protocol is None:  # refused (e.g. a connection cap)
             return None
-        name = self.protocol_name
+        name, observer = self.protocol_name, self.observer
         connection_opened(name)
+        if observer is not None:
+            observer.opened()
         original = protocol.connectionLost
         closed: list[bool] = []
 
@@ -283,18 +286,21 @@ class ConnectionCountingFactory:
             if not closed:
                 closed.append(True)
                 connection_closed(name)
+                if observer is not None:
+                    observer.closed()
             return original(reason)
 
         protocol.connectionLost = connectionLost
         return protocol
 
 
-def count_connections(factory: Any, protocol: str) -> Any:
+def count_connections(factory: Any, protocol: str, observer: Any = None) -> Any:
     """`factory` counted under `protocol` (the listener name) in
-    xmail_connections_total and xmail_connections_open."""
+    xmail_connections_total and xmail_connections_open, and reported to
+    `observer` (see ConnectionCountingFactory)."""
     from twisted.internet.interfaces import IProtocolFactory
     from zope.interface import directlyProvides, providedBy
 
-    counting = ConnectionCountingFactory(factory, protocol)
+    counting = ConnectionCountingFactory(factory, protocol, observer)
     directlyProvides(counting, providedBy(factory) or IProtocolFactory)
     return counting

@@ -4,10 +4,11 @@
 With `[server] workers = N` (N > 1; 0 = the number of cores) the `twistd`
 process is a supervisor (xmail.workers.supervisor): it binds every listener
 before twistd drops privileges, then starts N workers
-(`python -m xmail.workers.worker`), handing each its listening sockets the
+(`python -m xmail.workers.worker`), handing each the listening sockets the
 way systemd socket activation does (LISTEN_FDS, descriptors from 3 on).
 Each worker is a whole server -- every protocol, its own LMDB environment
-on the shared index -- and accepts its connections itself; the supervisor
+on the shared index -- and accepts its connections itself, while it holds
+no more than its share of them (xmail.workers.balance); the supervisor
 never sees a session.  It restarts a worker that dies, forwards SIGHUP and
 drains all of them on SIGTERM.
 

@@ -3,7 +3,8 @@
 
 `prepare` runs inside XmailService.__init__, before the listeners and
 protocol factories exist: shared connection caps and daily send counter,
-and the leader election that starts the core's singleton jobs.  `started`
+the share of the connections that decides when this worker accepts
+(xmail.workers.balance), and the leader election that starts the core's singleton jobs.  `started`
 runs after startService: the shared login failure counts (the portal is
 made by the core) and the queue kick between workers.
 """
@@ -16,7 +17,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from xmail.workers import shared
+from xmail.workers import balance, shared
 from xmail.workers.leader import LeaderElection
 
 QUEUE_KICK = b"Q"  # notifier datagram kind: "mail was queued, leader please scan"
@@ -37,6 +38,11 @@ def prepare(server: Any, boot: dict[str, Any]) -> None:
     ctx.smtp_send_counter = shared.SharedDailySendCounter(
         os.path.join(run_dir, shared.DAILY_SENDS), limits.daily_send_limit)
     ctx.recent_claims = shared.SharedRecentClaims(os.path.join(run_dir, shared.RECENT_CLAIMS))
+    share = balance.ConnectionShare(os.path.join(run_dir, balance.WORKER_LOAD), row, ctx.reactor)
+    ctx.accept_share = share
+    share.start()
+    # Before the listeners stop: a draining worker is not one to wait for.
+    ctx.reactor.addSystemEventTrigger("before", "shutdown", share.stop)
     core = server.core
     core.leader = LeaderElection(os.path.join(run_dir, "leader.lock"), ctx.reactor, core.start_singletons,
                                  name=f"worker {row}")

@@ -2,15 +2,14 @@
 """The twistd process with `[server] workers` > 1: binds, starts, watches.
 
 - privilegedStartService (as root under `twistd --uid`): binds every
-  listener description.  A TCP description becomes one socket per worker,
-  all bound to the same address with SO_REUSEPORT, so the kernel spreads
-  new connections evenly over the workers' accept queues (one shared
-  socket would wake every worker for each connection and let the busiest
-  grab them in batches).  A socket stays open here while its worker
-  restarts: connections that arrive meanwhile wait in its backlog.  A
-  `systemd:` description (socket activation) is one socket shared by all.
+  listener description to one socket that all workers accept on; each
+  worker accepts only while it holds no more than its share of the open
+  connections (xmail.workers.balance), so long sessions spread evenly
+  over the workers, and connections that arrive while a worker restarts
+  go to the others.  A `systemd:` description (socket activation) is the
+  socket systemd passed.
 - startService: fresh shared tables under data_dir/run/, then N workers
-  (xmail.workers.worker) with their sockets as descriptors 3, 4, ...
+  (xmail.workers.worker) with the sockets as descriptors 3, 4, ...
 - A worker that exits while the server runs is restarted, with a log line
   (after a growing pause if it keeps dying young); its connection counts
   are cleared first -- the kernel closed its connections.
@@ -36,7 +35,7 @@ from twisted.logger import Logger
 
 from xmail.config import Settings
 from xmail.ops import metrics
-from xmail.workers import shared
+from xmail.workers import balance, shared
 from xmail.workers.worker import encode_bootstrap
 
 DRAIN_TIMEOUT = 60.0  # seconds a worker may take to finish its sessions
@@ -107,49 +106,43 @@ def make_daemon_service(settings: Settings, uid: int | None = None, gid: int | N
 
 
 class BoundListener:
-    """One listener description, bound: a socket per worker, or one shared."""
+    """One listener description, bound: the socket every worker accepts on."""
 
-    def __init__(self, name: str, description: str, domain: str, sockets: list[socket.socket]):
+    def __init__(self, name: str, description: str, domain: str, sock: socket.socket):
         self.name = name
         self.description = description
         self.domain = domain  # "INET", "INET6" (systemd endpoint's domain=)
-        self.sockets = sockets
+        self.socket: socket.socket | None = sock
 
-    def for_worker(self, number: int) -> socket.socket:
-        return self.sockets[number % len(self.sockets)]
+    def fileno(self) -> int:
+        assert self.socket is not None, f"listener {self.name} is closed"
+        return self.socket.fileno()
 
     def close(self) -> None:
-        for sock in self.sockets:
-            sock.close()
-        self.sockets = []
+        if self.socket is not None:
+            self.socket.close()
+            self.socket = None
 
 
-def bind_listener(reactor: Any, name: str, description: str, workers: int) -> BoundListener:
+def bind_listener(reactor: Any, name: str, description: str) -> BoundListener:
     endpoint = endpoints.serverFromString(reactor, description)
     if isinstance(endpoint, endpoints.TCP4ServerEndpoint | endpoints.TCP6ServerEndpoint):
         family = socket.AF_INET6 if isinstance(endpoint, endpoints.TCP6ServerEndpoint) else socket.AF_INET
         interface = endpoint._interface or ("::" if family == socket.AF_INET6 else "0.0.0.0")
-        port = endpoint._port
-        sockets: list[socket.socket] = []
+        sock = socket.socket(family, socket.SOCK_STREAM)
         try:
-            for _ in range(workers):
-                sock = socket.socket(family, socket.SOCK_STREAM)
-                sockets.append(sock)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                sock.bind((interface, port))
-                port = sock.getsockname()[1]  # port 0: the others join the first one's port
-                sock.listen(endpoint._backlog)
-                sock.setblocking(False)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((interface, endpoint._port))
+            sock.listen(endpoint._backlog)
+            sock.setblocking(False)
         except BaseException:
-            for sock in sockets:
-                sock.close()
+            sock.close()
             raise
-        return BoundListener(name, description, "INET6" if family == socket.AF_INET6 else "INET", sockets)
+        return BoundListener(name, description, "INET6" if family == socket.AF_INET6 else "INET", sock)
     if isinstance(endpoint, endpoints.AdoptedStreamServerEndpoint):
         sock = socket.socket(fileno=os.dup(endpoint.fileno))
         domain = {socket.AF_INET: "INET", socket.AF_INET6: "INET6", socket.AF_UNIX: "UNIX"}[sock.family]
-        return BoundListener(name, description, domain, [sock])
+        return BoundListener(name, description, domain, sock)
     raise ValueError(f"listener {name}: {description!r} cannot be shared by workers "
                      "(use tcp:, tcp6: or systemd: descriptions, or [server] workers = 1)")
 
@@ -241,10 +234,10 @@ class WorkerSupervisor(service.Service):
         try:
             for name in PROTOCOLS:
                 for description in getattr(self.settings.listen, name):
-                    listener = bind_listener(self.reactor, name, description, self.workers)
+                    listener = bind_listener(self.reactor, name, description)
                     self.listeners.append(listener)
                     self._log.info("{name} bound on {address} for {workers} workers", name=name,
-                                   address=listener.sockets[0].getsockname(), workers=self.workers)
+                                   address=listener.socket.getsockname(), workers=self.workers)
         except BaseException:
             self._close_listeners()
             raise
@@ -257,8 +250,8 @@ class WorkerSupervisor(service.Service):
     def port(self, name: str) -> int:
         """The first bound TCP port of a listener (tests use port 0)."""
         for listener in self.listeners:
-            if listener.name == name:
-                return listener.sockets[0].getsockname()[1]
+            if listener.name == name and listener.socket is not None:
+                return listener.socket.getsockname()[1]
         raise KeyError(name)
 
     # -- running ------------------------------------------------------------------------------
@@ -270,6 +263,7 @@ class WorkerSupervisor(service.Service):
         os.makedirs(self.settings.data_dir, mode=0o700, exist_ok=True)
         os.makedirs(self.run_dir, mode=0o700, exist_ok=True)
         shared.create_files(self.run_dir, self.workers)
+        balance.create_file(self.run_dir, self.workers)
         metrics.prepare_shared_dir(self.metrics_dir)
         for number in range(self.workers):
             self._spawn(number)
@@ -283,7 +277,7 @@ class WorkerSupervisor(service.Service):
         child_fds: dict[int, Any] = {0: "w", 1: "r", 2: "r"}
         names = []
         for index, listener in enumerate(self.listeners):
-            child_fds[3 + index] = listener.for_worker(number).fileno()
+            child_fds[3 + index] = listener.fileno()
             names.append((listener.name, listener.domain))
         env = {k: v for k, v in os.environ.items() if k not in ("LISTEN_PID", "LISTEN_FDNAMES")}
         env["LISTEN_FDS"] = str(len(self.listeners))
@@ -331,6 +325,7 @@ class WorkerSupervisor(service.Service):
                        how=how, lived=lived, delay=delay)
         try:
             shared.clear_worker_row(self.run_dir, process.number)
+            balance.clear_slot(self.run_dir, process.number)
         except OSError as e:
             self._log.warn("cannot clear worker {number}'s counts: {error}", number=process.number, error=e)
         self.restarts += 1
