@@ -46,6 +46,7 @@ def pair(tmp_path: Any, clock: Clock) -> tuple[balance.ConnectionShare, balance.
 class FakePort:
     def __init__(self) -> None:
         self.reading = True
+        self.disconnecting = False
 
     def stopReading(self) -> None:
         self.reading = False
@@ -99,6 +100,23 @@ def test_a_silent_or_cleared_worker_is_not_waited_for(tmp_path: Any, pair: Any, 
     assert a.headroom() <= 0
     balance.clear_slot(str(tmp_path), 1)
     assert a.headroom() > 0
+
+
+def test_a_worker_counts_for_the_others_only_once_it_listens(tmp_path: Any, clock: Clock) -> None:
+    """A restarted worker's slot stays absent until start() (its listeners
+    are up): the survivors keep taking every connection meanwhile."""
+    balance.create_file(str(tmp_path), 2)
+    path = str(tmp_path / balance.WORKER_LOAD)
+    survivor = balance.ConnectionShare(path, 0, clock, clock)
+    survivor.start()
+    restarting = balance.ConnectionShare(path, 1, clock, clock)
+    for _ in range(10):
+        survivor.opened()
+    assert not survivor.paused
+    restarting.start()
+    assert survivor.headroom() <= 0
+    survivor.opened()
+    assert survivor.paused
 
 
 def test_a_draining_worker_leaves_the_others_free(pair: Any, clock: Clock) -> None:

@@ -3,9 +3,10 @@
 
 Every worker accepts on the same listening sockets (one per listener, bound
 by the supervisor).  Left alone, which worker takes a connection is luck:
-the kernel's SO_REUSEPORT hash is even only on average (16 long SMTP
-sessions often split 11/5), and with one shared socket the worker that
-wakes first takes a whole burst.  Mail connections live long -- an IMAP
+the kernel's SO_REUSEPORT hash is even only on average (it split the 16
+long sessions of bench/workers_bench.py about 12/4 in one measured run),
+and with one shared socket the worker that wakes first takes a whole
+burst.  Mail connections live long -- an IMAP
 client stays for hours, a sending SMTP client for thousands of messages --
 so an uneven split leaves one core busy and the other idle for as long.
 
@@ -140,7 +141,8 @@ class ConnectionShare:
             self._recheck.cancel()
         self._recheck = None
         for port in self.ports:
-            port.startReading()
+            if not port.disconnecting:
+                port.startReading()
 
     def _look(self) -> None:
         self._recheck = None
@@ -156,6 +158,7 @@ class ConnectionShare:
         self._beat = self.reactor.callLater(HEARTBEAT, self._heartbeat)
 
     def start(self) -> None:
+        """The listeners are up: from now on the others wait for this worker."""
         self.stopped = False
         self._heartbeat()
 

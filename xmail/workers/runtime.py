@@ -4,9 +4,11 @@
 `prepare` runs inside XmailService.__init__, before the listeners and
 protocol factories exist: shared connection caps and daily send counter,
 the share of the connections that decides when this worker accepts
-(xmail.workers.balance), and the leader election that starts the core's singleton jobs.  `started`
-runs after startService: the shared login failure counts (the portal is
-made by the core) and the queue kick between workers.
+(xmail.workers.balance), and the leader election that starts the core's
+singleton jobs.  `started` runs after startService: the shared login
+failure counts (the portal is made by the core), the queue kick between
+workers, and the share's heartbeat (only a worker that listens is one the
+others wait for).
 """
 
 from __future__ import annotations
@@ -40,7 +42,6 @@ def prepare(server: Any, boot: dict[str, Any]) -> None:
     ctx.recent_claims = shared.SharedRecentClaims(os.path.join(run_dir, shared.RECENT_CLAIMS))
     share = balance.ConnectionShare(os.path.join(run_dir, balance.WORKER_LOAD), row, ctx.reactor)
     ctx.accept_share = share
-    share.start()
     # Before the listeners stop: a draining worker is not one to wait for.
     ctx.reactor.addSystemEventTrigger("before", "shutdown", share.stop)
     core = server.core
@@ -74,4 +75,7 @@ def started(server: Any, boot: dict[str, Any]) -> None:
             return d
 
         queue.enqueue = enqueue_and_kick
+    # A restarted worker becomes one the others wait for only now: until its
+    # listeners are up, its cleared slot lets them take every connection.
+    ctx.accept_share.start()
     _log.info("worker {number} (pid {pid}) serving", number=boot["number"], pid=os.getpid())
