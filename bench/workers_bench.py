@@ -103,6 +103,22 @@ def cpu_ceiling(workers: int) -> float:
     return run(workers) / run(1)
 
 
+def worker_cpu(daemon: WorkerDaemon) -> dict[int, float]:
+    """CPU seconds of each worker process so far (workers > 1), by number."""
+    if daemon.workers <= 1:
+        return {}
+    return {number: smtp_bench.cpu_seconds(pid) for number, pid in sorted(daemon.worker_pids().items())}
+
+
+def split(before: dict[int, float], after: dict[int, float]) -> str:
+    """How the server's work fell on the workers: each one's share of their CPU."""
+    used = {n: after[n] - before.get(n, 0.0) for n in after}
+    total = sum(used.values())
+    if not total:
+        return ""
+    return "; workers' shares of the CPU " + "/".join(f"{used[n] / total:.0%}" for n in sorted(used))
+
+
 def machine_ticks() -> tuple[int, int]:
     """(all, idle) CPU ticks of the machine, from /proc/stat."""
     with open("/proc/stat") as f:
@@ -138,7 +154,7 @@ def bench_smtp(workers: int, clients: int, per_session: int) -> float:
     daemon.start()
     try:
         port = daemon.ports["smtp"]
-        cpu_before, ticks = cpu_seconds(daemon), machine_ticks()
+        cpu_before, ticks, per_worker = cpu_seconds(daemon), machine_ticks(), worker_cpu(daemon)
         started = time.monotonic()
         processes = [
             subprocess.Popen(["smtp-source", "-d", "-s", "1", "-m", str(per_session), "-l", "10240",
@@ -157,7 +173,8 @@ def bench_smtp(workers: int, clients: int, per_session: int) -> float:
         rate = count / took
         print(f"  workers={workers}: smtp-source x{clients}: {count} messages in {took:.1f} s = "
               f"{rate:.0f} msg/s; server CPU {server_cpu:.0%} of a core "
-              f"({server_cpu / rate * 1000:.2f} ms per message); machine {busy:.0%} busy", flush=True)
+              f"({server_cpu / rate * 1000:.2f} ms per message); machine {busy:.0%} busy"
+              f"{split(per_worker, worker_cpu(daemon))}", flush=True)
         return rate
     finally:
         daemon.stop()
@@ -174,6 +191,7 @@ def bench_imap(workers: int, seconds: float) -> float:
     daemon.start()
     try:
         cpu_before, client_before, ticks = cpu_seconds(daemon), time.process_time(), machine_ticks()
+        per_worker = worker_cpu(daemon)
         started = time.monotonic()
         result = asyncio.run(mixed_load(daemon.ports["imap"], seconds))
         took = time.monotonic() - started
@@ -184,8 +202,8 @@ def bench_imap(workers: int, seconds: float) -> float:
               f"{result['seconds']:.0f} s = {result['ops_per_second']} ops/s ({result['errors']} errors, "
               f"slowest answer {result['slowest_ms']} ms, {result['stragglers']} clients still waiting "
               f"5 s after the end); "
-              f"CPU: server {server_cpu:.0%}, client {client_cpu:.0%} of a core; machine {busy:.0%} busy",
-              flush=True)
+              f"CPU: server {server_cpu:.0%}, client {client_cpu:.0%} of a core; machine {busy:.0%} busy"
+              f"{split(per_worker, worker_cpu(daemon))}", flush=True)
         return float(result["ops_per_second"])
     finally:
         daemon.stop()
