@@ -307,6 +307,37 @@ def imap_subjects(daemon: WorkerDaemon, user: str) -> list[str]:
         return [v[b"BODY[HEADER.FIELDS (SUBJECT)]"].decode().split(":", 1)[1].strip() for v in data.values()]
 
 
+def test_no_connection_waits_for_a_worker_that_is_restarting(daemon: WorkerDaemon) -> None:
+    """Killed and restarted, a worker leaves its share to the others: new
+    connections are greeted at once while it comes back (with a socket
+    per worker, those the kernel queued on its socket waited for it)."""
+    held = [imaplib.IMAP4("127.0.0.1", daemon.ports["imap"], timeout=30) for _ in range(6)]
+    fresh: list[imaplib.IMAP4] = []
+    try:
+        owners = [daemon.worker_of(c.sock) for c in held]
+        victim = owners[0]
+        assert victim is not None and owners.count(victim) == 3, owners
+        number = next(n for n, pid in daemon.worker_pids().items() if pid == victim)
+        os.kill(victim, signal.SIGKILL)
+        waits = []
+        for _ in range(5):  # over the second or so the restart takes
+            started = time.monotonic()
+            fresh.append(imaplib.IMAP4("127.0.0.1", daemon.ports["imap"], timeout=30))  # greeted
+            waits.append(time.monotonic() - started)
+            time.sleep(0.2)
+        restarted = wait_for(lambda: (p := daemon.worker_pids().get(number)) not in (None, victim) and p,
+                             timeout=30, what="the killed worker restarted")
+        wait_for(lambda: f"worker {number} (pid {restarted}) serving" in daemon.log(), timeout=30,
+                 what="the restarted worker serving")
+        assert max(waits) < 0.5, waits
+    finally:
+        for c in held + fresh:
+            try:
+                c.shutdown()
+            except OSError:
+                pass
+
+
 def test_kill_9_of_a_worker_loses_nothing_and_it_is_restarted(daemon: WorkerDaemon) -> None:
     pids = daemon.worker_pids()
     victim_number, victim = sorted(pids.items())[0]
