@@ -15,7 +15,7 @@ from twisted.internet import protocol, task
 
 from tests.conftest import in_reactor, reactor_running, wait_until
 from xmail.ops.metrics import count_connections
-from xmail.workers import balance
+from xmail.workers import balance, shared
 
 
 class Clock(task.Clock):
@@ -34,8 +34,8 @@ def clock() -> Clock:
 
 @pytest.fixture
 def pair(tmp_path: Any, clock: Clock) -> tuple[balance.ConnectionShare, balance.ConnectionShare]:
-    balance.create_file(str(tmp_path), 2)
-    path = str(tmp_path / balance.WORKER_LOAD)
+    shared.create_files(str(tmp_path), 2)
+    path = str(tmp_path / shared.WORKER_LOAD)
     a = balance.ConnectionShare(path, 0, clock, clock)
     b = balance.ConnectionShare(path, 1, clock, clock)
     a.start()
@@ -98,15 +98,15 @@ def test_a_silent_or_cleared_worker_is_not_waited_for(tmp_path: Any, pair: Any, 
     # A dead worker's slot cleared by the supervisor: absent, not "0 open".
     b.start()
     assert a.headroom() <= 0
-    balance.clear_slot(str(tmp_path), 1)
+    shared.clear_worker_row(str(tmp_path), 1)
     assert a.headroom() > 0
 
 
 def test_a_worker_counts_for_the_others_only_once_it_listens(tmp_path: Any, clock: Clock) -> None:
     """A restarted worker's slot stays absent until start() (its listeners
     are up): the survivors keep taking every connection meanwhile."""
-    balance.create_file(str(tmp_path), 2)
-    path = str(tmp_path / balance.WORKER_LOAD)
+    shared.create_files(str(tmp_path), 2)
+    path = str(tmp_path / shared.WORKER_LOAD)
     survivor = balance.ConnectionShare(path, 0, clock, clock)
     survivor.start()
     restarting = balance.ConnectionShare(path, 1, clock, clock)
@@ -145,8 +145,8 @@ def test_a_shared_port_accepts_at_most_its_headroom_per_wake_up(tmp_path: Any) -
     """A real listening socket, a real reactor: a burst of connections in
     the backlog is not swallowed by one worker's accept loop."""
     reactor = reactor_running()
-    balance.create_file(str(tmp_path), 2)
-    path = str(tmp_path / balance.WORKER_LOAD)
+    shared.create_files(str(tmp_path), 2)
+    path = str(tmp_path / shared.WORKER_LOAD)
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(50)

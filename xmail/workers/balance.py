@@ -11,7 +11,8 @@ client stays for hours, a sending SMTP client for thousands of messages --
 so an uneven split leaves one core busy and the other idle for as long.
 
 So each worker publishes its number of open connections (all listeners) in
-a slot of data_dir/run/worker-load.shm, and a worker that holds more than
+a slot of data_dir/run/worker-load.shm (created and, for a dead worker,
+cleared by the supervisor with the other shared tables), and a worker that holds more than
 the least loaded live worker plus a small slack stops accepting (its
 listening ports stop reading) until the others catch up or its own
 connections close; it accepts at most its headroom per wake-up.  The least
@@ -23,50 +24,24 @@ accept_mutex idea with the counts in shared memory instead of a lock.
 
 from __future__ import annotations
 
-import mmap
 import os
 import socket
-import struct
 import time
 from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import defer, fdesc, tcp
-from twisted.internet.endpoints import AdoptedStreamServerEndpoint
+from twisted.internet.endpoints import AdoptedStreamServerEndpoint, serverFromString
 from twisted.internet.interfaces import IStreamServerEndpoint
 from zope.interface import implementer
 
-WORKER_LOAD = "worker-load.shm"
-_SLOT = struct.Struct("<qd")  # open connections, heartbeat (time.monotonic: one clock for all processes)
+from xmail.workers import shared
+
+_SLOT = shared.LOAD_SLOT  # open connections, heartbeat (time.monotonic: one clock for all processes)
 HEARTBEAT = 0.5  # seconds between a worker's refreshes of its slot
 STALE = 3.0  # a slot older than this is a worker not to wait for
 RECHECK = 0.02  # seconds between looks at the others while paused
 MAX_BURST = 64  # connections accepted in one wake-up at most
-
-
-def create_file(run_dir: str, workers: int) -> None:
-    """A fresh, zeroed (every worker absent) load file (supervisor)."""
-    path = os.path.join(run_dir, WORKER_LOAD)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        os.ftruncate(fd, workers * _SLOT.size)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
-def clear_slot(run_dir: str, row: int) -> None:
-    """A dead worker holds no connections and is not waited for (supervisor)."""
-    path = os.path.join(run_dir, WORKER_LOAD)
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return
-    try:
-        os.pwrite(fd, bytes(_SLOT.size), row * _SLOT.size)
-    finally:
-        os.close(fd)
 
 
 def slack(least: int) -> int:
@@ -80,11 +55,8 @@ class ConnectionShare:
     """This worker's slot in the load file, and the gate on its ports."""
 
     def __init__(self, path: str, row: int, reactor: Any, clock: Callable[[], float] = time.monotonic):
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-        try:
-            self.map = mmap.mmap(fd, os.fstat(fd).st_size)
-        finally:
-            os.close(fd)
+        fd, self.map = shared.map_file(path)
+        os.close(fd)  # the mapping stays
         self.rows = len(self.map) // _SLOT.size
         if not 0 <= row < self.rows:
             raise ValueError(f"worker row {row} outside the {self.rows} rows of {path}")
@@ -176,8 +148,6 @@ class ConnectionShare:
     def endpoint(self, reactor: Any, description: str) -> Any:
         """The endpoint for a listener description: inherited TCP sockets
         accept through this share, anything else as Twisted parses it."""
-        from twisted.internet.endpoints import serverFromString
-
         endpoint = serverFromString(reactor, description)
         if isinstance(endpoint, AdoptedStreamServerEndpoint) and endpoint.addressFamily in (
                 socket.AF_INET, socket.AF_INET6):

@@ -40,7 +40,7 @@ def prepare(server: Any, boot: dict[str, Any]) -> None:
     ctx.smtp_send_counter = shared.SharedDailySendCounter(
         os.path.join(run_dir, shared.DAILY_SENDS), limits.daily_send_limit)
     ctx.recent_claims = shared.SharedRecentClaims(os.path.join(run_dir, shared.RECENT_CLAIMS))
-    share = balance.ConnectionShare(os.path.join(run_dir, balance.WORKER_LOAD), row, ctx.reactor)
+    share = balance.ConnectionShare(os.path.join(run_dir, shared.WORKER_LOAD), row, ctx.reactor)
     ctx.accept_share = share
     # Before the listeners stop: a draining worker is not one to wait for.
     ctx.reactor.addSystemEventTrigger("before", "shutdown", share.stop)

@@ -17,6 +17,8 @@ bounded table, under an flock for the tables several workers write.
   records under an flock, least recently used record evicted when a probe
   window is full.  Login failure counts, the daily send counter and the
   IMAP \\Recent claims.
+- `WORKER_LOAD`: a slot per worker (open connections, heartbeat), which
+  xmail.workers.balance reads and writes; zeroed here like the rows above.
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ USER_CONNECTIONS = "user-connections.shm"
 LOGIN_FAILURES = "login-failures.shm"
 DAILY_SENDS = "daily-sends.shm"
 RECENT_CLAIMS = "recent-claims.shm"
+# One slot per worker: its open connections and a heartbeat (xmail.workers.balance).
+WORKER_LOAD = "worker-load.shm"
+LOAD_SLOT = struct.Struct("<qd")
 
 
 def key_hash(key: str) -> int:
@@ -64,6 +69,7 @@ def create_files(run_dir: str, workers: int) -> None:
         LOGIN_FAILURES: TABLE_RECORDS * _RECORD.size,
         DAILY_SENDS: TABLE_RECORDS * _RECORD.size,
         RECENT_CLAIMS: TABLE_RECORDS * _RECORD.size,
+        WORKER_LOAD: workers * LOAD_SLOT.size,
     }
     for name, size in sizes.items():
         path = os.path.join(run_dir, name)
@@ -78,7 +84,7 @@ def create_files(run_dir: str, workers: int) -> None:
         os.replace(tmp, path)
 
 
-def _map(path: str) -> tuple[int, mmap.mmap]:
+def map_file(path: str) -> tuple[int, mmap.mmap]:
     fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
     try:
         return fd, mmap.mmap(fd, os.fstat(fd).st_size)
@@ -92,7 +98,7 @@ class SlotCounters:
 
     def __init__(self, path: str, row: int):
         self.path = path
-        self.fd, self.map = _map(path)
+        self.fd, self.map = map_file(path)
         self.rows = len(self.map) // (BUCKETS * _COUNTER.size)
         if not 0 <= row < self.rows:
             raise ValueError(f"worker row {row} outside the {self.rows} rows of {path}")
@@ -125,6 +131,8 @@ class SlotCounters:
 
 
 def clear_worker_row(run_dir: str, row: int) -> None:
+    """A dead worker's counts: its connections are closed, and it is not a
+    worker the others wait for (supervisor, before the restart)."""
     for name in (PEER_CONNECTIONS, USER_CONNECTIONS):
         path = os.path.join(run_dir, name)
         if os.path.exists(path):
@@ -133,6 +141,14 @@ def clear_worker_row(run_dir: str, row: int) -> None:
                 counters.clear_row(row)
             finally:
                 counters.close()
+    try:
+        fd = os.open(os.path.join(run_dir, WORKER_LOAD), os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        os.pwrite(fd, bytes(LOAD_SLOT.size), row * LOAD_SLOT.size)
+    finally:
+        os.close(fd)
 
 
 class _SharedConnectionCounter(ConnectionCounter):
@@ -182,7 +198,7 @@ class SharedTable:
     def __init__(self, path: str, forget_after: float):
         self.path = path
         self.forget_after = forget_after
-        self.fd, self.map = _map(path)
+        self.fd, self.map = map_file(path)
         self.records = len(self.map) // _RECORD.size
 
     # -- locking ------------------------------------------------------------------

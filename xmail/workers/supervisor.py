@@ -35,7 +35,7 @@ from twisted.logger import Logger
 
 from xmail.config import Settings
 from xmail.ops import metrics
-from xmail.workers import balance, shared
+from xmail.workers import shared
 from xmail.workers.worker import encode_bootstrap
 
 DRAIN_TIMEOUT = 60.0  # seconds a worker may take to finish its sessions
@@ -263,7 +263,6 @@ class WorkerSupervisor(service.Service):
         os.makedirs(self.settings.data_dir, mode=0o700, exist_ok=True)
         os.makedirs(self.run_dir, mode=0o700, exist_ok=True)
         shared.create_files(self.run_dir, self.workers)
-        balance.create_file(self.run_dir, self.workers)
         metrics.prepare_shared_dir(self.metrics_dir)
         for number in range(self.workers):
             self._spawn(number)
@@ -325,7 +324,6 @@ class WorkerSupervisor(service.Service):
                        how=how, lived=lived, delay=delay)
         try:
             shared.clear_worker_row(self.run_dir, process.number)
-            balance.clear_slot(self.run_dir, process.number)
         except OSError as e:
             self._log.warn("cannot clear worker {number}'s counts: {error}", number=process.number, error=e)
         self.restarts += 1
