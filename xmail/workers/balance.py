@@ -6,20 +6,21 @@ by the supervisor).  Left alone, which worker takes a connection is luck:
 the kernel's SO_REUSEPORT hash is even only on average (it split the 16
 long sessions of bench/workers_bench.py about 12/4 in one measured run),
 and with one shared socket the worker that wakes first takes a whole
-burst.  Mail connections live long -- an IMAP
-client stays for hours, a sending SMTP client for thousands of messages --
-so an uneven split leaves one core busy and the other idle for as long.
+burst.  Mail connections live long -- an IMAP client stays for hours, a
+sending SMTP client for thousands of messages -- so an uneven split leaves
+one core busy and the other idle for as long.
 
 So each worker publishes its number of open connections (all listeners) in
-a slot of data_dir/run/worker-load.shm (created and, for a dead worker,
-cleared by the supervisor with the other shared tables), and a worker that holds more than
-the least loaded live worker plus a small slack stops accepting (its
-listening ports stop reading) until the others catch up or its own
-connections close; it accepts at most its headroom per wake-up.  The least
-loaded worker always accepts, so a connection never waits for a paused one.
-A worker whose slot has not been refreshed for STALE seconds (hung, or dead
-and not yet cleared by the supervisor) is not waited for.  This is nginx's
-accept_mutex idea with the counts in shared memory instead of a lock.
+a slot of data_dir/run/worker-load.shm (created, and cleared for a dead
+worker, by the supervisor with the other shared tables), and a worker that
+holds more than the least loaded live worker plus a small slack stops
+accepting (its listening ports stop reading) until the others catch up or
+its own connections close; it accepts at most its headroom per wake-up.
+The least loaded worker always accepts, so a connection never waits for a
+paused one.  A worker whose slot has not been refreshed for STALE seconds
+(hung, or dead and not yet cleared by the supervisor) is not waited for.
+This is nginx's accept_mutex idea with the counts in shared memory instead
+of a lock.
 """
 
 from __future__ import annotations
