@@ -84,15 +84,25 @@ class MaildirFolder:
             raise NoSuchMessage(f"no message with UID {uid}")
         return path
 
-    def open_message(self, uid: int) -> Any:
+    def open_message(self, uid: int) -> maildir.MessageFile:
+        """The message file, never through a symlink nor past the size the
+        index recorded (maildir.MessageFile); raises NoSuchMessage."""
         # A concurrent flag change renames the file between our read and
         # open: look it up again a few times before giving up.
         for _attempt in range(3):
-            path = self.message_path(uid)
+            found = self.store.current_file(self.fid, uid)
+            if found is None:
+                raise NoSuchMessage(f"no message with UID {uid}")
+            path, size = found
             try:
-                return open(path, "rb")
+                return maildir.MessageFile.open(path, size)
             except FileNotFoundError:
                 continue
+            except maildir.NotAMessageFile as e:
+                # Planted by someone with access to the Maildir (issue 16
+                # #11): refuse, and tell the operator which file it is.
+                _log.warn("refusing to serve {path}: {why}", path=path, why=e.strerror)
+                raise NoSuchMessage(f"the file of UID {uid} is not a regular file") from None
         raise NoSuchMessage(f"the file of UID {uid} is gone")
 
     def meta(self, uid: int) -> MessageMeta:

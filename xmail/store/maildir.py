@@ -26,8 +26,10 @@ import itertools
 import os
 import secrets
 import socket
+import stat
 import threading
 import time
+from typing import Any
 
 SYSTEM_FLAGS = {
     "\\Draft": "D",
@@ -129,6 +131,140 @@ def to_crlf(data: bytes) -> bytes:
 
 def has_bare_lf(data: bytes) -> bool:
     return data.count(b"\n") != data.count(b"\r\n")
+
+
+# --- safe reads --------------------------------------------------------------------
+#
+# A Maildir is a directory the user's shell account (or a foreign delivery
+# agent) may write into: a link planted as cur/<base>:2,S -> /etc/shadow must
+# not be served by FETCH or RETR, nor indexed by reindex or the new/ pickup.
+# Every message file is opened with O_NOFOLLOW (a symlink fails with ELOOP)
+# and checked with fstat on the open descriptor (no window between the check
+# and the read), and reads stop at the size the index recorded.
+
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+
+
+class NotAMessageFile(OSError):
+    """The path is a symlink, a FIFO, a device or a directory: never read."""
+
+
+def open_regular(path: str) -> tuple[int, os.stat_result]:
+    """-> (fd, its fstat) of a regular file at path, not following a final
+    symlink.  O_NONBLOCK keeps a planted FIFO from blocking the open; it has
+    no effect on regular files.  Raises NotAMessageFile or the OSError."""
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise NotAMessageFile(errno.ELOOP, "a symbolic link, not a message file", path) from None
+        raise
+    try:
+        st = os.fstat(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise NotAMessageFile(errno.EINVAL, "not a regular file", path)
+    return fd, st
+
+
+class MessageFile:
+    """A read-only view of the first `size` bytes of a message file.
+
+    read/seek/tell/close like a binary file, with os.pread underneath (no
+    shared file offset, no read-ahead buffer); nothing past `size` -- the
+    RFC822.SIZE the index recorded and POP3 announced -- is ever returned,
+    whatever the file on disk has grown to.
+    """
+
+    __slots__ = ("_fd", "size", "_pos")
+
+    def __init__(self, fd: int, size: int):
+        self._fd = fd
+        self.size = size
+        self._pos = 0
+
+    @classmethod
+    def open(cls, path: str, size: int) -> MessageFile:
+        fd, st = open_regular(path)
+        return cls(fd, min(size, st.st_size))
+
+    @property
+    def closed(self) -> bool:
+        return self._fd < 0
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def read(self, n: int = -1) -> bytes:
+        if self._fd < 0:
+            raise ValueError("read of a closed message file")
+        left = self.size - self._pos
+        if n is None or n < 0 or n > left:
+            n = left
+        if n <= 0:
+            return b""
+        parts = []
+        while n > 0:
+            chunk = os.pread(self._fd, n, self._pos)
+            if not chunk:
+                break  # the file shrank: stop, as a real file would
+            parts.append(chunk)
+            self._pos += len(chunk)
+            n -= len(chunk)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if whence == os.SEEK_CUR:
+            offset += self._pos
+        elif whence == os.SEEK_END:
+            offset += self.size
+        if offset < 0:
+            raise ValueError("negative seek position")
+        self._pos = offset
+        return offset
+
+    def tell(self) -> int:
+        return self._pos
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+
+    def __enter__(self) -> MessageFile:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def read_regular(path: str, limit: int) -> tuple[bytes, os.stat_result]:
+    """The whole of a regular file of at most `limit` bytes (0: no limit),
+    never through a symlink -> (data, stat).  Raises NotAMessageFile, or
+    OSError(EFBIG) when it is larger than limit."""
+    fd, st = open_regular(path)
+    try:
+        if limit and st.st_size > limit:
+            raise OSError(errno.EFBIG, f"larger than {limit} bytes ({st.st_size})", path)
+        # Up to the size fstat saw: a file still being written to is read
+        # as it was, not followed while it grows.
+        parts = []
+        left = st.st_size
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            parts.append(chunk)
+            left -= len(chunk)
+        return b"".join(parts), st
+    finally:
+        os.close(fd)
 
 
 # --- durable writes ----------------------------------------------------------------

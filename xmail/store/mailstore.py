@@ -158,6 +158,17 @@ class MailStore:
             return None
         return maildir.message_file(self.folder_dir(state), record.filename, record.flags, state.keywords)
 
+    def current_file(self, fid: int, uid: int) -> tuple[str, int] | None:
+        """(path, recorded size) of a message: current_path plus the
+        RFC822.SIZE no read may go past."""
+        with self.env.read() as txn:
+            state = self.index.state(txn, fid)
+            record = self.index.record(txn, fid, uid) if state is not None else None
+        if record is None:
+            return None
+        path = maildir.message_file(self.folder_dir(state), record.filename, record.flags, state.keywords)
+        return path, record.size
+
     def notify_after(self, result: Any, *fids: int) -> Any:
         """Tell this process's listeners of committed changes; passes result on."""
         try:

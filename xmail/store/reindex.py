@@ -21,6 +21,7 @@ unreadable, too large) is skipped with a log line.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
@@ -42,30 +43,41 @@ class Skip(Exception):
 
 
 def _read_candidate(path: str, max_size: int) -> tuple[bytes, float]:
+    """The bytes and mtime of a file to adopt; symlinks and other
+    non-regular files are refused without being followed (issue 16 #11:
+    a planted link must not make another file's bytes a message)."""
     try:
-        st = os.lstat(path)
+        data, st = maildir.read_regular(path, max_size * 2 if max_size else 0)
+    except maildir.NotAMessageFile as e:
+        raise Skip(e.strerror) from None
     except OSError as e:
-        raise Skip(f"cannot stat: {e.strerror}") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise Skip("not a regular file")
-    if st.st_size == 0:
-        raise Skip("empty file")
-    if max_size and st.st_size > max_size * 2:
-        raise Skip(f"larger than the message size limit ({st.st_size} bytes)")
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
+        if e.errno == errno.EFBIG:
+            raise Skip(f"larger than the message size limit ({e.strerror})") from None
         raise Skip(f"cannot read: {e.strerror}") from None
+    if not data:
+        raise Skip("empty file")
     return data, st.st_mtime
 
 
-def _group_by_base(cur: str) -> dict[str, list[str]]:
+def _group_by_base(cur: str) -> tuple[dict[str, list[str]], int]:
+    """cur/ entries by base name -> (groups, entries skipped).  Only regular
+    files count: a symlink (or FIFO, directory...) is neither a message nor
+    evidence that a recorded message still exists."""
     groups: dict[str, list[str]] = {}
+    skipped = 0
     for entry in sorted(os.listdir(cur)):
-        if not entry.startswith("."):
-            groups.setdefault(maildir.split_info(entry)[0], []).append(entry)
-    return groups
+        if entry.startswith("."):
+            continue
+        try:
+            regular = stat.S_ISREG(os.lstat(os.path.join(cur, entry)).st_mode)
+        except FileNotFoundError:
+            continue
+        if not regular:
+            _log.warn("reindex: skipping {path}: not a regular file", path=os.path.join(cur, entry))
+            skipped += 1
+            continue
+        groups.setdefault(maildir.split_info(entry)[0], []).append(entry)
+    return groups, skipped
 
 
 def _adopt(folder_dir: str, path: str, data: bytes, syncer: Any, *, keep_name: bool = True
@@ -320,7 +332,9 @@ def _reindex_folder(store: Any, txn: Any, fid: int, state: Any, folder_dir: str,
     cur = os.path.join(folder_dir, "cur")
     seen: set[str] = set()
     adopt: list[tuple[str, str, bool]] = []  # (path, entry, keep its name) of files without a record
-    for base, entries in _group_by_base(cur).items():
+    groups, counts_skipped = _group_by_base(cur)
+    counts["skipped"] += counts_skipped
+    for base, entries in groups.items():
         record = by_name.get(base)
         current = maildir.info_letters(record[1], state.keywords) if record else None
         # Two names of one base: a flag change cut short by a crash (two
