@@ -30,7 +30,7 @@ from xmail.auth.checker import DirectoryChecker  # noqa: E402
 from xmail.auth.directory import Directory  # noqa: E402
 from xmail.auth.interfaces import LoginUnavailable  # noqa: E402
 from xmail.config import Settings  # noqa: E402
-from xmail.store.environment import IndexEnvironment  # noqa: E402
+from xmail.db.environment import IndexEnvironment  # noqa: E402
 
 PASSWORD = "correct horse battery staple"
 

@@ -23,7 +23,7 @@ def open_store(settings: Any, domain: str = "example.com") -> tuple[Any, Any, An
     """(env, directory, store) in synchronous mode on settings' data dir, with
     domain hosted.  The caller closes env."""
     from xmail.auth.directory import Directory
-    from xmail.store.environment import IndexEnvironment
+    from xmail.db.environment import IndexEnvironment
     from xmail.store.mailstore import MailStore
 
     os.makedirs(settings.path("mail"), exist_ok=True)

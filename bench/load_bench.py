@@ -89,7 +89,7 @@ class Server:
         from xmail.auth.directory import Directory
         from xmail.auth.passwords import hash_password
         from xmail.config import load
-        from xmail.store.environment import IndexEnvironment
+        from xmail.db.environment import IndexEnvironment
 
         start = time.monotonic()
         settings = load(self.config)

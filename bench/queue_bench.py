@@ -81,9 +81,9 @@ def main() -> None:
 
     from xmail.auth.directory import Directory
     from xmail.config import parse
+    from xmail.db.environment import IndexEnvironment
     from xmail.queue.interfaces import QueueRecipient
     from xmail.queue.runner import DeliveryQueue
-    from xmail.store.environment import IndexEnvironment
 
     tmp = tempfile.mkdtemp(prefix="queue-bench-")
     settings = parse(f'[server]\nhostname = "mail.example.com"\ndata_dir = "{tmp}"\n'

@@ -83,7 +83,7 @@ def in_memory(count: int) -> None:
 
 def in_store(count: int) -> None:
     from xmail.config import Settings
-    from xmail.store.environment import IndexEnvironment
+    from xmail.db.environment import IndexEnvironment
     from xmail.store.mailstore import MailStore
 
     with tempfile.TemporaryDirectory() as tmp:

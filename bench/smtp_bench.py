@@ -80,7 +80,7 @@ def prepare(data_dir: str, port: int, users: int) -> str:
     """Write the config, create the domain and users; returns the config path."""
     from xmail.auth.directory import Directory
     from xmail.config import load
-    from xmail.store.environment import IndexEnvironment
+    from xmail.db.environment import IndexEnvironment
 
     config = os.path.join(os.path.dirname(data_dir), "xmail.toml")
     empty = ", ".join(f"{name} = []" for name in

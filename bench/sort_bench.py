@@ -32,9 +32,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bulkload import bulk_append, provisioned_inbox  # noqa: E402
 
 from xmail.config import ServerSettings, Settings  # noqa: E402
+from xmail.db.environment import IndexEnvironment  # noqa: E402
 from xmail.protocols.imap.sort import SortCriteria, sort_uids  # noqa: E402
 from xmail.protocols.imap.thread import render_thread, thread_uids  # noqa: E402
-from xmail.store.environment import IndexEnvironment  # noqa: E402
 
 ADDRESS = "bench@example.com"
 _ZONES = ["+0000", "-0800", "+0100", "+0530", "-0300", "+0900", "GMT", "EST"]

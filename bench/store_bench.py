@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bulkload import bulk_append, provisioned_inbox  # noqa: E402
 
 from xmail.config import ServerSettings, Settings  # noqa: E402
-from xmail.store.environment import IndexEnvironment  # noqa: E402
+from xmail.db.environment import IndexEnvironment  # noqa: E402
 
 ADDRESS = "bench@example.com"
 

@@ -134,7 +134,7 @@ def busy_since(before: tuple[int, int]) -> float:
 def add_users(daemon: WorkerDaemon, domain: str, users: list[str]) -> None:
     from xmail.auth.directory import Directory
     from xmail.config import load
-    from xmail.store.environment import IndexEnvironment
+    from xmail.db.environment import IndexEnvironment
 
     settings = load(daemon.config)
     os.makedirs(settings.data_dir, exist_ok=True)

@@ -90,7 +90,7 @@ def test_user_commands(tmp_path):
     # Only the first line of stdin is the password.
     from xmail.auth import passwords
     from xmail.auth.directory import Directory
-    from xmail.store.environment import IndexEnvironment
+    from xmail.db.environment import IndexEnvironment
 
     env = IndexEnvironment(str(tmp_path / "index"))
     env.open()

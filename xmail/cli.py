@@ -75,7 +75,7 @@ class CliContext:
     @property
     def env(self) -> Any:
         if self._env is None:
-            from xmail.store.environment import IndexEnvironment
+            from xmail.db.environment import IndexEnvironment
 
             env = IndexEnvironment(self.settings.path("index"))
             env.open()

@@ -26,8 +26,8 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from xmail import limits, tls
 from xmail.config import Settings
 from xmail.context import ServerContext
-from xmail.ops.metrics import count_connections
-from xmail.store.environment import IndexEnvironment
+from xmail.db.environment import IndexEnvironment
+from xmail.ops.metrics import count_connections, index_write
 
 # listener name -> (factory "module:Class", factory keyword arguments, implicit TLS)
 PROTOCOLS: dict[str, tuple[str, dict[str, Any], bool]] = {
@@ -76,7 +76,7 @@ class CoreService(service.Service):
         self.ctx.tls.load()
         # LMDB must be opened after twistd forks (daemon mode): here, not in
         # makeService.
-        self.env = IndexEnvironment(settings.path("index"), reactor=self.ctx.reactor)
+        self.env = IndexEnvironment(settings.path("index"), reactor=self.ctx.reactor, on_commit=index_write)
         self.env.open()
         self.env.start_writer()
         from xmail.auth.audit import AuditLog

@@ -20,7 +20,7 @@ from xmail.auth.checker import DirectoryChecker, VerifierPool
 from xmail.auth.directory import Directory
 from xmail.auth.interfaces import AccountDisabled, LoginUnavailable
 from xmail.config import Settings
-from xmail.store.environment import IndexEnvironment
+from xmail.db.environment import IndexEnvironment
 
 PASSWORD = "correct horse battery"
 

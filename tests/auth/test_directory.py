@@ -16,7 +16,7 @@ from xmail.auth import passwords
 from xmail.auth.directory import Directory, normalize_address, normalize_domain
 from xmail.auth.interfaces import DirectoryError, IDirectory
 from xmail.config import Settings
-from xmail.store.environment import IndexEnvironment
+from xmail.db.environment import IndexEnvironment
 
 
 @pytest.fixture

@@ -133,7 +133,7 @@ def tokens_of(paths: list[str]) -> Counter[str]:
 def open_store(daemon: Daemon) -> tuple[Any, Any]:
     from xmail.auth.directory import Directory
     from xmail.config import load
-    from xmail.store.environment import IndexEnvironment
+    from xmail.db.environment import IndexEnvironment
     from xmail.store.mailstore import MailStore
 
     settings = load(daemon.config)

@@ -619,7 +619,7 @@ def test_corpus_through_the_real_store(tmp_path: Path) -> None:
     import dataclasses
 
     from xmail.config import Settings
-    from xmail.store.environment import IndexEnvironment
+    from xmail.db.environment import IndexEnvironment
     from xmail.store.mailstore import MailStore
 
     settings = Settings()

@@ -389,7 +389,7 @@ def test_empty_folder() -> None:
 @pytest.fixture
 def store_folder(tmp_path: Any) -> Any:
     from xmail.config import Settings
-    from xmail.store.environment import IndexEnvironment
+    from xmail.db.environment import IndexEnvironment
     from xmail.store.mailstore import MailStore
 
     settings = Settings()

@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from xmail.db.environment import IndexEnvironment
 from xmail.queue.spool import (
     FAILED,
     QUEUED,
@@ -17,7 +18,6 @@ from xmail.queue.spool import (
     new_id,
     valid_id,
 )
-from xmail.store.environment import IndexEnvironment
 
 
 @pytest.fixture

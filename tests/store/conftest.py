@@ -18,7 +18,7 @@ from twisted.python.failure import Failure
 from tests.conftest import in_reactor, reactor_running
 from xmail.auth.interfaces import UserRecord
 from xmail.config import LimitSettings, ServerSettings, Settings
-from xmail.store.environment import IndexEnvironment
+from xmail.db.environment import IndexEnvironment
 from xmail.store.mailstore import MailStore
 
 

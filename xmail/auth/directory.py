@@ -41,7 +41,7 @@ from zope.interface import implementer
 from xmail.auth import passwords
 from xmail.auth.interfaces import DirectoryError, IDirectory, UserRecord
 from xmail.config import Settings
-from xmail.store.environment import IndexEnvironment
+from xmail.db.environment import IndexEnvironment
 
 DOMAINS_DB = "dir.domains"
 USERS_DB = "dir.users"

@@ -10,7 +10,7 @@ lookup and an addition, so protocols may call them on every command.
     metrics.mail_event("received", recipients, size) (AuditLog.mail calls it)
     metrics.command_latency("imap", "FETCH", seconds)
     metrics.track("smtp", verb, handler_result, started)  (a Deferred or a value)
-    metrics.index_write(seconds)                     (IndexEnvironment calls it)
+    metrics.index_write(seconds)                     (IndexEnvironment on_commit)
 
 With several workers (xmail.workers) the supervisor sets
 PROMETHEUS_MULTIPROC_DIR (data_dir/run/metrics) for them before they start:

@@ -22,8 +22,8 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
+from xmail.db.environment import IndexBusy, fire_outcomes, next_batch
 from xmail.store import maildir
-from xmail.store.environment import IndexBusy, fire_outcomes, next_batch
 from xmail.store.interfaces import StoreBusy
 
 T = TypeVar("T")

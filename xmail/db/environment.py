@@ -1,5 +1,9 @@
-# -*- test-case-name: tests.store.test_environment -*-
-"""The LMDB environment shared by the store and the directory.
+# -*- test-case-name: tests.db.test_environment -*-
+"""The LMDB environment shared by the store, the directory and the queue.
+
+Ground floor (issue 14): imports no other xmail package.  What a caller
+wants to know of each commit (the metrics of xmail.ops) it passes in as
+`on_commit`.
 
 One `IndexEnvironment` per process, opened after twistd has forked
 (`startService`).  LMDB write transactions are bound to the thread that began
@@ -28,8 +32,6 @@ import lmdb
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-
-from xmail.ops import metrics
 
 T = TypeVar("T")
 
@@ -80,8 +82,12 @@ class IndexEnvironment:
 
     _log = Logger()
 
-    def __init__(self, path: str, *, map_size: int = _INITIAL_MAP_SIZE, reactor: Any = None):
+    def __init__(self, path: str, *, map_size: int = _INITIAL_MAP_SIZE, reactor: Any = None,
+                 on_commit: Callable[[float], None] | None = None):
+        """on_commit(seconds): called on the writer thread after each group
+        commit with its duration (the daemon passes metrics.index_write)."""
         self.path = path
+        self._on_commit = on_commit
         self._map_size = map_size
         self._reactor = reactor
         self._env: lmdb.Environment | None = None
@@ -236,7 +242,8 @@ class IndexEnvironment:
                         outcomes.append((False, Failure()))
                 parent.commit()
                 self.commits += 1
-                metrics.index_write(time.monotonic() - started)
+                if self._on_commit is not None:
+                    self._on_commit(time.monotonic() - started)
             except lmdb.MapFullError:
                 parent.abort()
                 self._grow()

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.store.test_index_environment -*-
+# -*- test-case-name: tests.db.test_environment -*-
 """The LMDB environment: group commit, job isolation, growth, cross-process use."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import lmdb
 import pytest
 
 from tests.conftest import in_reactor, reactor_running
-from xmail.store.environment import IndexEnvironment
+from xmail.db.environment import IndexEnvironment
 
 
 @pytest.fixture
@@ -102,7 +102,7 @@ def test_another_process_writes_while_open(env, tmp_path):
     """xmailctl writes from another process while the daemon has the env open."""
     db = env.db("shared")
     code = (
-        "import sys; from xmail.store.environment import IndexEnvironment\n"
+        "import sys; from xmail.db.environment import IndexEnvironment\n"
         "e = IndexEnvironment(sys.argv[1]); e.open(); db = e.db('shared')\n"
         "e.write_sync(lambda t: t.put(b'from', b'child', db=db)); e.close()\n"
     )
