@@ -96,6 +96,10 @@ class IndexEnvironment:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # guards db creation and resizing
         self.commits = 0  # group commits made by the writer thread (metrics, tests)
+        # id(txn) -> callables to run once that transaction is durable
+        # (after_commit); only the thread running the transaction touches
+        # its entry.
+        self._after: dict[int, list[Callable[[], None]]] = {}
 
     # -- lifecycle ---------------------------------------------------------
     def open(self) -> None:
@@ -170,6 +174,25 @@ class IndexEnvironment:
             txn.abort()
 
     # -- writes --------------------------------------------------------------
+    def after_commit(self, txn: lmdb.Transaction, fn: Callable[[], None]) -> None:
+        """Run fn once txn (a write job's transaction) is committed and
+        durable; never if it aborts.  fn runs on the thread that committed
+        (the writer thread in the daemon), so it must be quick and
+        thread-safe: hand work to a queue, do not do it.  For side effects
+        outside LMDB that must not run for an aborted transaction (the
+        full-text index, xmail.store.fulltext)."""
+        self._after.setdefault(id(txn), []).append(fn)
+
+    def _take_after(self, txn: lmdb.Transaction) -> list[Callable[[], None]]:
+        return self._after.pop(id(txn), [])
+
+    def _run_after(self, callbacks: list[Callable[[], None]]) -> None:
+        for fn in callbacks:
+            try:
+                fn()
+            except Exception:
+                self._log.failure("after-commit callback failed")
+
     def write(self, fn: Callable[[lmdb.Transaction], T]) -> Deferred[T]:
         """Run fn(txn) on the writer thread; fires with its result after commit.
 
@@ -196,13 +219,17 @@ class IndexEnvironment:
             try:
                 result = fn(txn)
                 txn.commit()
-                return result
             except lmdb.MapFullError:
                 txn.abort()
+                self._take_after(txn)
                 self._grow()
+                continue
             except BaseException:
                 txn.abort()
+                self._take_after(txn)
                 raise
+            self._run_after(self._take_after(txn))
+            return result
 
     def _grow(self) -> None:
         with self._lock:
@@ -227,6 +254,7 @@ class IndexEnvironment:
                 failure = Failure()
                 self._reactor.callFromThread(fire_outcomes, [(d, False, failure) for _fn, d in batch])
                 return
+            after: list[Callable[[], None]] = []
             try:
                 for fn, _d in batch:
                     child = self.env.begin(write=True, parent=parent)
@@ -234,14 +262,18 @@ class IndexEnvironment:
                         result = fn(child)
                         child.commit()
                         outcomes.append((True, result))
+                        after.extend(self._take_after(child))
                     except lmdb.MapFullError:
                         child.abort()
+                        self._take_after(child)
                         raise
                     except Exception:
                         child.abort()
+                        self._take_after(child)
                         outcomes.append((False, Failure()))
                 parent.commit()
                 self.commits += 1
+                self._run_after(after)
                 if self._on_commit is not None:
                     self._on_commit(time.monotonic() - started)
             except lmdb.MapFullError:

@@ -111,6 +111,22 @@ class MaildirFolder:
                 raise NoSuchMessage(f"no message with UID {uid}")
             return decode_meta(self._index.meta(txn, self.fid, uid))
 
+    def body_search(self, needle: str, uids: Any) -> tuple[set[int], set[int]]:
+        """SEARCH BODY through the full-text index: of uids -> (those whose
+        body text contains needle, those it cannot decide -- not indexed
+        yet, or cut short -- which the caller reads from their files).
+        needle is case-folded; the text was case-folded when indexed.
+        May block on SQLite: call it off the reactor."""
+        if self.name == names.RECYCLE:
+            return set(), set(uids)  # Recycle is not in the full-text index
+        return self.store.fulltext.search(self.fid, needle, uids)
+
+    def note_body_text(self, uid: int, text: str, cut: bool) -> None:
+        """The body text a search read from the file of an undecided
+        message: indexed for next time (any thread)."""
+        if self.name != names.RECYCLE:
+            self.store.fulltext.add_text(self.fid, uid, text, cut)
+
     def changed_since(self, modseq: int) -> list[MessageRecord]:
         """Records whose MODSEQ is greater than modseq, by UID (RFC 7162
         §3.1.4 CHANGEDSINCE); from the MODSEQ log, not a scan."""

@@ -14,7 +14,7 @@ so that cursor order is numeric order):
   store.folders   address \\0 name          -> fid
   store.fstate    fid                      -> FolderState
   store.records   fid + uid>>7 (4 bytes)   -> [(uid, flags, modseq, size, internaldate, base), ...]
-  store.meta      fid + uid                -> cached parse results: structure, text digest
+  store.meta      fid + uid                -> cached parse results: the MIME structure
   store.headers   fid + uid                -> cached header fields (SEARCH reads only these)
   store.names     fid + base name          -> uid  (reindex, drop-in pickup)
   store.modseq    fid + modseq(8) + uid    -> ""   (change notification, CONDSTORE)
@@ -28,6 +28,13 @@ Records are kept 128 to an LMDB value: listing a 100,000-message folder is
 ~800 marshal.loads calls instead of 100,000 (the "open a big folder" path),
 while one append rewrites one small value.  Values use marshal: the fastest
 decoder in the standard library for plain tuples, dicts and frozensets.
+marshal's format belongs to the Python that wrote it, so the format of
+these databases is recorded as FORMAT_NAME -> format_tag() in db.formats
+and checked at open (xmail.store.upgrade converts or rebuilds).
+
+Body text is not here: it goes to the full-text index (xmail.store.fulltext)
+once the transaction that adds a message commits (schema 2; schema 1 kept
+a 256 kB text digest in store.meta, ~7 kB a message, mapped by every process).
 """
 
 from __future__ import annotations
@@ -45,7 +52,22 @@ from typing import Any
 
 import lmdb
 
+from xmail.db import formats
+from xmail.store.fulltext import rowid as fulltext_rowid
 from xmail.store.interfaces import MessageMeta, MessageRecord
+from xmail.store.names import RECYCLE
+
+# The layout of the store.* databases; bump it with a conversion step in
+# xmail.store.upgrade.  1: text digest in store.meta.  2: text in the
+# full-text index, store.meta holds the structure alone.
+SCHEMA = 2
+FORMAT_NAME = "store"
+
+
+def format_tag(schema: int = SCHEMA) -> str:
+    """What db.formats records for the store: "schema 2; marshal4/py3.11"."""
+    return f"schema {schema}; {formats.codec_tag()}"
+
 
 CHUNK_SHIFT = 7
 # MessageRecords kept for re-listing big folders: ~580 bytes each with their
@@ -132,22 +154,42 @@ def _unpack(raw: bytes | None, default: Any) -> Any:
 
 def encode_meta(meta: MessageMeta) -> bytes:
     """One blob carried from the parser to the index; split there into the
-    headers (store.headers: SEARCH reads them alone) and the rest."""
+    headers (store.headers: SEARCH reads them alone), the structure
+    (store.meta) and the body text (the full-text index):
+
+        u32 len(headers) + headers + u32 len(structure) + structure + cut flag + text (UTF-8)
+    """
     headers = _pack(meta.headers)
-    return _U32.pack(len(headers)) + headers + _pack((meta.structure, meta.text))
+    structure = _pack(meta.structure)
+    cut = b"1" if meta.structure.get("text_cut") else b"0"
+    return (_U32.pack(len(headers)) + headers + _U32.pack(len(structure)) + structure + cut
+            + meta.text.encode("utf-8", "surrogatepass"))
 
 
-def split_meta(blob: bytes | None) -> tuple[bytes, bytes]:
+def split_meta(blob: bytes | None) -> tuple[bytes, bytes, bytes]:
+    """-> (headers, structure, cut flag + text) of an encode_meta blob."""
     if not blob:
-        return b"", b""
+        return b"", b"", b""
     (length,) = _U32.unpack_from(blob)
-    return blob[4:4 + length], blob[4 + length:]
+    headers = blob[4:4 + length]
+    at = 4 + length
+    if len(blob) < at + 4:
+        return headers, b"", b""
+    (slength,) = _U32.unpack_from(blob, at)
+    return headers, blob[at + 4:at + 4 + slength], blob[at + 4 + slength:]
+
+
+def text_of(raw: bytes) -> tuple[str, bool]:
+    """(text, cut) of split_meta's third part."""
+    if not raw:
+        return "", False
+    return raw[1:].decode("utf-8", "surrogatepass"), raw[:1] == b"1"
 
 
 def decode_meta(blob: bytes | None) -> MessageMeta:
-    headers_raw, rest_raw = split_meta(blob)
-    structure, text = _unpack(rest_raw, ({}, ""))
-    return MessageMeta(structure=structure, headers=_unpack(headers_raw, {}), text=text)
+    headers_raw, structure_raw, text_raw = split_meta(blob)
+    return MessageMeta(structure=_unpack(structure_raw, {}), headers=_unpack(headers_raw, {}),
+                       text=text_of(text_raw)[0])
 
 
 def decode_headers(raw: bytes | None) -> dict[str, str]:
@@ -157,8 +199,12 @@ def decode_headers(raw: bytes | None) -> dict[str, str]:
 class UidIndex:
     """Handles of the store's databases plus the edits on them."""
 
-    def __init__(self, env: Any):
+    def __init__(self, env: Any, fulltext: Any = None):
+        """fulltext: the FullTextIndex body text goes to (None: nowhere,
+        SEARCH BODY reads the files)."""
         self.env = env
+        self.fulltext = fulltext
+        self.formats = env.db(formats.FORMATS_DB)
         self.users = env.db("store.users")
         self.folders = env.db("store.folders")
         self.fstate = env.db("store.fstate")
@@ -257,6 +303,7 @@ class UidIndex:
         txn.delete(user_key(state.address, state.name), db=self.folders)
         txn.delete(fid_key(fid), db=self.fstate)
         prefix = fid_key(fid)
+        self.fulltext_ops(txn, [("drop", fid)])
         for db in (self.records_db, self.meta_db, self.headers_db, self.names, self.modseq, self.expunged,
                    self.recycle):
             cursor = txn.cursor(db=db)
@@ -408,14 +455,23 @@ class UidIndex:
         return out
 
     def meta(self, txn: lmdb.Transaction, fid: int, uid: int) -> bytes | None:
-        """The encoded MessageMeta (see encode_meta), None if not cached."""
+        """The encoded MessageMeta (see encode_meta) without its text, None
+        if not cached."""
         key = msg_key(fid, uid)
-        rest = txn.get(key, db=self.meta_db)
+        structure = txn.get(key, db=self.meta_db)
         headers = txn.get(key, db=self.headers_db)
-        if rest is None and headers is None:
+        if structure is None and headers is None:
             return None
         headers = headers or b""
-        return _U32.pack(len(headers)) + headers + (rest or b"")
+        structure = structure or b""
+        return _U32.pack(len(headers)) + headers + _U32.pack(len(structure)) + structure
+
+    # -- full-text index: operations queued once the transaction commits ---------------------
+    def fulltext_ops(self, txn: lmdb.Transaction, ops: list[tuple]) -> None:
+        """Hand ops to the full-text index after txn commits (never if it aborts)."""
+        fulltext = self.fulltext
+        if fulltext is not None and ops:
+            self.env.after_commit(txn, lambda: fulltext.submit(ops))
 
     def headers(self, txn: lmdb.Transaction, fid: int, uid: int) -> dict[str, str]:
         return decode_headers(txn.get(msg_key(fid, uid), db=self.headers_db))
@@ -555,6 +611,10 @@ class RecordEditor:
         self._modseq: int | None = None
         self.usage_bytes = 0
         self.usage_messages = 0
+        # Full-text operations for after the commit; Recycle is not searched
+        # by body (issue 15: expunged messages leave the search index).
+        self._fulltext_ops: list[tuple] = []
+        self._searchable = index.fulltext is not None and state.name != RECYCLE
 
     @property
     def modseq(self) -> int:
@@ -577,8 +637,14 @@ class RecordEditor:
         return self._chunk(uid).get(uid)
 
     def add(self, flags: frozenset[str], size: int, internaldate: float, base: str,
-            meta: bytes | None, uid: int | None = None) -> RecordTuple:
-        """A new message with the next UID (or `uid`, when keeping one)."""
+            meta: bytes | None, uid: int | None = None, copied_from: tuple[int, int] | None = None
+            ) -> RecordTuple:
+        """A new message with the next UID (or `uid`, when keeping one).
+
+        meta: an encode_meta blob; its text goes to the full-text index.
+        A copy's meta (from UidIndex.meta) has none: copied_from, the
+        source (fid, uid), says whose full-text row to copy instead.
+        """
         state = self.state
         if uid is None:
             uid = state.uidnext
@@ -587,9 +653,16 @@ class RecordEditor:
         self._chunk(uid)[uid] = record
         self._dirty.add(uid >> CHUNK_SHIFT)
         txn, index = self.txn, self.index
-        headers, rest = split_meta(meta)
-        txn.put(msg_key(self.fid, uid), rest, db=index.meta_db)
+        headers, structure, text = split_meta(meta)
+        txn.put(msg_key(self.fid, uid), structure, db=index.meta_db)
         txn.put(msg_key(self.fid, uid), headers, db=index.headers_db)
+        if self._searchable:
+            if text:
+                body, cut = text_of(text)
+                self._fulltext_ops.append(("add", fulltext_rowid(self.fid, uid), body, int(cut)))
+            elif copied_from is not None:
+                self._fulltext_ops.append(("copy", fulltext_rowid(*copied_from),
+                                           fulltext_rowid(self.fid, uid)))
         txn.put(fid_key(self.fid) + base.encode("utf-8"), _U32.pack(uid), db=index.names)
         txn.put(seq_key(self.fid, record[2], uid), b"", db=index.modseq)
         state.messages += 1
@@ -623,6 +696,8 @@ class RecordEditor:
         txn.delete(seq_key(fid, record[2], uid), db=index.modseq)
         txn.delete(msg_key(fid, uid), db=index.recycle)
         txn.put(seq_key(fid, self.modseq, uid), marshal.dumps(now), db=index.expunged)
+        if index.fulltext is not None:
+            self._fulltext_ops.append(("remove", fulltext_rowid(fid, uid)))
         state = self.state
         state.messages -= 1
         state.size -= record[3]
@@ -646,3 +721,6 @@ class RecordEditor:
         if self.usage_bytes or self.usage_messages:
             index.add_usage(txn, self.state.address, self.usage_bytes, self.usage_messages)
             self.usage_bytes = self.usage_messages = 0
+        if self._fulltext_ops:
+            index.fulltext_ops(txn, self._fulltext_ops)
+            self._fulltext_ops = []

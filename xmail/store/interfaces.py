@@ -153,8 +153,9 @@ class MessageMeta:
     `structure` is a JSON-friendly tree the IMAP layer turns into ENVELOPE and
     BODYSTRUCTURE without opening the file; `headers` holds the header fields
     clients list (From, To, Cc, Subject, Date, Message-ID, ...), decoded;
-    `text` is a bounded, decoded, lower-cased digest of the text parts for
-    SEARCH BODY/TEXT.
+    `text` is a bounded, decoded, case-folded digest of the text parts for
+    SEARCH BODY/TEXT; the parser fills it in, the index does not keep it
+    (it goes to the full-text index), so IFolder.meta() returns it empty.
     """
 
     structure: dict[str, Any] = field(default_factory=dict)
@@ -201,6 +202,16 @@ class IFolder(Interface):
 
     def meta(uid: int) -> MessageMeta:
         """Cached parse results; raises NoSuchMessage."""
+
+    def body_search(needle: str, uids: Any) -> tuple[set[int], set[int]]:
+        """Full-text search of bodies: of uids -> (matching, undecided).
+        needle is case-folded (str.casefold); a substring match in any
+        script.  Undecided messages (not indexed yet, or their text was cut)
+        must be read from their files.  Blocking: call it in a thread."""
+
+    def note_body_text(uid: int, text: str, cut: bool) -> None:
+        """Index the body text a caller extracted from an undecided
+        message's file (any thread; queued)."""
 
     def changed_since(modseq: int) -> list[MessageRecord]:
         """Records with MODSEQ > modseq, by UID (RFC 7162 CHANGEDSINCE)."""

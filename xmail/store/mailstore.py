@@ -29,6 +29,8 @@ from zope.interface import implementer
 
 from xmail.config import Settings
 from xmail.store import maildir, names
+from xmail.store.fulltext import FILENAME as FULLTEXT_FILE
+from xmail.store.fulltext import FullTextIndex
 from xmail.store.index import FolderState, UidIndex
 from xmail.store.interfaces import AppendResult, IMessageStore, NoSuchFolder
 from xmail.store.mailbox import Mailbox
@@ -49,7 +51,8 @@ class MailStore:
         self.directory = directory
         self.reactor = reactor
         self.mail_dir = settings.path("mail")
-        self.index = UidIndex(env)
+        self.fulltext = FullTextIndex(os.path.join(env.path, FULLTEXT_FILE), threaded=reactor is not None)
+        self.index = UidIndex(env, self.fulltext)
         self.runner: Any = (ThreadedRunner(env, reactor, clock) if reactor is not None
                             else SyncRunner(env, clock))
         self.syncer = maildir.DirSyncer()
@@ -61,11 +64,13 @@ class MailStore:
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
         self.runner.start()
+        self.fulltext.start()
         self.notifier.start()
 
     def stop(self) -> Any:
         self.notifier.stop()
         self.runner.stop()
+        self.fulltext.close()  # after the runner: its last commits queue full-text work
         return None
 
     # -- users -------------------------------------------------------------------------------------

@@ -102,7 +102,8 @@ def transfer(store: Any, src_fid: int, uids: Any, dest_fid: int, *, remove_sourc
                     continue
                 source = current or t
                 meta = index.meta(txn, src_fid, t[0])
-                record = dest_editor.add(source[1], source[3], source[4], base, meta)
+                record = dest_editor.add(source[1], source[3], source[4], base, meta,
+                                         copied_from=(src_fid, t[0]))
                 place_keywords(dest, dest_dir, base, source[1], letters)
                 if recycle:
                     original = src.name
@@ -117,9 +118,11 @@ def transfer(store: Any, src_fid: int, uids: Any, dest_fid: int, *, remove_sourc
                     src_editor.remove(current, now)
                     stale.append(maildir.message_file(src_dir, current[5], current[1], src.keywords))
                 pairs.append((t[0], record[0]))
-            src_editor.flush()
+            # The destination first: its full-text copies must read the
+            # source rows before the source's removals delete them.
             if dest_editor is not src_editor:
                 dest_editor.flush()
+            src_editor.flush()
             return pairs, stale, dest.uidvalidity
 
         d = runner.write(job)

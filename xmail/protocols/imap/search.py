@@ -25,12 +25,15 @@ record alone does not decide.  Levels:
            following records; missing UIDs are left out),
        `folder.headers(uid) -> dict[str, str]` (optional, raises NoSuchMessage),
        `folder.meta(uid).headers` (IFolder).
-  2  the cached body digest (`MessageMeta.text`), through the optional bulk
-     accessor `folder.metas_many(uids) -> Iterable[(uid, MessageMeta)]` when
-     the folder offers it, else `folder.meta(uid)`.
+  2  the body text: the store's full-text index when the folder offers
+     `folder.body_search(needle, uids) -> (matching, undecided)` (one query
+     per needle and search, xmail.store.fulltext), else the digest in
+     `MessageMeta.text` (folders that keep it, through the optional bulk
+     accessor `folder.metas_many(uids)` or `folder.meta(uid)`).
   3  the message file: HEADER for fields that are not cached, TEXT's header
-     part, BODY/TEXT when the cached digest was cut (`structure["text_cut"]`)
-     or missing.
+     part, BODY/TEXT for messages the full-text index leaves undecided or
+     whose digest was cut (`structure["text_cut"]`); the text read is
+     handed back through `folder.note_body_text(uid, text, cut)` if offered.
 
 Matching rules:
 - Strings match as substrings after Unicode case folding (str.casefold), on
@@ -67,7 +70,13 @@ from xmail.protocols.imap.model import (
     SeqSet,
 )
 from xmail.store.interfaces import MessageMeta, MessageRecord, NoSuchMessage
-from xmail.store.parse import decode_header_bytes, decode_words, extract_text, parse_message
+from xmail.store.parse import (
+    TEXT_DIGEST_LIMIT,
+    decode_header_bytes,
+    decode_words,
+    extract_text,
+    parse_message,
+)
 
 __all__ = ["SearchError", "needs_message_data", "run_search", "SeqSetMatcher"]
 
@@ -178,6 +187,9 @@ class _MessageData:
         self._headers_of = getattr(folder, "headers", None)
         self._headers_many = getattr(folder, "headers_many", None)
         self._metas_many = getattr(folder, "metas_many", None)
+        self._body_search = getattr(folder, "body_search", None)
+        self._note_body_text = getattr(folder, "note_body_text", None)
+        self._body_results: dict[str, tuple[set[int], set[int]]] = {}  # needle -> body_search's answer
         self._records = records
         self._position: dict[int, int] = {}  # uid -> index in records, for bulk reads
         self._prefetched_headers: dict[int, dict[str, str]] = {}
@@ -258,6 +270,33 @@ class _MessageData:
                     end = head.find(b"\r\n\r\n")
                     self._header_block = head if end < 0 else head[:end + 4]
         return self._header_block
+
+    def body_contains(self, uid: int, needle: str) -> bool:
+        """needle (case-folded) in the body text: the store's full-text index
+        decides when it can (one query per needle for the whole search),
+        the file otherwise."""
+        if self._body_search is not None:
+            found = self._body_results.get(needle)
+            if found is None:
+                found = self._body_search(needle, [r.uid for r in self._records])
+                self._body_results[needle] = found
+            matching, undecided = found
+            if uid in matching:
+                return True
+            if uid not in undecided:
+                return False
+            return needle in self._file_text(uid)
+        return needle in self.body_text(uid)
+
+    def _file_text(self, uid: int) -> str:
+        self._switch(uid)
+        if self._full_text is None:
+            with self.folder.open_message(uid) as file:
+                text = extract_text(file.read(_MAX_FILE_TEXT))
+            self._full_text = text
+            if self._note_body_text is not None and len(text) <= TEXT_DIGEST_LIMIT:
+                self._note_body_text(uid, text, False)  # complete: the index decides next time
+        return self._full_text
 
     def body_text(self, uid: int) -> str:
         """The case-folded body digest, from the file when the cache is short."""
@@ -428,7 +467,7 @@ class _Compiler:
             return self.header(_str_arg(key, 0).lower(), _str_arg(key, 1))
         if name == "BODY":
             needle = _str_arg(key).casefold()
-            return (lambda r, s, d: needle in d.body_text(r.uid)), 2
+            return (lambda r, s, d: d.body_contains(r.uid, needle)), 2
         if name == "TEXT":
             return self.text(_str_arg(key).casefold()), 2
         raise SearchError(f"unknown search key {name}")
@@ -471,7 +510,7 @@ class _Compiler:
             headers = d.headers(uid)
             if any(folded in value.casefold() for key, value in headers.items() if key[0] != ":"):
                 return True
-            if folded in d.body_text(uid):
+            if d.body_contains(uid, folded):
                 return True
             return folded in _whole_header_text(d.header_block(uid))
 
