@@ -80,6 +80,8 @@ class SyncStore:
         return self.store
 
     def close(self) -> None:
+        if self.store is not None:
+            self.store.fulltext.close()
         if self.env is not None:
             self.env.close()
             self.env = None

@@ -122,8 +122,10 @@ def message_file(folder_dir: str, base: str, flags: frozenset[str], keywords: li
 
 
 def to_crlf(data: bytes) -> bytes:
-    """Bare LF -> CRLF (the store invariant); other bytes unchanged."""
-    if b"\n" not in data:
+    """Bare LF -> CRLF (the store invariant); other bytes unchanged.  Data
+    without a bare LF comes back as the same object (reindex keeps such a
+    file's name: `fixed is data`)."""
+    if data.count(b"\n") == data.count(b"\r\n"):
         return data
     fixed = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
     return fixed

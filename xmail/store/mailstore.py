@@ -28,7 +28,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from xmail.config import Settings
-from xmail.store import maildir, names
+from xmail.store import maildir, names, upgrade
 from xmail.store.fulltext import FILENAME as FULLTEXT_FILE
 from xmail.store.fulltext import FullTextIndex
 from xmail.store.index import FolderState, UidIndex
@@ -43,9 +43,11 @@ class MailStore:
     _log = Logger()
 
     def __init__(self, env: Any, settings: Settings, directory: Any, reactor: Any = None, *,
-                 clock: Callable[[], float] | None = None):
+                 clock: Callable[[], float] | None = None, check_format: bool = True):
         """clock: seconds since the epoch (default reactor.seconds() or
-        time.time()); tests inject one to move Recycle expiry along."""
+        time.time()); tests inject one to move Recycle expiry along.
+        check_format: bring the index to this version's format first
+        (xmail.store.upgrade; blocking, before anything is served)."""
         self.env = env
         self.settings = settings
         self.directory = directory
@@ -60,6 +62,11 @@ class MailStore:
         self._mailboxes: dict[str, Mailbox] = {}
         self._provisioned: set[str] = set()
         self._roots: dict[str, str] = {}  # address -> its Maildir++ root (names.user_root)
+        if check_format:
+            def synchronous() -> MailStore:
+                return MailStore(env, settings, directory, clock=clock, check_format=False)
+
+            upgrade.ensure_format(self, synchronous if reactor is not None else None)
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:

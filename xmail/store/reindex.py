@@ -32,7 +32,9 @@ from twisted.logger import Logger
 
 from xmail.store import maildir, names
 from xmail.store.delivery import parse_meta, place_keywords, subject_of, system_letters
+from xmail.store.fulltext import rowid
 from xmail.store.index import UidIndex
+from xmail.store.parse import parse_message
 
 _log = Logger()
 DELETED_PREFIX = "..deleted."  # xmail.store.mailbox renames a deleted folder to this first
@@ -247,6 +249,7 @@ def reindex(store: Any, address: str | None) -> defer.Deferred[dict[str, int]]:
                 done = yield store.runner.write(lambda txn, f=fid: _reindex_folder_job(store, txn, f))
                 for key, value in done.items():
                     counts[key] += value
+                yield store.runner.io(fill_fulltext, store, fid)
             yield store.runner.write(lambda txn, a=each: _recount_usage(store, txn, a))
             for key, value in counts.items():
                 totals[key] += value
@@ -255,6 +258,36 @@ def reindex(store: Any, address: str | None) -> defer.Deferred[dict[str, int]]:
         return totals
 
     return run()
+
+
+def fill_fulltext(store: Any, fid: int) -> int:
+    """Index the body text of the folder's messages the full-text index
+    lacks (it is a cache: emptied, lost, or from before it existed); file
+    reads, so off the reactor.  -> how many were added."""
+    index: UidIndex = store.index
+    with store.env.read() as txn:
+        state = index.state(txn, fid)
+        uids = [t[0] for t in index.iter_tuples(txn, fid)] if state is not None else []
+    if state is None or state.name == names.RECYCLE:
+        return 0
+    missing = sorted(set(uids) - store.fulltext.indexed(fid))
+    ops: list[tuple] = []
+    for uid in missing:
+        found = store.current_file(fid, uid)
+        if found is None:
+            continue
+        try:
+            with maildir.MessageFile.open(*found) as f:
+                meta = parse_message(f.read())
+        except OSError as e:
+            _log.warn("reindex: cannot read {path} for the full-text index: {why}", path=found[0], why=e)
+            continue
+        ops.append(("add", rowid(fid, uid), meta.text, int(bool(meta.structure.get("text_cut")))))
+        if len(ops) >= 256:
+            store.fulltext.submit(ops)
+            ops = []
+    store.fulltext.submit(ops)
+    return len(missing)
 
 
 def _reconcile_folders(store: Any, txn: Any, address: str) -> tuple[list[int], int]:
