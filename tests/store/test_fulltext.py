@@ -45,6 +45,10 @@ def test_substrings_in_any_script_and_of_any_length(fts: FullTextIndex) -> None:
     assert fts.search(7, '"hello"', uids) == ({2}, {3})  # quotes are text, not syntax
     assert fts.search(7, "100%", uids) == ({2}, {3})
     assert fts.search(7, "e w", uids) == ({2}, {3})
+    fts.add_text(7, 4, "a*b?c[d] x_y", False)
+    assert fts.search(7, "*b?c[", [4]) == ({4}, set())  # GLOB's own characters match themselves
+    assert fts.search(7, "x_y", [2, 4]) == ({4}, set())
+    assert fts.search(7, "a?b", [4]) == (set(), set())
     assert fts.search(7, "nowhere", uids) == (set(), {3})
     assert fts.search(8, "中文", [1]) == ({1}, set())  # folders do not leak into each other
 

@@ -10,10 +10,15 @@ data_dir/index/fulltext.sqlite, read through SQLite's bounded page cache
 
 `text` is the parser's case-folded digest (MessageMeta.text); `cut` says
 the digest stopped short of the whole body.  The trigram tokenizer indexes
-every run of three characters, so a phrase query is a substring query in
-any script (中文 included).  Needles under three characters have no
-trigram: they are answered with instr() over the rows of the one folder
-(rowid range), a scan bounded by the folder's size.
+every run of three characters, so `text GLOB '*needle*'` is a substring
+query in any script (中文 included): SQLite finds candidate rows by the
+needle's trigrams and checks each against the stored text, so the answer
+is exact.  detail=none keeps no token positions (GLOB does not need them):
+4.8 kB a message for 4.5 kB of text, against 13 kB with positions.
+Case: the stored text and the needle are both str.casefold()ed, so the
+tokenizer is case-sensitive (nothing to fold twice).  A needle under three
+characters has no trigram: it is looked for with instr() over the rows of
+the one folder (rowid range), a scan bounded by the folder's size.
 
 Writes (add, copy, remove, drop folder) are queued after the LMDB
 transaction that made them commits (IndexEnvironment.after_commit) and
@@ -46,7 +51,7 @@ _BUSY_TIMEOUT_MS = 30_000
 _CACHE_KIB = 2048  # SQLite page cache per connection
 
 _SCHEMA = ("CREATE VIRTUAL TABLE IF NOT EXISTS body USING fts5("
-           "text, cut UNINDEXED, tokenize='trigram')")
+           "text, cut UNINDEXED, tokenize='trigram case_sensitive 1', detail=none)")
 
 # Operations: ("add", rowid, text, cut) ("copy", src rowid, dest rowid)
 #             ("remove", rowid) ("drop", fid) ("clear",)
@@ -57,9 +62,13 @@ def rowid(fid: int, uid: int) -> int:
     return (fid << 32) | uid
 
 
-def _phrase(needle: str) -> str:
-    # FTS5 string: double quotes doubled; a phrase of trigrams is a substring.
-    return '"' + needle.replace('"', '""') + '"'
+_GLOB_SPECIAL = {"*": "[*]", "?": "[?]", "[": "[[]"}
+
+
+def glob_contains(needle: str) -> str:
+    """The GLOB pattern of "contains needle": *, ? and [ match themselves
+    inside brackets (SQLite GLOB has no escape character)."""
+    return "*" + "".join(_GLOB_SPECIAL.get(ch, ch) for ch in needle) + "*"
 
 
 class FullTextIndex:
@@ -247,9 +256,11 @@ class FullTextIndex:
         for row, cut in conn.execute("SELECT rowid, cut FROM body WHERE rowid BETWEEN ? AND ?", (low, high)):
             indexed[row & 0xFFFFFFFF] = cut
         if len(needle) >= MIN_TRIGRAM:
-            rows = conn.execute("SELECT rowid FROM body WHERE text MATCH ? AND rowid BETWEEN ? AND ?",
-                                (_phrase(needle), low, high))
+            rows = conn.execute("SELECT rowid FROM body WHERE text GLOB ? AND rowid BETWEEN ? AND ?",
+                                (glob_contains(needle), low, high))
         else:
+            # FTS5 answers a pattern without a trigram with no rows, not a
+            # scan: scan the folder's rows ourselves (inside SQLite).
             rows = conn.execute("SELECT rowid FROM body WHERE rowid BETWEEN ? AND ? AND instr(text, ?) > 0",
                                 (low, high, needle))
         matched = {row & 0xFFFFFFFF for (row,) in rows} & wanted
