@@ -20,10 +20,10 @@ below the root that starts with ".".
 
 from __future__ import annotations
 
-import base64
 import os
 import re
 
+from xmail.message import mutf7
 from xmail.store.interfaces import FolderNotAllowed, InvalidFolderName, StoreError
 
 DELIMITER = "/"
@@ -99,42 +99,14 @@ def parent_names(name: str) -> list[str]:
 # --- modified UTF-7, RFC 3501 §5.1.3 ------------------------------------------
 
 
-def _b64_utf16(chunk: str) -> str:
-    raw = chunk.encode("utf-16-be")
-    return base64.b64encode(raw).decode("ascii").rstrip("=").replace("/", ",")
-
-
 def encode_mutf7(text: str) -> str:
-    out: list[str] = []
-    pending: list[str] = []
-    for ch in text:
-        if 0x20 <= ord(ch) <= 0x7E:
-            if pending:
-                out.append("&" + _b64_utf16("".join(pending)) + "-")
-                pending = []
-            out.append("&-" if ch == "&" else ch)
-        else:
-            pending.append(ch)
-    if pending:
-        out.append("&" + _b64_utf16("".join(pending)) + "-")
-    return "".join(out)
-
-
-_MUTF7_SHIFT = re.compile(r"&([A-Za-z0-9+,]*)-")
+    return mutf7.encode(text)
 
 
 def decode_mutf7(text: str) -> str:
-    def shift(m: re.Match[str]) -> str:
-        body = m.group(1)
-        if not body:
-            return "&"
-        raw = body.replace(",", "/")
-        raw += "=" * (-len(raw) % 4)
-        return base64.b64decode(raw).decode("utf-16-be")
-
     try:
-        return _MUTF7_SHIFT.sub(shift, text)
-    except (ValueError, UnicodeDecodeError) as e:
+        return mutf7.decode(text)
+    except ValueError as e:
         raise InvalidFolderName(f"bad modified UTF-7 in {text!r}") from e
 
 

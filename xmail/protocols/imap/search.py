@@ -57,6 +57,7 @@ from collections.abc import Callable, Iterable
 from datetime import date, datetime
 from typing import Any
 
+from xmail.message import decode_header_bytes, decode_words, extract_text, parse_message
 from xmail.protocols.imap.model import (
     STAR,
     SearchAnd,
@@ -67,7 +68,6 @@ from xmail.protocols.imap.model import (
     SeqSet,
 )
 from xmail.store.interfaces import MessageMeta, MessageRecord, NoSuchMessage
-from xmail.store.parse import decode_header_bytes, decode_words, extract_text, parse_message
 
 __all__ = ["SearchError", "needs_message_data", "run_search", "SeqSetMatcher"]
 
@@ -79,7 +79,7 @@ _GONE = object()  # marks a UID a bulk read asked for and did not get
 _META_BATCH = 32  # the same for folder.metas_many; a meta may hold 256 KiB of text
 _MAX_FILE_TEXT = 64 << 20  # bytes of a message read for BODY / TEXT when the digest was cut
 
-# Cached in MessageMeta.headers by xmail.store.parse (lower-case names).
+# Cached in MessageMeta.headers by xmail.message (lower-case names).
 _CACHED_FIELDS = frozenset(("from", "to", "cc", "bcc", "subject", "date", "message-id",
                             "in-reply-to", "references", "reply-to", "sender"))
 _FLAG_KEYS = {
