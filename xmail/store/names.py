@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import re
 
+from xmail import addresses
 from xmail.message import mutf7
 from xmail.store.interfaces import FolderNotAllowed, InvalidFolderName, StoreError
 
@@ -145,24 +146,15 @@ def folder_name_from_dirname(dirname: str) -> str | None:
 
 # --- addresses -> user roots -------------------------------------------------------
 
-_DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
 _LOCAL_SAFE = frozenset("abcdefghijklmnopqrstuvwxyz0123456789!#$&'*+-=?^_`{|}~.")
 
 
 def canonical_address(address: str) -> str:
-    address = address.strip().lower()
-    local, at, domain = address.rpartition("@")
-    if not at or not local or not domain or len(address) > 320:
-        raise StoreError(f"not a mailbox address: {address!r}")
+    """The one address rule (xmail.addresses); StoreError when it is not one."""
     try:
-        domain = domain.encode("idna").decode("ascii") if not domain.isascii() else domain
-    except UnicodeError as e:
-        raise StoreError(f"bad domain in {address!r}") from e
-    if not _DOMAIN.match(domain):
-        raise StoreError(f"bad domain in {address!r}")
-    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in local):
-        raise StoreError(f"bad local part in {address!r}")
-    return f"{local}@{domain}"
+        return addresses.normalize_address(address)
+    except addresses.AddressError as e:
+        raise StoreError(f"not a mailbox address: {address!r} ({e})") from None
 
 
 def _escape_local(local: str) -> str:
