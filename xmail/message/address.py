@@ -74,12 +74,13 @@ def _phrase(toks: list[tuple[str, str]]) -> str | None:
     return " ".join(words) if words else None
 
 
-def parse_address_list(value: str) -> list[list[str | None]] | None:
+def parse_address_list(value: str, comment_names: bool = True) -> list[list[str | None]] | None:
     """RFC 3501 §7.4.2 address structures for a raw (undecoded) field value.
 
     Display names keep their RFC 2047 words encoded (clients decode them); an
     addr-spec followed by a comment, `a@b (Real Name)`, takes the comment as
-    its name.  Returns None when nothing address-like is there (NIL).
+    its name (unless comment_names is false).  Returns None when nothing
+    address-like is there (NIL).
     """
     toks = _address_tokens(value)
     out: list[list[str | None]] = []
@@ -118,7 +119,7 @@ def parse_address_list(value: str) -> list[list[str | None]] | None:
         else:
             plain = [t for t in chunk if t[0] != "comment"]
             if plain:
-                comments = [t for kind, t in chunk if kind == "comment"]
+                comments = [t for kind, t in chunk if kind == "comment"] if comment_names else []
                 local, domain = _addr_spec(plain)
                 name = comments[-1].strip() if comments else None
                 out.append([name or None, None, local, domain])
@@ -148,7 +149,7 @@ def searchable(value: str) -> str:
     comments or quoting (RFC 3501 §6.4.4 leaves the matched text to the
     server; users search for what their client shows).  Case-folded."""
     lines = []
-    for name, _adl, local, host in parse_address_list(value) or ():
+    for name, _adl, local, host in parse_address_list(value, comment_names=False) or ():
         if local is None:
             continue  # end of group
         parts = []
