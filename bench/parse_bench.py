@@ -1,4 +1,4 @@
-"""Throughput of xmail.store.parse.parse_message on typical messages.
+"""Throughput of xmail.message.parse_message on typical messages.
 
     python bench/parse_bench.py [seconds-per-case]
 
@@ -14,7 +14,7 @@ import os
 import sys
 import time
 
-from xmail.store.parse import parse_message
+from xmail.message import parse_message
 
 HEADER = (
     b"Return-Path: <alice@example.org>\r\n"

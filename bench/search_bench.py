@@ -22,10 +22,10 @@ import tempfile
 import time
 from typing import Any
 
+from xmail.message import parse_message
 from xmail.protocols.imap.model import SearchAnd, SearchKey, SearchNot, SearchOr
 from xmail.protocols.imap.search import run_search
 from xmail.store.interfaces import MessageRecord
-from xmail.store.parse import parse_message
 
 
 def message(i: int) -> bytes:

@@ -8,6 +8,7 @@ import re
 import time
 
 import pytest
+import twisted.mail.imap4  # noqa: F401  (registers "imap4-utf-7", an independent reference codec)
 
 from tests.conftest import PASSWORD
 from tests.protocols.imap_support import Wire, deliver, message

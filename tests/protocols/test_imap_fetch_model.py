@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from xmail.message import parse_message
 from xmail.protocols.imap.fetch import (
     FileRange,
     HeaderSelection,
@@ -28,7 +29,6 @@ from xmail.protocols.imap.fetch import (
 )
 from xmail.protocols.imap.model import FetchAtt, Section
 from xmail.store.interfaces import MessageMeta
-from xmail.store.parse import parse_message
 
 CORPUS = Path(__file__).parent.parent / "data" / "mime"
 CORPUS_FILES = sorted(CORPUS.glob("*.eml"))

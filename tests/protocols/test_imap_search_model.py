@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from xmail.message import TEXT_DIGEST_LIMIT, parse_message
 from xmail.protocols.imap.model import (
     STAR,
     SearchAnd,
@@ -29,7 +30,6 @@ from xmail.protocols.imap.model import (
 )
 from xmail.protocols.imap.search import SearchError, SeqSetMatcher, needs_message_data, run_search
 from xmail.store.interfaces import MessageMeta, MessageRecord, NoSuchMessage
-from xmail.store.parse import TEXT_DIGEST_LIMIT, parse_message
 
 
 def ts(*args: int) -> float:

@@ -21,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.store.conftest import SyncStore, result_of
+from xmail.message import base_subject, parse_message
 from xmail.protocols.imap.sort import (
     SortCriteria,
     SortCriterion,
@@ -35,7 +36,6 @@ from xmail.protocols.imap.sort import (
 )
 from xmail.protocols.imap.tokenizer import Atom, QuotedString
 from xmail.store.interfaces import MessageRecord
-from xmail.store.parse import base_subject, parse_message
 
 DATA = os.path.join(os.path.dirname(__file__), os.pardir, "data", "sort")
 
@@ -179,7 +179,7 @@ def test_message_gone_from_the_index_sorts_with_empty_keys(fixture: Any) -> None
 
 def rfc_base_subject(subject: str) -> tuple[str, bool]:
     """A literal, character-by-character reading of RFC 5256 §2.1 (written
-    for this test, independent of xmail.store.parse)."""
+    for this test, independent of xmail.message)."""
     s = re.sub(r"[ \t\r\n]+", " ", subject)  # (1)
     reply = False
 

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import PASSWORD, RunningServer
-from xmail.protocols.pop3.dotstuff import encode_message
+from xmail.message.dotstuff import encode_message
 
 ALICE = "alice@example.com"
 

@@ -473,7 +473,7 @@ class SlowClientTransport(TLSStringTransport):
 
 
 def test_slow_client_pauses_streaming_and_later_commands(world: World):
-    from xmail.protocols.pop3.dotstuff import encode_message
+    from xmail.message.dotstuff import encode_message
 
     big = b"Subject: big\r\n\r\n" + b"".join(b".%05d dotted line of text\r\n" % i for i in range(20000))
     assert len(big) > 256 * 1024  # streamed, not sent in one write

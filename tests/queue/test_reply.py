@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from xmail.message.dotstuff import DotStuffer
 from xmail.queue.reply import (
     MAX_REPLY_LINE,
-    DotStuffer,
     Reply,
     ReplyParser,
     ReplyProtocolError,

@@ -16,10 +16,10 @@ a worker thread, never from the reactor thread of a running daemon.
 
 Rules (DESIGN.md "Addresses and login"):
 
-- Addresses and domains are case-insensitive and stored lowercase; a domain
-  given in Unicode is stored in its IDNA (xn--) form.
-- Local parts are RFC 5322 dot-atoms of ASCII characters, at most 64 octets,
-  never containing "/" (the local part names a directory under data_dir/mail).
+- Addresses and domains follow the one rule of xmail.addresses: stored
+  lowercase, a Unicode domain in its IDNA 2008 / UTS #46 A-label form
+  (faß.de is xn--fa-hia.de, not fass.de); local parts are ASCII dot-atoms
+  without "/", at most 64 octets.
 - Users and aliases live at primary domains; an alias domain receives for
   every user and alias of its primary (local@alias -> local@primary).
 - An alias points at a local user; aliases pointing at a removed user are
@@ -38,6 +38,7 @@ from typing import Any
 
 from zope.interface import implementer
 
+from xmail import addresses
 from xmail.auth import passwords
 from xmail.auth.interfaces import DirectoryError, IDirectory, UserRecord
 from xmail.config import Settings
@@ -47,59 +48,25 @@ DOMAINS_DB = "dir.domains"
 USERS_DB = "dir.users"
 ALIASES_DB = "dir.aliases"
 
-MAX_ADDRESS_LENGTH = 254  # RFC 5321 §4.5.3.1.3 path minus the angle brackets
-MAX_LOCAL_LENGTH = 64  # RFC 5321 §4.5.3.1.1
-MAX_DOMAIN_LENGTH = 253  # RFC 1035 §2.3.4 (255 on the wire, minus the dots' framing)
 MAX_SETTING_VALUE = 1024
 
-# RFC 5322 §3.2.3 atext without "/" (see the module docstring).
-_ATEXT = r"[a-z0-9!#$%&'*+=?^_`{|}~-]"
-_LOCAL_PART = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*\Z")
-# RFC 1123 §2.1 host name labels.
-_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
 _SETTING_KEY = re.compile(r"[a-z][a-z0-9_.-]{0,63}\Z")
 
 
 def normalize_domain(domain: str) -> str:
-    """The lowercase ASCII form of a domain; raises DirectoryError."""
-    if not isinstance(domain, str) or not domain:
-        raise DirectoryError("empty domain")
-    if any(c in domain for c in "\r\n\0"):
-        raise DirectoryError("domain contains CR, LF or NUL")
-    text = domain.strip().rstrip(".").lower()
-    if not text.isascii():
-        try:
-            text = text.encode("idna").decode("ascii")
-        except UnicodeError:
-            raise DirectoryError(f"invalid domain {domain!r}") from None
-    if len(text) > MAX_DOMAIN_LENGTH:
-        raise DirectoryError(f"domain longer than {MAX_DOMAIN_LENGTH} characters")
-    labels = text.split(".")
-    if not all(_LABEL.match(label) for label in labels):
-        raise DirectoryError(f"invalid domain {domain!r}")
-    if labels[-1].isdigit():
-        raise DirectoryError(f"invalid domain {domain!r}: an IP address is not a mail domain")
-    return text
+    """The lowercase ASCII form of a domain (xmail.addresses); raises DirectoryError."""
+    try:
+        return addresses.normalize_domain(domain)
+    except addresses.AddressError as e:
+        raise DirectoryError(str(e)) from None
 
 
 def normalize_address(address: str) -> str:
-    """The lowercase canonical form of local@domain; raises DirectoryError."""
-    if not isinstance(address, str) or not address:
-        raise DirectoryError("empty address")
-    if any(c in address for c in "\r\n\0"):
-        raise DirectoryError("address contains CR, LF or NUL")
-    text = address.strip()
-    if len(text) > MAX_ADDRESS_LENGTH:
-        raise DirectoryError(f"address longer than {MAX_ADDRESS_LENGTH} characters")
-    local, at, domain = text.rpartition("@")
-    if not at or not local:
-        raise DirectoryError(f"invalid address {address!r}: expected local@domain")
-    local = local.lower()
-    if len(local.encode("utf-8")) > MAX_LOCAL_LENGTH:
-        raise DirectoryError(f"local part longer than {MAX_LOCAL_LENGTH} octets")
-    if not _LOCAL_PART.match(local):
-        raise DirectoryError(f"invalid local part {local!r}")
-    return f"{local}@{normalize_domain(domain)}"
+    """The lowercase canonical form of local@domain (xmail.addresses); raises DirectoryError."""
+    try:
+        return addresses.normalize_address(address)
+    except addresses.AddressError as e:
+        raise DirectoryError(str(e)) from None
 
 
 def _key(text: str) -> bytes:

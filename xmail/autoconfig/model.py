@@ -7,23 +7,15 @@ from one ClientSettings, so they can never disagree with each other.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from xmail import addresses
 from xmail.config import PublicEndpoint, Settings
 
 
 class AddressError(ValueError):
     """Not an address the auto-configuration will put in a document."""
-
-
-# RFC 5322 §3.2.3 atext, dot-atom only: a quoted local part ("a b"@x) is
-# valid mail syntax but nobody logs in with one, and refusing it keeps
-# quotes, spaces, backslashes and control characters out of every document.
-_LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
-# RFC 1035 §2.3.1 labels (letters, digits, hyphen; IDNs arrive as punycode).
-_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,28 +28,24 @@ class Address:
 
 
 def parse_domain(text: str) -> str:
-    """A lowercase DNS name, or AddressError; a trailing dot is dropped."""
-    domain = text.strip().lower().removesuffix(".")
-    # RFC 1035 §2.3.4: 255 octets on the wire, 253 as text.
-    if not domain or len(domain) > 253:
-        raise AddressError("not a domain name")
-    labels = domain.split(".")
-    if len(labels) < 2 or not all(_LABEL.fullmatch(label) for label in labels):
-        raise AddressError("not a domain name")
-    if labels[-1].isdigit():  # RFC 3696 §2: an all-numeric TLD is an IPv4 address
+    """A lowercase DNS name (xmail.addresses' rule, IDNs as A-labels) with at
+    least two labels, or AddressError; a trailing dot is dropped."""
+    try:
+        domain = addresses.normalize_domain(text)
+    except addresses.AddressError:
+        raise AddressError("not a domain name") from None
+    if "." not in domain:
         raise AddressError("not a domain name")
     return domain
 
 
 def parse_address(text: str) -> Address:
     """A lowercase local@domain or AddressError (nothing else gets through)."""
-    # RFC 5321 §4.5.3.1.1-3: local part 64 octets, path 256.
-    if not isinstance(text, str) or len(text) > 254:
-        raise AddressError("address too long")
-    local, sep, domain = text.strip().rpartition("@")
-    if not sep or len(local) > 64 or not _LOCAL_PART.fullmatch(local):
-        raise AddressError("not a mail address")
-    return Address(local.lower(), parse_domain(domain))
+    try:
+        local, domain = addresses.split_address(text)
+    except addresses.AddressError:
+        raise AddressError("not a mail address") from None
+    return Address(local, parse_domain(domain))
 
 
 def domain_from_host(host: str) -> list[str]:

@@ -26,7 +26,8 @@ from twisted.logger import Logger
 from twisted.protocols.basic import FileSender
 from twisted.python.failure import Failure
 
-from xmail.queue.reply import DotStuffer, Reply, ReplyParser, ReplyProtocolError, ehlo_extensions
+from xmail.message.dotstuff import DotStuffer
+from xmail.queue.reply import Reply, ReplyParser, ReplyProtocolError, ehlo_extensions
 
 # RFC 5321 §4.5.3.2: minimum client timeouts.
 GREETING_TIMEOUT = 300.0

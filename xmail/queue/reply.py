@@ -1,9 +1,9 @@
 # -*- test-case-name: tests.queue.test_reply -*-
-"""Sans-IO pieces of the outbound SMTP client: reply framing and dot-stuffing.
+"""Sans-IO pieces of the outbound SMTP client: reply framing.
 
 Nothing here touches a socket.  `ReplyParser.feed(bytes)` returns the
-complete replies seen so far and keeps any partial line, bounded in size;
-`DotStuffer` turns a CRLF message into the DATA stream chunk by chunk.
+complete replies seen so far and keeps any partial line, bounded in size.
+Dot-stuffing of the DATA stream is `xmail.message.dotstuff.DotStuffer`.
 """
 
 from __future__ import annotations
@@ -138,32 +138,3 @@ def ehlo_extensions(reply: Reply) -> dict[str, str]:
         if keyword:
             extensions[keyword.upper()] = params.strip()
     return extensions
-
-
-class DotStuffer:
-    """RFC 5321 §4.5.2: a line that begins with "." gets one more "." in the
-    DATA stream; `finish()` returns the terminating CRLF.CRLF.
-
-    Input is expected with CRLF line endings (the spool normalizes); state
-    carries over chunk boundaries, so any chunking gives the same output.
-    """
-
-    def __init__(self) -> None:
-        self._at_line_start = True
-        self._tail = b""  # the last two bytes written
-
-    def feed(self, chunk: bytes) -> bytes:
-        if not chunk:
-            return b""
-        out = chunk.replace(b"\n.", b"\n..")
-        if self._at_line_start and chunk.startswith(b"."):
-            out = b"." + out
-        self._at_line_start = chunk.endswith(b"\n")
-        self._tail = (self._tail + chunk)[-2:]
-        return out
-
-    def finish(self) -> bytes:
-        # The terminator must follow a CRLF, never a bare LF (SMTP smuggling).
-        if self._tail in (b"", b"\r\n"):
-            return b".\r\n"
-        return b"\r\n.\r\n"

@@ -2,7 +2,7 @@
 """Durable append: the path every new message takes into a folder.
 
 1. read the source, normalise bare LF to CRLF, parse it once for the index
-   cache (xmail.store.parse);
+   cache (xmail.message);
 2. size, quota and send-save dedup checks from a read transaction;
 3. tmp/ -> fsync -> link into cur/ with ":2,FLAGS" -> unlink tmp -> fsync
    cur/ (shared with concurrent writers);
@@ -51,7 +51,7 @@ class Prepared:
 def parse_meta(data: bytes) -> bytes:
     """The encoded MessageMeta of data; an empty one if the parser fails."""
     try:
-        from xmail.store.parse import parse_message
+        from xmail.message import parse_message
     except ImportError:
         # The MIME parser lands separately; until then nothing is cached.
         return encode_meta(MessageMeta())

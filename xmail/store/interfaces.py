@@ -16,10 +16,12 @@ Conventions:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from zope.interface import Attribute, Interface
+
+from xmail.message import MessageMeta  # noqa: F401  (re-exported)
 
 # --- errors ---------------------------------------------------------------
 
@@ -146,21 +148,8 @@ class RecycledMessage:
     subject: str = ""
 
 
-@dataclass(slots=True)
-class MessageMeta:
-    """Parse results cached in the index at delivery (see xmail.store.parse).
-
-    `structure` is a JSON-friendly tree the IMAP layer turns into ENVELOPE and
-    BODYSTRUCTURE without opening the file; `headers` holds the header fields
-    clients list (From, To, Cc, Subject, Date, Message-ID, ...), decoded;
-    `text` is a bounded, decoded, case-folded digest of the text parts for
-    SEARCH BODY/TEXT; the parser fills it in, the index does not keep it
-    (it goes to the full-text index), so IFolder.meta() returns it empty.
-    """
-
-    structure: dict[str, Any] = field(default_factory=dict)
-    headers: dict[str, str] = field(default_factory=dict)
-    text: str = ""
+# MessageMeta lives on the ground floor (xmail.message.mime); the store's
+# interfaces name it, so it is re-exported here.
 
 
 # --- interfaces ------------------------------------------------------------

@@ -20,10 +20,11 @@ below the root that starts with ".".
 
 from __future__ import annotations
 
-import base64
 import os
 import re
 
+from xmail import addresses
+from xmail.message import mutf7
 from xmail.store.interfaces import FolderNotAllowed, InvalidFolderName, StoreError
 
 DELIMITER = "/"
@@ -99,42 +100,14 @@ def parent_names(name: str) -> list[str]:
 # --- modified UTF-7, RFC 3501 §5.1.3 ------------------------------------------
 
 
-def _b64_utf16(chunk: str) -> str:
-    raw = chunk.encode("utf-16-be")
-    return base64.b64encode(raw).decode("ascii").rstrip("=").replace("/", ",")
-
-
 def encode_mutf7(text: str) -> str:
-    out: list[str] = []
-    pending: list[str] = []
-    for ch in text:
-        if 0x20 <= ord(ch) <= 0x7E:
-            if pending:
-                out.append("&" + _b64_utf16("".join(pending)) + "-")
-                pending = []
-            out.append("&-" if ch == "&" else ch)
-        else:
-            pending.append(ch)
-    if pending:
-        out.append("&" + _b64_utf16("".join(pending)) + "-")
-    return "".join(out)
-
-
-_MUTF7_SHIFT = re.compile(r"&([A-Za-z0-9+,]*)-")
+    return mutf7.encode(text)
 
 
 def decode_mutf7(text: str) -> str:
-    def shift(m: re.Match[str]) -> str:
-        body = m.group(1)
-        if not body:
-            return "&"
-        raw = body.replace(",", "/")
-        raw += "=" * (-len(raw) % 4)
-        return base64.b64decode(raw).decode("utf-16-be")
-
     try:
-        return _MUTF7_SHIFT.sub(shift, text)
-    except (ValueError, UnicodeDecodeError) as e:
+        return mutf7.decode(text)
+    except ValueError as e:
         raise InvalidFolderName(f"bad modified UTF-7 in {text!r}") from e
 
 
@@ -173,24 +146,15 @@ def folder_name_from_dirname(dirname: str) -> str | None:
 
 # --- addresses -> user roots -------------------------------------------------------
 
-_DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
 _LOCAL_SAFE = frozenset("abcdefghijklmnopqrstuvwxyz0123456789!#$&'*+-=?^_`{|}~.")
 
 
 def canonical_address(address: str) -> str:
-    address = address.strip().lower()
-    local, at, domain = address.rpartition("@")
-    if not at or not local or not domain or len(address) > 320:
-        raise StoreError(f"not a mailbox address: {address!r}")
+    """The one address rule (xmail.addresses); StoreError when it is not one."""
     try:
-        domain = domain.encode("idna").decode("ascii") if not domain.isascii() else domain
-    except UnicodeError as e:
-        raise StoreError(f"bad domain in {address!r}") from e
-    if not _DOMAIN.match(domain):
-        raise StoreError(f"bad domain in {address!r}")
-    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in local):
-        raise StoreError(f"bad local part in {address!r}")
-    return f"{local}@{domain}"
+        return addresses.normalize_address(address)
+    except addresses.AddressError as e:
+        raise StoreError(f"not a mailbox address: {address!r} ({e})") from None
 
 
 def _escape_local(local: str) -> str:

@@ -30,11 +30,11 @@ from typing import Any
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from xmail.message import parse_message
 from xmail.store import maildir, names
 from xmail.store.delivery import parse_meta, place_keywords, subject_of, system_letters
 from xmail.store.fulltext import rowid
 from xmail.store.index import UidIndex
-from xmail.store.parse import parse_message
 
 _log = Logger()
 DELETED_PREFIX = "..deleted."  # xmail.store.mailbox renames a deleted folder to this first

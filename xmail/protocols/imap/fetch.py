@@ -3,7 +3,7 @@
 except reading the byte ranges a caller hands a file object for.
 
 Everything here takes `structure`, the `MessageMeta.structure` dict built by
-`xmail.store.parse.parse_message` at delivery (layout in that module's
+`xmail.message.parse_message` at delivery (layout in that module's
 docstring).  Nothing re-parses the message file except `structure_of`, for
 a message whose cache is missing.
 
@@ -75,9 +75,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+from xmail.message import STRUCTURE_VERSION, parse_message
 from xmail.protocols.imap.model import FetchAtt, Section
 from xmail.store.interfaces import MessageMeta
-from xmail.store.parse import STRUCTURE_VERSION, parse_message
 
 __all__ = [
     "FileRange", "HeaderSelection", "Selection", "apply_partial", "filter_header", "iter_selection",

@@ -7,8 +7,8 @@
 - str / bytes -> a quoted string when it can be one, else a literal
 - list / tuple -> a parenthesised, space-separated list
 
-Mailbox names travel as modified UTF-7 (RFC 3501 §5.1.3) via the
-``imap4-utf-7`` codec that twisted.mail registers.
+Mailbox names travel as modified UTF-7 (RFC 3501 §5.1.3) via the one codec,
+xmail.message.mutf7.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import twisted.mail.imap4  # noqa: F401  (registers the "imap4-utf-7" codec)
+from xmail.message import mutf7
 
 
 class Raw(bytes):
@@ -91,7 +91,7 @@ def render(value: Any) -> bytes:
 
 def encode_mailbox(name: str) -> bytes:
     """Modified UTF-7 wire form of a Unicode folder name."""
-    return name.encode("imap4-utf-7")
+    return mutf7.encode(name).encode("ascii")
 
 
 def decode_mailbox(raw: bytes) -> str:
@@ -99,12 +99,9 @@ def decode_mailbox(raw: bytes) -> str:
     not allowed by RFC 3501 but common) are accepted as UTF-8."""
     if any(b >= 0x80 for b in raw):
         return raw.decode("utf-8")
-    name = raw.decode("imap4-utf-7")
-    if name.encode("imap4-utf-7") != raw:
-        # The codec is lenient ("&Jjo" without "-" decodes); a name must be
-        # canonical so that it comes back byte for byte in LIST.
-        raise ValueError("mailbox name is not canonical modified UTF-7")
-    return name
+    # Strict: a name must be canonical so that it comes back byte for byte
+    # in LIST (ValueError otherwise).
+    return mutf7.decode(raw.decode("ascii"))
 
 
 def mailbox(name: str) -> bytes:

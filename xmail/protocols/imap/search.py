@@ -60,6 +60,15 @@ from collections.abc import Callable, Iterable
 from datetime import date, datetime
 from typing import Any
 
+from xmail.message import (
+    TEXT_DIGEST_LIMIT,
+    decode_header_bytes,
+    decode_words,
+    extract_text,
+    parse_message,
+    scan_header_section,
+    searchable,
+)
 from xmail.protocols.imap.model import (
     STAR,
     SearchAnd,
@@ -70,13 +79,6 @@ from xmail.protocols.imap.model import (
     SeqSet,
 )
 from xmail.store.interfaces import MessageMeta, MessageRecord, NoSuchMessage
-from xmail.store.parse import (
-    TEXT_DIGEST_LIMIT,
-    decode_header_bytes,
-    decode_words,
-    extract_text,
-    parse_message,
-)
 
 __all__ = ["SearchError", "needs_message_data", "run_search", "SeqSetMatcher"]
 
@@ -87,8 +89,9 @@ _HEADER_BATCH = 256  # records whose headers one folder.headers_many call reads
 _GONE = object()  # marks a UID a bulk read asked for and did not get
 _META_BATCH = 32  # the same for folder.metas_many; a meta may hold 256 KiB of text
 _MAX_FILE_TEXT = 64 << 20  # bytes of a message read for BODY / TEXT when the digest was cut
+_MAX_SEARCH_TEXT = 16 << 20  # characters of body text BODY / TEXT look at (linear scan, bounded)
 
-# Cached in MessageMeta.headers by xmail.store.parse (lower-case names).
+# Cached in MessageMeta.headers by xmail.message (lower-case names).
 _CACHED_FIELDS = frozenset(("from", "to", "cc", "bcc", "subject", "date", "message-id",
                             "in-reply-to", "references", "reply-to", "sender"))
 _FLAG_KEYS = {
@@ -98,7 +101,7 @@ _FLAG_KEYS = {
     "FLAGGED": ("\\Flagged", True), "UNFLAGGED": ("\\Flagged", False),
     "SEEN": ("\\Seen", True), "UNSEEN": ("\\Seen", False),
 }
-_ADDRESS_KEYS = {"FROM": "from", "TO": "to", "CC": "cc", "BCC": "bcc", "SUBJECT": "subject"}
+_ADDRESS_KEYS = {"FROM": "from", "TO": "to", "CC": "cc", "BCC": "bcc"}
 
 
 class SearchError(ValueError):
@@ -128,7 +131,7 @@ def needs_message_data(expr: SearchExpr) -> bool:
     """True when evaluating expr may read metadata or files (not just records)."""
     if isinstance(expr, SearchKey):
         return expr.name in _ADDRESS_KEYS or expr.name in (
-            "HEADER", "BODY", "TEXT", "SENTBEFORE", "SENTON", "SENTSINCE")
+            "SUBJECT", "HEADER", "BODY", "TEXT", "SENTBEFORE", "SENTON", "SENTSINCE")
     if isinstance(expr, SearchNot):
         return needs_message_data(expr.key)
     if isinstance(expr, SearchOr):
@@ -307,29 +310,15 @@ class _MessageData:
                 self._full_text = meta.text
             else:
                 with self.folder.open_message(uid) as file:
-                    self._full_text = extract_text(file.read(_MAX_FILE_TEXT))
+                    self._full_text = extract_text(file.read(_MAX_FILE_TEXT), _MAX_SEARCH_TEXT)
         return self._full_text
 
 
 def _field_values(block: bytes, name: str) -> list[str]:
-    """Decoded, case-folded values of every occurrence of a field."""
-    values = []
-    current: list[str] | None = None
-    for line in decode_header_bytes(block).split("\n"):
-        line = line.rstrip("\r")
-        if line[:1] in (" ", "\t"):
-            if current is not None:
-                current.append(line)
-            continue
-        if current is not None:
-            values.append(decode_words("".join(current).strip()).casefold())
-            current = None
-        colon = line.find(":")
-        if colon > 0 and line[:colon].rstrip(" \t").lower() == name:
-            current = [line[colon + 1:]]
-    if current is not None:
-        values.append(decode_words("".join(current).strip()).casefold())
-    return values
+    """Decoded, case-folded values of every occurrence of a field, read by
+    the one header reader (xmail.message.headers)."""
+    return [decode_words(value).casefold()
+            for _key, value in scan_header_section(block, frozenset((name,))).fields]
 
 
 def _whole_header_text(block: bytes) -> str:
@@ -459,8 +448,10 @@ class _Compiler:
             return (lambda r, s, d: r.modseq >= modseq), 0
         if name in ("SENTBEFORE", "SENTON", "SENTSINCE"):
             return self.sent_date(name, _date_arg(key)), 1
+        if name == "SUBJECT":
+            return self.header("subject", _str_arg(key))
         if name in _ADDRESS_KEYS:
-            return self.header(_ADDRESS_KEYS[name], _str_arg(key))
+            return self.address(_ADDRESS_KEYS[name], _str_arg(key)), 1
         if name == "HEADER":
             if len(key.args) != 2:
                 raise SearchError("HEADER needs a field name and a string")
@@ -487,6 +478,22 @@ class _Compiler:
         if name == "SENTON":
             return lambda r, s, d: sent_day(r, d) == wanted
         return lambda r, s, d: sent_day(r, d) >= wanted
+
+    def address(self, field: str, needle: str) -> Predicate:
+        """FROM / TO / CC / BCC match the addresses as parsed by the one
+        address grammar (xmail.message.address): display names and
+        local@domain, never comments or quoting (issue 15), so that
+        `"x" <a@b.c> (comment z)` matches "a@b" and "x" but not "comment".
+        An empty string matches every message that has the field."""
+        folded = needle.casefold()
+
+        def matches(r: MessageRecord, s: int, d: _MessageData) -> bool:
+            value = d.headers(r.uid).get(field)
+            if value is None:
+                return False
+            return not folded or folded in searchable(value)
+
+        return matches
 
     def header(self, field: str, needle: str) -> tuple[Predicate, int]:
         folded = needle.casefold()

@@ -18,7 +18,7 @@ for SORT and sends them as they are for UID SORT.
 
 Sort keys come from the index only, never from the message files:
 MessageRecord.internaldate / .size and the derived header keys that
-xmail.store.parse caches at delivery (":sent-ts", ":base-subject",
+xmail.message caches at delivery (":sent-ts", ":base-subject",
 ":sort-from", ":sort-to", ":sort-cc", ":display-from", ":display-to"),
 read with `folder.headers_many(uids)` in batches.
 
@@ -44,10 +44,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from xmail.message import base_subject
 from xmail.protocols.imap.model import SearchAnd
 from xmail.protocols.imap.tokenizer import String
 from xmail.store.interfaces import MessageRecord
-from xmail.store.parse import base_subject
 
 __all__ = [
     "ESORT_RETURNS", "HEADER_BATCH", "SORT_KEYS", "SortArgs", "SortCriteria", "SortCriterion",

@@ -3,7 +3,7 @@
 and response codes (RFC 2449 §8, RFC 3206).
 
 parser.py   sans-IO command lines in, events out (bounded lines)
-dotstuff.py sans-IO multi-line response encoder (dot-stuffing, CRLF, TOP)
+(dot-stuffing of responses: xmail.message.dotstuff)
 session.py  the state machine and the one command table
 maildrop.py the RFC 1939 §8 exclusive-access lock
 server.py   the Twisted Protocol (thin glue), streaming, POP3Factory

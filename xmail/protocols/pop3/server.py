@@ -28,8 +28,8 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from xmail.context import ServerContext
+from xmail.message.dotstuff import MultilineEncoder
 from xmail.ops import metrics
-from xmail.protocols.pop3.dotstuff import MultilineEncoder
 from xmail.protocols.pop3.maildrop import IMaildropLocks, locks_for
 from xmail.protocols.pop3.parser import NEED_DATA, CommandParser
 from xmail.protocols.pop3.session import POP3Session, State

@@ -29,7 +29,7 @@ from twisted.logger import Logger
 
 from xmail.auth.credentials import login_credentials
 from xmail.auth.interfaces import AccountDisabled, IMailAccount, LoginUnavailable
-from xmail.protocols.pop3.dotstuff import MultilineEncoder
+from xmail.message.dotstuff import MultilineEncoder
 from xmail.protocols.pop3.maildrop import IMaildropLocks
 from xmail.protocols.pop3.parser import BadLine, Command, SaslResponse
 from xmail.store.interfaces import NoSuchMessage, StoreError

@@ -21,6 +21,7 @@ from twisted.logger import Logger
 
 from xmail.auth.credentials import login_credentials
 from xmail.auth.interfaces import AccountDisabled, IMailAccount, LoginUnavailable
+from xmail.message import mailboxes, scan_header_section
 from xmail.protocols.smtp import replies
 from xmail.protocols.smtp.limits import DailySendCounter
 from xmail.protocols.smtp.replies import Reply
@@ -31,13 +32,14 @@ from xmail.protocols.smtp.session import (
     Envelope,
     SessionInfo,
     add_missing_headers,
-    parse_header_section,
 )
 from xmail.protocols.smtp.spool import MessageSpool, discard_copy
 from xmail.queue.interfaces import QueueRecipient
 from xmail.sendsave import SendSaver
 from xmail.store.interfaces import MessageTooLarge, OverQuota, StoreBusy, StoreError
 
+_AUTHOR_FIELDS = frozenset(("from", "sender"))
+_DATE_FIELD = frozenset(("date",))
 # The Message-ID field, unfolded (RFC 5322 §3.6.4), for logs and send-save.
 _MESSAGE_ID = re.compile(rb"^message-id[ \t]*:((?:[^\r\n]|\r\n[ \t])*)", re.IGNORECASE | re.MULTILINE)
 
@@ -217,26 +219,47 @@ class MailAgent:
             message_id = " ".join(match.group(1).decode("utf-8", "replace").split()) or None
         if self.mode != SUBMISSION:
             return section, message_id, None
-        message = parse_header_section(section)
         assert info.user is not None
-        text = section.decode("utf-8", "replace")
-        from email.parser import HeaderParser
-
-        decoded = HeaderParser().parsestr(text, headersonly=True)
-        senders = [a for _n, a in email.utils.getaddresses([str(v) for v in decoded.get_all("From", [])])
-                   if a]
-        if not senders:
-            return section, message_id, replies.FROM_MISSING
-        for address in senders:
-            if not self.may_send_as(info.user, address):
-                return section, message_id, replies.FROM_NOT_OWNED.format(address, info.user)
+        refusal = self.check_author_fields(info.user, section)
+        if refusal is not None:
+            return section, message_id, refusal
         # RFC 6409 §8.2 / §8.3: a submission server may add Date and Message-ID.
         new_id = None
         if message_id is None:
             message_id = new_id = email.utils.make_msgid(domain=self.hostname)
-        section = add_missing_headers(section, self.hostname, date=message.get("Date") is None,
-                                      message_id=new_id)
+        has_date = scan_header_section(section, _DATE_FIELD).fields != []
+        section = add_missing_headers(section, self.hostname, date=not has_date, message_id=new_id)
         return section, message_id, None
+
+    def check_author_fields(self, user: str, section: bytes) -> Reply | None:
+        """Submission's From/Sender check (RFC 6409 §8 lets the MSA refuse
+        what it will not vouch for).  It reads the header with the store's
+        own reader and address grammar (xmail.message), so the From that
+        ENVELOPE, SEARCH and HEADER.FIELDS show later is the From checked
+        here (issue 16 #8).  Refused: a header section broken by a line that
+        is not a field (readers disagree on where it ends), "From :" or
+        "Sender :" (some readers skip such a field, others read it), more
+        than one From or Sender (RFC 5322 §3.6: at most one each), and any
+        From/Sender address the user may not send as."""
+        header = scan_header_section(section, _AUTHOR_FIELDS)
+        if header.broken:
+            return replies.HEADER_BROKEN
+        for name in ("from", "sender"):
+            if name in header.spaced:
+                return replies.HEADER_SPACED.format(name.capitalize())
+        authors = header.all("from")
+        if len(authors) > 1:
+            return replies.HEADER_REPEATED.format("From")
+        if len(header.all("sender")) > 1:
+            return replies.HEADER_REPEATED.format("Sender")
+        senders = mailboxes(authors[0]) if authors else []
+        if not senders:
+            return replies.FROM_MISSING
+        sender_field = header.first("sender")
+        for address in senders + (mailboxes(sender_field) if sender_field is not None else []):
+            if not self.may_send_as(user, address):
+                return replies.FROM_NOT_OWNED.format(address, user)
+        return None
 
     @defer.inlineCallbacks
     def accept_message(self, info: SessionInfo, envelope: Envelope, spool: MessageSpool) -> Any:

@@ -17,8 +17,6 @@ import binascii
 import email.utils
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from email.parser import BytesHeaderParser
-from email.policy import compat32
 from typing import Any
 
 from twisted.internet import defer
@@ -727,8 +725,3 @@ def add_missing_headers(section: bytes, hostname: str, *, date: bool, message_id
     if section and not section.endswith(b"\r\n"):
         section += b"\r\n"
     return section + extra
-
-
-def parse_header_section(section: bytes) -> Any:
-    """An email.message.Message with only headers (compat32: tolerant of junk)."""
-    return BytesHeaderParser(policy=compat32).parsebytes(section)

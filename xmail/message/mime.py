@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.store.test_parse -*-
+# -*- test-case-name: tests.message.test_mime -*-
 """Parse a message once, at delivery, into what IMAP and SEARCH need later.
 
 `parse_message(data) -> MessageMeta` never raises: broken MIME falls back to
@@ -70,24 +70,51 @@ file instead.
 
 from __future__ import annotations
 
-import binascii
-import codecs
-import html
-import re
+import dataclasses
+from dataclasses import dataclass
 from email.utils import mktime_tz, parsedate_tz
 from typing import Any
 
 from twisted.logger import Logger
 
-from xmail.store.interfaces import MessageMeta
+from xmail.message.address import parse_address_list
+from xmail.message.headers import (
+    codec_for,
+    decode_words,
+    header_fields,
+    param,
+    parse_content_type,
+    parse_disposition,
+    without_comments,
+)
+from xmail.message.subject import base_subject
+from xmail.message.text import decode_transfer, html_to_text
 
 _log = Logger()
+
+
+@dataclass(slots=True)
+class MessageMeta:
+    """Parse results cached in the index at delivery.
+
+    `structure` is a JSON-friendly tree the IMAP layer turns into ENVELOPE and
+    BODYSTRUCTURE without opening the file; `headers` holds the header fields
+    clients list (From, To, Cc, Subject, Date, Message-ID, ...), decoded;
+    `text` is a bounded, decoded, case-folded digest of the text parts for
+    SEARCH BODY/TEXT; the parser fills it in, the store's index does not keep
+    it (it goes to the full-text index), so IFolder.meta() returns it empty.
+    """
+
+    structure: dict[str, Any] = dataclasses.field(default_factory=dict)
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    text: str = ""
 
 STRUCTURE_VERSION = 1
 TEXT_DIGEST_LIMIT = 256 * 1024  # characters of MessageMeta.text
 MAX_DEPTH = 24  # nested multiparts / message/rfc822 before we stop descending
 MAX_PARTS = 2000  # body parts in one message before we stop splitting
-MISSING_HOST = ".MISSING-HOST-NAME."  # what Dovecot uses; NIL host would read as a group
+MAX_REFERENCES = 100  # message ids kept of a References field: the first and the last 99
+MAX_DATE_CHARS = 256  # a Date field longer than this is not a date
 
 ENVELOPE_FIELDS = ("date", "subject", "from", "sender", "reply-to", "to", "cc", "bcc",
                    "in-reply-to", "message-id")
@@ -132,347 +159,14 @@ def fallback_meta(data: bytes) -> MessageMeta:
                        headers={}, text="")
 
 
-# --- header fields ------------------------------------------------------------
-
-
-def decode_header_bytes(raw: bytes) -> str:
-    """8-bit header bytes as text: UTF-8 (RFC 6532), else Latin-1."""
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
-
-
-def header_fields(block: bytes, wanted: frozenset[str] | None = None) -> dict[str, str]:
-    """Unfolded raw values of a header block, first occurrence of each field.
-
-    RFC 5322 §2.2.3 unfolding: a CRLF followed by WSP is removed.  Lines that
-    are not fields (no colon) are skipped.  Names are lower-cased, values
-    stripped; wanted limits the result to those names.
-    """
-    out: dict[str, str] = {}
-    name: str | None = None
-    value: list[str] = []
-    for line in decode_header_bytes(block).split("\n"):
-        if line.endswith("\r"):
-            line = line[:-1]
-        if line[:1] in (" ", "\t"):
-            if name is not None:
-                value.append(line)
-            continue
-        if name is not None and name not in out:
-            out[name] = "".join(value).strip()
-        name = None
-        colon = line.find(":")
-        if colon <= 0:
-            continue
-        key = line[:colon].rstrip(" \t").lower()
-        if wanted is not None and key not in wanted:
-            continue
-        name = key
-        value = [line[colon + 1:]]
-    if name is not None and name not in out:
-        out[name] = "".join(value).strip()
-    return out
-
-
-# --- RFC 2047 encoded words ----------------------------------------------------
-
-_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
-_WS_BETWEEN_WORDS = re.compile(r"(\?=)\s+(?==\?)")
-_CHARSET_ALIASES = {
-    "gb2312": "gb18030", "gbk": "gb18030", "x-gbk": "gb18030", "ks_c_5601-1987": "cp949",
-    "iso-8859-8-i": "iso-8859-8", "x-mac-roman": "mac_roman", "unicode-1-1-utf-7": "utf-7",
-    "windows-874": "cp874", "x-user-defined": "latin-1", "us-ascii": "utf-8",
-    "ascii": "utf-8", "unknown-8bit": "utf-8", "x-unknown": "utf-8", "default": "utf-8",
-}
-_codec_cache: dict[str, str] = {}
-
-
-def codec_for(charset: str | None) -> str:
-    """A Python codec name for a MIME charset; unknown ones read as UTF-8.
-
-    US-ASCII reads as UTF-8 because undeclared 8-bit text is UTF-8 far more
-    often than anything else today.
-    """
-    if not charset:
-        return "utf-8"
-    key = charset.strip().strip('"').lower()
-    name = _codec_cache.get(key)
-    if name is None:
-        alias = _CHARSET_ALIASES.get(key, key)
-        try:
-            name = codecs.lookup(alias).name
-        except (LookupError, ValueError):
-            name = "utf-8"
-        if len(_codec_cache) < 512:
-            _codec_cache[key] = name
-    return name
-
-
-def _decode_word(match: re.Match[str]) -> str:
-    charset, kind, text = match.group(1), match.group(2), match.group(3)
-    charset = charset.split("*", 1)[0]  # RFC 2231 §5 language suffix
-    try:
-        if kind in "bB":
-            text = text.rstrip("=")
-            raw = binascii.a2b_base64(text + "=" * (-len(text) % 4), strict_mode=True)
-        else:
-            raw = binascii.a2b_qp(text.encode("ascii", "replace"), header=True)
-    except (binascii.Error, ValueError):
-        return match.group(0)
-    return raw.decode(codec_for(charset), "replace")
-
-
-def decode_words(value: str) -> str:
-    """Decode RFC 2047 encoded words; whitespace between adjacent ones is
-    dropped (RFC 2047 §6.2).  Lenient: words inside quoted strings and words
-    glued to other text are decoded too, as every mail client does."""
-    if "=?" not in value:
+def bounded_references(value: str) -> str:
+    """A References value cut to MAX_REFERENCES message ids: the first (the
+    thread's root) and the most recent ones, as RFC 5322 §3.6.4 suggests
+    when trimming; THREAD and every later reader see a bounded list."""
+    ids = value.split()
+    if len(ids) <= MAX_REFERENCES:
         return value
-    return _ENCODED_WORD.sub(_decode_word, _WS_BETWEEN_WORDS.sub(r"\1", value))
-
-
-# --- structured field values (RFC 2045 §5.1, RFC 2183, RFC 2231) ----------------
-
-# RFC 2045 §5.1 token: US-ASCII CHARs except SPACE, CTLs and tspecials
-_TSPECIAL_TOKEN = re.compile(r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+")
-
-
-def _skip_cfws(s: str, i: int) -> int:
-    n = len(s)
-    while i < n:
-        c = s[i]
-        if c in " \t\r\n":
-            i += 1
-        elif c == "(":
-            depth = 0
-            while i < n:
-                c = s[i]
-                if c == "\\":
-                    i += 2
-                    continue
-                if c == "(":
-                    depth += 1
-                elif c == ")":
-                    depth -= 1
-                    if depth == 0:
-                        i += 1
-                        break
-                i += 1
-        else:
-            break
-    return i
-
-
-def _quoted(s: str, i: int) -> tuple[str, int]:
-    """s[i] is the opening quote; returns (content unescaped, index after)."""
-    out = []
-    i += 1
-    n = len(s)
-    while i < n:
-        c = s[i]
-        if c == "\\" and i + 1 < n:
-            out.append(s[i + 1])
-            i += 2
-            continue
-        if c == '"':
-            return "".join(out), i + 1
-        out.append(c)
-        i += 1
-    return "".join(out), i
-
-
-def parse_params(s: str, i: int) -> list[list[str]]:
-    """`*(";" parameter)` from index i: [[name lower-cased, raw value], ...].
-    RFC 2231 names (`name*`, `name*0*`) are kept as they are: BODYSTRUCTURE
-    passes them through and clients decode them."""
-    params: list[list[str]] = []
-    n = len(s)
-    while i < n:
-        i = _skip_cfws(s, i)
-        if i >= n:
-            break
-        if s[i] == ";":
-            i += 1
-            continue
-        m = _TSPECIAL_TOKEN.match(s, i)
-        if m is None:  # junk: skip to the next ';'
-            j = s.find(";", i + 1)
-            if j < 0:
-                break
-            i = j
-            continue
-        name = m.group(0).lower()
-        i = _skip_cfws(s, m.end())
-        if i >= n or s[i] != "=":
-            j = s.find(";", i)
-            if j < 0:
-                break
-            i = j
-            continue
-        i = _skip_cfws(s, i + 1)
-        if i < n and s[i] == '"':
-            value, i = _quoted(s, i)
-        else:
-            bare = _TSPECIAL_TOKEN.match(s, i)
-            after = _skip_cfws(s, bare.end()) if bare is not None else i
-            if bare is not None and (after >= n or s[after] == ";"):
-                value, i = bare.group(0), after
-            else:
-                # Lenient: a bare value with spaces etc. runs to ';' (common in names).
-                j = s.find(";", i)
-                j = n if j < 0 else j
-                value = s[i:j].strip()
-                i = j
-        if len(params) < 64:
-            params.append([name, value])
-    return params
-
-
-def parse_content_type(value: str) -> tuple[str, str, list[list[str]]] | None:
-    """(type, subtype, params) or None when the value is not a media type."""
-    i = _skip_cfws(value, 0)
-    m = _TSPECIAL_TOKEN.match(value, i)
-    if m is None:
-        return None
-    i = _skip_cfws(value, m.end())
-    if i >= len(value) or value[i] != "/":
-        return None
-    i = _skip_cfws(value, i + 1)
-    m2 = _TSPECIAL_TOKEN.match(value, i)
-    if m2 is None:
-        return None
-    return m.group(0).lower(), m2.group(0).lower(), parse_params(value, m2.end())
-
-
-def parse_disposition(value: str) -> list[Any] | None:
-    i = _skip_cfws(value, 0)
-    m = _TSPECIAL_TOKEN.match(value, i)
-    if m is None:
-        return None
-    return [m.group(0).lower(), parse_params(value, m.end())]
-
-
-def param(params: list[list[str]], name: str) -> str | None:
-    for key, value in params:
-        if key == name:
-            return value
-    return None
-
-
-# --- addresses (RFC 5322 §3.4, with the obsolete forms of §4.4) -------------------
-
-_ADDR_SPECIALS = '()<>[]:;@\\,"'
-
-
-def _address_tokens(s: str) -> list[tuple[str, str]]:
-    """(kind, text): kind is "atom", "qs" (unescaped content), "comment",
-    "dlit" (domain literal incl. brackets) or the special character itself."""
-    toks: list[tuple[str, str]] = []
-    i, n = 0, len(s)
-    while i < n:
-        c = s[i]
-        if c in " \t\r\n":
-            i += 1
-        elif c == '"':
-            text, i = _quoted(s, i)
-            toks.append(("qs", text))
-        elif c == "(":
-            j = _skip_cfws(s, i)
-            toks.append(("comment", s[i + 1:j - 1] if s[j - 1:j] == ")" else s[i + 1:j]))
-            i = j
-        elif c == "[":
-            j = s.find("]", i)
-            j = n - 1 if j < 0 else j
-            toks.append(("dlit", s[i:j + 1]))
-            i = j + 1
-        elif c in _ADDR_SPECIALS:
-            toks.append((c, c))
-            i += 1
-        else:
-            j = i
-            while j < n and s[j] not in _ADDR_SPECIALS and s[j] not in " \t\r\n":
-                j += 1
-            toks.append(("atom", s[i:j]))
-            i = j
-    return toks
-
-
-def _quote_local(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _addr_spec(toks: list[tuple[str, str]]) -> tuple[str, str]:
-    """local-part and domain from the tokens of an addr-spec (comments removed)."""
-    at = max((k for k, t in enumerate(toks) if t[0] == "@"), default=-1)
-    local_toks = toks if at < 0 else toks[:at]
-    domain_toks = [] if at < 0 else toks[at + 1:]
-    local = "".join(_quote_local(t) if kind == "qs" else t for kind, t in local_toks)
-    domain = "".join(t for _kind, t in domain_toks)
-    return local, (domain or MISSING_HOST)
-
-
-def _phrase(toks: list[tuple[str, str]]) -> str | None:
-    words = [t for kind, t in toks if kind in ("atom", "qs", ".", "@", "dlit")]
-    return " ".join(words) if words else None
-
-
-def parse_address_list(value: str) -> list[list[str | None]] | None:
-    """RFC 3501 §7.4.2 address structures for a raw (undecoded) field value.
-
-    Display names keep their RFC 2047 words encoded (clients decode them); an
-    addr-spec followed by a comment, `a@b (Real Name)`, takes the comment as
-    its name.  Returns None when nothing address-like is there (NIL).
-    """
-    toks = _address_tokens(value)
-    out: list[list[str | None]] = []
-    in_group = False
-    i, n = 0, len(toks)
-    while i < n:
-        # Gather up to the next ',' ';' ':' or '<' at this level.
-        start = i
-        while i < n and toks[i][0] not in (",", ";", ":", "<"):
-            i += 1
-        chunk = toks[start:i]
-        stop = toks[i][0] if i < n else ""
-        if stop == ":" and not in_group:
-            out.append([None, None, _phrase(chunk) or "", None])
-            in_group = True
-            i += 1
-            continue
-        if stop == "<":
-            j = i + 1
-            while j < n and toks[j][0] != ">":
-                j += 1
-            inner = [t for t in toks[i + 1:j] if t[0] != "comment"]
-            adl = None
-            colon = next((k for k, t in enumerate(inner) if t[0] == ":"), -1)
-            if colon >= 0 and inner and inner[0][0] == "@":  # obs-route "@a,@b:"
-                adl = "".join(t for _kind, t in inner[:colon]) or None
-                inner = inner[colon + 1:]
-            if inner:
-                local, domain = _addr_spec(inner)
-                out.append([_phrase(chunk), adl, local, domain])
-            i = j + 1
-            # anything up to the next separator (comments, junk) is dropped
-            while i < n and toks[i][0] not in (",", ";"):
-                i += 1
-            stop = toks[i][0] if i < n else ""
-        else:
-            plain = [t for t in chunk if t[0] != "comment"]
-            if plain:
-                comments = [t for kind, t in chunk if kind == "comment"]
-                local, domain = _addr_spec(plain)
-                name = comments[-1].strip() if comments else None
-                out.append([name or None, None, local, domain])
-        if stop == ";" and in_group:
-            out.append([None, None, None, None])
-            in_group = False
-        i += 1
-    if in_group:
-        out.append([None, None, None, None])
-    return out or None
+    return " ".join([ids[0]] + ids[-(MAX_REFERENCES - 1):])
 
 
 # --- dates --------------------------------------------------------------------
@@ -495,45 +189,6 @@ def parse_date_field(value: str) -> tuple[int, str] | None:
 
 
 # --- SORT / THREAD keys (RFC 5256, RFC 5957) ------------------------------------------------
-
-_SUBJ_WS = re.compile(r"\s+")
-_SUBJ_TRAILER = re.compile(r"(?:\s|\(fwd\))+\Z", re.I)  # subj-trailer = "(fwd)" / WSP
-_SUBJ_BLOB = r"\[[^\[\]]*\]\s*"  # subj-blob = "[" *BLOBCHAR "]" *WSP
-_SUBJ_LEADER = re.compile(  # subj-leader = (*subj-blob subj-refwd) / WSP
-    rf"(?:{_SUBJ_BLOB})*(?:re|fwd?)\s*(?:{_SUBJ_BLOB})?:|\s+", re.I)
-_SUBJ_BLOB_AT_START = re.compile(_SUBJ_BLOB)
-
-
-def base_subject(subject: str) -> tuple[str, bool]:
-    """RFC 5256 §2.1 base subject of a decoded subject, and whether the
-    extraction removed reply/forward markers (Re:, Fwd:, "(fwd)", "[fwd: ]"),
-    which THREAD=REFERENCES needs.  The result is not case-folded."""
-    text = _SUBJ_WS.sub(" ", subject)  # (1) tabs and runs of WSP become one space
-    reply = False
-    while True:
-        trailer = _SUBJ_TRAILER.search(text)  # (2)
-        if trailer is not None:
-            reply = reply or "(" in trailer.group(0)
-            text = text[:trailer.start()]
-        while True:  # (5): repeat (3) and (4) until nothing changes
-            changed = False
-            leader = _SUBJ_LEADER.match(text)  # (3)
-            if leader is not None and leader.end() > 0:
-                reply = reply or not leader.group(0).isspace()
-                text = text[leader.end():]
-                changed = True
-            blob = _SUBJ_BLOB_AT_START.match(text)  # (4) unless nothing would be left
-            if blob is not None and text[blob.end():].strip():
-                text = text[blob.end():]
-                changed = True
-            if not changed:
-                break
-        if text[:5].lower() == "[fwd:" and text.endswith("]"):  # (6)
-            text = text[5:-1]
-            reply = True
-            continue
-        return text, reply
-
 
 def sort_keys(env: dict[str, Any], subject: str | None) -> dict[str, str]:
     """Derived ":..." header keys for SORT and THREAD (issue #6):
@@ -563,29 +218,6 @@ def sort_keys(env: dict[str, Any], subject: str | None) -> dict[str, str]:
 
 # --- body text ----------------------------------------------------------------
 
-_HTML_DROP = re.compile(r"<(script|style|head)\b.*?</\1\s*>", re.S | re.I)
-_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]+")
-_HTML_TAG = re.compile(r"<[^>]*>")
-_HTML_BLOCK = re.compile(
-    r"</?(?:p|br|div|tr|td|th|li|ul|ol|h[1-6]|table|blockquote|pre|hr|title|body)\b[^>]*>", re.I)
-
-
-def decode_transfer(raw: bytes, encoding: str) -> bytes:
-    """Undo a Content-Transfer-Encoding leniently (RFC 2045 §6.7, §6.8)."""
-    if encoding == "base64":
-        clean = _NOT_BASE64.sub(b"", raw)  # line breaks, junk and padding
-        if len(clean) % 4 == 1:
-            clean = clean[:-1]  # a lone sextet carries no whole byte
-        clean += b"=" * (-len(clean) % 4)
-        try:
-            return binascii.a2b_base64(clean)
-        except binascii.Error:
-            return b""
-    if encoding == "quoted-printable":
-        return binascii.a2b_qp(raw)
-    return raw
-
-
 def _count_lines(data: bytes, start: int, end: int) -> int:
     if end <= start:
         return 0
@@ -613,8 +245,10 @@ class _MessageParser:
             raw = fields.get(name)
             if raw is not None:
                 headers[name] = decode_words(raw)
+        if "references" in headers:
+            headers["references"] = bounded_references(headers["references"])
         date = fields.get("date")
-        if date is not None:
+        if date is not None and len(date) <= MAX_DATE_CHARS:
             parsed = parse_date_field(date)
             if parsed is not None:
                 headers[":sent-ts"] = str(parsed[0])
@@ -684,7 +318,7 @@ class _MessageParser:
                 part["disp"] = parsed_disp
         lang = fields.get("content-language")
         if lang is not None:
-            tags = [t.strip() for t in re.sub(r"\([^)]*\)", "", lang).split(",") if t.strip()]
+            tags = [t.strip() for t in without_comments(lang).split(",") if t.strip()][:64]
             if tags:
                 part["lang"] = tags
 
@@ -742,8 +376,7 @@ class _MessageParser:
         if part["subtype"] == "html":
             # Inline tags vanish ("<b>x</b>y" reads "xy"), block tags separate
             # words; HTML whitespace is insignificant, so runs collapse.
-            text = _HTML_BLOCK.sub(" ", _HTML_DROP.sub(" ", text))
-            text = " ".join(html.unescape(_HTML_TAG.sub("", text)).split())
+            text = html_to_text(text)
         text = text.replace("\r\n", "\n").casefold()
         if len(text) > room:
             text = text[:room]

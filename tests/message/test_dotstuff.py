@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.protocols.test_pop3_dotstuff -*-
+# -*- test-case-name: tests.message.test_dotstuff -*-
 """The RETR/TOP encoder: whole, byte by byte, and split at every offset."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xmail.protocols.pop3.dotstuff import MultilineEncoder, encode_message
+from xmail.message.dotstuff import MultilineEncoder, encode_message
 
 
 def reference(message: bytes, body_lines: int | None = None) -> bytes:

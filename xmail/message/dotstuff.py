@@ -1,5 +1,10 @@
-# -*- test-case-name: tests.protocols.test_pop3_dotstuff -*-
-"""Sans-IO encoder for the body of a POP3 multi-line response (RETR, TOP).
+# -*- test-case-name: tests.message.test_dotstuff -*-
+"""Dot-stuffing, the one home for it: POP3 multi-line responses (RFC 1939 §3)
+and the outbound SMTP DATA stream (RFC 5321 §4.5.2).  The inbound side
+(unstuffing while DATA is framed) belongs to the SMTP tokenizer.
+
+`MultilineEncoder` — sans-IO encoder for the body of a POP3 multi-line
+response (RETR, TOP).
 
 Message bytes go in as chunks of any size, split anywhere (between CR and
 LF, just before a dot, ...); wire bytes come out.  RFC 1939 §3:
@@ -121,3 +126,32 @@ def encode_message(message: bytes, body_lines: int | None = None) -> bytes:
     """The whole multi-line response body of a message held in memory."""
     encoder = MultilineEncoder(body_lines)
     return encoder.feed(message) + encoder.finish()
+
+
+class DotStuffer:
+    """RFC 5321 §4.5.2: a line that begins with "." gets one more "." in the
+    DATA stream; `finish()` returns the terminating CRLF.CRLF.
+
+    Input is expected with CRLF line endings (the spool normalizes); state
+    carries over chunk boundaries, so any chunking gives the same output.
+    """
+
+    def __init__(self) -> None:
+        self._at_line_start = True
+        self._tail = b""  # the last two bytes written
+
+    def feed(self, chunk: bytes) -> bytes:
+        if not chunk:
+            return b""
+        out = chunk.replace(b"\n.", b"\n..")
+        if self._at_line_start and chunk.startswith(b"."):
+            out = b"." + out
+        self._at_line_start = chunk.endswith(b"\n")
+        self._tail = (self._tail + chunk)[-2:]
+        return out
+
+    def finish(self) -> bytes:
+        # The terminator must follow a CRLF, never a bare LF (SMTP smuggling).
+        if self._tail in (b"", b"\r\n"):
+            return b".\r\n"
+        return b"\r\n.\r\n"

@@ -1,5 +1,5 @@
-# -*- test-case-name: tests.store.test_parse -*-
-"""xmail.store.parse: structure, offsets, decoded headers and the text digest.
+# -*- test-case-name: tests.message.test_mime -*-
+"""xmail.message: structure, offsets, decoded headers and the text digest.
 
 Expectations are derived from the corpus files and the RFCs by hand (the
 byte ranges are checked by slicing the file and comparing with the text we
@@ -18,8 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xmail.store import parse
-from xmail.store.parse import (
+from xmail.message import (
     MISSING_HOST,
     TEXT_DIGEST_LIMIT,
     decode_words,
@@ -29,6 +28,7 @@ from xmail.store.parse import (
     parse_message,
     split_multipart,
 )
+from xmail.message import mime as parse
 
 CORPUS = Path(__file__).parent.parent / "data" / "mime"
 
@@ -439,7 +439,7 @@ def test_mutated_corpus_never_raises(base: bytes, inserts: list[tuple[int, bytes
     ("", "", False),
 ])
 def test_base_subject(subject: str, base: str, reply: bool) -> None:
-    from xmail.store.parse import base_subject
+    from xmail.message import base_subject
 
     assert base_subject(subject) == (base, reply)
 
