@@ -37,7 +37,7 @@ def prepare(server: Any, boot: dict[str, Any]) -> None:
     users = shared.SlotCounters(os.path.join(run_dir, shared.USER_CONNECTIONS), row)
     ctx.peer_connections = shared.SharedPeerConnections(limits.max_connections_per_ip, peers)
     ctx.connections = shared.SharedUserConnections(limits.max_connections_per_user, users)
-    ctx.smtp_send_counter = shared.SharedDailySendCounter(
+    ctx.send_counter = shared.SharedDailySendCounter(
         os.path.join(run_dir, shared.DAILY_SENDS), limits.daily_send_limit)
     ctx.recent_claims = shared.SharedRecentClaims(os.path.join(run_dir, shared.RECENT_CLAIMS))
     share = balance.ConnectionShare(os.path.join(run_dir, shared.WORKER_LOAD), row, ctx.reactor)
