@@ -27,6 +27,7 @@ from xmail import limits, tls
 from xmail.config import Settings
 from xmail.context import ServerContext
 from xmail.ops.metrics import count_connections
+from xmail.preflight import StartupError, bind_error, describe
 from xmail.store.environment import IndexEnvironment
 
 # listener name -> (factory "module:Class", factory keyword arguments, implicit TLS)
@@ -66,14 +67,22 @@ class CoreService(service.Service):
 
     def startService(self) -> None:
         settings = self.ctx.settings
-        os.makedirs(settings.data_dir, mode=0o700, exist_ok=True)
-        for sub in ("mail", "queue", "log"):
-            os.makedirs(settings.path(sub), mode=0o700, exist_ok=True)
+        for path in (settings.data_dir, *(settings.path(sub) for sub in ("mail", "queue", "log"))):
+            try:
+                os.makedirs(path, mode=0o700, exist_ok=True)
+            except OSError as e:
+                raise StartupError(f"[server] data_dir: cannot create {os.path.abspath(path)}: "
+                                   f"{e.strerror or e}") from None
         # As the service user: it must be able to read the certificate for
         # a SIGHUP reload anyway.
         if self.ctx.tls is None:
             self.ctx.tls = tls.ServerTLS(settings)
-        self.ctx.tls.load()
+        try:
+            self.ctx.tls.load()
+        except Exception as e:
+            # preflight checked the files as the user twistd started as;
+            # this is the service user, or a file changed since.
+            raise StartupError(f"[tls] cannot use the certificate: {describe(e)}") from None
         # LMDB must be opened after twistd forks (daemon mode): here, not in
         # makeService.
         self.env = IndexEnvironment(settings.path("index"), reactor=self.ctx.reactor)
@@ -168,6 +177,7 @@ class ListenerService(service.Service):
         self.implicit_tls = implicit_tls
         self.ports: list[IListeningPort] = []
         self._bound = False
+        self._failures: list[str] | None = None  # while _bind collects listen faults
 
     def privilegedStartService(self) -> None:
         self._bind()
@@ -191,11 +201,25 @@ class ListenerService(service.Service):
             if self.ctx.tls is None:
                 self.ctx.tls = tls.ServerTLS(self.ctx.settings)
             factory = TLSMemoryBIOFactory(self.ctx.tls, False, factory)
+        make = endpoints.serverFromString if share is None else share.endpoint
+        self._failures = failures = []
         for description in self.descriptions:
-            make = endpoints.serverFromString if share is None else share.endpoint
-            d = make(self.ctx.reactor, description).listen(factory)
+            try:
+                endpoint = make(self.ctx.reactor, description)
+            except (ValueError, TypeError, KeyError, IndexError) as e:
+                failures.append(f"listener {self.name}: cannot use {description!r}: {e}")
+                continue
+            d = endpoint.listen(factory)
             d.addCallback(self._listening, description)
             d.addErrback(self._failed, description)
+        self._failures = None
+        if failures:
+            # TCP and adopted (systemd) endpoints answer at once: the first
+            # fault is the operator's one line (issue 16).
+            if self.ctx.reactor.running:
+                stop_with_error(failures[0], self.ctx.reactor)
+            else:
+                raise StartupError(failures[0])
 
     def _listening(self, port: IListeningPort, description: str) -> None:
         self.ports.append(port)
@@ -205,15 +229,12 @@ class ListenerService(service.Service):
         self._log.info("{name} listening on {address}", name=self.name, address=port.getHost())
 
     def _failed(self, failure: Any, description: str) -> None:
-        self._log.failure("{name}: cannot listen on {description}", failure, name=self.name,
-                          description=description)
         # A listener that cannot bind is fatal: an operator must see it.
-        from twisted.internet import reactor
-
-        if reactor.running:
-            reactor.stop()
-        else:
-            failure.raiseException()
+        line = bind_error(self.name, description, failure.value)
+        if self._failures is not None:
+            self._failures.append(line)  # _bind reports it
+        else:  # a listen that answered later: stop the daemon
+            stop_with_error(line, self.ctx.reactor)
 
     def stopService(self) -> Any:
         service.Service.stopService(self)
@@ -298,8 +319,60 @@ class XmailService(service.MultiService):
         return self.listeners[name].ports[0].getHost().port
 
 
+class StartupGuard(service.MultiService):
+    """The root service under twistd: a StartupError while starting becomes
+    the operator's one line and exit status 1 (SystemExit), not a traceback
+    and a daemon left running without sockets (issue 16)."""
+
+    def __init__(self, child: service.IService):
+        super().__init__()
+        self.child = child
+        child.setServiceParent(self)
+
+    def privilegedStartService(self) -> None:
+        self._guard(super().privilegedStartService)
+
+    def startService(self) -> None:
+        self._guard(super().startService)
+
+    def _guard(self, start: Callable[[], None]) -> None:
+        try:
+            start()
+        except StartupError as e:
+            # twistd prints it (to its log once it has redirected stderr).
+            raise SystemExit(f"xmail: {e}") from None
+
+
 def makeService(settings: Settings, reactor: Any = None) -> XmailService:
     return XmailService(settings, reactor)
+
+
+# The exit status a daemon stopped by stop_with_error ends with: twistd
+# itself exits 0 once its reactor stops.
+_exit_status: list[int] = []
+
+
+def stop_with_error(line: str, reactor: Any) -> None:
+    """A fault met while running (a listener or a worker that cannot start):
+    log the operator's one line, stop, and exit 1 (see exit_with_status)."""
+    Logger().critical("xmail: {line}", line=line)
+    if not _exit_status:
+        _exit_status.append(1)
+    if reactor.running:
+        reactor.stop()
+
+
+def exit_with_status() -> None:
+    """atexit, registered for twistd and the tac: twistd has stopped the
+    services, removed its pid file and closed its log by now; end with the
+    status stop_with_error recorded instead of twistd's 0."""
+    if _exit_status:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError, AttributeError):
+                pass
+        os._exit(_exit_status[0])
 
 
 def stop_cleanly_on_sigterm(reactor: Any = None) -> None:
