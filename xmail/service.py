@@ -8,7 +8,6 @@ listeners stop accepting and sessions finish before the index closes.
 
 from __future__ import annotations
 
-import importlib
 import os
 import signal
 import sys
@@ -24,30 +23,34 @@ from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from xmail import limits, tls
+from xmail.auth.audit import AuditLog
+from xmail.auth.directory import Directory
+from xmail.auth.realm import make_portal
 from xmail.config import Settings
 from xmail.context import ServerContext
 from xmail.ops.metrics import count_connections
 from xmail.preflight import StartupError, bind_error, describe
+from xmail.protocols.http.server import HTTPFactory
+from xmail.protocols.imap.server import IMAPFactory
+from xmail.protocols.pop3.server import POP3Factory
+from xmail.protocols.smtp.server import SMTPFactory
+from xmail.queue.runner import DeliveryQueue
 from xmail.store.environment import IndexEnvironment
+from xmail.store.mailstore import MailStore
 
-# listener name -> (factory "module:Class", factory keyword arguments, implicit TLS)
-PROTOCOLS: dict[str, tuple[str, dict[str, Any], bool]] = {
-    "smtp": ("xmail.protocols.smtp.server:SMTPFactory", {"mode": "mx"}, False),
-    "submission": ("xmail.protocols.smtp.server:SMTPFactory", {"mode": "submission"}, False),
-    "submissions": ("xmail.protocols.smtp.server:SMTPFactory", {"mode": "submission"}, True),
-    "pop3": ("xmail.protocols.pop3.server:POP3Factory", {}, False),
-    "pop3s": ("xmail.protocols.pop3.server:POP3Factory", {}, True),
-    "imap": ("xmail.protocols.imap.server:IMAPFactory", {}, False),
-    "imaps": ("xmail.protocols.imap.server:IMAPFactory", {}, True),
-    "http": ("xmail.protocols.http.server:HTTPFactory", {}, False),
+# listener name -> (protocol factory, factory keyword arguments, implicit TLS)
+PROTOCOLS: dict[str, tuple[Callable[..., Any], dict[str, Any], bool]] = {
+    "smtp": (SMTPFactory, {"mode": "mx"}, False),
+    "submission": (SMTPFactory, {"mode": "submission"}, False),
+    "submissions": (SMTPFactory, {"mode": "submission"}, True),
+    "pop3": (POP3Factory, {}, False),
+    "pop3s": (POP3Factory, {}, True),
+    "imap": (IMAPFactory, {}, False),
+    "imaps": (IMAPFactory, {}, True),
+    "http": (HTTPFactory, {}, False),
 }
 
 RECYCLE_PURGE_INTERVAL = 3600.0  # seconds between Recycle purges
-
-
-def _load(dotted: str) -> Any:
-    module, _, name = dotted.partition(":")
-    return getattr(importlib.import_module(module), name)
 
 
 class CoreService(service.Service):
@@ -88,19 +91,12 @@ class CoreService(service.Service):
         self.env = IndexEnvironment(settings.path("index"), reactor=self.ctx.reactor)
         self.env.open()
         self.env.start_writer()
-        from xmail.auth.audit import AuditLog
-        from xmail.auth.directory import Directory
-        from xmail.auth.realm import make_portal
-        from xmail.store.mailstore import MailStore
-
         self.ctx.audit = AuditLog(settings)
         self.ctx.directory = Directory(self.env, settings)
         self.ctx.store = MailStore(self.env, settings, self.ctx.directory, self.ctx.reactor)
         self.ctx.portal = make_portal(self.ctx.directory, self.ctx.store, settings, self.ctx.reactor)
         self.ctx.store.start()
         self.ctx.audit.user_directory = self.ctx.directory  # classifies recipients before start()
-        from xmail.queue.runner import DeliveryQueue
-
         # Every worker enqueues; only the singleton runner sends.
         self.ctx.queue = DeliveryQueue(self.env, settings, self.ctx.store, self.ctx.directory,
                                        self.ctx.reactor, audit=self.ctx.audit)
@@ -267,11 +263,11 @@ class XmailService(service.MultiService):
         if prepare is not None:
             prepare(self)
         self.listeners: dict[str, ListenerService] = {}
-        for name, (factory_path, kwargs, implicit_tls) in PROTOCOLS.items():
+        for name, (make_factory, kwargs, implicit_tls) in PROTOCOLS.items():
             descriptions = getattr(settings.listen, name)
             if not descriptions:
                 continue
-            factory = _load(factory_path)(self.ctx, implicit_tls=implicit_tls, **kwargs)
+            factory = make_factory(self.ctx, implicit_tls=implicit_tls, **kwargs)
             listener = ListenerService(name, self.ctx, descriptions, factory, implicit_tls)
             listener.setServiceParent(self)
             self.listeners[name] = listener
