@@ -27,7 +27,7 @@ from xmail.auth.audit import AuditLog
 from xmail.auth.directory import Directory
 from xmail.auth.realm import make_portal
 from xmail.config import Settings
-from xmail.context import ServerContext
+from xmail.context import ServerContext, SharedTables
 from xmail.ops.metrics import count_connections
 from xmail.preflight import StartupError, bind_error, describe
 from xmail.protocols.http.server import HTTPFactory
@@ -58,14 +58,14 @@ class CoreService(service.Service):
 
     _log = Logger()
 
-    def __init__(self, ctx: ServerContext):
+    def __init__(self, ctx: ServerContext, leader: Callable[[Callable[[], None]], Any] | None = None):
+        """leader: with several workers, makes the one leader election
+        (xmail.workers.leader.LeaderElection) that calls start_singletons()
+        in the worker that leads; None: this process runs them at once."""
         self.ctx = ctx
         self.env: IndexEnvironment | None = None
         self._purge: task.LoopingCall | None = None
-        # Several workers (issue #9): a xmail.workers.leader.LeaderElection
-        # that calls start_singletons() in the one worker that leads.
-        # None: this process runs them at once.
-        self.leader: Any = None
+        self.leader: Any = None if leader is None else leader(self.start_singletons)
         self.singletons = False
 
     def startService(self) -> None:
@@ -243,25 +243,28 @@ class ListenerService(service.Service):
 class XmailService(service.MultiService):
     """The whole server; `ctx` and `listeners` are there for tests."""
 
-    def __init__(self, settings: Settings, reactor: Any = None, *,
-                 prepare: Callable[[XmailService], None] | None = None):
-        """prepare(self) runs before the listeners and protocol factories
-        are built: a worker (xmail.workers.runtime) puts its shared
-        counters into ctx there."""
+    def __init__(self, settings: Settings, reactor: Any = None, *, shared: SharedTables | None = None,
+                 leader: Callable[[Callable[[], None]], Any] | None = None):
+        """shared: the tables a worker shares with the others
+        (xmail.workers.runtime); leader: its leader election for the
+        singleton jobs.  Both None: one process on its own."""
         super().__init__()
         if reactor is None:
             from twisted.internet import reactor as default_reactor
 
             reactor = default_reactor
+        shared = shared or SharedTables()
         self.settings = settings
-        self.ctx = ServerContext(settings=settings, reactor=reactor)
-        self.ctx.connections = limits.UserConnections(settings.limits.max_connections_per_user)
-        self.ctx.peer_connections = limits.PeerConnections(settings.limits.max_connections_per_ip)
+        caps = settings.limits
+        self.ctx = ServerContext(
+            settings=settings, reactor=reactor,
+            connections=shared.connections or limits.UserConnections(caps.max_connections_per_user),
+            peer_connections=shared.peer_connections or limits.PeerConnections(caps.max_connections_per_ip),
+            send_counter=shared.send_counter, recent_claims=shared.recent_claims,
+            accept_share=shared.accept_share)
         self._previous_sighup: Any = None
-        self.core = CoreService(self.ctx)
+        self.core = CoreService(self.ctx, leader)
         self.core.setServiceParent(self)
-        if prepare is not None:
-            prepare(self)
         self.listeners: dict[str, ListenerService] = {}
         for name, (make_factory, kwargs, implicit_tls) in PROTOCOLS.items():
             descriptions = getattr(settings.listen, name)

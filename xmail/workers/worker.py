@@ -132,7 +132,8 @@ def main() -> None:
     from xmail.workers import runtime
 
     settings = worker_settings(boot["settings"], boot["listeners"])
-    server = XmailService(settings, reactor, prepare=lambda svc: runtime.prepare(svc, boot))
+    server = XmailService(settings, reactor, shared=runtime.worker_tables(settings, boot, reactor),
+                          leader=runtime.leader_election(settings, boot, reactor))
 
     failed = []
 
