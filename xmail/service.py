@@ -258,8 +258,11 @@ class XmailService(service.MultiService):
         caps = settings.limits
         self.ctx = ServerContext(
             settings=settings, reactor=reactor,
-            connections=shared.connections or limits.UserConnections(caps.max_connections_per_user),
-            peer_connections=shared.peer_connections or limits.PeerConnections(caps.max_connections_per_ip),
+            # "is None": a table with no entries yet is falsy.
+            connections=(limits.UserConnections(caps.max_connections_per_user)
+                         if shared.connections is None else shared.connections),
+            peer_connections=(limits.PeerConnections(caps.max_connections_per_ip)
+                              if shared.peer_connections is None else shared.peer_connections),
             send_counter=shared.send_counter, recent_claims=shared.recent_claims,
             accept_share=shared.accept_share)
         self._previous_sighup: Any = None
