@@ -23,11 +23,11 @@ from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from xmail import limits, tls
-from xmail.auth.audit import AuditLog
 from xmail.auth.directory import Directory
 from xmail.auth.realm import make_portal
 from xmail.config import Settings
 from xmail.context import ServerContext, SharedTables
+from xmail.ops.audit import AuditLog
 from xmail.ops.metrics import count_connections
 from xmail.preflight import StartupError, bind_error, describe
 from xmail.protocols.http.server import HTTPFactory

@@ -14,10 +14,10 @@ import json
 import pytest
 
 from xmail import cli
-from xmail.auth.audit import AuditLog
 from xmail.config import Settings
 from xmail.ops import queries
 from xmail.ops.admin import redact
+from xmail.ops.audit import AuditLog
 
 T0 = 1795737600.0  # 2026-11-27T00:00:00Z
 DAY = 86400
