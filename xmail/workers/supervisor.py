@@ -230,6 +230,7 @@ class WorkerSupervisor(service.Service):
         self.restarts = 0
         self._failures: dict[int, int] = {}  # worker number -> young deaths in a row
         self._start_failures: dict[int, str | None] = {}  # worker number -> last start fault
+        self._failed = False  # stopping the daemon for a worker that cannot start
         self._pending: dict[int, Any] = {}  # worker number -> delayed restart
         self._previous_sighup: Any = None
         self._umask = 0o077
@@ -338,18 +339,18 @@ class WorkerSupervisor(service.Service):
             del self.processes[process.number]
         if process.pid is not None:
             metrics.worker_gone(self.metrics_dir, process.pid)
-        status = getattr(reason.value, "status", None)
+        exit_code = getattr(reason.value, "exitCode", None)  # not .status: the raw wait status
         signal_number = getattr(reason.value, "signal", None)
-        how = f"killed by signal {signal_number}" if signal_number else f"exit status {status}"
-        if not self.running:
+        how = f"killed by signal {signal_number}" if signal_number else f"exit status {exit_code}"
+        if not self.running or self._failed:
             self._log.info("worker {number} (pid {pid}) stopped ({how})", number=process.number,
                            pid=process.pid, how=how)
             return
-        exit_code = getattr(reason.value, "exitCode", None)
         fault = process.start_failure if exit_code == START_FAILED else None
         if fault is not None and self._start_failures.get(process.number) == fault:
             # The same fault twice: a restart will not cure it (issue 16).
             self._start_failures.pop(process.number, None)
+            self._failed = True  # one line, even if the other workers fail the same way meanwhile
             stop_with_error(f"worker {process.number} cannot start: {fault}", self.reactor)
             return
         self._start_failures[process.number] = fault
