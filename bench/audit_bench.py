@@ -8,8 +8,8 @@ import sys
 import tempfile
 import time
 
-from xmail.auth.audit import AuditLog
 from xmail.config import Settings
+from xmail.ops.audit import AuditLog
 
 
 def main(n: int = 20000) -> None:

@@ -5,8 +5,7 @@ import os
 from twisted.application import service
 
 from xmail.config import ConfigError, load
-from xmail.service import stop_cleanly_on_sigterm
-from xmail.workers.supervisor import make_daemon_service
+from xmail.workers.supervisor import twistd_service
 
 try:
     settings = load(os.environ.get("XMAIL_CONFIG") or None)
@@ -14,6 +13,6 @@ except ConfigError as e:
     raise SystemExit(f"xmail: {e}") from None
 
 application = service.Application("xmail")
-# The supervisor and its workers when [server] workers > 1, as `twistd xmail`.
-make_daemon_service(settings).setServiceParent(application)
-stop_cleanly_on_sigterm()
+# The supervisor and its workers when [server] workers > 1, as `twistd xmail`;
+# a port in use, an unreadable certificate or data_dir: one line, exit 1.
+twistd_service(settings).setServiceParent(application)

@@ -8,10 +8,8 @@ import io
 import os
 import pty
 import select
-import shutil
 import subprocess
 import sys
-import textwrap
 import time
 
 import pytest
@@ -21,15 +19,18 @@ from twisted.cred.error import UnauthorizedLogin
 
 from xmail import cli
 from xmail.auth.interfaces import AccountDisabled, IMailAccount
+from xmail.cli.main import GROUPS, _settings, build_parser
 
 MESSAGE = (b"From: carol@example.org\r\nTo: alice@example.com\r\nSubject: restore me\r\n"
            b"Message-ID: <restore-1@example.org>\r\n\r\nbody\r\n")
 
 
 def run(data_dir, *argv, stdin=""):
-    """xmailctl in this process: (status, stdout, stderr)."""
+    """xmailctl in this process on a data directory it may create (--init):
+    (status, stdout, stderr)."""
     out, err = io.StringIO(), io.StringIO()
-    status = cli.main(["--data", str(data_dir), *argv], stdin=io.StringIO(stdin), stdout=out, stderr=err)
+    status = cli.main(["--data", str(data_dir), "--init", *argv], stdin=io.StringIO(stdin), stdout=out,
+                      stderr=err)
     return status, out.getvalue(), err.getvalue()
 
 
@@ -50,12 +51,14 @@ def login(server, name, password):
 
 
 def test_domain_commands(tmp_path):
-    assert run(tmp_path, "domain", "add", "Example.COM")[0] == 0
+    # A change confirms itself with one line (issue 16).
+    assert run(tmp_path, "domain", "add", "Example.COM") == (0, "domain example.com added\n", "")
     assert run(tmp_path, "domain", "add", "example.org")[0] == 0
-    assert run(tmp_path, "domain", "alias", "example.cn", "--to", "example.com")[0] == 0
+    assert run(tmp_path, "domain", "alias", "example.cn", "--to", "example.com") == (
+        0, "domain example.cn now receives for example.com\n", "")
     assert run(tmp_path, "domain", "list") == (
         0, "example.cn\talias-of\texample.com\nexample.com\nexample.org\n", "")
-    assert run(tmp_path, "domain", "remove", "example.org") == (0, "", "")
+    assert run(tmp_path, "domain", "remove", "example.org") == (0, "domain example.org removed\n", "")
     status, out, err = run(tmp_path, "domain", "add", "example.com")
     assert (status, out, err) == (1, "", "xmailctl: domain example.com already exists\n")
     status, _, err = run(tmp_path, "domain", "alias", "example.hk", "--to", "example.net")
@@ -68,7 +71,7 @@ def test_user_commands(tmp_path):
     run(tmp_path, "domain", "add", "example.com")
     status, out, err = run(tmp_path, "user", "add", "Alice@Example.com", "--password-stdin",
                            "--quota-bytes", "1000000", stdin="first line\nsecond line\n")
-    assert (status, out) == (0, ""), err
+    assert (status, out) == (0, "user alice@example.com added\n"), err
     assert run(tmp_path, "user", "add", "bob@example.com", "--no-password")[0] == 0
     assert run(tmp_path, "user", "list") == (0, "alice@example.com\tenabled\nbob@example.com\tenabled\n", "")
     assert run(tmp_path, "user", "disable", "bob@example.com")[0] == 0
@@ -95,8 +98,9 @@ def test_user_commands(tmp_path):
     env = IndexEnvironment(str(tmp_path / "index"))
     env.open()
     try:
-        stored = Directory(env, cli._settings(cli.build_parser().parse_args(
-            ["--data", str(tmp_path), "domain", "list"]))).credentials("alice@example.com")[1]
+        settings, _ = _settings(build_parser().parse_args(
+            ["--data", str(tmp_path), "domain", "list"]))
+        stored = Directory(env, settings).credentials("alice@example.com")[1]
     finally:
         env.close()
     assert passwords.verify("first line", stored).ok
@@ -139,9 +143,10 @@ def test_user_set_validates_its_arguments(tmp_path):
 def test_alias_commands(tmp_path):
     run(tmp_path, "domain", "add", "example.com")
     run(tmp_path, "user", "add", "alice@example.com", "--no-password")
-    assert run(tmp_path, "alias", "add", "Info@example.com", "alice@example.com")[0] == 0
+    assert run(tmp_path, "alias", "add", "Info@example.com", "alice@example.com") == (
+        0, "alias info@example.com added for alice@example.com\n", "")
     assert run(tmp_path, "alias", "list") == (0, "info@example.com\talice@example.com\n", "")
-    assert run(tmp_path, "alias", "remove", "info@example.com")[0] == 0
+    assert run(tmp_path, "alias", "remove", "info@example.com") == (0, "alias info@example.com removed\n", "")
     assert run(tmp_path, "alias", "list") == (0, "", "")
 
 
@@ -183,34 +188,73 @@ def test_xmail_config_from_the_environment(tmp_path, monkeypatch):
     assert (tmp_path / "envdata" / "index").is_dir()
 
 
-def test_extension_modules_add_command_groups(tmp_path, monkeypatch):
-    package = tmp_path / "ext"
-    package.mkdir()
-    (package / "xmail_test_extension.py").write_text(textwrap.dedent('''
-        def register(subparsers):
-            group = subparsers.add_parser("hello", help="say hello")
-            commands = group.add_subparsers(dest="command", required=True)
-            world = commands.add_parser("world")
-            world.add_argument("name")
-            world.set_defaults(func=world_command)
+def test_every_command_group_is_in_the_one_package():
+    # Plain imports of xmail/cli/*: no plug-in loading that skips a group
+    # whose module fails to import (issue 14).
+    import argparse
 
-        def world_command(ctx, args):
-            ctx.out("hello", args.name, len(ctx.directory.list_domains()))
-    '''))
-    monkeypatch.syspath_prepend(str(package))
-    monkeypatch.setattr(cli, "EXTENSION_MODULES", ["xmail_test_extension", "xmail.no_such_module.cli"])
-    run(tmp_path, "domain", "add", "example.com")
-    assert run(tmp_path, "hello", "world", "there") == (0, "hello\tthere\t1\n", "")
+    assert "importlib" not in open(sys.modules["xmail.cli.main"].__file__).read()
+    parser = build_parser()
+    groups = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert set(groups) == {"domain", "user", "alias", "recycle", "reindex", "queue", "log", "stats", "dns"}
+    for module in GROUPS:
+        assert module.__name__.startswith("xmail.cli.")
 
 
 def test_the_console_script_is_installed(tmp_path):
-    script = shutil.which("xmailctl")
-    if script is None:
-        pytest.skip("xmailctl is not on PATH (package not installed)")
+    # Next to the interpreter running the tests (not whatever is on PATH).
+    script = os.path.join(os.path.dirname(sys.executable), "xmailctl")
+    assert os.path.exists(script), "pip install -e . installs xmailctl next to python"
     proc = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0
-    for group in ("domain", "user", "alias", "recycle", "reindex"):
+    for group in ("domain", "user", "alias", "recycle", "reindex", "queue", "log", "stats", "dns"):
         assert group in proc.stdout
+
+
+@pytest.mark.parametrize("group", ["domain", "user", "alias", "recycle", "queue", "log", "stats", "dns"])
+def test_help_of_every_group(group):
+    # `xmailctl stats --help` crashed on a "%" in a help text (issue 16).
+    proc = subprocess.run([sys.executable, "-m", "xmail.cli", group, "--help"], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"usage: xmailctl {group}")
+
+
+def test_a_data_dir_typo_is_refused_and_nothing_is_created(tmp_path):
+    typo = tmp_path / "xmail-dta"
+    proc = subprocess.run([sys.executable, "-m", "xmail.cli", "--data", str(typo), "domain", "add",
+                           "example.com"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    assert proc.stderr == (f"xmailctl: no xmail data in {typo} (looked for {typo / 'index'}): name the "
+                           "server's with --data DIR or --config FILE, or create a new one with --init\n")
+    assert not typo.exists()
+
+
+def test_run_from_another_directory_is_refused(tmp_path):
+    # No --data, no --config, no $XMAIL_CONFIG: ./xmail-data of the wrong
+    # working directory is not silently created.
+    env = {k: v for k, v in os.environ.items() if k != "XMAIL_CONFIG"}
+    proc = subprocess.run([sys.executable, "-m", "xmail.cli", "user", "list"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert f"no xmail data in {tmp_path / 'xmail-data'}" in proc.stderr
+    assert not (tmp_path / "xmail-data").exists()
+    proc = subprocess.run([sys.executable, "-m", "xmail.cli", "--init", "domain", "add", "example.com"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout) == (0, "domain example.com added\n"), proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "xmail.cli", "domain", "list"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout) == (0, "example.com\n"), proc.stderr
+
+
+def test_a_config_file_may_create_its_data_dir(tmp_path):
+    config = tmp_path / "xmail.toml"
+    config.write_text(f'[server]\ndata_dir = "{tmp_path / "new-data"}"\n')
+    proc = subprocess.run([sys.executable, "-m", "xmail.cli", "--config", str(config), "domain", "add",
+                           "example.com"], capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout) == (0, "domain example.com added\n"), proc.stderr
+    assert (tmp_path / "new-data" / "index").is_dir()
 
 
 def test_password_prompt_on_a_terminal(tmp_path):

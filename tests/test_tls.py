@@ -108,3 +108,18 @@ def test_a_configured_certificate_is_used_and_nothing_is_generated(tmp_path):
         server.stop()
     assert presented == _file_certificate(cert_path)
     assert not os.path.exists(settings.path("tls"))
+
+
+def test_certificate_options_raise_no_deprecation_warning(tmp_path):
+    # pyOpenSSL warns for its own X509/PKey objects (637 warnings a suite
+    # run, issue 14): the files are handed over as cryptography objects.
+    import warnings
+
+    from xmail import tls as tls_module
+
+    cert_pem, key_pem = tls_module._self_signed("mail.test.example")
+    (tmp_path / "cert.pem").write_bytes(cert_pem)
+    (tmp_path / "key.pem").write_bytes(key_pem)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        tls_module._options(str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")).getContext()

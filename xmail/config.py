@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_config -*-
 """TOML configuration -> typed, immutable settings.
 
-Every key of ../shared/DESIGN.md has a default here, so an empty file (or no
+Every key README's Configuration section lists has a default here, so an empty file (or no
 file at all) is the embedded default: data in ./xmail-data and listeners on
 127.0.0.1.  An unknown key or a value of the wrong type is a ConfigError that
 names the key and the file.

@@ -14,6 +14,20 @@ from typing import Any
 from xmail.config import Settings
 
 
+@dataclass(frozen=True, slots=True)
+class SharedTables:
+    """What the processes of one data directory share, built before the
+    server (xmail.workers.runtime.worker_tables) and handed to
+    XmailService at construction; None fields are this process's own
+    (one process, tests).  Nothing patches them into a live context."""
+
+    connections: Any = None  # xmail.limits.UserConnections interface: sessions per user
+    peer_connections: Any = None  # xmail.limits.PeerConnections interface: per client address
+    send_counter: Any = None  # DailySendCounter interface: reached(user), record(user)
+    recent_claims: Any = None  # RecentTracker store: update(key, change)
+    accept_share: Any = None  # xmail.workers.balance.ConnectionShare: endpoint(), start(), stop()
+
+
 @dataclass
 class ServerContext:
     settings: Settings

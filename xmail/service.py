@@ -8,7 +8,6 @@ listeners stop accepting and sessions finish before the index closes.
 
 from __future__ import annotations
 
-import importlib
 import os
 import signal
 import sys
@@ -24,29 +23,34 @@ from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from xmail import limits, tls
+from xmail.auth.directory import Directory
+from xmail.auth.realm import make_portal
 from xmail.config import Settings
-from xmail.context import ServerContext
+from xmail.context import ServerContext, SharedTables
 from xmail.db.environment import IndexEnvironment
+from xmail.ops.audit import AuditLog
 from xmail.ops.metrics import count_connections, index_write
+from xmail.preflight import StartupError, bind_error, describe
+from xmail.protocols.http.server import HTTPFactory
+from xmail.protocols.imap.server import IMAPFactory
+from xmail.protocols.pop3.server import POP3Factory
+from xmail.protocols.smtp.server import SMTPFactory
+from xmail.queue.runner import DeliveryQueue
+from xmail.store.mailstore import MailStore
 
-# listener name -> (factory "module:Class", factory keyword arguments, implicit TLS)
-PROTOCOLS: dict[str, tuple[str, dict[str, Any], bool]] = {
-    "smtp": ("xmail.protocols.smtp.server:SMTPFactory", {"mode": "mx"}, False),
-    "submission": ("xmail.protocols.smtp.server:SMTPFactory", {"mode": "submission"}, False),
-    "submissions": ("xmail.protocols.smtp.server:SMTPFactory", {"mode": "submission"}, True),
-    "pop3": ("xmail.protocols.pop3.server:POP3Factory", {}, False),
-    "pop3s": ("xmail.protocols.pop3.server:POP3Factory", {}, True),
-    "imap": ("xmail.protocols.imap.server:IMAPFactory", {}, False),
-    "imaps": ("xmail.protocols.imap.server:IMAPFactory", {}, True),
-    "http": ("xmail.protocols.http.server:HTTPFactory", {}, False),
+# listener name -> (protocol factory, factory keyword arguments, implicit TLS)
+PROTOCOLS: dict[str, tuple[Callable[..., Any], dict[str, Any], bool]] = {
+    "smtp": (SMTPFactory, {"mode": "mx"}, False),
+    "submission": (SMTPFactory, {"mode": "submission"}, False),
+    "submissions": (SMTPFactory, {"mode": "submission"}, True),
+    "pop3": (POP3Factory, {}, False),
+    "pop3s": (POP3Factory, {}, True),
+    "imap": (IMAPFactory, {}, False),
+    "imaps": (IMAPFactory, {}, True),
+    "http": (HTTPFactory, {}, False),
 }
 
 RECYCLE_PURGE_INTERVAL = 3600.0  # seconds between Recycle purges
-
-
-def _load(dotted: str) -> Any:
-    module, _, name = dotted.partition(":")
-    return getattr(importlib.import_module(module), name)
 
 
 class CoreService(service.Service):
@@ -54,44 +58,45 @@ class CoreService(service.Service):
 
     _log = Logger()
 
-    def __init__(self, ctx: ServerContext):
+    def __init__(self, ctx: ServerContext, leader: Callable[[Callable[[], None]], Any] | None = None):
+        """leader: with several workers, makes the one leader election
+        (xmail.workers.leader.LeaderElection) that calls start_singletons()
+        in the worker that leads; None: this process runs them at once."""
         self.ctx = ctx
         self.env: IndexEnvironment | None = None
         self._purge: task.LoopingCall | None = None
-        # Several workers (issue #9): a xmail.workers.leader.LeaderElection
-        # that calls start_singletons() in the one worker that leads.
-        # None: this process runs them at once.
-        self.leader: Any = None
+        self.leader: Any = None if leader is None else leader(self.start_singletons)
         self.singletons = False
 
     def startService(self) -> None:
         settings = self.ctx.settings
-        os.makedirs(settings.data_dir, mode=0o700, exist_ok=True)
-        for sub in ("mail", "queue", "log"):
-            os.makedirs(settings.path(sub), mode=0o700, exist_ok=True)
+        for path in (settings.data_dir, *(settings.path(sub) for sub in ("mail", "queue", "log"))):
+            try:
+                os.makedirs(path, mode=0o700, exist_ok=True)
+            except OSError as e:
+                raise StartupError(f"[server] data_dir: cannot create {os.path.abspath(path)}: "
+                                   f"{e.strerror or e}") from None
         # As the service user: it must be able to read the certificate for
         # a SIGHUP reload anyway.
         if self.ctx.tls is None:
             self.ctx.tls = tls.ServerTLS(settings)
-        self.ctx.tls.load()
+        try:
+            self.ctx.tls.load()
+        except Exception as e:
+            # preflight checked the files as the user twistd started as;
+            # this is the service user, or a file changed since.
+            raise StartupError(f"[tls] cannot use the certificate: {describe(e)}") from None
         # LMDB must be opened after twistd forks (daemon mode): here, not in
         # makeService.
         self.env = IndexEnvironment(settings.path("index"), reactor=self.ctx.reactor, on_commit=index_write)
         self.env.open()
         self.env.start_writer()
-        from xmail.auth.audit import AuditLog
-        from xmail.auth.directory import Directory
-        from xmail.auth.realm import make_portal
-        from xmail.store.mailstore import MailStore
-
         self.ctx.audit = AuditLog(settings)
         self.ctx.directory = Directory(self.env, settings)
         self.ctx.store = MailStore(self.env, settings, self.ctx.directory, self.ctx.reactor)
         self.ctx.portal = make_portal(self.ctx.directory, self.ctx.store, settings, self.ctx.reactor)
         self.ctx.store.start()
         self.ctx.audit.user_directory = self.ctx.directory  # classifies recipients before start()
-        from xmail.queue.runner import DeliveryQueue
-
         # Every worker enqueues; only the singleton runner sends.
         self.ctx.queue = DeliveryQueue(self.env, settings, self.ctx.store, self.ctx.directory,
                                        self.ctx.reactor, audit=self.ctx.audit)
@@ -168,6 +173,7 @@ class ListenerService(service.Service):
         self.implicit_tls = implicit_tls
         self.ports: list[IListeningPort] = []
         self._bound = False
+        self._failures: list[str] | None = None  # while _bind collects listen faults
 
     def privilegedStartService(self) -> None:
         self._bind()
@@ -191,11 +197,25 @@ class ListenerService(service.Service):
             if self.ctx.tls is None:
                 self.ctx.tls = tls.ServerTLS(self.ctx.settings)
             factory = TLSMemoryBIOFactory(self.ctx.tls, False, factory)
+        make = endpoints.serverFromString if share is None else share.endpoint
+        self._failures = failures = []
         for description in self.descriptions:
-            make = endpoints.serverFromString if share is None else share.endpoint
-            d = make(self.ctx.reactor, description).listen(factory)
+            try:
+                endpoint = make(self.ctx.reactor, description)
+            except (ValueError, TypeError, KeyError, IndexError) as e:
+                failures.append(f"listener {self.name}: cannot use {description!r}: {e}")
+                continue
+            d = endpoint.listen(factory)
             d.addCallback(self._listening, description)
             d.addErrback(self._failed, description)
+        self._failures = None
+        if failures:
+            # TCP and adopted (systemd) endpoints answer at once: the first
+            # fault is the operator's one line (issue 16).
+            if self.ctx.reactor.running:
+                stop_with_error(failures[0], self.ctx.reactor)
+            else:
+                raise StartupError(failures[0])
 
     def _listening(self, port: IListeningPort, description: str) -> None:
         self.ports.append(port)
@@ -205,15 +225,12 @@ class ListenerService(service.Service):
         self._log.info("{name} listening on {address}", name=self.name, address=port.getHost())
 
     def _failed(self, failure: Any, description: str) -> None:
-        self._log.failure("{name}: cannot listen on {description}", failure, name=self.name,
-                          description=description)
         # A listener that cannot bind is fatal: an operator must see it.
-        from twisted.internet import reactor
-
-        if reactor.running:
-            reactor.stop()
-        else:
-            failure.raiseException()
+        line = bind_error(self.name, description, failure.value)
+        if self._failures is not None:
+            self._failures.append(line)  # _bind reports it
+        else:  # a listen that answered later: stop the daemon
+            stop_with_error(line, self.ctx.reactor)
 
     def stopService(self) -> Any:
         service.Service.stopService(self)
@@ -226,31 +243,37 @@ class ListenerService(service.Service):
 class XmailService(service.MultiService):
     """The whole server; `ctx` and `listeners` are there for tests."""
 
-    def __init__(self, settings: Settings, reactor: Any = None, *,
-                 prepare: Callable[[XmailService], None] | None = None):
-        """prepare(self) runs before the listeners and protocol factories
-        are built: a worker (xmail.workers.runtime) puts its shared
-        counters into ctx there."""
+    def __init__(self, settings: Settings, reactor: Any = None, *, shared: SharedTables | None = None,
+                 leader: Callable[[Callable[[], None]], Any] | None = None):
+        """shared: the tables a worker shares with the others
+        (xmail.workers.runtime); leader: its leader election for the
+        singleton jobs.  Both None: one process on its own."""
         super().__init__()
         if reactor is None:
             from twisted.internet import reactor as default_reactor
 
             reactor = default_reactor
+        shared = shared or SharedTables()
         self.settings = settings
-        self.ctx = ServerContext(settings=settings, reactor=reactor)
-        self.ctx.connections = limits.UserConnections(settings.limits.max_connections_per_user)
-        self.ctx.peer_connections = limits.PeerConnections(settings.limits.max_connections_per_ip)
+        caps = settings.limits
+        self.ctx = ServerContext(
+            settings=settings, reactor=reactor,
+            # "is None": a table with no entries yet is falsy.
+            connections=(limits.UserConnections(caps.max_connections_per_user)
+                         if shared.connections is None else shared.connections),
+            peer_connections=(limits.PeerConnections(caps.max_connections_per_ip)
+                              if shared.peer_connections is None else shared.peer_connections),
+            send_counter=shared.send_counter, recent_claims=shared.recent_claims,
+            accept_share=shared.accept_share)
         self._previous_sighup: Any = None
-        self.core = CoreService(self.ctx)
+        self.core = CoreService(self.ctx, leader)
         self.core.setServiceParent(self)
-        if prepare is not None:
-            prepare(self)
         self.listeners: dict[str, ListenerService] = {}
-        for name, (factory_path, kwargs, implicit_tls) in PROTOCOLS.items():
+        for name, (make_factory, kwargs, implicit_tls) in PROTOCOLS.items():
             descriptions = getattr(settings.listen, name)
             if not descriptions:
                 continue
-            factory = _load(factory_path)(self.ctx, implicit_tls=implicit_tls, **kwargs)
+            factory = make_factory(self.ctx, implicit_tls=implicit_tls, **kwargs)
             listener = ListenerService(name, self.ctx, descriptions, factory, implicit_tls)
             listener.setServiceParent(self)
             self.listeners[name] = listener
@@ -298,8 +321,60 @@ class XmailService(service.MultiService):
         return self.listeners[name].ports[0].getHost().port
 
 
+class StartupGuard(service.MultiService):
+    """The root service under twistd: a StartupError while starting becomes
+    the operator's one line and exit status 1 (SystemExit), not a traceback
+    and a daemon left running without sockets (issue 16)."""
+
+    def __init__(self, child: service.IService):
+        super().__init__()
+        self.child = child
+        child.setServiceParent(self)
+
+    def privilegedStartService(self) -> None:
+        self._guard(super().privilegedStartService)
+
+    def startService(self) -> None:
+        self._guard(super().startService)
+
+    def _guard(self, start: Callable[[], None]) -> None:
+        try:
+            start()
+        except StartupError as e:
+            # twistd prints it (to its log once it has redirected stderr).
+            raise SystemExit(f"xmail: {e}") from None
+
+
 def makeService(settings: Settings, reactor: Any = None) -> XmailService:
     return XmailService(settings, reactor)
+
+
+# The exit status a daemon stopped by stop_with_error ends with: twistd
+# itself exits 0 once its reactor stops.
+_exit_status: list[int] = []
+
+
+def stop_with_error(line: str, reactor: Any) -> None:
+    """A fault met while running (a listener or a worker that cannot start):
+    log the operator's one line, stop, and exit 1 (see exit_with_status)."""
+    Logger().critical("xmail: {line}", line=line)
+    if not _exit_status:
+        _exit_status.append(1)
+    if reactor.running:
+        reactor.stop()
+
+
+def exit_with_status() -> None:
+    """atexit, registered for twistd and the tac: twistd has stopped the
+    services, removed its pid file and closed its log by now; end with the
+    status stop_with_error recorded instead of twistd's 0."""
+    if _exit_status:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError, AttributeError):
+                pass
+        os._exit(_exit_status[0])
 
 
 def stop_cleanly_on_sigterm(reactor: Any = None) -> None:

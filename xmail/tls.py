@@ -171,15 +171,12 @@ def _options(cert_path: str, key_path: str) -> ssl.CertificateOptions:
     with open(key_path, "rb") as f:
         key_pem = f.read()
     certs = x509.load_pem_x509_certificates(chain_pem)
-    from OpenSSL import crypto
-
-    leaf = crypto.X509.from_cryptography(certs[0])
-    extra = [crypto.X509.from_cryptography(c) for c in certs[1:]]
-    pkey = crypto.PKey.from_cryptography_key(serialization.load_pem_private_key(key_pem, None))
+    # cryptography objects as they are: pyOpenSSL (>= 24.3) takes them, and
+    # warns (DeprecationWarning, hundreds a test run) for its own X509/PKey.
     return ssl.CertificateOptions(
-        privateKey=pkey,
-        certificate=leaf,
-        extraCertChain=extra,
+        privateKey=serialization.load_pem_private_key(key_pem, None),
+        certificate=certs[0],
+        extraCertChain=certs[1:],
         raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
     )
 

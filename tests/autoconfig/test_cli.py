@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.autoconfig.test_cli -*-
 """`xmailctl dns DOMAIN`, run through xmail.cli.main on a real data directory."""
 
 from __future__ import annotations
@@ -7,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from xmail import cli
+
 from .conftest import PRODUCTION_TOML
 from .test_dnszone import records
-
-cli = pytest.importorskip("xmail.cli")
 
 
 def run(*argv: str) -> tuple[int, str, str]:

@@ -14,17 +14,20 @@ import json
 import pytest
 
 from xmail import cli
-from xmail.auth.audit import AuditLog
 from xmail.config import Settings
+from xmail.ops import queries
 from xmail.ops.admin import redact
+from xmail.ops.audit import AuditLog
 
 T0 = 1795737600.0  # 2026-11-27T00:00:00Z
 DAY = 86400
 
 
 def run(data_dir, *argv):
+    # The logs fixture writes log files only: no index yet (--init).
     out, err = io.StringIO(), io.StringIO()
-    status = cli.main(["--data", str(data_dir), *argv], stdin=io.StringIO(""), stdout=out, stderr=err)
+    status = cli.main(["--data", str(data_dir), "--init", *argv], stdin=io.StringIO(""), stdout=out,
+                      stderr=err)
     return status, out.getvalue(), err.getvalue()
 
 
@@ -103,7 +106,9 @@ def test_stats_traffic(logs):
     assert (alice["sent_internal_bytes"], alice["sent_external_bytes"]) == ("300", "300")
     assert (bob["received_internal_messages"], bob["received_internal_bytes"]) == ("1", "300")
     out = run(logs, "stats", "traffic", "--domain", "example.org")[1]
-    assert out == "2026-11-28\tbob@example.org\t1\t300\t0\t0\t0\t0\t0\t0\n"
+    # A header row names the columns (issue 16), then one record a line.
+    assert out.splitlines() == ["\t".join(queries.TRAFFIC_HEADER),
+                                "2026-11-28\tbob@example.org\t1\t300\t0\t0\t0\t0\t0\t0"]
 
 
 def test_bad_since_is_a_clear_error(logs):
@@ -121,7 +126,7 @@ def test_changes_are_in_the_admin_log_reads_are_not(tmp_path, monkeypatch):
     assert run(tmp_path, "domain", "add", "example.com")[0] == 1  # refused: logged as an error
     assert run(tmp_path, "log", "admin")[0] == 0
     records = [json.loads(line) for line in open(tmp_path / "log" / "admin.log", encoding="utf-8")]
-    assert [r["command"].split(" ", 2)[2] for r in records] == [
+    assert [r["command"].split(" ", 3)[3] for r in records] == [  # after "--data DIR --init"
         "domain add example.com", "user add a@example.com --no-password",
         "user passwd a@example.com --password-hash ***", "domain add example.com"]
     assert {r["operator"] for r in records} == {"carol"}

@@ -10,9 +10,9 @@ import os
 
 from twisted.internet import defer, task
 
-from xmail.auth.audit import AuditLog
 from xmail.config import Settings, parse
 from xmail.ops import logfiles
+from xmail.ops.audit import AuditLog
 
 DAY = 86400
 T0 = 1795737600.0  # 2026-11-27T00:00:00Z

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import PASSWORD
+from xmail.ops import queries
 
 ALICE, BOB = "alice@example.com", "bob@example.com"
 # Remote mail goes to a closed port: it stays queued (temporary failure).
@@ -87,7 +88,8 @@ def test_traffic_statistics_from_real_smtp_deliveries(remote_server: Any) -> Non
     assert bob["sent_internal_messages"] == bob["sent_external_messages"] == "0"
     # One record a line without --csv; a user filter.
     lines = xmailctl(server, "stats", "traffic", "--user", BOB).splitlines()
-    assert len(lines) == 1 and lines[0].split("\t")[1:4] == [BOB, "2", str(sizes[1] + sizes[2])]
+    assert lines[0] == "\t".join(queries.TRAFFIC_HEADER)
+    assert len(lines) == 2 and lines[1].split("\t")[1:4] == [BOB, "2", str(sizes[1] + sizes[2])]
 
 
 def test_usage_with_quota(remote_server: Any) -> None:
@@ -107,8 +109,9 @@ def test_usage_with_quota(remote_server: Any) -> None:
     assert bob["messages_percent"] == "30.0"
     # Alice has the defaults: no byte limit (no percentage), 50000 messages.
     assert rows[ALICE]["bytes_percent"] == "" and rows[ALICE]["messages_limit"] == "50000"
-    assert xmailctl(server, "stats", "usage").splitlines()[1].split("\t")[:3] == [
-        BOB, str(usage.bytes_used), "3"]
+    header, _alice, bob_line = xmailctl(server, "stats", "usage").splitlines()
+    assert header == "\t".join(queries.USAGE_COLUMNS)
+    assert bob_line.split("\t")[:3] == [BOB, str(usage.bytes_used), "3"]
 
 
 def _imap_login(server: Any, user: str, password: str) -> bool:

@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import reactor_running
 from xmail.config import Settings
+from xmail.preflight import StartupError
 from xmail.service import XmailService
 from xmail.workers.supervisor import (
     WorkerSupervisor,
@@ -68,7 +69,7 @@ def test_a_tcp_listener_is_one_listening_socket_for_every_worker() -> None:
 
 
 def test_a_listener_workers_cannot_share_is_refused() -> None:
-    with pytest.raises(ValueError, match="cannot be shared"):
+    with pytest.raises(StartupError, match="cannot be shared"):
         bind_listener(reactor_running(), "http", "unix:/tmp/xmail-test-never.sock")
 
 

@@ -22,15 +22,16 @@ class XmailServiceMaker:
 
     def makeService(self, options: Options):
         from xmail.config import ConfigError, load
-        from xmail.service import stop_cleanly_on_sigterm
-        from xmail.workers.supervisor import make_daemon_service
+        from xmail.workers.supervisor import twistd_service
 
         try:
             settings = load(options["config"])
         except ConfigError as e:
             raise SystemExit(f"xmail: {e}") from None
-        stop_cleanly_on_sigterm()
         twistd = getattr(options, "parent", None) or {}
-        return make_daemon_service(settings, twistd.get("uid"), twistd.get("gid"))
+        # A fault an operator can fix (port in use, unreadable certificate,
+        # data_dir) ends here with one line and exit status 1.
+        return twistd_service(settings, twistd.get("uid"), twistd.get("gid"))
+
 
 serviceMaker = XmailServiceMaker()

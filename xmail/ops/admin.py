@@ -63,7 +63,7 @@ def operator() -> tuple[str, str]:
 
 
 def record(settings: Any, argv: Sequence[str], result: str) -> None:
-    from xmail.auth.audit import AuditLog
+    from xmail.ops.audit import AuditLog
 
     person, account = operator()
     audit = AuditLog(settings)

@@ -1,24 +1,25 @@
 # -*- test-case-name: tests.workers.test_workers -*-
 """What a worker adds to the ordinary XmailService.
 
-`prepare` runs inside XmailService.__init__, before the listeners and
-protocol factories exist: shared connection caps and daily send counter,
-the share of the connections that decides when this worker accepts
-(xmail.workers.balance), and the leader election that starts the core's
-singleton jobs.  `started` runs after startService: the shared login
-failure counts (the portal is made by the core), the queue kick between
-workers, and the share's heartbeat (only a worker that listens is one the
-others wait for).
+`worker_tables` builds what XmailService is constructed with: shared
+connection caps and daily send counter, \\Recent claims, the share of the
+connections that decides when this worker accepts (xmail.workers.balance);
+`leader_election` the one election that starts the core's singleton jobs.
+`started` runs after startService: the shared login failure counts (the
+portal is made by the core), the queue kick between workers, and the
+share's heartbeat (only a worker that listens is one the others wait for).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from xmail.context import SharedTables
 from xmail.workers import balance, shared
 from xmail.workers.leader import LeaderElection
 
@@ -27,26 +28,32 @@ QUEUE_KICK = b"Q"  # notifier datagram kind: "mail was queued, leader please sca
 _log = Logger()
 
 
-def prepare(server: Any, boot: dict[str, Any]) -> None:
-    ctx = server.ctx
-    settings = ctx.settings
+def worker_tables(settings: Any, boot: dict[str, Any], reactor: Any) -> SharedTables:
+    """The tables this worker shares with the others, for XmailService."""
     run_dir = settings.path("run")
     row = boot["number"]
     limits = settings.limits
     peers = shared.SlotCounters(os.path.join(run_dir, shared.PEER_CONNECTIONS), row)
     users = shared.SlotCounters(os.path.join(run_dir, shared.USER_CONNECTIONS), row)
-    ctx.peer_connections = shared.SharedPeerConnections(limits.max_connections_per_ip, peers)
-    ctx.connections = shared.SharedUserConnections(limits.max_connections_per_user, users)
-    ctx.smtp_send_counter = shared.SharedDailySendCounter(
-        os.path.join(run_dir, shared.DAILY_SENDS), limits.daily_send_limit)
-    ctx.recent_claims = shared.SharedRecentClaims(os.path.join(run_dir, shared.RECENT_CLAIMS))
-    share = balance.ConnectionShare(os.path.join(run_dir, shared.WORKER_LOAD), row, ctx.reactor)
-    ctx.accept_share = share
+    share = balance.ConnectionShare(os.path.join(run_dir, shared.WORKER_LOAD), row, reactor)
     # Before the listeners stop: a draining worker is not one to wait for.
-    ctx.reactor.addSystemEventTrigger("before", "shutdown", share.stop)
-    core = server.core
-    core.leader = LeaderElection(os.path.join(run_dir, "leader.lock"), ctx.reactor, core.start_singletons,
-                                 name=f"worker {row}")
+    reactor.addSystemEventTrigger("before", "shutdown", share.stop)
+    return SharedTables(
+        peer_connections=shared.SharedPeerConnections(limits.max_connections_per_ip, peers),
+        connections=shared.SharedUserConnections(limits.max_connections_per_user, users),
+        # One count per user across the workers (issue 14: each worker kept its own).
+        send_counter=shared.SharedDailySendCounter(os.path.join(run_dir, shared.DAILY_SENDS),
+                                                   limits.daily_send_limit),
+        recent_claims=shared.SharedRecentClaims(os.path.join(run_dir, shared.RECENT_CLAIMS)),
+        accept_share=share,
+    )
+
+
+def leader_election(settings: Any, boot: dict[str, Any], reactor: Any) -> Callable[[Callable[[], Any]], Any]:
+    """The one election deciding which worker runs the singleton jobs (the
+    queue runner among them): CoreService calls it with start_singletons."""
+    path = os.path.join(settings.path("run"), "leader.lock")
+    return lambda elected: LeaderElection(path, reactor, elected, name=f"worker {boot['number']}")
 
 
 def started(server: Any, boot: dict[str, Any]) -> None:

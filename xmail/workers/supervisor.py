@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import signal
@@ -35,8 +36,17 @@ from twisted.logger import Logger
 
 from xmail.config import Settings
 from xmail.ops import metrics
+from xmail.preflight import StartupError, bind_error, preflight
+from xmail.service import (
+    PROTOCOLS,
+    StartupGuard,
+    exit_with_status,
+    makeService,
+    stop_cleanly_on_sigterm,
+    stop_with_error,
+)
 from xmail.workers import shared
-from xmail.workers.worker import encode_bootstrap
+from xmail.workers.worker import START_FAILED, START_FAILED_PREFIX, encode_bootstrap
 
 DRAIN_TIMEOUT = 60.0  # seconds a worker may take to finish its sessions
 YOUNG = 10.0  # a worker dying sooner than this after its start is restarted later and later
@@ -90,8 +100,6 @@ def make_daemon_service(settings: Settings, uid: int | None = None, gid: int | N
     """What `twistd xmail` (and a tac file) runs: the supervisor when
     [server] workers resolves to more than one, else the one-process
     XmailService.  uid/gid: twistd's --uid/--gid, when given."""
-    from xmail.service import makeService
-
     workers = worker_count(settings)
     if workers > 1:
         unreachable = startable_by(uid, gid)
@@ -103,6 +111,19 @@ def make_daemon_service(settings: Settings, uid: int | None = None, gid: int | N
         Logger().error("[server] workers = {workers}: the service user cannot reach {path}; "
                        "running one process", workers=workers, path=unreachable)
     return makeService(settings)
+
+
+def twistd_service(settings: Settings, uid: int | None = None, gid: int | None = None) -> Any:
+    """The service the `twistd xmail` plugin and tac/xmail.tac run: the
+    operator's faults checked first (one line, exit 1: SystemExit), SIGTERM
+    a clean stop, then make_daemon_service under a StartupGuard."""
+    try:
+        preflight(settings)
+    except StartupError as e:
+        raise SystemExit(f"xmail: {e}") from None
+    atexit.register(exit_with_status)
+    stop_cleanly_on_sigterm()
+    return StartupGuard(make_daemon_service(settings, uid, gid))
 
 
 class BoundListener:
@@ -143,8 +164,8 @@ def bind_listener(reactor: Any, name: str, description: str) -> BoundListener:
         sock = socket.socket(fileno=os.dup(endpoint.fileno))
         domain = {socket.AF_INET: "INET", socket.AF_INET6: "INET6", socket.AF_UNIX: "UNIX"}[sock.family]
         return BoundListener(name, description, domain, sock)
-    raise ValueError(f"listener {name}: {description!r} cannot be shared by workers "
-                     "(use tcp:, tcp6: or systemd: descriptions, or [server] workers = 1)")
+    raise StartupError(f"listener {name}: {description!r} cannot be shared by workers "
+                       "(use tcp:, tcp6: or systemd: descriptions, or [server] workers = 1)")
 
 
 class WorkerProcess(protocol.ProcessProtocol):
@@ -159,6 +180,7 @@ class WorkerProcess(protocol.ProcessProtocol):
         self.started = 0.0
         self.ended: defer.Deferred[None] = defer.Deferred()
         self._partial = {1: b"", 2: b""}
+        self.start_failure: str | None = None  # why it could not start, as it said
 
     def connectionMade(self) -> None:
         self.pid = self.transport.pid
@@ -176,6 +198,8 @@ class WorkerProcess(protocol.ProcessProtocol):
 
     def _emit(self, line: bytes) -> None:
         text = line.decode("utf-8", "backslashreplace").rstrip("\r")
+        if text.startswith(START_FAILED_PREFIX):
+            self.start_failure = text[len(START_FAILED_PREFIX):]
         if text:
             self._log.info("worker {number}: {line}", number=self.number, line=text)
 
@@ -205,6 +229,8 @@ class WorkerSupervisor(service.Service):
         self.processes: dict[int, WorkerProcess] = {}
         self.restarts = 0
         self._failures: dict[int, int] = {}  # worker number -> young deaths in a row
+        self._start_failures: dict[int, str | None] = {}  # worker number -> last start fault
+        self._failed = False  # stopping the daemon for a worker that cannot start
         self._pending: dict[int, Any] = {}  # worker number -> delayed restart
         self._previous_sighup: Any = None
         self._umask = 0o077
@@ -229,12 +255,17 @@ class WorkerSupervisor(service.Service):
     def _bind(self) -> None:
         if self.listeners:
             return
-        from xmail.service import PROTOCOLS
-
         try:
             for name in PROTOCOLS:
                 for description in getattr(self.settings.listen, name):
-                    listener = bind_listener(self.reactor, name, description)
+                    try:
+                        listener = bind_listener(self.reactor, name, description)
+                    except StartupError:
+                        raise
+                    except OSError as e:
+                        raise StartupError(bind_error(name, description, e)) from None
+                    except (ValueError, TypeError, KeyError, IndexError) as e:
+                        raise StartupError(f"listener {name}: cannot use {description!r}: {e}") from None
                     self.listeners.append(listener)
                     self._log.info("{name} bound on {address} for {workers} workers", name=name,
                                    address=listener.socket.getsockname(), workers=self.workers)
@@ -308,13 +339,21 @@ class WorkerSupervisor(service.Service):
             del self.processes[process.number]
         if process.pid is not None:
             metrics.worker_gone(self.metrics_dir, process.pid)
-        status = getattr(reason.value, "status", None)
+        exit_code = getattr(reason.value, "exitCode", None)  # not .status: the raw wait status
         signal_number = getattr(reason.value, "signal", None)
-        how = f"killed by signal {signal_number}" if signal_number else f"exit status {status}"
-        if not self.running:
+        how = f"killed by signal {signal_number}" if signal_number else f"exit status {exit_code}"
+        if not self.running or self._failed:
             self._log.info("worker {number} (pid {pid}) stopped ({how})", number=process.number,
                            pid=process.pid, how=how)
             return
+        fault = process.start_failure if exit_code == START_FAILED else None
+        if fault is not None and self._start_failures.get(process.number) == fault:
+            # The same fault twice: a restart will not cure it (issue 16).
+            self._start_failures.pop(process.number, None)
+            self._failed = True  # one line, even if the other workers fail the same way meanwhile
+            stop_with_error(f"worker {process.number} cannot start: {fault}", self.reactor)
+            return
+        self._start_failures[process.number] = fault
         lived = self.reactor.seconds() - process.started
         failures = self._failures.get(process.number, 0) + 1 if lived < YOUNG else 0
         self._failures[process.number] = failures

@@ -37,6 +37,8 @@ BOOT_HEADER = struct.Struct("<I")
 LOG_FLUSH_SECONDS = 0.1
 LOG_FLUSH_BYTES = 32768
 PR_SET_PDEATHSIG = 1
+START_FAILED = 3  # exit status of a worker that could not start serving
+START_FAILED_PREFIX = "cannot start: "  # its last log line: this, then the reason
 
 
 def read_bootstrap(stream: Any) -> dict[str, Any]:
@@ -130,7 +132,8 @@ def main() -> None:
     from xmail.workers import runtime
 
     settings = worker_settings(boot["settings"], boot["listeners"])
-    server = XmailService(settings, reactor, prepare=lambda svc: runtime.prepare(svc, boot))
+    server = XmailService(settings, reactor, shared=runtime.worker_tables(settings, boot, reactor),
+                          leader=runtime.leader_election(settings, boot, reactor))
 
     failed = []
 
@@ -144,9 +147,15 @@ def main() -> None:
             server.privilegedStartService()
             server.startService()
             runtime.started(server, boot)
-        except Exception:
-            # A worker that cannot serve exits; the supervisor restarts it.
-            Logger().failure("worker {number} cannot start", number=boot["number"])
+        except Exception as e:
+            # A worker that cannot serve exits with START_FAILED and one
+            # line saying why; the supervisor restarts it once, and stops
+            # the daemon when the second start fails the same way.
+            from xmail.preflight import StartupError, describe
+
+            if not isinstance(e, StartupError | OSError):
+                Logger().failure("worker {number} start failed", number=boot["number"])
+            Logger().error("{prefix}{reason}", prefix=START_FAILED_PREFIX, reason=describe(e))
             failed.append(True)
             reactor.stop()
 
@@ -156,7 +165,7 @@ def main() -> None:
     log_stream.drain()
     sys.stderr.flush()
     if failed:
-        sys.exit(1)
+        sys.exit(START_FAILED)
 
 
 if __name__ == "__main__":

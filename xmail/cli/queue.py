@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.queue.test_cli -*-
+# -*- test-case-name: tests.queue.test_two_servers -*-
 """`xmailctl queue list | retry (ID ... | --all) | delete ID ...`.
 
 Works while the daemon runs: changes go straight to the spool's LMDB
@@ -12,6 +12,7 @@ import argparse
 import time
 from typing import Any
 
+from xmail.cli.context import CliError
 from xmail.queue.spool import QUEUED, Spool, valid_id
 
 
@@ -43,8 +44,6 @@ def _when(seconds: float | None) -> str:
 
 
 def _check_ids(ids: list[str]) -> None:
-    from xmail.cli import CliError
-
     for queue_id in ids:
         if not valid_id(queue_id):
             raise CliError(f"not a queue id: {queue_id!r}")
@@ -62,8 +61,6 @@ def queue_list(ctx: Any, args: argparse.Namespace) -> None:
 
 
 def queue_retry(ctx: Any, args: argparse.Namespace) -> None:
-    from xmail.cli import CliError
-
     spool = _spool(ctx)
     now = time.time()
     if args.all:
@@ -85,8 +82,6 @@ def queue_retry(ctx: Any, args: argparse.Namespace) -> None:
 
 
 def queue_delete(ctx: Any, args: argparse.Namespace) -> None:
-    from xmail.cli import CliError
-
     _check_ids(args.ids)
     spool = _spool(ctx)
     deleted = ctx.env.write_sync(lambda txn: [i for i in args.ids if spool.delete(txn, i) is not None])

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.auth.test_audit,tests.ops.test_audit_server -*-
+# -*- test-case-name: tests.ops.test_audit -*-
 """Login, mail and admin events: JSON lines under data_dir/log, plus
 twisted.logger events, metrics and per-user traffic statistics.
 

@@ -8,10 +8,10 @@ from typing import Any
 
 from xmail.autoconfig.dnszone import zone_fragment
 from xmail.autoconfig.model import AddressError, client_settings, parse_domain
+from xmail.cli.context import CliError
 
 
 def register(subparsers: Any) -> None:
-    """Called by xmail.cli.build_parser (EXTENSION_MODULES)."""
     dns = subparsers.add_parser(
         "dns", help="print the DNS records (MX, SPF, autoconfig, SRV) to add for a hosted domain")
     dns.add_argument("domain", metavar="DOMAIN")
@@ -27,8 +27,6 @@ def _ttl(text: str) -> int:
 
 
 def print_zone(ctx: Any, args: argparse.Namespace) -> None:
-    from xmail.cli import CliError
-
     try:
         domain = parse_domain(args.domain)
     except AddressError:

@@ -9,9 +9,9 @@ import json
 from twisted.logger import globalLogPublisher
 from zope.interface.verify import verifyObject
 
-from xmail.auth.audit import AuditLog
 from xmail.auth.interfaces import IAuditLog
 from xmail.config import Settings
+from xmail.ops.audit import AuditLog
 
 
 def _settings(tmp_path):

@@ -1,12 +1,13 @@
 # -*- test-case-name: tests.ops.test_cli -*-
-"""`xmailctl log` and `xmailctl stats`.
+"""`xmailctl log` and `xmailctl stats` (the audit logs of xmail.ops).
 
     xmailctl log logins|mail|admin [--user U] [--domain D] [--since DATE] [--csv]
     xmailctl stats traffic [--user U] [--domain D] [--since DATE] [--csv]
     xmailctl stats usage [--domain D] [--csv]
 
-Without --csv: one record a line, tab-separated (xmail.cli's style).  With
---csv: a header row, then RFC 4180 rows.  Control characters are escaped
+Without --csv: one record a line, tab-separated (xmail.cli's style), after
+a header row for `stats` (its columns are numbers a reader cannot tell
+apart without one).  With --csv: a header row, then RFC 4180 rows.  Control characters are escaped
 (\\r, \\n) in both, so a record is always one line, and a CSV text cell that
 a spreadsheet would run as a formula (starting with = + - @) gets a leading
 apostrophe.
@@ -19,15 +20,18 @@ import csv
 import time
 from typing import Any
 
+from xmail.cli.context import CliError
 from xmail.ops import logfiles, queries
 
 
 class _Output:
-    def __init__(self, ctx: Any, as_csv: bool, header: tuple[str, ...]):
+    def __init__(self, ctx: Any, as_csv: bool, header: tuple[str, ...], *, tsv_header: bool = False):
         self.ctx = ctx
         self.writer = csv.writer(ctx.stdout, lineterminator="\r\n") if as_csv else None
         if self.writer is not None:
             self.writer.writerow(header)
+        elif tsv_header:
+            ctx.out(*header)
 
     def row(self, values: list[Any]) -> None:
         if self.writer is None:
@@ -52,8 +56,6 @@ def _csv_cell(value: Any) -> Any:
 def _since(ctx: Any, args: argparse.Namespace) -> float | None:
     if not args.since:
         return None
-    from xmail.cli import CliError
-
     try:
         return queries.parse_since(args.since, time.time())
     except queries.QueryError as e:
@@ -70,13 +72,13 @@ def show_log(ctx: Any, args: argparse.Namespace) -> None:
 
 def stats_traffic(ctx: Any, args: argparse.Namespace) -> None:
     traffic = logfiles.read_traffic(ctx.settings.path("log"), _since(ctx, args))
-    output = _Output(ctx, args.csv, queries.TRAFFIC_HEADER)
+    output = _Output(ctx, args.csv, queries.TRAFFIC_HEADER, tsv_header=True)
     for row in queries.traffic_rows(traffic, args.user, args.domain):
         output.row(row)
 
 
 def stats_usage(ctx: Any, args: argparse.Namespace) -> None:
-    output = _Output(ctx, args.csv, queries.USAGE_COLUMNS)
+    output = _Output(ctx, args.csv, queries.USAGE_COLUMNS, tsv_header=True)
     records = ctx.directory.list_users(args.domain)
     store = ctx.store
     for record in records:
@@ -111,7 +113,7 @@ def register(subparsers: Any) -> None:
         "traffic", help="DAY USER and messages/bytes received and sent, internal and external")
     _filters(traffic, user_help="address")
     traffic.set_defaults(func=stats_traffic)
-    usage = commands.add_parser("usage", help="ADDRESS BYTES MESSAGES LIMITS and % of quota")
+    usage = commands.add_parser("usage", help="ADDRESS BYTES MESSAGES LIMITS and %% of quota")
     usage.add_argument("--domain", metavar="D", help="only users of this domain")
     usage.add_argument("--csv", action="store_true", help="CSV with a header row")
     usage.set_defaults(func=stats_usage)
