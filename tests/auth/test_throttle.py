@@ -21,7 +21,13 @@ from twisted.internet import defer, task
 
 from tests.conftest import PASSWORD
 from xmail.auth.credentials import LoginCredentials, login_credentials
-from xmail.auth.interfaces import IFailureCounts, ILoginThrottle, LoginThrottled, LoginUnavailable
+from xmail.auth.interfaces import (
+    AccountDisabled,
+    IFailureCounts,
+    ILoginThrottle,
+    LoginThrottled,
+    LoginUnavailable,
+)
 from xmail.auth.throttle import (
     LoginThrottle,
     MemoryFailureCounts,
@@ -254,6 +260,29 @@ def test_error_outcomes_count_neither_way():
         ticket.addCallback(result.append)
         throttle.finished(result[0], "error")
     assert throttle.counts.get("pair", f"{ATTACKER} a@example.com", clock.seconds()) == (0, 0.0)
+
+
+class DisabledChecker:
+    """Every password is right, every account disabled."""
+
+    credentialInterfaces = ThrottledChecker.credentialInterfaces
+
+    def requestAvatarId(self, credentials):
+        return defer.fail(AccountDisabled("disabled"))
+
+
+def test_attempts_on_a_disabled_account_are_counted():
+    """Issue 16 #10: an attempt on a disabled account counts as a failure,
+    so the throttle's answers do not tell it from a wrong password."""
+    clock = task.Clock()
+    throttle = LoginThrottle(clock)
+    checker = ThrottledChecker(DisabledChecker(), throttle)
+    results = []
+    for _ in range(2):
+        creds = login_credentials(OWNER, GOOD, client_ip=ATTACKER, protocol="imap")
+        checker.requestAvatarId(creds).addErrback(results.append)
+    assert [r.check(AccountDisabled) for r in results] == [AccountDisabled] * 2
+    assert throttle.counts.get("pair", f"{ATTACKER} owner@example.com", clock.seconds())[0] == 2
 
 
 def test_without_an_address_only_the_account_rule_applies():

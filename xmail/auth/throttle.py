@@ -43,7 +43,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from xmail.auth.interfaces import AccountDisabled, IFailureCounts, ILoginThrottle, LoginThrottled
+from xmail.auth.interfaces import IFailureCounts, ILoginThrottle, LoginThrottled
 from xmail.config import LimitSettings
 
 MAX_ENTRIES = 50000  # per scope; ~150 bytes each
@@ -395,11 +395,9 @@ class ThrottledChecker:
             return avatar_id
 
         def failed(failure: Any) -> Any:
-            # A disabled account had the right password: neither a guess
-            # to count nor a success to trust.
-            if failure.check(AccountDisabled):
-                outcome = "error"
-            elif failure.check(UnauthorizedLogin):
+            # A disabled account counts like a wrong password (issue 16
+            # #10): otherwise the throttle's answers would tell them apart.
+            if failure.check(UnauthorizedLogin):  # AccountDisabled included
                 outcome = "fail"
             else:
                 outcome = "error"
