@@ -15,19 +15,17 @@ import secrets
 import time
 from typing import Any
 
-from twisted.cred.error import LoginFailed, UnauthorizedLogin
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from xmail.auth.credentials import login_credentials
-from xmail.auth.interfaces import AccountDisabled, IMailAccount, LoginUnavailable
+from xmail.auth.login import login
+from xmail.auth.sasl import Credentials
 from xmail.protocols.smtp import replies
 from xmail.protocols.smtp.limits import DailySendCounter
 from xmail.protocols.smtp.replies import Reply
 from xmail.protocols.smtp.session import (
     MX,
     SUBMISSION,
-    AuthFailure,
     Envelope,
     SessionInfo,
     add_missing_headers,
@@ -120,41 +118,10 @@ class MailAgent:
         return self.ctx.is_loopback(host)
 
     # -- login ----------------------------------------------------------------------
-    def authenticate(self, username: str, password: str, client_ip: str, method: str) -> Any:
-        """-> Deferred[canonical address]; errbacks AuthFailure(reply)."""
-        protocol = "submission"
-        credentials = login_credentials(username.encode("utf-8"), password.encode("utf-8"),
-                                        client_ip=client_ip, protocol=protocol)
-        d = self.ctx.portal.login(credentials, None, IMailAccount)
-
-        def ok(result: Any) -> str:
-            _interface, avatar, logout = result
-            logout()
-            connections = self.ctx.connections
-            if connections is not None and not connections.acquire(avatar.address, protocol):
-                # Released by the server when the connection closes.
-                self._audit_login(avatar.address, protocol, client_ip, method, "throttled")
-                raise AuthFailure(replies.AUTH_TEMPORARY_FAILURE)
-            self._audit_login(avatar.address, protocol, client_ip, method, "ok")
-            return avatar.address
-
-        def failed(failure: Any) -> Any:
-            if failure.check(LoginUnavailable):
-                self._audit_login(username, protocol, client_ip, method, "throttled")
-                raise AuthFailure(replies.AUTH_TEMPORARY_FAILURE)
-            if failure.check(UnauthorizedLogin, LoginFailed):
-                # A disabled account is answered like a wrong password.
-                result = "disabled" if failure.check(AccountDisabled) else "fail"
-                self._audit_login(username, protocol, client_ip, method, result)
-                raise AuthFailure(replies.AUTH_FAILED)
-            return failure
-
-        d.addCallbacks(ok, failed)
-        return d
-
-    def _audit_login(self, account: str, protocol: str, ip: str, method: str, result: str) -> None:
-        if self.ctx.audit is not None:
-            self.ctx.audit.login(account, protocol, ip, method, result)
+    def authenticate(self, credentials: Credentials, client_ip: str, method: str) -> Any:
+        """-> Deferred[Lease] through the one login path (xmail.auth.login);
+        fails with UnauthorizedLogin or LoginUnavailable."""
+        return login(self.ctx, credentials, protocol="submission", client_ip=client_ip, method=method)
 
     def may_send_as(self, user: str, address: str) -> bool:
         return bool(self.ctx.directory.may_send_as(user, address))
