@@ -99,9 +99,11 @@ def login(ctx: LoginContext, credentials: Credentials, *, protocol: str, client_
             audit.login(account, protocol, client_ip, method, result)
 
     given = credentials.authcid
+    # twisted.cred's IUsernamePassword carries bytes.
     d = defer.maybeDeferred(
         ctx.portal.login,
-        login_credentials(credentials.authcid, credentials.password, client_ip=client_ip, protocol=protocol),
+        login_credentials(credentials.authcid.encode("utf-8"), credentials.password.encode("utf-8"),
+                          client_ip=client_ip, protocol=protocol),
         None, IMailAccount)
 
     def logged_in(result: tuple[Any, Any, Callable[[], None]]) -> Lease:
