@@ -135,7 +135,12 @@ class IFailureCounts(Interface):
 
     def get(scope: str, key: str, now: float) -> tuple[int, float]:
         """(recent failures, refused until) for key; (0, 0.0) when unknown
-        or forgotten."""
+        or forgotten.  A table too full of active refusals to record key
+        answers (0, when the earliest of them ends): fail closed."""
+
+    def flight(scope: str, key: str, delta: int, now: float) -> int:
+        """Add delta (+1 / -1) to the attempts of key being checked now,
+        atomically across workers; returns the new number."""
 
     def add_failure(scope: str, key: str, now: float) -> int:
         """Count one failure; returns the new count."""
