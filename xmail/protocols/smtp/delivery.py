@@ -130,11 +130,27 @@ class MailAgent:
         return self.send_counter.limit if self.send_counter.reached(user) else None
 
     # -- recipients -------------------------------------------------------------------
+    def _postmaster_account(self, address: str) -> str | None:
+        """RFC 5321 §4.5.1: postmaster@ every hosted domain must be accepted.
+        A user or alias postmaster@DOMAIN wins; then [server] postmaster;
+        then postmaster@ of the host name's domain (README "Postmaster")."""
+        directory = self.ctx.directory
+        user = directory.resolve(address)
+        if user is None and self.ctx.settings.server.postmaster:
+            user = directory.resolve(self.ctx.settings.server.postmaster.strip().lower())
+        if user is None:
+            user = directory.resolve(self._local_postmaster())
+        return user
+
     def check_recipient(self, address: str, info: SessionInfo, envelope: Envelope) -> Any:
         """-> (reply, canonical user or None), maybe as a Deferred."""
         if address == self.postmaster:
+            # RFC 5321 §4.1.1.3: <postmaster> without a domain.
             address = self._local_postmaster()
-        domain = address.rpartition("@")[2]
+        local, _, domain = address.rpartition("@")
+        if local.lower() == "postmaster" and self.ctx.directory.is_local_domain(domain.lower()):
+            # RFC 5321 §4.5.1: "postmaster" is case-insensitive.
+            return self._local_recipient(self._postmaster_account(address.lower()), envelope)
         if domain.startswith("[") or not self.ctx.directory.is_local_domain(domain):
             # Never an open relay: foreign domains only for authenticated submission.
             if self.mode != SUBMISSION or info.user is None:
