@@ -29,6 +29,10 @@ class ServerSettings:
     # Plaintext AUTH/LOGIN before TLS is allowed from loopback clients
     # (tests, local webmail).  Switch off to test the non-loopback rule.
     loopback_plaintext_auth: bool = True
+    # RFC 5321 §4.5.1: the account that receives postmaster@ of every hosted
+    # domain (and <postmaster>) unless a user or alias postmaster@DOMAIN
+    # exists; "" = postmaster@ of the host name's domain.
+    postmaster: str = ""
 
 
 @dataclass(frozen=True)

@@ -389,3 +389,35 @@ def test_bare_postmaster_reaches_the_domain_postmaster(server: Any) -> None:
     assert w.cmd(MESSAGE + b".").startswith("250")
     w.close()
     assert len(inbox(server, "bob@example.com")) == 1
+
+
+def test_postmaster_of_every_hosted_domain_reaches_the_configured_account(make_server: Any) -> None:
+    """Issue 16 #12, RFC 5321 §4.5.1: postmaster@ every hosted domain (any
+    case, alias domains too) and <postmaster> alone (§4.1.1.3) are
+    accepted and land in [server] postmaster's INBOX."""
+    srv = make_server('[server]\npostmaster = "admin@example.com"\n')
+    for domain in ("example.com", "example.org"):
+        srv.add_domain(domain)
+    srv.ctx.directory.add_alias_domain("example.cn", "example.com")
+    srv.add_user("admin@example.com")
+    recipients = ["postmaster@example.org", "PostMaster@Example.COM", "postmaster@example.cn", "postmaster"]
+    with smtplib.SMTP("127.0.0.1", srv.port("smtp")) as s:
+        s.ehlo()
+        s.mail("sender@remote.test")
+        for rcpt in recipients:
+            assert s.rcpt(rcpt)[0] == 250, rcpt
+        assert s.rcpt("nobody@example.org")[0] == 550
+        assert s.data(b"Subject: abuse report\r\n\r\nsee attached\r\n")[0] == 250
+    [stored] = inbox(srv, "admin@example.com")  # one copy for the one account
+    assert b"Subject: abuse report" in stored
+
+
+def test_a_postmaster_user_of_its_own_domain_wins(make_server: Any) -> None:
+    srv = make_server('[server]\npostmaster = "admin@example.com"\n')
+    for domain in ("example.com", "example.org"):
+        srv.add_domain(domain)
+    srv.add_user("admin@example.com")
+    srv.add_user("postmaster@example.org")
+    with smtplib.SMTP("127.0.0.1", srv.port("smtp")) as s:
+        assert s.sendmail("sender@remote.test", ["postmaster@example.org"], b"Subject: x\r\n\r\ny\r\n") == {}
+    assert len(inbox(srv, "postmaster@example.org")) == 1 and inbox(srv, "admin@example.com") == []

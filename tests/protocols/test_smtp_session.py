@@ -17,16 +17,19 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import defer, task
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 
+from xmail.auth.login import Lease
+from xmail.auth.sasl import Credentials
 from xmail.config import Settings
 from xmail.context import ServerContext
 from xmail.protocols.smtp import replies
 from xmail.protocols.smtp.limits import DailySendCounter
 from xmail.protocols.smtp.server import SMTPFactory
-from xmail.protocols.smtp.session import MAX_ERRORS, AuthFailure
+from xmail.protocols.smtp.session import MAX_ERRORS
 from xmail.protocols.smtp.spool import MessageSpool
 
 REPLY_LINE = re.compile(rb"\A[2-5][0-9]{2}[ -][^\r\n]*\r\n\Z")
@@ -45,14 +48,19 @@ class FakeBackend:
         self.accepted: list[tuple[Any, bytes]] = []
         self.counter = DailySendCounter(2)
         self.loopback = True
+        self.leases: list[Lease] = []
+        self.released: list[str] = []
 
     def is_loopback(self, host: str) -> bool:
         return self.loopback
 
-    def authenticate(self, username: str, password: str, ip: str, method: str) -> Any:
-        if (username, password) == ("alice@example.com", "pw"):
-            return defer.succeed("alice@example.com")
-        return defer.fail(AuthFailure(replies.AUTH_FAILED))
+    def authenticate(self, credentials: Credentials, ip: str, method: str) -> Any:
+        if (credentials.authcid, credentials.password) == ("alice@example.com", "pw"):
+            lease = Lease("alice@example.com", protocol="submission", client_ip=ip,
+                          on_release=[lambda: self.released.append("alice@example.com")])
+            self.leases.append(lease)
+            return defer.succeed(lease)
+        return defer.fail(UnauthorizedLogin("invalid credentials"))
 
     def may_send_as(self, user: str, address: str) -> bool:
         return address.lower() == user
@@ -316,6 +324,29 @@ def test_auth_login_initial_response_and_cancel(submission: Client) -> None:
     assert submission.send(b"*\r\n").startswith(b"501 5.7.0")
     assert submission.send(b"AUTH PLAIN !!!\r\n").startswith(b"501")
     assert submission.send(b"AUTH CRAM-MD5\r\n").startswith(b"504")
+
+
+def test_starttls_after_auth_releases_the_login(submission: Client) -> None:
+    """RFC 3207 §4.2: STARTTLS forgets the login; its lease (and with it
+    the user's session slot) goes back at once (issue 14)."""
+    submission.send(b"AUTH PLAIN " + _b64(b"\0alice@example.com\0pw") + b"\r\n")
+    assert submission.send(b"STARTTLS\r\n").startswith(b"220")
+    assert submission.tls_started and submission.backend.released == ["alice@example.com"]
+    assert submission.codes(b"EHLO c\r\nMAIL FROM:<alice@example.com>\r\n") == ["250", "530"]
+    submission.protocol.connectionLost(None)
+    assert submission.backend.released == ["alice@example.com"]  # once
+
+
+def test_connection_lost_releases_the_login(submission: Client) -> None:
+    submission.send(b"AUTH PLAIN " + _b64(b"\0alice@example.com\0pw") + b"\r\n")
+    submission.protocol.connectionLost(None)
+    assert submission.backend.released == ["alice@example.com"]
+
+
+def test_auth_with_another_authzid_is_passed_on(submission: Client) -> None:
+    out = submission.send(b"AUTH PLAIN " + _b64(b"Alice@Example.com\0alice@example.com\0pw") + b"\r\n")
+    assert out.startswith(b"235")  # the same identity: no authzid
+    assert submission.backend.leases[-1].address == "alice@example.com"
 
 
 def test_auth_not_offered_without_tls_to_remote(tmp_path: Any) -> None:

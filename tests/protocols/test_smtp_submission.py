@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, wait_until
 from tests.protocols.test_smtp_wire import Wire, client_tls, folder_records, inbox
 
 ALICE = "alice@example.com"
@@ -45,6 +45,33 @@ def test_auth_before_tls_refused_then_allowed_after_starttls(server: Any) -> Non
         assert s.sendmail(ALICE, ["bob@example.com"], message()) == {}
     [stored] = inbox(server, "bob@example.com")
     assert b"with ESMTPSA id" in stored and stored.startswith(b"Return-Path: <alice@example.com>\r\n")
+
+
+def test_auth_then_starttls_gives_the_session_slot_back(make_server: Any) -> None:
+    """Issue 14: AUTH before STARTTLS, then STARTTLS (RFC 3207 §4.2 resets
+    the session) kept the user's per-user slot until the server restarted;
+    after max_connections_per_user such sessions the user was locked out."""
+    srv = make_server("[limits]\nmax_connections_per_user = 2\n")
+    srv.add_domain("example.com")
+    srv.add_user(ALICE)
+    port = srv.port("submission")
+    slots = srv.ctx.connections
+    for _ in range(4):
+        with smtplib.SMTP("127.0.0.1", port) as s:  # loopback: AUTH before TLS
+            s.ehlo()
+            login(s)
+            assert slots.count(ALICE, "submission") == 1
+            s.starttls(context=client_tls())
+            assert slots.count(ALICE, "submission") == 0  # released with the 220
+            s.ehlo()
+            code, _text = s.docmd("MAIL", f"FROM:<{ALICE}>")
+            assert code == 530  # the login did not survive STARTTLS
+    with smtplib.SMTP("127.0.0.1", port) as s:
+        s.starttls(context=client_tls())
+        s.ehlo()
+        login(s)
+        assert s.sendmail(ALICE, ["alice@example.com"], message(to=ALICE)) == {}
+    wait_until(lambda: slots.count(ALICE, "submission") == 0, what="the last slot released")
 
 
 def test_loopback_plaintext_auth_can_be_switched_off(make_server: Any) -> None:

@@ -220,3 +220,80 @@ def test_leadership_passes_when_the_leader_dies(tmp_path: Any) -> None:
     finally:
         leader.kill()
         leader.wait()
+
+
+# -- issue 16 #9: no eviction of refusals, keyed hashes, in-flight across workers ---------
+
+
+def small_failure_table(tmp_path: Any, records: int = shared.PROBE) -> str:
+    """A run dir whose failure table is one probe window: every key competes
+    for the same records, as precomputed colliding names did."""
+    run = str(tmp_path / "small")
+    shared.create_files(run, 1)
+    path = os.path.join(run, shared.LOGIN_FAILURES)
+    with open(path, "r+b") as f:
+        f.truncate(records * shared._RECORD.size)
+    return path
+
+
+def test_a_table_full_of_active_refusals_throttles_a_new_key(tmp_path: Any) -> None:
+    counts = shared.SharedFailureCounts(small_failure_table(tmp_path), forget_after=900.0)
+    now = 1000.0
+    for i in range(shared.PROBE):
+        counts.add_failure("pair", f"192.0.2.66 victim{i}", now)
+        counts.refuse("pair", f"192.0.2.66 victim{i}", now + 900 + i)
+    # Fail closed: the newcomer cannot be recorded, so it is refused until
+    # the earliest refusal ends; nothing was evicted for it.
+    assert counts.get("pair", "203.0.113.9 new", now + 1) == (0, now + 900)
+    counts.add_failure("pair", "203.0.113.9 new", now + 1)
+    assert len(counts) == shared.PROBE
+    assert all(counts.get("pair", f"192.0.2.66 victim{i}", now + 2) == (1, now + 900 + i)
+               for i in range(shared.PROBE))
+    # Once a refusal ends its record may go, and the newcomer is counted.
+    assert counts.add_failure("pair", "203.0.113.9 new", now + 900) == 1
+    assert counts.get("pair", "203.0.113.9 new", now + 900) == (1, 0.0)
+
+
+def test_eviction_never_drops_an_active_refusal(tmp_path: Any) -> None:
+    counts = shared.SharedFailureCounts(small_failure_table(tmp_path), forget_after=900.0)
+    now = 1000.0
+    for i in range(4):  # the attacker's refused records
+        for _ in range(10):
+            counts.add_failure("pair", f"192.0.2.66 owner{i}", now)
+        counts.refuse("pair", f"192.0.2.66 owner{i}", now + 900)
+    for n in range(48):  # 48 failures under other names, as in the attack run
+        counts.add_failure("ip", f"10.0.0.{n}", now + 1 + n)
+    assert all(counts.get("pair", f"192.0.2.66 owner{i}", now + 60) == (10, now + 900) for i in range(4))
+
+
+def test_the_hash_is_keyed_with_a_secret_made_at_each_start(tmp_path: Any) -> None:
+    run = str(tmp_path / "run")
+    shared.create_files(run, 1)
+    first = shared.table_key(run)
+    assert os.stat(os.path.join(run, shared.TABLE_KEY)).st_mode & 0o777 == 0o600
+    shared.create_files(run, 1)
+    second = shared.table_key(run)
+    assert len(first) == 32 and first != second
+    assert shared.key_hash("pair\0192.0.2.1 bob", first) != shared.key_hash("pair\0192.0.2.1 bob", second)
+    # Not the unkeyed hash an attacker can compute offline.
+    assert shared.key_hash("pair\0192.0.2.1 bob", second) != shared.key_hash("pair\0192.0.2.1 bob")
+
+
+def test_logins_in_flight_count_across_workers(run_dir: str) -> None:
+    """A parallel burst spread over two workers is throttled as one: three
+    undelayed guesses in all, not three per worker."""
+    from xmail.auth.throttle import LoginThrottle
+
+    path = os.path.join(run_dir, shared.LOGIN_FAILURES)
+    clock = task.Clock()
+    workers = [LoginThrottle(clock, counts=shared.SharedFailureCounts(path, 900.0)) for _ in range(2)]
+    admitted: list[Any] = []
+    for n in range(6):
+        workers[n % 2].admit("192.0.2.66", "owner@example.com").addBoth(admitted.append)
+    assert len(admitted) == 3  # the other three wait for their delay
+    assert workers[0].delayed + workers[1].delayed == 3
+    for n, ticket in enumerate(admitted):
+        workers[n % 2].finished(ticket, "fail")
+    clock.advance(60)
+    assert len(admitted) == 6
+    assert workers[0].counts.flight("pair", "192.0.2.66 owner@example.com", 0, clock.seconds()) == 3

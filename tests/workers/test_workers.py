@@ -16,6 +16,7 @@ import poplib
 import shutil
 import signal
 import smtplib
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -191,6 +192,40 @@ def test_login_throttling_counts_failures_from_every_worker(daemon: WorkerDaemon
     # The fourth failure is answered only after the first delay (2 s),
     # although this worker never saw the first three.
     assert waited >= 1.8, waited
+
+
+def test_a_parallel_burst_over_both_workers_is_throttled_as_one(daemon: WorkerDaemon) -> None:
+    """Issue 16 #9: logins being checked were counted per worker, so a
+    burst of wrong passwords sent at once got 3 undelayed guesses in each
+    worker.  Counted in the shared table, the burst gets 3 in all."""
+    clients = [poplib.POP3("127.0.0.1", daemon.ports["pop3"], timeout=30) for _ in range(6)]
+    # The workers share connections evenly: the burst reaches both.
+    assert len({daemon.worker_of(c.sock) for c in clients}) == 2
+    for client in clients:
+        client.user("parallel@example.com")
+    barrier = threading.Barrier(len(clients))
+    seconds: list[float] = []
+
+    def guess(client: poplib.POP3) -> None:
+        barrier.wait()
+        started = time.monotonic()
+        with pytest.raises(poplib.error_proto):
+            client.pass_("wrong password")
+        seconds.append(time.monotonic() - started)
+
+    threads = [threading.Thread(target=guess, args=(c,)) for c in clients]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        for client in clients:
+            client.close()
+    assert len(seconds) == 6
+    # [limits] login_failures_before_delay = 3: three answered at once, the
+    # other three only after the first delay (2 s).
+    assert sorted(s >= 1.8 for s in seconds) == [False] * 3 + [True] * 3, seconds
 
 
 def test_connection_cap_per_address_counts_every_worker(daemon: WorkerDaemon) -> None:

@@ -11,9 +11,10 @@ LoginUnavailable (a temporary failure) instead of piling up work.
 Mail clients open 5-10 connections at once with the same password, so a
 successful verification is remembered for CACHE_SECONDS, keyed by the address
 and a keyed digest of the password.  A cache hit still re-reads the user: it
-counts only while the stored hash is the one that was verified and the user
-is enabled, so `xmailctl user passwd` or `user disable` take effect at once,
-from any process.
+counts only while the stored hash is the one that was verified, so
+`xmailctl user passwd` takes effect at once, from any process.  A disabled
+account is checked before the cache and always costs a full verification,
+so its right password answers no faster than a wrong one (issue 16 #10).
 
 After a successful login with a legacy or weaker hash the new argon2id hash
 is written through the index writer thread (`env.write`), never on the
@@ -160,6 +161,14 @@ class DirectoryChecker:
             d.addCallback(lambda _: self._fail())
             return d
         record, stored = found
+        if not record.enabled:
+            # Issue 16 #10: a disabled account never answers from the cache.
+            # A cached right password would fail in 1 ms and a wrong one
+            # after the full hash, which tells the two apart by the clock;
+            # so every attempt on a disabled account costs one verification.
+            d = self.pool.submit(passwords.verify, password, stored)
+            d.addCallback(self._disabled, address)
+            return d
         key = (address, hashlib.blake2b(password.encode("utf-8"), key=self._cache_key).digest())
         cached = self._cache.get(key)
         if cached is not None:
@@ -184,6 +193,14 @@ class DirectoryChecker:
         # Re-read: the user may have been disabled while the hash ran.
         current = self.directory.user(address)
         return self._verified(current or record, address)
+
+    def _disabled(self, result: passwords.Verification, address: str) -> defer.Deferred[str]:
+        """After the full verification of a disabled account's password:
+        AccountDisabled only for the right one (the audit log says
+        "disabled"); the client cannot tell the two apart."""
+        if not result.ok:
+            return self._fail()
+        return defer.fail(AccountDisabled(f"account {address} is disabled"))
 
     def _verified(self, record: Any, address: str) -> defer.Deferred[str]:
         if not record.enabled:

@@ -1,12 +1,12 @@
 """Users and login as the protocols see them.
 
-Protocols authenticate through the shared `twisted.cred` Portal
-(`portal.login(UsernamePassword(address, password), None, IMailAccount)`,
-name and password as bytes or str) and look up recipients and senders
-through IDirectory.  The login Deferred fires with
-(IMailAccount, avatar, logout) or fails with UnauthorizedLogin (wrong name or
-password; AccountDisabled is a subclass) or LoginUnavailable (try later).
-Addresses are case-insensitive and handled lowercase.
+Protocols log in through the one login path, `xmail.auth.login.login`
+(SASL exchanges in `xmail.auth.sasl`), which fires with a Lease or fails
+with UnauthorizedLogin (wrong name or password; AccountDisabled and
+AuthorizationFailed are subclasses) or LoginUnavailable (try later;
+LoginThrottled and SessionLimit are subclasses).  Recipients and senders are
+looked up through IDirectory.  Addresses are case-insensitive and handled
+lowercase.
 """
 
 from __future__ import annotations
@@ -44,6 +44,18 @@ class LoginThrottled(LoginUnavailable):
     def __init__(self, message: str, retry_after: float = 0.0):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class AuthorizationFailed(UnauthorizedLogin):
+    """The password was right but the user may not act as the requested
+    authorisation identity (SASL authzid, RFC 4422 §3.4.1).  IMAP:
+    NO [AUTHORIZATIONFAILED] (RFC 5530 §3); elsewhere like a wrong password."""
+
+
+class SessionLimit(LoginUnavailable):
+    """The password was right but the user already holds
+    [limits] max_connections_per_user sessions of this protocol.  IMAP:
+    NO [LIMIT] (RFC 5530 §3); elsewhere "try again later"."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +135,12 @@ class IFailureCounts(Interface):
 
     def get(scope: str, key: str, now: float) -> tuple[int, float]:
         """(recent failures, refused until) for key; (0, 0.0) when unknown
-        or forgotten."""
+        or forgotten.  A table too full of active refusals to record key
+        answers (0, when the earliest of them ends): fail closed."""
+
+    def flight(scope: str, key: str, delta: int, now: float) -> int:
+        """Add delta (+1 / -1) to the attempts of key being checked now,
+        atomically across workers; returns the new number."""
 
     def add_failure(scope: str, key: str, now: float) -> int:
         """Count one failure; returns the new count."""

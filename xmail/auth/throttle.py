@@ -19,19 +19,24 @@ last failure:
 
 Attempts still being checked count as failures until they end, so a client
 cannot get a hundred guesses in before the first answer by sending them in
-parallel; a success on the same (address, account) releases attempts that
-are waiting for that reason.
+parallel; the in-flight counts live in `IFailureCounts` with the failures,
+so with several workers a parallel burst is counted as one (issue 16 #9).
+A success on the same (address, account) releases attempts that are
+waiting for that reason.
 
-Delays are reactor timers (callLater), never a blocked thread.  Everything
-is in memory with a bounded size (least recently used entries go first);
-`IFailureCounts` is where issue #9 can put the counts into storage shared
-by worker processes.  IPv6 clients are counted per /64, the block one
-subscriber usually gets.
+Delays are reactor timers (callLater), never a blocked thread.  The counts
+have a bounded size: the least recently used entries go first, but never
+an active refusal; a table full of refusals fails closed (a key it cannot
+record is refused).  With workers the counts are in a table shared by the
+worker processes (xmail.workers.shared.SharedFailureCounts, keyed with a
+secret made at each start so that nobody can pick names that collide).
+IPv6 clients are counted per /64, the block one subscriber usually gets.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import itertools
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,13 +48,14 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from xmail.auth.interfaces import AccountDisabled, IFailureCounts, ILoginThrottle, LoginThrottled
+from xmail.auth.interfaces import IFailureCounts, ILoginThrottle, LoginThrottled
 from xmail.config import LimitSettings
 
 MAX_ENTRIES = 50000  # per scope; ~150 bytes each
 TRUST_SECONDS = 30 * 86400.0  # an address stays trusted for an account this long
 MAX_KEY_CHARS = 320
 FIRST_DELAY = 2.0  # seconds; doubles with every further failure
+EVICTION_WINDOW = 16  # oldest keys a full scope looks at for one it may forget
 
 
 @dataclass(frozen=True)
@@ -118,13 +124,20 @@ class _Count:
 class MemoryFailureCounts:
     """IFailureCounts in this process's memory, at most `max_entries` keys
     per scope; a key is forgotten `forget_after` seconds after its last
-    failure (and not before its refusal ends)."""
+    failure (and not before its refusal ends).
+
+    A full scope makes room by forgetting its least recently used key, but
+    never one with an active refusal (issue 16 #9: evicting refusals let an
+    attacker wipe his own record).  When the EVICTION_WINDOW oldest keys are
+    all refused, the scope fails closed: a key it cannot record is answered
+    as refused until the earliest of those refusals ends."""
 
     def __init__(self, forget_after: float, max_entries: int = MAX_ENTRIES):
         self.forget_after = forget_after
         self.max_entries = max_entries
         self._scopes: dict[str, OrderedDict[str, _Count]] = {}
         self._trusted: OrderedDict[str, float] = OrderedDict()  # pair -> until
+        self._flights: dict[tuple[str, str], int] = {}  # attempts being checked
 
     def trust(self, pair: str, until: float, now: float) -> None:
         self._trusted[pair] = until
@@ -158,24 +171,52 @@ class MemoryFailureCounts:
             return None
         return count
 
+    def _make_room(self, table: OrderedDict[str, _Count], now: float) -> float:
+        """Forget keys until one more fits: 0.0, or (full of active
+        refusals) the time the earliest of them ends."""
+        if len(table) < self.max_entries:
+            return 0.0
+        earliest = 0.0
+        for key in list(itertools.islice(table, EVICTION_WINDOW)):
+            count = table[key]
+            if count.refused_until <= now:
+                del table[key]
+                if len(table) < self.max_entries:
+                    return 0.0
+            elif not earliest or count.refused_until < earliest:
+                earliest = count.refused_until
+        if len(table) < self.max_entries:
+            return 0.0
+        return earliest
+
     def get(self, scope: str, key: str, now: float) -> tuple[int, float]:
         count = self._live(scope, key, now)
         if count is None:
-            return 0, 0.0
+            # Fail closed: a key the full table could not record is refused.
+            return 0, self._make_room(self._table(scope), now)
         return count.failures, count.refused_until
 
     def add_failure(self, scope: str, key: str, now: float) -> int:
         table = self._table(scope)
         count = self._live(scope, key, now)
         if count is None:
+            if self._make_room(table, now):
+                return 1  # not recorded: get() refuses the key meanwhile
             count = table[key] = _Count()
-            while len(table) > self.max_entries:
-                table.popitem(last=False)
         else:
             table.move_to_end(key)
         count.failures += 1
         count.last = now
         return count.failures
+
+    def flight(self, scope: str, key: str, delta: int, now: float) -> int:
+        slot = (scope, key)
+        value = self._flights.get(slot, 0) + delta
+        if value > 0:
+            self._flights[slot] = value
+        else:
+            self._flights.pop(slot, None)
+        return max(value, 0)
 
     def refuse(self, scope: str, key: str, until: float) -> None:
         count = self._table(scope).get(key)
@@ -193,7 +234,8 @@ class Attempt:
     ip: str | None  # client_key(), None when the protocol gave no address
     account: str
     trusted: bool
-    scopes: list[tuple[str, str]] = field(default_factory=list)  # counted as in flight
+    scopes: list[tuple[str, str]] = field(default_factory=list)  # failures count here
+    flights: list[tuple[str, str]] = field(default_factory=list)  # counted as in flight
     done: bool = False
 
 
@@ -217,7 +259,6 @@ class LoginThrottle:
         self.counts = counts if counts is not None else MemoryFailureCounts(
             self.policy.refusal_seconds, max_entries)
         self.max_entries = max_entries
-        self._in_flight: dict[tuple[str, str], int] = {}
         self._waiting: dict[str, list[_Waiter]] = {}  # pair key -> attempts waiting
         self.refused = 0  # attempts refused outright (stats, tests)
         self.delayed = 0  # attempts answered late
@@ -232,24 +273,24 @@ class LoginThrottle:
         delays = []
         if ip is not None:
             pair = _pair(ip, account)
-            failures, refused_until = self._prior("pair", pair, now)
+            failures, refused_until = self._prior(attempt, "pair", pair, now)
             if refused_until > now or _reached(failures, policy.failures_before_refusal):
-                return self._refuse(refused_until - now, "account from this address")
+                return self._refuse(attempt, refused_until - now, "account from this address")
             delays.append(backoff(failures, policy.failures_before_delay, policy.max_delay))
             attempt.scopes.append(("pair", pair))
             if not attempt.trusted:
-                failures, refused_until = self._prior("ip", ip, now)
+                failures, refused_until = self._prior(attempt, "ip", ip, now)
                 if refused_until > now or _reached(failures, policy.ip_failures_before_refusal):
-                    return self._refuse(refused_until - now, "address")
+                    return self._refuse(attempt, refused_until - now, "address")
                 delays.append(backoff(failures, policy.ip_failures_before_delay, policy.max_delay))
                 attempt.scopes.append(("ip", ip))
         if not attempt.trusted:
-            failures, _ = self._prior("account", account, now)
+            failures, refused_until = self._prior(attempt, "account", account, now)
+            if refused_until > now:  # only a full table refuses here (fail closed)
+                return self._refuse(attempt, refused_until - now, "account")
             delays.append(backoff(failures, policy.account_failures_before_delay,
                                   min(policy.account_max_delay, policy.max_delay)))
             attempt.scopes.append(("account", account))
-        for scope in attempt.scopes:
-            self._in_flight[scope] = self._in_flight.get(scope, 0) + 1
         delay = max(delays, default=0.0)
         if delay <= 0:
             return defer.succeed(attempt)
@@ -260,13 +301,8 @@ class LoginThrottle:
         if ticket.done:
             return
         ticket.done = True
-        for scope in ticket.scopes:
-            left = self._in_flight.get(scope, 0) - 1
-            if left > 0:
-                self._in_flight[scope] = left
-            else:
-                self._in_flight.pop(scope, None)
         now = self.clock.seconds()
+        self._land(ticket, now)
         policy = self.policy
         if outcome == "ok":
             if ticket.ip is not None:
@@ -287,16 +323,30 @@ class LoginThrottle:
                         seconds=policy.refusal_seconds, count=count, scope=scope, key=key)
 
     # -- helpers ----------------------------------------------------------------
-    def _prior(self, scope: str, key: str, now: float) -> tuple[int, float]:
+    def _prior(self, attempt: Attempt, scope: str, key: str, now: float) -> tuple[int, float]:
+        """(failures, refused until) that decide this attempt.  For the pair
+        and the account, attempts still being checked count as failures, in
+        every worker (issue 16 #9): the attempt is counted in flight first,
+        in one atomic step, and sees only those before it."""
         failures, refused_until = self.counts.get(scope, key, now)
         if scope == "ip":
             # Logins still being verified are not failures: an office behind
             # one NAT address opens hundreds at 9 am.  Parallel spraying is
             # bounded by the verifier pool's queue and counted as it fails.
             return failures, refused_until
-        return failures + self._in_flight.get((scope, key), 0), refused_until
+        before = self.counts.flight(scope, key, 1, now) - 1
+        attempt.flights.append((scope, key))
+        return failures + before, refused_until
 
-    def _refuse(self, retry_after: float, what: str) -> defer.Deferred[Attempt]:
+    def _land(self, attempt: Attempt, now: float) -> None:
+        """The attempt is no longer in flight."""
+        flights, attempt.flights = attempt.flights, []
+        for scope, key in flights:
+            self.counts.flight(scope, key, -1, now)
+
+    def _refuse(self, attempt: Attempt, retry_after: float, what: str) -> defer.Deferred[Attempt]:
+        self._land(attempt, self.clock.seconds())
+        attempt.done = True
         self.refused += 1
         retry_after = max(retry_after, 1.0)
         return defer.fail(LoginThrottled(f"too many failed logins for this {what}; "
@@ -395,11 +445,9 @@ class ThrottledChecker:
             return avatar_id
 
         def failed(failure: Any) -> Any:
-            # A disabled account had the right password: neither a guess
-            # to count nor a success to trust.
-            if failure.check(AccountDisabled):
-                outcome = "error"
-            elif failure.check(UnauthorizedLogin):
+            # A disabled account counts like a wrong password (issue 16
+            # #10): otherwise the throttle's answers would tell them apart.
+            if failure.check(UnauthorizedLogin):  # AccountDisabled included
                 outcome = "fail"
             else:
                 outcome = "error"

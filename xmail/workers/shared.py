@@ -15,8 +15,14 @@ bounded table, under an flock for the tables several workers write.
   can only make a cap stricter, never looser.
 - `SharedTable`: an open-addressing table of (key, count, last, until)
   records under an flock, least recently used record evicted when a probe
-  window is full.  Login failure counts, the daily send counter and the
-  IMAP \\Recent claims.
+  window is full -- but never a record that holds an active refusal
+  (count > 0, until in the future): a window full of them fails closed
+  (issue 16 #9).  Login failure counts (and the logins being checked in
+  every worker), the daily send counter and the IMAP \\Recent claims.
+
+Keys are hashed with blake2b keyed by a secret that `create_files` makes at
+each start (`TABLE_KEY`, 0600): all workers of one run agree on it, and
+nobody outside can compute names that collide with a victim's records.
 - `WORKER_LOAD`: a slot per worker (open connections, heartbeat), which
   xmail.workers.balance reads and writes; zeroed here like the rows above.
 """
@@ -51,13 +57,25 @@ RECENT_CLAIMS = "recent-claims.shm"
 # One slot per worker: its open connections and a heartbeat (xmail.workers.balance).
 WORKER_LOAD = "worker-load.shm"
 LOAD_SLOT = struct.Struct("<qd")
+# The per-start secret of key_hash (32 random bytes).
+TABLE_KEY = "tables.key"
 
 
-def key_hash(key: str) -> int:
-    """A hash every process agrees on (Python's hash() is salted per process);
-    never 0, which marks a free record."""
-    digest = hashlib.blake2b(key.encode("utf-8", "surrogateescape"), digest_size=8).digest()
+def key_hash(key: str, secret: bytes = b"") -> int:
+    """A hash every process of one run agrees on (Python's hash() is salted
+    per process), keyed with the run's secret; never 0, which marks a free
+    record."""
+    digest = hashlib.blake2b(key.encode("utf-8", "surrogateescape"), digest_size=8, key=secret).digest()
     return int.from_bytes(digest, "little") | 1
+
+
+def table_key(run_dir: str) -> bytes:
+    """The secret create_files made for this run."""
+    with open(os.path.join(run_dir, TABLE_KEY), "rb") as f:
+        secret = f.read()
+    if len(secret) != 32:
+        raise ValueError(f"{os.path.join(run_dir, TABLE_KEY)}: not a table key")
+    return secret
 
 
 def create_files(run_dir: str, workers: int) -> None:
@@ -71,6 +89,14 @@ def create_files(run_dir: str, workers: int) -> None:
         RECENT_CLAIMS: TABLE_RECORDS * _RECORD.size,
         WORKER_LOAD: workers * LOAD_SLOT.size,
     }
+    key_path = os.path.join(run_dir, TABLE_KEY)
+    tmp = f"{key_path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, os.urandom(32))
+    finally:
+        os.close(fd)
+    os.replace(tmp, key_path)  # before the tables: a reader never sees a new table with an old key
     for name, size in sizes.items():
         path = os.path.join(run_dir, name)
         tmp = f"{path}.{os.getpid()}.tmp"
@@ -193,13 +219,22 @@ class SharedUserConnections(UserConnections, _SharedConnectionCounter):
 
 
 class SharedTable:
-    """key -> (count, last, until) records in a mapped file, under flock."""
+    """key -> (count, last, until) records in a mapped file, under flock.
 
-    def __init__(self, path: str, forget_after: float):
+    A record with count > 0 and `until` in the future (an active refusal)
+    is never evicted; when a key's probe window holds nothing else, the key
+    cannot be recorded and `get` answers it as refused until the earliest
+    of them ends (fail closed)."""
+
+    def __init__(self, path: str, forget_after: float, secret: bytes | None = None):
         self.path = path
         self.forget_after = forget_after
+        self.secret = table_key(os.path.dirname(path)) if secret is None else secret
         self.fd, self.map = map_file(path)
         self.records = len(self.map) // _RECORD.size
+
+    def _hash(self, key: str) -> int:
+        return key_hash(key, self.secret)
 
     # -- locking ------------------------------------------------------------------
     def __enter__(self) -> SharedTable:
@@ -213,57 +248,83 @@ class SharedTable:
     def _expired(self, count: int, last: float, until: float, now: float) -> bool:
         return now >= max(last + self.forget_after, until)
 
-    def _find(self, h: int, now: float) -> tuple[int | None, int]:
-        """(offset of h's live record or None, offset to insert at)."""
+    def _find(self, h: int, now: float) -> tuple[int | None, int | None, float]:
+        """(offset of h's live record or None, offset to insert at or None
+        when the window is full of active refusals, the earliest end of
+        those refusals)."""
         start = h % self.records
         free = None
         oldest, oldest_last = None, float("inf")
+        earliest = 0.0
         for i in range(PROBE):
             offset = ((start + i) % self.records) * _RECORD.size
             rh, count, last, until = _RECORD.unpack_from(self.map, offset)
             if rh == h:
                 if self._expired(count, last, until, now):
                     _RECORD.pack_into(self.map, offset, 0, 0, 0.0, 0.0)
-                    return None, offset
-                return offset, offset
+                    return None, offset, 0.0
+                return offset, offset, 0.0
             if rh == 0 or self._expired(count, last, until, now):
                 if free is None:
                     free = offset
+            elif count > 0 and until > now:
+                # Issue 16 #9: an active refusal is never evicted.
+                if not earliest or until < earliest:
+                    earliest = until
             elif last < oldest_last:
                 oldest, oldest_last = offset, last
-        return None, free if free is not None else oldest  # type: ignore[return-value]
+        insert = free if free is not None else oldest
+        return None, insert, 0.0 if insert is not None else earliest
 
     def get(self, key: str, now: float) -> tuple[int, float]:
         with self:
-            offset, _ = self._find(key_hash(key), now)
+            offset, _insert, full_until = self._find(self._hash(key), now)
             if offset is None:
-                return 0, 0.0
+                return 0, full_until  # full_until > 0: fail closed
             _h, count, _last, until = _RECORD.unpack_from(self.map, offset)
             return count, until
 
-    def add(self, key: str, delta: int, now: float) -> int:
-        h = key_hash(key)
+    def add(self, key: str, delta: int, now: float, drop_at_zero: bool = False) -> int:
+        """count += delta (from 0 for a new key); the new count.  Not stored
+        when the window is full of refusals; with drop_at_zero a count that
+        reaches 0 frees its record."""
+        h = self._hash(key)
         with self:
-            offset, insert = self._find(h, now)
+            offset, insert, _full = self._find(h, now)
             if offset is None:
                 count, until = 0, 0.0
                 offset = insert
             else:
                 _h, count, _last, until = _RECORD.unpack_from(self.map, offset)
             count += delta
-            _RECORD.pack_into(self.map, offset, h, count, now, until)
+            if offset is None:
+                return count
+            if drop_at_zero and count <= 0:
+                _RECORD.pack_into(self.map, offset, 0, 0, 0.0, 0.0)
+            else:
+                _RECORD.pack_into(self.map, offset, h, count, now, until)
             return count
+
+    def put(self, key: str, count: int, until: float, now: float) -> None:
+        """Set key's record (if the window has room)."""
+        h = self._hash(key)
+        with self:
+            offset, insert, _full = self._find(h, now)
+            target = offset if offset is not None else insert
+            if target is not None:
+                _RECORD.pack_into(self.map, target, h, count, now, until)
 
     def update(self, key: str, change: Callable[[int | None], int | None], now: float) -> int | None:
         """Atomically: new = change(key's count or None if it has no record);
         stored unless None or unchanged.  -> the old count."""
-        h = key_hash(key)
+        h = self._hash(key)
         with self:
-            offset, insert = self._find(h, now)
+            offset, insert, _full = self._find(h, now)
             old = None if offset is None else _RECORD.unpack_from(self.map, offset)[1]
             new = change(old)
-            if new is not None and new != old:
-                _RECORD.pack_into(self.map, offset if offset is not None else insert, h, new, now, 0.0)
+            target = offset if offset is not None else insert
+            if new is not None and new != old and target is not None:
+                _RECORD.pack_into(self.map, target, h, new, now, 0.0)
             return old
 
     def _locate(self, h: int) -> int | None:
@@ -278,14 +339,14 @@ class SharedTable:
     def set_until(self, key: str, until: float) -> None:
         """Keep key's record (if any) at least until `until`."""
         with self:
-            offset = self._locate(key_hash(key))
+            offset = self._locate(self._hash(key))
             if offset is not None:
                 rh, count, last, old = _RECORD.unpack_from(self.map, offset)
                 _RECORD.pack_into(self.map, offset, rh, count, last, max(old, until))
 
     def delete(self, key: str) -> None:
         with self:
-            offset = self._locate(key_hash(key))
+            offset = self._locate(self._hash(key))
             if offset is not None:
                 _RECORD.pack_into(self.map, offset, 0, 0, 0.0, 0.0)
 
@@ -324,18 +385,23 @@ class SharedFailureCounts:
     def reset(self, scope: str, key: str) -> None:
         self.table.delete(self._key(scope, key))
 
-    # -- trusted (address, account) pairs: not yet part of IFailureCounts --------------
-    # LoginThrottle keeps them in its own dict today (per process); with
-    # these two it can share them (see the report of issue #9).
+    def flight(self, scope: str, key: str, delta: int, now: float) -> int:
+        """Logins of key being checked in any worker (issue 16 #9): one
+        atomic add under the table's lock, so a parallel burst spread over
+        the workers is counted as one.  The record goes at 0; a worker that
+        dies mid-check leaves its count until forget_after."""
+        return max(0, self.table.add(self._key("flight", f"{scope}\0{key}"), delta, now, drop_at_zero=True))
+
+    # -- trusted (address, account) pairs --------------------------------------------
+    # Count -1 marks a trust: not a refusal, so a full window may evict it
+    # (its owner is then merely slowed like anybody else).
     def trust(self, pair: str, until: float, now: float) -> None:
         """The pair logged in successfully: trusted until `until`."""
-        key = self._key("trust", pair)
-        self.table.add(key, 0 if self.table.get(key, now)[0] else 1, now)
-        self.table.set_until(key, until)
+        self.table.put(self._key("trust", pair), -1, until, now)
 
     def trusted(self, pair: str, now: float) -> bool:
         count, until = self.table.get(self._key("trust", pair), now)
-        return count > 0 and until > now
+        return count == -1 and until > now
 
     def __len__(self) -> int:
         return len(self.table)

@@ -141,7 +141,7 @@ class Session:
         self.state = State.NOT_AUTHENTICATED
         self.account: Any = None  # IMailAccount
         self.mailbox: Any = None  # IMailbox
-        self._logout: Callable[[], None] | None = None
+        self.lease: Any = None  # xmail.auth.login.Lease, owned by this session
         self.selected: sync.SelectedFolder | None = None
         self.bad_commands = 0
         self.auth_failures = 0
@@ -261,18 +261,14 @@ class Session:
         return newly
 
     # -- login -----------------------------------------------------------------
-    def logged_in(self, account: Any, logout: Callable[[], None] | None, method: str) -> None:
-        self.account = account
-        self.mailbox = account.mailbox
-        self._logout = logout
+    def logged_in(self, lease: Any) -> None:
+        """The login succeeded (xmail.auth.login, which audited it): this
+        session owns its lease until close()."""
+        self.lease = lease
+        self.account = lease.account
+        self.mailbox = lease.account.mailbox
         self.state = State.AUTHENTICATED
         self.login_time = time.time()
-        if self.ctx.audit is not None:
-            self.ctx.audit.login(account.address, "imap", self.conn.client_host, method, "ok")
-
-    def audit_failure(self, user: str, method: str, result: str) -> None:
-        if self.ctx.audit is not None:
-            self.ctx.audit.login(user, "imap", self.conn.client_host, method, result)
 
     # -- selection -------------------------------------------------------------
     def deselect(self) -> None:
@@ -285,15 +281,10 @@ class Session:
     def close(self) -> None:
         """The connection is gone: release listeners and log the logout."""
         self.deselect()
-        if self.account is not None:
-            if self.ctx.connections is not None:
-                self.ctx.connections.release(self.account.address, "imap")
-            if self.ctx.audit is not None:
-                self.ctx.audit.logout(self.account.address, "imap", self.conn.client_host)
-            if self._logout is not None:
-                try:
-                    self._logout()
-                except Exception:
-                    self._log.failure("avatar logout failed")
-            self.account = None
+        # Releasing the lease is the only way the user's session slot goes
+        # back (and it logs the logout); idempotent.
+        lease, self.lease = self.lease, None
+        if lease is not None:
+            lease.release()
+        self.account = None
         self.state = State.LOGOUT

@@ -15,11 +15,8 @@ server fault `-ERR [SYS/TEMP] ...` plus a log line; the session stays usable.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import enum
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -27,8 +24,9 @@ from twisted.cred.error import LoginFailed, UnauthorizedLogin
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from xmail.auth.credentials import login_credentials
-from xmail.auth.interfaces import AccountDisabled, IMailAccount, LoginUnavailable
+from xmail.auth import sasl
+from xmail.auth.interfaces import AuthorizationFailed, LoginUnavailable
+from xmail.auth.login import Lease, login
 from xmail.message.dotstuff import MultilineEncoder
 from xmail.protocols.pop3.maildrop import IMaildropLocks
 from xmail.protocols.pop3.parser import BadLine, Command, SaslResponse
@@ -38,7 +36,7 @@ _SASL_NAME = re.compile(r"[A-Z0-9_-]{1,20}")
 IMPLEMENTATION = "xmail"
 MAX_AUTH_FAILURES = 3  # then the connection is closed
 MAX_BAD_COMMANDS = 10  # unknown/invalid commands before the connection is closed
-SASL_MECHANISMS = ("PLAIN", "LOGIN")
+SASL_MECHANISMS = sasl.MECHANISMS
 # RFC 1939 §4: the maildrop is INBOX only (DESIGN.md "POP3 sees only this").
 MAILDROP_FOLDER = "INBOX"
 
@@ -165,9 +163,11 @@ class POP3Session:
         self.state = State.AUTHORIZATION
         self.maildrop: Maildrop | None = None
         self.account: str | None = None
-        self._logout: Callable[[], None] | None = None
+        # The login (xmail.auth.login.Lease), owned by this session: releasing
+        # it is the only way the user's session slot is given back.
+        self.lease: Lease | None = None
         self._user: str | None = None  # from USER, waiting for PASS
-        self._sasl: _SaslExchange | None = None
+        self._sasl: sasl.Exchange | None = None
         self._auth_failures = 0
         self._bad_commands = 0
 
@@ -259,7 +259,12 @@ class POP3Session:
         if self._user is None:
             raise UserError("send USER first")
         user, self._user = self._user, None
-        return self._login(user, password, "USER")
+        try:
+            credentials = sasl.credentials(user, password)
+        except sasl.SaslError:
+            # Same answer as a wrong password: the rule is no oracle.
+            raise UserError("authentication failed", "AUTH") from None
+        return self._login(credentials, "USER")
 
     def do_auth(self, mechanism: str | None = None, initial: str | None = None) -> Any:
         if mechanism is None:
@@ -268,7 +273,8 @@ class POP3Session:
             self.io.write(multiline("SASL mechanisms follow", list(SASL_MECHANISMS)))
             return None
         mechanism = mechanism.upper()
-        if mechanism not in SASL_MECHANISMS:
+        exchange = sasl.exchange(mechanism)
+        if exchange is None:
             # Echo only a well-formed SASL name (RFC 4422 §3.1): a control or
             # 8-bit character in a reply reaches the client's logs and terminals.
             if _SASL_NAME.fullmatch(mechanism):
@@ -276,11 +282,16 @@ class POP3Session:
             raise UserError("unsupported authentication mechanism")
         self._require_plaintext_auth()
         self._user = None
-        self._sasl = _SaslExchange(mechanism)
+        self._sasl = exchange
         if initial is None:
-            return self._challenge()
-        # RFC 5034 §4: "=" is an empty initial response.
-        return self._sasl_feed(b"" if initial == "=" else initial.encode("ascii", "replace"))
+            return self._sasl_feed(None)
+        try:
+            # RFC 5034 §4: "=" is an empty initial response.
+            response = sasl.decode_initial(initial)
+        except sasl.SaslError as e:
+            self._sasl = None
+            raise UserError(str(e)) from None
+        return self._sasl_feed(response)
 
     def do_stls(self) -> None:
         if not self.tls_available:
@@ -292,103 +303,86 @@ class POP3Session:
         self.io.start_tls()
 
     # -- SASL (RFC 5034 §4) --------------------------------------------------
-    def _challenge(self) -> None:
-        assert self._sasl is not None
-        self.io.write(b"+ " + base64.b64encode(self._sasl.prompt()) + b"\r\n")
-        self.io.expect_sasl_response()
-
     def _sasl_step(self, event: Command | SaslResponse | BadLine) -> Any:
         if not isinstance(event, SaslResponse):
             self._sasl = None
             raise UserError("authentication aborted: bad response line", "AUTH")
-        if event.data == b"*":
+        try:
+            response = sasl.decode_response(event.data)
+        except sasl.SaslError as e:
             self._sasl = None
-            raise UserError("authentication cancelled")
-        return self._sasl_feed(event.data)
+            raise UserError(str(e)) from None
+        return self._sasl_feed(response)
 
-    def _sasl_feed(self, data: bytes) -> Any:
+    def _sasl_feed(self, response: bytes | None) -> Any:
         exchange = self._sasl
         assert exchange is not None
         try:
-            decoded = base64.b64decode(data, validate=True)
-        except (binascii.Error, ValueError):
+            outcome = exchange.step(response)
+        except sasl.SaslError as e:
             self._sasl = None
-            raise UserError("invalid base64 in SASL response") from None
-        try:
-            credentials = exchange.step(decoded)
-        except UserError:
-            self._sasl = None
-            raise
-        if credentials is None:
-            return self._challenge()
+            raise UserError(str(e), "AUTH") from None
+        if isinstance(outcome, bytes):
+            # RFC 5034 §4: "+ " and the base64 challenge.
+            self.io.write(b"+ " + sasl.encode_challenge(outcome) + b"\r\n")
+            self.io.expect_sasl_response()
+            return None
         self._sasl = None
-        user, password = credentials
-        return self._login(user, password, exchange.mechanism)
+        return self._login(outcome, exchange.name)
 
     # -- login -----------------------------------------------------------------
-    def _login(self, user: str, password: str, method: str) -> defer.Deferred:
-        credentials = login_credentials(user.encode("utf-8"), password.encode("utf-8"),
-                                        client_ip=self.client_ip, protocol="pop3")
-        d = defer.maybeDeferred(self.ctx.portal.login, credentials, None, IMailAccount)
-        d.addCallbacks(self._logged_in, self._login_failed,
-                       callbackArgs=(user, method), errbackArgs=(user, method))
+    def _login(self, credentials: sasl.Credentials, method: str) -> defer.Deferred:
+        """Through the one login path (xmail.auth.login): it audits."""
+        d = login(self.ctx, credentials, protocol="pop3", client_ip=self.client_ip, method=method)
+        d.addCallbacks(self._logged_in, self._login_failed)
         return d
 
-    def _audit(self, name: str, *args: Any) -> None:
-        if self.ctx.audit is not None:
-            getattr(self.ctx.audit, name)(*args)
-
-    def _logged_in(self, result: tuple[Any, Any, Callable[[], None]], user: str, method: str) -> None:
-        _iface, account, logout = result
-        address = account.address
+    def _logged_in(self, lease: Lease) -> None:
         if self.state is not State.AUTHORIZATION:
             # The connection went away while the password was checked.
-            logout()
+            lease.release()
             return
-        self._audit("login", address, "pop3", self.client_ip, method, "ok")
+        address = lease.address
         # RFC 1939 §8 and RFC 2449 §8.1.2: one session per maildrop.
         if not self.locks.acquire(address):
-            logout()
-            self._audit("logout", address, "pop3", self.client_ip)
+            lease.release()
             self.io.write(err("maildrop is locked by another POP3 session", "IN-USE"))
             return
         try:
-            folder = account.mailbox.folder(MAILDROP_FOLDER)
+            folder = lease.account.mailbox.folder(MAILDROP_FOLDER)
             status = folder.status()
             records = folder.records()
         except Exception:
             self.locks.release(address)
-            logout()
-            self._audit("logout", address, "pop3", self.client_ip)
+            lease.release()
             self._fault("cannot open maildrop")
             return
         self.maildrop = Maildrop(folder, status.uidvalidity, [r.uid for r in records],
                                  [r.size for r in records], set())
         self.account = address
-        self._logout = logout
+        self.lease = lease
         self.state = State.TRANSACTION
         self.io.write(ok(f"maildrop has {len(records)} messages ({sum(self.maildrop.sizes)} octets)"))
 
-    def _login_failed(self, failure: Any, user: str, method: str) -> None:
-        name = user.lower()
+    def _login_failed(self, failure: Any) -> None:
+        # login() has audited the attempt.
         if failure.check(UnauthorizedLogin, LoginFailed):
             # AccountDisabled is an UnauthorizedLogin: answered the same way
             # so that the reply does not tell a disabled account apart.
-            result = "disabled" if failure.check(AccountDisabled) else "fail"
-            self._audit("login", name, "pop3", self.client_ip, method, result)
             self._auth_failures += 1
             # RFC 3206 §5: [AUTH] = the credentials are refused; retrying
-            # the same ones will not help.
-            self.io.write(err("authentication failed", "AUTH"))
+            # the same ones will not help.  Only the password's owner learns
+            # that the authorisation identity was the reason.
+            if failure.check(AuthorizationFailed):
+                self.io.write(err("authorization identity not allowed", "AUTH"))
+            else:
+                self.io.write(err("authentication failed", "AUTH"))
             if self._auth_failures >= MAX_AUTH_FAILURES and self.state is State.AUTHORIZATION:
                 self.io.write(err("too many authentication failures, closing"))
                 self._close()
             return
-        if failure.check(LoginUnavailable):
-            self._audit("login", name, "pop3", self.client_ip, method, "throttled")
-        else:
+        if not failure.check(LoginUnavailable):
             self._log.failure("POP3 login error for {client}", failure, client=self.client_ip)
-            self._audit("login", name, "pop3", self.client_ip, method, "fail")
         # RFC 3206 §4: [SYS/TEMP] = try again later, the same credentials may work.
         self.io.write(err("authentication temporarily unavailable, try again later", "SYS/TEMP"))
 
@@ -537,14 +531,14 @@ class POP3Session:
         self.io.close()
 
     def _release(self) -> None:
-        """Give up the maildrop: unlock, log out, audit.  Idempotent."""
+        """Give up the maildrop and the login (its lease: slot, audit,
+        avatar).  Idempotent."""
         if self.account is not None:
             self.locks.release(self.account)
-            self._audit("logout", self.account, "pop3", self.client_ip)
             self.account = None
-        if self._logout is not None:
-            logout, self._logout = self._logout, None
-            logout()
+        lease, self.lease = self.lease, None
+        if lease is not None:
+            lease.release()
 
     def connection_lost(self) -> None:
         """The client went away.  RFC 1939 §6: no UPDATE, nothing deleted.
@@ -554,40 +548,3 @@ class POP3Session:
         self.state = State.CLOSED
         self._sasl = None
         self._release()
-
-
-class _SaslExchange:
-    """PLAIN (RFC 4616) and LOGIN (draft-murchison-sasl-login) server side."""
-
-    def __init__(self, mechanism: str):
-        self.mechanism = mechanism
-        self._username: str | None = None
-
-    def prompt(self) -> bytes:
-        if self.mechanism == "LOGIN":
-            return b"Password:" if self._username is not None else b"Username:"
-        return b""
-
-    def step(self, data: bytes) -> tuple[str, str] | None:
-        """Credentials once complete, None while more is needed."""
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise UserError("SASL response is not UTF-8", "AUTH") from None
-        if self.mechanism == "PLAIN":
-            # RFC 4616 §2: [authzid] NUL authcid NUL passwd
-            parts = text.split("\0")
-            if len(parts) != 3 or not parts[1]:
-                raise UserError("malformed PLAIN response", "AUTH")
-            authzid, authcid, password = parts
-            if authzid and authzid.lower() != authcid.lower():
-                # No proxy authorization: acting as another user is refused.
-                raise UserError("authorization identity not allowed", "AUTH")
-            return authcid, password
-        if self._username is None:
-            if not text:
-                raise UserError("empty user name", "AUTH")
-            self._username = text
-            return None
-        return self._username, text
-

@@ -15,12 +15,11 @@ import secrets
 import time
 from typing import Any
 
-from twisted.cred.error import LoginFailed, UnauthorizedLogin
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from xmail.auth.credentials import login_credentials
-from xmail.auth.interfaces import AccountDisabled, IMailAccount, LoginUnavailable
+from xmail.auth.login import login
+from xmail.auth.sasl import Credentials
 from xmail.message import mailboxes, scan_header_section
 from xmail.protocols.smtp import replies
 from xmail.protocols.smtp.limits import DailySendCounter
@@ -28,7 +27,6 @@ from xmail.protocols.smtp.replies import Reply
 from xmail.protocols.smtp.session import (
     MX,
     SUBMISSION,
-    AuthFailure,
     Envelope,
     SessionInfo,
     add_missing_headers,
@@ -122,41 +120,10 @@ class MailAgent:
         return self.ctx.is_loopback(host)
 
     # -- login ----------------------------------------------------------------------
-    def authenticate(self, username: str, password: str, client_ip: str, method: str) -> Any:
-        """-> Deferred[canonical address]; errbacks AuthFailure(reply)."""
-        protocol = "submission"
-        credentials = login_credentials(username.encode("utf-8"), password.encode("utf-8"),
-                                        client_ip=client_ip, protocol=protocol)
-        d = self.ctx.portal.login(credentials, None, IMailAccount)
-
-        def ok(result: Any) -> str:
-            _interface, avatar, logout = result
-            logout()
-            connections = self.ctx.connections
-            if connections is not None and not connections.acquire(avatar.address, protocol):
-                # Released by the server when the connection closes.
-                self._audit_login(avatar.address, protocol, client_ip, method, "throttled")
-                raise AuthFailure(replies.AUTH_TEMPORARY_FAILURE)
-            self._audit_login(avatar.address, protocol, client_ip, method, "ok")
-            return avatar.address
-
-        def failed(failure: Any) -> Any:
-            if failure.check(LoginUnavailable):
-                self._audit_login(username, protocol, client_ip, method, "throttled")
-                raise AuthFailure(replies.AUTH_TEMPORARY_FAILURE)
-            if failure.check(UnauthorizedLogin, LoginFailed):
-                # A disabled account is answered like a wrong password.
-                result = "disabled" if failure.check(AccountDisabled) else "fail"
-                self._audit_login(username, protocol, client_ip, method, result)
-                raise AuthFailure(replies.AUTH_FAILED)
-            return failure
-
-        d.addCallbacks(ok, failed)
-        return d
-
-    def _audit_login(self, account: str, protocol: str, ip: str, method: str, result: str) -> None:
-        if self.ctx.audit is not None:
-            self.ctx.audit.login(account, protocol, ip, method, result)
+    def authenticate(self, credentials: Credentials, client_ip: str, method: str) -> Any:
+        """-> Deferred[Lease] through the one login path (xmail.auth.login);
+        fails with UnauthorizedLogin or LoginUnavailable."""
+        return login(self.ctx, credentials, protocol="submission", client_ip=client_ip, method=method)
 
     def may_send_as(self, user: str, address: str) -> bool:
         return bool(self.ctx.directory.may_send_as(user, address))
@@ -165,11 +132,27 @@ class MailAgent:
         return self.send_counter.limit if self.send_counter.reached(user) else None
 
     # -- recipients -------------------------------------------------------------------
+    def _postmaster_account(self, address: str) -> str | None:
+        """RFC 5321 §4.5.1: postmaster@ every hosted domain must be accepted.
+        A user or alias postmaster@DOMAIN wins; then [server] postmaster;
+        then postmaster@ of the host name's domain (README "Postmaster")."""
+        directory = self.ctx.directory
+        user = directory.resolve(address)
+        if user is None and self.ctx.settings.server.postmaster:
+            user = directory.resolve(self.ctx.settings.server.postmaster.strip().lower())
+        if user is None:
+            user = directory.resolve(self._local_postmaster())
+        return user
+
     def check_recipient(self, address: str, info: SessionInfo, envelope: Envelope) -> Any:
         """-> (reply, canonical user or None), maybe as a Deferred."""
         if address == self.postmaster:
+            # RFC 5321 §4.1.1.3: <postmaster> without a domain.
             address = self._local_postmaster()
-        domain = address.rpartition("@")[2]
+        local, _, domain = address.rpartition("@")
+        if local.lower() == "postmaster" and self.ctx.directory.is_local_domain(domain.lower()):
+            # RFC 5321 §4.5.1: "postmaster" is case-insensitive.
+            return self._local_recipient(self._postmaster_account(address.lower()), envelope)
         if domain.startswith("[") or not self.ctx.directory.is_local_domain(domain):
             # Never an open relay: foreign domains only for authenticated submission.
             if self.mode != SUBMISSION or info.user is None:

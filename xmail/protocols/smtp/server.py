@@ -116,11 +116,9 @@ class SMTPServerProtocol(Protocol, TimeoutMixin):
         self.setTimeout(None)
         self.factory.sessions.discard(self)
         session = self.session
-        connections = self.factory.ctx.connections
-        if session is not None and session.user and connections is not None:
-            connections.release(session.user, "submission")
         if session is not None:
             session.closed = True
+            session.release_login()  # the session's lease: its per-user slot
             if not self._waiting:
                 # A pending delivery cleans up when it finishes (its files
                 # may still be being copied).

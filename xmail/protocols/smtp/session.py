@@ -12,16 +12,17 @@ objects, so the state machine runs under unit tests without a reactor.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import email.utils
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from twisted.cred.error import LoginFailed, UnauthorizedLogin
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from xmail.auth import sasl
+from xmail.auth.interfaces import LoginUnavailable
 from xmail.ops import metrics
 from xmail.protocols.smtp import replies
 from xmail.protocols.smtp.grammar import (
@@ -105,16 +106,32 @@ class SMTPSession:
         self.hostname = backend.hostname
         self.closed = False
         self.errors = 0
+        # The login (xmail.auth.login.Lease): this session owns it, and
+        # releasing it is the only way its per-user slot is given back.
+        self.lease: Any = None
         self._reset_all()
 
     # -- state -----------------------------------------------------------------
+    @property
+    def user(self) -> str | None:
+        """The authenticated user (canonical address), None before AUTH."""
+        return self.lease.address if self.lease is not None else None
+
     def _reset_all(self) -> None:
-        # RFC 3207 §4.2: after STARTTLS nothing learnt before it survives.
+        # RFC 3207 §4.2: after STARTTLS nothing learnt before it survives,
+        # the login included: its lease goes back (issue 14: it used to
+        # keep the user's session slot until the server restarted).
         self.helo: str | None = None
         self.esmtp = False
-        self.user: str | None = None
-        self._sasl: Any = None
+        self.release_login()
+        self._sasl: sasl.Exchange | None = None
         self._reset_transaction()
+
+    def release_login(self) -> None:
+        """End the login, if any (STARTTLS, connection lost); idempotent."""
+        lease, self.lease = self.lease, None
+        if lease is not None:
+            lease.release()
 
     def _reset_transaction(self) -> None:
         self.envelope: Envelope | None = None
@@ -287,61 +304,73 @@ class SMTPSession:
             self.reply(replies.BAD_SEQUENCE)
             return None
         mechanism, _, initial = argument.strip().partition(" ")
-        mechanism = mechanism.upper()
-        initial = initial.strip()
-        if mechanism == "PLAIN":
-            self._sasl = _PlainExchange()
-        elif mechanism == "LOGIN":
-            self._sasl = _LoginExchange()
-        else:
+        exchange = sasl.exchange(mechanism)
+        if exchange is None:
             self.reply(replies.AUTH_MECHANISM_UNKNOWN)
             return None
-        if initial:
-            # "=" is an empty initial response (RFC 4954 §4).
-            return self._sasl_response(b"" if initial == "=" else initial.encode("ascii", "replace"),
-                                       initial=True)
-        return self._sasl_step(None)
+        self._sasl = exchange
+        initial = initial.strip()
+        if not initial:
+            return self._sasl_step(None)
+        try:
+            # RFC 4954 §4: "=" is an empty initial response.
+            response = sasl.decode_initial(initial)
+        except sasl.SaslError:
+            self._sasl = None
+            self.reply(replies.AUTH_BAD_RESPONSE)
+            return None
+        return self._sasl_step(response)
 
-    def _sasl_response(self, line: bytes, initial: bool = False) -> Any:
+    def _sasl_response(self, line: bytes) -> Any:
         if len(line) + 2 > AUTH_LINE_LIMIT:
             self._sasl = None
             self.reply(replies.LINE_TOO_LONG)
             return None
-        if line.strip() == b"*":
+        try:
+            response = sasl.decode_response(line)
+        except sasl.SaslCancelled:
             self._sasl = None
             self.reply(replies.AUTH_CANCELLED)
             return None
-        try:
-            decoded = base64.b64decode(line.strip(), validate=True) if line.strip() else b""
-        except (binascii.Error, ValueError):
+        except sasl.SaslError:
             self._sasl = None
             self.reply(replies.AUTH_BAD_RESPONSE)
             return None
-        return self._sasl_step(decoded)
+        return self._sasl_step(response)
 
     def _sasl_step(self, response: bytes | None) -> Any:
         exchange = self._sasl
-        outcome = exchange.step(response)
-        if isinstance(outcome, str):
-            self._send(replies.AUTH_CHALLENGE.format(outcome))
-            return None
-        self._sasl = None
-        if outcome is None:
+        assert exchange is not None
+        try:
+            outcome = exchange.step(response)
+        except sasl.SaslError:
+            self._sasl = None
             self.reply(replies.AUTH_BAD_RESPONSE)
             return None
-        username, password = outcome
-        d = self.backend.authenticate(username, password, self.client_ip, exchange.name)
-        d.addCallback(self._authenticated)
-        d.addErrback(self._auth_failed)
+        if isinstance(outcome, bytes):
+            self._send(replies.AUTH_CHALLENGE.format(sasl.encode_challenge(outcome).decode("ascii")))
+            return None
+        self._sasl = None
+        d = self.backend.authenticate(outcome, self.client_ip, exchange.name)
+        d.addCallbacks(self._authenticated, self._auth_failed)
         return d
 
-    def _authenticated(self, user: str) -> None:
-        self.user = user
+    def _authenticated(self, lease: Any) -> None:
+        if self.closed:
+            # The client went away while the password was checked.
+            lease.release()
+            return
+        self.lease = lease
         self.reply(replies.AUTH_OK)
 
     def _auth_failed(self, failure: Any) -> None:
-        reply = failure.value.args[0] if isinstance(failure.value, AuthFailure) else None
-        if reply is None:
+        # RFC 4954 §6: 535 5.7.8 for refused credentials, 454 4.7.0 for a
+        # temporary failure (throttled, too many sessions, a busy verifier).
+        if failure.check(UnauthorizedLogin, LoginFailed):
+            reply = replies.AUTH_FAILED
+        elif failure.check(LoginUnavailable):
+            reply = replies.AUTH_TEMPORARY_FAILURE
+        else:
             self._log.failure("authentication error", failure)
             reply = replies.AUTH_TEMPORARY_FAILURE
         self.reply(reply)
@@ -641,10 +670,6 @@ class SMTPSession:
     _COMMANDS: dict[str, Callable[..., Any]] = {}
 
 
-class AuthFailure(Exception):
-    """A login refused with a specific reply (args[0])."""
-
-
 SMTPSession._COMMANDS = {
     "EHLO": SMTPSession.do_ehlo,
     "HELO": SMTPSession.do_helo,
@@ -666,47 +691,6 @@ SMTPSession._COMMANDS = {
 def _is_postmaster(argument: str) -> bool:
     rest = argument[3:].strip() if argument[:3].upper() == "TO:" else ""
     return rest.split(" ", 1)[0].lower() == "<postmaster>"
-
-
-class _PlainExchange:
-    """RFC 4616: [authzid] NUL authcid NUL passwd."""
-
-    name = "PLAIN"
-
-    def step(self, response: bytes | None) -> str | tuple[str, str] | None:
-        if response is None:
-            return ""
-        parts = response.split(b"\0")
-        if len(parts) != 3:
-            return None
-        try:
-            authzid, authcid, password = (p.decode("utf-8") for p in parts)
-        except UnicodeDecodeError:
-            return None
-        if authzid and authzid.lower() != authcid.lower():
-            return None  # no proxy authorisation
-        return authcid, password
-
-
-class _LoginExchange:
-    """The LOGIN mechanism (draft-murchison-sasl-login): username, then password."""
-
-    name = "LOGIN"
-
-    def __init__(self) -> None:
-        self.username: str | None = None
-
-    def step(self, response: bytes | None) -> str | tuple[str, str] | None:
-        if response is None:
-            return base64.b64encode(b"Username:").decode()
-        try:
-            text = response.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-        if self.username is None:
-            self.username = text
-            return base64.b64encode(b"Password:").decode()
-        return self.username, text
 
 
 def add_missing_headers(section: bytes, hostname: str, *, date: bool, message_id: str | None) -> bytes:

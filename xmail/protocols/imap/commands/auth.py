@@ -1,16 +1,15 @@
-# -*- test-case-name: tests.protocols.test_imap_auth -*-
+# -*- test-case-name: tests.protocols.test_imap_commands,tests.auth.test_login -*-
 """Not-authenticated state (RFC 3501 §6.2): STARTTLS, AUTHENTICATE (PLAIN,
-LOGIN, with SASL-IR, RFC 4959) and LOGIN, all through the shared portal."""
+LOGIN, with SASL-IR, RFC 4959) and LOGIN, all through the one login path
+(xmail.auth.sasl for the exchange, xmail.auth.login for the login)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
+from twisted.cred.error import LoginFailed, UnauthorizedLogin
 
-from twisted.cred.error import UnauthorizedLogin
-
-from xmail.auth.credentials import login_credentials
-from xmail.auth.interfaces import AccountDisabled, IMailAccount, LoginUnavailable
+from xmail.auth import sasl
+from xmail.auth.interfaces import AuthorizationFailed, LoginUnavailable, SessionLimit
+from xmail.auth.login import login as one_login
 from xmail.protocols.imap.commands.any_state import capability_line, plaintext_auth_allowed
 from xmail.protocols.imap.grammar import AuthenticateArgs, Request
 from xmail.protocols.imap.session import (
@@ -19,6 +18,7 @@ from xmail.protocols.imap.session import (
     Bad,
     No,
     Session,
+    State,
     command,
 )
 
@@ -40,77 +40,82 @@ def _require_privacy(session: Session) -> None:
         raise No("use STARTTLS first", "PRIVACYREQUIRED")  # RFC 5530 §3
 
 
-async def _challenge(session: Session, prompt: bytes) -> bytes:
-    # RFC 3501 §6.2.2: "+ " base64 challenge; "*" cancels with BAD.
-    session.conn.write(b"+ " + base64.b64encode(prompt) + b"\r\n")
-    line = await session.conn.read_raw_line()
-    if line.strip() == b"*":
-        raise Bad("AUTHENTICATE cancelled")
-    return _b64(line.strip())
-
-
-def _b64(data: bytes) -> bytes:
+def _decode(line: bytes) -> bytes:
     try:
-        return base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        raise Bad("invalid base64 in AUTHENTICATE") from None
+        return sasl.decode_response(line)
+    except sasl.SaslCancelled:
+        raise Bad("AUTHENTICATE cancelled") from None  # RFC 3501 §6.2.2: "*" -> BAD
+    except sasl.SaslError as e:
+        raise Bad(str(e)) from None
+
+
+async def _challenge(session: Session, challenge: bytes) -> bytes:
+    # RFC 3501 §6.2.2: "+ " base64 challenge, then one line of base64.
+    session.conn.write(b"+ " + sasl.encode_challenge(challenge) + b"\r\n")
+    return _decode(await session.conn.read_raw_line())
 
 
 @command("AUTHENTICATE", NOT_AUTH)
 async def authenticate(session: Session, request: Request) -> str:
     args: AuthenticateArgs = request.args
     _require_privacy(session)
-    if args.mechanism == "PLAIN":
-        # RFC 4616 §2: message = [authzid] NUL authcid NUL passwd
-        if args.initial_response is not None:
-            response = _b64(args.initial_response)
-        else:
-            response = await _challenge(session, b"")
-        parts = response.split(b"\0")
-        if len(parts) != 3:
-            raise Bad("malformed PLAIN response")
-        authzid, user, password = (p.decode("utf-8", "replace") for p in parts)
-        if authzid and authzid.lower() != user.lower():
-            raise No("cannot authorize as another user", "AUTHORIZATIONFAILED")
-    elif args.mechanism == "LOGIN":
-        if args.initial_response is not None:
-            raw_user = _b64(args.initial_response)
-        else:
-            raw_user = await _challenge(session, b"Username:")
-        raw_password = await _challenge(session, b"Password:")
-        user, password = raw_user.decode("utf-8", "replace"), raw_password.decode("utf-8", "replace")
-    else:
+    exchange = sasl.exchange(args.mechanism)
+    if exchange is None:
         raise No(f"unsupported mechanism {args.mechanism}", "CANNOT")
-    return await _login(session, user, password, args.mechanism)
+    # RFC 4959 §3: the grammar has turned "=" into b"".
+    response = None if args.initial_response is None else _decode(args.initial_response)
+    # At most three steps (LOGIN without an initial response).
+    for _step in range(3):
+        try:
+            outcome = exchange.step(response)
+        except sasl.SaslError as e:
+            raise Bad(str(e)) from None
+        if isinstance(outcome, sasl.Credentials):
+            return await _login(session, outcome, exchange.name)
+        response = await _challenge(session, outcome)
+    raise Bad("AUTHENTICATE exchange too long")  # pragma: no cover - no mechanism takes more
 
 
 @command("LOGIN", NOT_AUTH)
 async def login(session: Session, request: Request) -> str:
     user, password = request.args
     _require_privacy(session)
-    return await _login(session, user, password, "LOGIN")
-
-
-async def _login(session: Session, user: str, password: str, method: str) -> str:
-    portal = session.ctx.portal
     try:
-        credentials = login_credentials(user, password, client_ip=session.conn.client_host, protocol="imap")
-        _, avatar, logout = await portal.login(credentials, None, IMailAccount)
-    except LoginUnavailable:
-        session.audit_failure(user, method, "throttled")
-        raise No("try again later", "UNAVAILABLE") from None
-    except UnauthorizedLogin as e:
-        session.audit_failure(user, method, "disabled" if isinstance(e, AccountDisabled) else "fail")
-        session.auth_failures += 1
-        if session.auth_failures >= MAX_AUTH_FAILURES:
-            session.untagged(b"BYE too many failed logins")
-            session.close_after_reply = True
+        credentials = sasl.credentials(user, password)
+    except sasl.SaslError:
+        # The same answer as a wrong password (an empty one, say).
+        _failed(session)
         raise No("invalid credentials", "AUTHENTICATIONFAILED") from None
-    connections = session.ctx.connections
-    if connections is not None and not connections.acquire(avatar.address, "imap"):
-        logout()
-        session.audit_failure(avatar.address, method, "throttled")
-        raise No("too many connections for this user", "LIMIT")  # RFC 5530 §3
-    session.logged_in(avatar, logout, method)
+    return await _login(session, credentials, "LOGIN")
+
+
+def _failed(session: Session) -> None:
+    session.auth_failures += 1
+    if session.auth_failures >= MAX_AUTH_FAILURES:
+        session.untagged(b"BYE too many failed logins")
+        session.close_after_reply = True
+
+
+async def _login(session: Session, credentials: sasl.Credentials, method: str) -> str:
+    """The one login path (it audits); its failures in IMAP words."""
+    try:
+        lease = await one_login(session.ctx, credentials, protocol="imap",
+                                client_ip=session.conn.client_host, method=method)
+    except SessionLimit:
+        raise No("too many connections for this user", "LIMIT") from None  # RFC 5530 §3
+    except LoginUnavailable:
+        raise No("try again later", "UNAVAILABLE") from None
+    except AuthorizationFailed:
+        _failed(session)
+        raise No("cannot authorize as another user", "AUTHORIZATIONFAILED") from None
+    except (UnauthorizedLogin, LoginFailed):
+        # AccountDisabled included: answered like a wrong password.
+        _failed(session)
+        raise No("invalid credentials", "AUTHENTICATIONFAILED") from None
+    if session.state is State.LOGOUT:
+        # The connection went away while the password was checked.
+        lease.release()
+        raise No("connection closed")
+    session.logged_in(lease)
     # RFC 3501 §7.2.1: the new capabilities, saving the client a round trip.
     return "[" + capability_line(session).decode() + "] logged in"
