@@ -48,18 +48,29 @@ from xmail.protocols.imap.sync import RecentTracker
 
 MAX_LINE = 65536  # bytes of one command line, literals excluded
 MAX_LITERAL = 65536  # literal bytes in any command but APPEND
+# Before login only LOGIN / AUTHENTICATE-sized literals (issue 16 #2): a
+# stranger must not make us hold, or spool, megabytes.
+PREAUTH_LITERAL = 8192
 MAX_PENDING_INPUT = 256 * 1024  # buffered input before we stop reading
 PREAUTH_TIMEOUT = 120.0  # seconds a connection may idle before logging in
-SPOOL_THRESHOLD = 1 << 20  # APPEND literals above this go to a temporary file
+# A literal above SPOOL_THRESHOLD, or one that would take the literals one
+# command holds in memory past MAX_MEMORY_LITERALS, is written to a file
+# under data_dir/tmp as it arrives: per connection at most ~MAX_PENDING_INPUT
+# + MAX_LINE + MAX_MEMORY_LITERALS bytes of client input sit in memory.
+SPOOL_THRESHOLD = 256 * 1024
+MAX_MEMORY_LITERALS = 256 * 1024
 INFLATE_CHUNK = 65536  # decompressed bytes produced per step (RFC 4978)
 
 
 class TempFileSpool:
-    """A large literal written to a temporary file as it arrives, so a 40 MB
-    APPEND does not sit in memory; released once its command is done."""
+    """A large literal written to a file under data_dir/tmp as it arrives, so
+    a 40 MB APPEND does not sit in memory; released once its command is done.
+    data_dir/tmp (0700, on the store's file system) rather than the system's
+    temporary directory: it is private, and counted with the mail data."""
 
-    def __init__(self, owners: list[TempFileSpool]):
-        self._file = tempfile.NamedTemporaryFile(prefix="xmail-imap-literal-", delete=False)
+    def __init__(self, owners: list[TempFileSpool], tmp_dir: str):
+        os.makedirs(tmp_dir, mode=0o700, exist_ok=True)
+        self._file = tempfile.NamedTemporaryFile(prefix="imap-literal-", dir=tmp_dir, delete=False)
         self.path = self._file.name
         self.size = 0
         self._released = False
@@ -92,13 +103,15 @@ class IMAPServerProtocol(Protocol):
         self.clock = clock if clock is not None else ctx.reactor
         self.is_tls = implicit_tls
         self.client_host = ""
-        append_limit = ctx.settings.limits.max_message_size
+        self._append_limit = ctx.settings.limits.max_message_size
         self._spools: list[TempFileSpool] = []  # literals of the command being run
+        tmp_dir = ctx.settings.path("tmp")
         self.reader = tokenizer.CommandReader(
             max_line=MAX_LINE,
-            literal_limit=lambda items: append_limit if command_name(items) == "APPEND" else MAX_LITERAL,
-            spool=lambda size: TempFileSpool(self._spools),
+            literal_limit=self._literal_limit,
+            spool=lambda size: TempFileSpool(self._spools, tmp_dir),
             spool_threshold=SPOOL_THRESHOLD,
+            max_memory_literals=MAX_MEMORY_LITERALS,
         )
         self.session = Session(ctx, self, recent, clock=self.clock)
         self._busy = False
@@ -122,6 +135,15 @@ class IMAPServerProtocol(Protocol):
         self.transport.registerProducer(self, True)
         self._timeout_call = self.clock.callLater(self._timeout(), self._timed_out)
         self.write(b"* OK [" + capability_line(self.session) + b"] xmail IMAP4rev1 ready\r\n")
+
+    def _literal_limit(self, items: list[Any]) -> int:
+        """Literal bytes the command being read may carry.  The login state
+        is checked first: the APPEND allowance is for users, not strangers
+        (issue 16 #2); the tokenizer asks when the literal is announced, after
+        every earlier command (a pipelined LOGIN) has finished."""
+        if self.session.state is State.NOT_AUTHENTICATED:
+            return PREAUTH_LITERAL
+        return self._append_limit if command_name(items) == "APPEND" else MAX_LITERAL
 
     def _timeout(self) -> float:
         configured = float(self.ctx.settings.limits.imap_idle_timeout)
@@ -347,6 +369,13 @@ class IMAPServerProtocol(Protocol):
             return False
         if isinstance(event, tokenizer.Rejected):
             self._release_spools()
+            if event.fatal:
+                # RFC 7888 §4: a non-synchronising literal over the limit;
+                # its bytes may never end, so answer and close.
+                if event.tag is not None:
+                    self.write(event.tag + b" NO [TOOBIG] literal too large\r\n")
+                self.write(b"* BYE [TOOBIG] literal too large, closing\r\n")
+                raise Disconnect()
             self.session.bad_line(event.tag, event.reason, event.too_big)
             return False
         try:
