@@ -184,6 +184,13 @@ class CommandReader:
         """Bytes received and not yet consumed (for flow control)."""
         return len(self._buf)
 
+    def idle(self) -> bool:
+        """True when no command is under way: nothing buffered, no line
+        segment, literal or over-long line in progress (the server's
+        whole-command deadline runs while this is False)."""
+        return (not self._buf and self._literal_needed is None and not self._root
+                and self._line_total == 0 and not self._overflow and self._error is None)
+
     def discard_buffered(self) -> None:
         """Drop everything not yet consumed: after STARTTLS, plaintext the
         client pipelined behind the command must not be executed (RFC 3501
