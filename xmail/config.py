@@ -144,6 +144,8 @@ class LogSettings:
     mail_days: int = 30
     admin_days: int = 365
     traffic_days: int = 92  # traffic statistics: three months
+    access_days: int = 14  # the http listener's requests (issue 16: not in the main log)
+    access_lines_per_second: int = 50  # beyond: counted, one "suppressed" line a second
     prune_interval: int = 3600  # seconds between pruning runs
 
 

@@ -396,6 +396,18 @@ class HTTPFactory(server.Site):
                          parsePOSTFormSubmission=False)
         self.ctx = ctx
         self.implicit_tls = implicit_tls
+
         from xmail.ops.http import mount_metrics
 
         mount_metrics(self.resource, ctx)  # GET /metrics (issue #8)
+
+    def log(self, request: Request) -> None:
+        """The access log line goes to the audit log (data_dir/log/access-*,
+        rate-bounded there), never to the main log as twisted.web does."""
+        audit = getattr(self.ctx, "audit", None)
+        access = getattr(audit, "access", None)
+        if access is None:
+            return
+        access(ip=getattr(request.getClientAddress(), "host", ""), method=request.method,
+               path=request.uri[:512], status=request.code, size=request.sentLength,
+               agent=_header(request, b"user-agent", 200))
