@@ -114,7 +114,9 @@ def test_preauth_literal_over_a_few_kb_is_refused_unread(wire: Wire) -> None:
 
 
 def test_preauth_nonsync_literal_over_the_limit_closes(wire: Wire) -> None:
-    wire.send(b"a LOGIN {100000+}\r\n" + b"b NOOP\r\n" * 12500)
+    # A few of the announced bytes only: closing with unread input would make
+    # the kernel answer RST, which may drop our reply before the client reads it.
+    wire.send(b"a LOGIN {100000+}\r\n" + b"b NOOP\r\n" * 100)
     assert wire.line().startswith(b"a NO [TOOBIG]")
     assert wire.line().startswith(b"* BYE [TOOBIG]")
     with pytest.raises((ConnectionError, OSError)):
