@@ -45,20 +45,17 @@ def append(w: Wire, data: bytes, *, synchronising: bool) -> bytes:
 
 
 def _connect(server: Any, mode: str) -> Wire:
-    if mode == "tls":
-        w: Wire = Wire(server.port("imaps"), tls=True, timeout=30)
-        w.login()
-    else:
-        w = ZWire(server.port("imap"), timeout=30)
-        w.login()
-        if mode == "compress":
-            w.ok("COMPRESS DEFLATE")
-            w.start_compress()
+    tls = mode.endswith("tls")
+    w = ZWire(server.port("imaps" if tls else "imap"), tls=tls, timeout=30)
+    w.login()
+    if mode.startswith("compress"):
+        w.ok("COMPRESS DEFLATE")
+        w.start_compress()
     return w
 
 
 @pytest.mark.parametrize("synchronising", [True, False], ids=["sync", "nonsync"])
-@pytest.mark.parametrize("mode", ["plain", "tls", "compress"])
+@pytest.mark.parametrize("mode", ["plain", "tls", "compress", "compress-tls"])
 def test_append_every_size_boundary(server: Any, mode: str, synchronising: bool) -> None:
     with _connect(server, mode) as w:
         for size in SIZES:
