@@ -75,6 +75,14 @@ class LimitSettings:
     smtp_idle_timeout: int = 300
     pop3_idle_timeout: int = 600
     imap_idle_timeout: int = 1800
+    # Slowloris (issue 16 #4), every protocol: a command (an IMAP command with
+    # its literals, an SMTP line or DATA/BDAT body, a POP3 line, an HTTP
+    # request) must arrive within command_timeout seconds of its first byte,
+    # plus 1 s per 4 KiB it carries (xmail.limits.MIN_TRANSFER_RATE); and a
+    # login must complete within login_timeout seconds of connecting (IMAP,
+    # POP3, SMTP submission).  0 switches a deadline off.
+    command_timeout: int = 60
+    login_timeout: int = 60
     # Connection caps (issue #8); 0 = no cap.  Per client address and
     # protocol (imap and imaps count together), checked when accepting.
     max_connections_per_ip: int = 50
@@ -140,6 +148,8 @@ class LogSettings:
     mail_days: int = 30
     admin_days: int = 365
     traffic_days: int = 92  # traffic statistics: three months
+    access_days: int = 14  # the http listener's requests (issue 16: not in the main log)
+    access_lines_per_second: int = 50  # beyond: counted, one "suppressed" line a second
     prune_interval: int = 3600  # seconds between pruning runs
 
 

@@ -12,10 +12,20 @@ per protocol: `ctx.connections` (UserConnections), which a protocol asks
 after a successful login and tells when the session ends.
 
 0 switches a cap off.
+
+Deadlines ([limits] command_timeout, login_timeout; issue 16 #4): an idle
+timer that restarts on every byte lets a client trickling one byte every
+few seconds hold a connection for ever.  `CommandDeadline` bounds instead
+the time one command may take to arrive, counted from its first byte, and
+the time from connecting to a completed login (Postfix's smtpd_timeout
+covers a whole command the same way).  Big transfers (an APPEND literal, a
+DATA body) are allowed MIN_TRANSFER_RATE on top, so a 40 MB upload over a
+slow link still gets through while a trickle does not.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import protocol
@@ -194,3 +204,78 @@ def peer_limited(factory: Any, ctx: Any, listener: str) -> Any:
         return factory
     name = LISTENER_PROTOCOL.get(listener, listener)
     return PeerLimitedFactory(factory, counter, name, REFUSALS.get(name, b""))
+
+
+# Bytes per second a command carrying data (a literal, a DATA body) is
+# allowed on top of [limits] command_timeout.
+MIN_TRANSFER_RATE = 4096
+
+COMMAND = "command"  # what CommandDeadline's on_expired is told
+LOGIN = "login"
+
+
+class CommandDeadline:
+    """The whole-command and the login deadline of one connection.
+
+    The protocol says what it sees: `pending()` while the client owes the
+    rest of a command (bytes of an unfinished line, a literal or a DATA body
+    still coming), `idle()` when it owes nothing (no partial command, or the
+    server itself is busy or waiting for the client to read), `received(n)`
+    for the bytes that arrived, and `logged_in()` once.  `on_expired(kind)`
+    is called with COMMAND or LOGIN when a deadline passes; the protocol
+    then says why and closes.  `clock` is the reactor or a task.Clock.
+    """
+
+    def __init__(self, clock: Any, *, command_timeout: float, login_timeout: float,
+                 on_expired: Callable[[str], None], login_required: bool = True):
+        self._clock = clock
+        self._command_timeout = float(command_timeout)
+        self._on_expired = on_expired
+        self._command_call: Any = None
+        self._started = 0.0
+        self._bytes = 0
+        self._login_call: Any = None
+        if login_required and login_timeout:
+            self._login_call = clock.callLater(float(login_timeout), self._login_expired)
+
+    def received(self, nbytes: int) -> None:
+        if self._command_call is not None:
+            self._bytes += nbytes
+
+    def pending(self) -> None:
+        """The client is in the middle of a command: start its clock (once)."""
+        if self._command_call is None and self._command_timeout:
+            self._started = self._clock.seconds()
+            self._bytes = 0
+            self._command_call = self._clock.callLater(self._command_timeout, self._command_expired)
+
+    def idle(self) -> None:
+        """Nothing owed by the client: the command clock stops."""
+        if self._command_call is not None:
+            if self._command_call.active():
+                self._command_call.cancel()
+            self._command_call = None
+
+    def logged_in(self) -> None:
+        if self._login_call is not None:
+            if self._login_call.active():
+                self._login_call.cancel()
+            self._login_call = None
+
+    def stop(self) -> None:
+        self.idle()
+        self.logged_in()
+
+    def _command_expired(self) -> None:
+        # The data already received buys time at MIN_TRANSFER_RATE.
+        allowed = self._started + self._command_timeout + self._bytes / MIN_TRANSFER_RATE
+        now = self._clock.seconds()
+        if allowed > now:
+            self._command_call = self._clock.callLater(allowed - now, self._command_expired)
+            return
+        self._command_call = None
+        self._on_expired(COMMAND)
+
+    def _login_expired(self) -> None:
+        self._login_call = None
+        self._on_expired(LOGIN)

@@ -116,14 +116,15 @@ class PeakRSS:
 
 def flood(client: LineClient, total: int = HUNDRED_MB) -> int:
     """Send up to `total` bytes of "A" (no line ending); stop early when the
-    server has not read anything for STALL_SECONDS.  Returns bytes sent."""
+    server has not read anything for STALL_SECONDS or has closed the
+    connection (RFC 7888 §4 allows it for a refused {n+}).  Returns bytes sent."""
     sock = client.sock
     sock.settimeout(STALL_SECONDS)
     sent = 0
     try:
         while sent < total:
             sent += sock.send(CHUNK[: min(len(CHUNK), total - sent)])
-    except TimeoutError:
+    except (TimeoutError, BrokenPipeError, ConnectionResetError):
         pass
     finally:
         sock.settimeout(30)

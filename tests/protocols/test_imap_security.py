@@ -4,8 +4,12 @@ flooding, hostile folder names (path traversal), password guessing."""
 
 from __future__ import annotations
 
+import glob
+import os
+
 import pytest
 
+from tests.conftest import PASSWORD, wait_until
 from tests.protocols.imap_support import Wire
 
 
@@ -88,9 +92,62 @@ def test_append_too_big(make_server) -> None:  # type: ignore[no-untyped-def]
         w.login()
         tagged, _ = w.transact(b"APPEND INBOX {5000}")
         assert tagged.startswith(b"NO [TOOBIG]")
-        tagged, _ = w.transact(b"APPEND INBOX {5000+}\r\n" + b"x" * 5000)
+        w.ok("NOOP")  # a refused {n} was never sent: the session goes on
+        # RFC 7888 §4: a {n+} over the limit is already on its way (and could
+        # be endless): refused, then the connection is closed.
+        tagged, untagged = w.transact(b"APPEND INBOX {5000+}\r\n" + b"x" * 5000)
         assert tagged.startswith(b"NO [TOOBIG]")
-        w.ok("NOOP")
+        assert w.line().startswith(b"* BYE [TOOBIG]")
+        with pytest.raises(ConnectionError):
+            w.line()
+
+
+# -- literals before login (issue 16 #2) -------------------------------------------------------
+
+def test_preauth_literal_over_a_few_kb_is_refused_unread(wire: Wire) -> None:
+    # The APPEND allowance (40 MB) is not granted by command name before login.
+    for command in (b"APPEND INBOX {50000}", b"LOGIN {9000}", b"LOGIN alice@example.com {9000}"):
+        tagged, untagged = wire.transact(command)
+        assert tagged.startswith(b"NO [TOOBIG]"), (command, tagged)
+        assert not any(line.startswith(b"+") for line in untagged)  # no go-ahead
+    wire.ok("NOOP")  # nothing was read as a command; the session is usable
+
+
+def test_preauth_nonsync_literal_over_the_limit_closes(wire: Wire) -> None:
+    # A few of the announced bytes only: closing with unread input would make
+    # the kernel answer RST, which may drop our reply before the client reads it.
+    wire.send(b"a LOGIN {100000+}\r\n" + b"b NOOP\r\n" * 100)
+    assert wire.line().startswith(b"a NO [TOOBIG]")
+    assert wire.line().startswith(b"* BYE [TOOBIG]")
+    with pytest.raises((ConnectionError, OSError)):
+        wire.line()  # and no "b OK": the literal's bytes were never run
+
+
+def test_login_with_literals_still_works(wire: Wire) -> None:
+    user, password = b"alice@example.com", PASSWORD.encode()
+    tag = b"l1"
+    wire.send(tag + b" LOGIN {%d}\r\n" % len(user))
+    assert wire.line().startswith(b"+")
+    wire.send(user + b" {%d+}\r\n" % len(password) + password + b"\r\n")
+    status, _ = wire.until(tag)
+    assert status.startswith(b"OK"), status
+    wire.ok("SELECT INBOX")
+
+
+def test_large_literals_spool_under_data_dir_tmp(server, alice: Wire) -> None:  # type: ignore[no-untyped-def]
+    tmp = os.path.join(server.settings.data_dir, "tmp")
+    size = 2 * 1024 * 1024
+    data = b"Subject: big\r\n\r\n" + b"x" * (size - 17)
+    tag = alice.tag()
+    alice.send(tag + b" APPEND INBOX {%d}\r\n" % size)
+    assert alice.line().startswith(b"+")
+    alice.send(data[: size // 2])
+    spooled = wait_until(lambda: glob.glob(os.path.join(tmp, "imap-literal-*")), what="a spool file")
+    assert len(spooled) == 1 and os.stat(tmp).st_mode & 0o777 == 0o700
+    alice.send(data[size // 2 :] + b"\r\n")
+    status, _ = alice.until(tag)
+    assert status.startswith(b"OK"), status
+    wait_until(lambda: not glob.glob(os.path.join(tmp, "imap-literal-*")), what="the spool released")
 
 
 def test_too_many_failed_logins_disconnect(wire: Wire) -> None:

@@ -3,21 +3,23 @@ flow control and the error paths, without sockets or sleeping."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
-from twisted.internet import task
+from twisted.internet import defer, task
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 
-from xmail.config import Settings
+from xmail.config import LimitSettings, Settings
 from xmail.context import ServerContext
 from xmail.protocols.imap.server import MAX_PENDING_INPUT, IMAPFactory
 from xmail.protocols.imap.session import MAX_BAD_COMMANDS, State
 
 
-def connect(host: str = "127.0.0.1") -> tuple[Any, StringTransport, task.Clock]:
+def connect(host: str = "127.0.0.1", **limits: Any) -> tuple[Any, StringTransport, task.Clock]:
     clock = task.Clock()
-    ctx = ServerContext(settings=Settings(), reactor=clock)
+    settings = Settings(limits=dataclasses.replace(LimitSettings(), **limits))
+    ctx = ServerContext(settings=settings, reactor=clock)
     proto = IMAPFactory(ctx, implicit_tls=False, clock=clock).buildProtocol(None)
     transport = StringTransport(peerAddress=IPv4Address("TCP", host, 40000))
     proto.makeConnection(transport)
@@ -49,7 +51,7 @@ def test_remote_client_sees_logindisabled() -> None:
 
 
 def test_unauthenticated_connections_time_out_after_two_minutes() -> None:
-    proto, transport, clock = connect()
+    proto, transport, clock = connect(login_timeout=0)  # the idle timer alone
     clock.advance(100)
     exchange(proto, transport, clock, b"a NOOP\r\n")  # activity restarts the timer
     clock.advance(119)
@@ -155,3 +157,93 @@ def test_pipelined_input_after_logout_is_ignored() -> None:
     proto, transport, clock = connect()
     out = exchange(proto, transport, clock, b"a LOGOUT\r\nb NOOP\r\n")
     assert b"b OK" not in out
+
+
+# -- deadlines that activity does not restart (issue 16 #4) ------------------------------------
+
+def test_login_must_complete_within_login_timeout() -> None:
+    proto, transport, clock = connect(login_timeout=30)
+    for _ in range(29):
+        exchange(proto, transport, clock, b"a NOOP\r\n")  # busy, but never logging in
+        clock.advance(1)
+    assert not transport.disconnecting
+    transport.clear()
+    clock.advance(1)
+    assert transport.value() == b"* BYE login took too long\r\n"
+    assert transport.disconnecting
+
+
+def test_login_deadline_stops_at_login() -> None:
+    proto, transport, clock = connect(login_timeout=30)
+    proto.session.state = State.AUTHENTICATED  # as after LOGIN (acceptance tests log in for real)
+    exchange(proto, transport, clock, b"a NOOP\r\n")
+    clock.advance(600)
+    assert not transport.disconnecting
+
+
+def test_a_trickled_command_line_is_cut_off() -> None:
+    proto, transport, clock = connect(command_timeout=20)
+    proto.session.state = State.AUTHENTICATED
+    transport.clear()
+    for byte in b"a NOOP xxxxxxxxxxxxxxxxxx":  # one byte every 5 s: the idle timer never fires
+        proto.dataReceived(bytes([byte]))
+        clock.advance(5)
+        if transport.disconnecting:
+            break
+    assert transport.value() == b"* BYE command took too long to arrive\r\n"
+    assert 20 <= clock.seconds() <= 25  # 20 s, plus 1 s per 4 KiB received
+
+
+def test_a_trickled_literal_is_cut_off_but_a_slow_upload_is_not() -> None:
+    proto, transport, clock = connect(command_timeout=20)
+    proto.session.state = State.AUTHENTICATED
+    exchange(proto, transport, clock, b"a APPEND INBOX {100000}\r\n")
+    for _ in range(24):  # 100 kB at 4 kB/s: allowed, 20 s + 1 s per 4 KiB
+        proto.dataReceived(b"x" * 4000)
+        clock.advance(1)
+    assert not transport.disconnecting
+    exchange(proto, transport, clock, b"b APPEND INBOX {100000}\r\n")
+    for _ in range(30):
+        proto.dataReceived(b"x")
+        clock.advance(1)
+    assert transport.disconnecting
+    assert transport.value().endswith(b"* BYE command took too long to arrive\r\n")
+
+
+def test_command_deadline_does_not_run_between_commands() -> None:
+    proto, transport, clock = connect(command_timeout=20)
+    proto.session.state = State.AUTHENTICATED
+    exchange(proto, transport, clock, b"a NOOP\r\n")
+    clock.advance(600)
+    assert not transport.disconnecting
+
+
+# -- SIGTERM drain (issue 14, structure 4) -----------------------------------------------------
+
+def test_drain_says_bye_to_a_session_between_commands() -> None:
+    proto, transport, clock = connect()
+    transport.clear()
+    proto.factory.doStop()
+    assert transport.value() == b"* BYE [UNAVAILABLE] server shutting down\r\n"
+    assert transport.disconnecting
+
+
+def test_drain_lets_the_running_command_finish_first() -> None:
+    proto, transport, clock = connect()
+    proto.session.state = State.AUTHENTICATED
+    release: Any = None
+
+    async def slow(request: Any) -> None:
+        nonlocal release
+        release = defer.Deferred()
+        await release
+        proto.write(request.tag + b" OK done\r\n")
+
+    proto.session.execute = slow
+    exchange(proto, transport, clock, b"a NOOP\r\n")
+    assert release is not None
+    proto.factory.doStop()
+    assert transport.value() == b"" and not transport.disconnecting
+    release.callback(None)
+    assert transport.value() == b"a OK done\r\n* BYE [UNAVAILABLE] server shutting down\r\n"
+    assert transport.disconnecting

@@ -126,10 +126,72 @@ def test_sync_literal_over_limit_is_refused_without_reading_it() -> None:
     assert evs == [Rejected(b"a", "literal too large", too_big=True), Command([Atom(b"b"), Atom(b"NOOP")])]
 
 
-def test_non_sync_literal_over_limit_is_skipped() -> None:
+def test_non_sync_literal_over_limit_is_fatal() -> None:
+    # RFC 7888 §4: the bytes of a {n+} over the limit are already coming (and
+    # may never end): the reader refuses it and frames nothing after it, so
+    # no literal byte is ever run as a command.
     data = b"a APPEND INBOX {200+}\r\n" + b"z" * 200 + b"\r\nb NOOP\r\n"
     evs = events(data, literal_limit=lambda items: 100)
-    assert evs == [Rejected(b"a", "literal too large", too_big=True), Command([Atom(b"b"), Atom(b"NOOP")])]
+    assert evs == [Rejected(b"a", "literal too large", too_big=True, fatal=True)]
+
+
+def test_non_sync_literal_over_limit_after_a_syntax_error_is_fatal() -> None:
+    data = b'a LOGIN "x\\y" {99999999999+}\r\nb NOOP\r\n'
+    evs = events(data, literal_limit=lambda items: 100)
+    assert evs == [Rejected(b"a", "bad escape in quoted string", fatal=True)]
+
+
+def test_non_sync_literal_within_limit_after_a_syntax_error_is_dropped() -> None:
+    data = b'a LOGIN "x\\y" {5+}\r\nzzzzz\r\nb NOOP\r\n'
+    evs = events(data, literal_limit=lambda items: 100)
+    assert evs == [Rejected(b"a", "bad escape in quoted string"), Command([Atom(b"b"), Atom(b"NOOP")])]
+
+
+def test_literal_in_progress_leaves_the_input_buffer() -> None:
+    # Issue 15: the server pauses reading when buffered() passes its bound;
+    # a literal being assembled must not count, or a literal larger than that
+    # bound would wait forever for bytes the paused socket never delivers.
+    reader = CommandReader(literal_limit=lambda items: 1 << 20, spool_threshold=1 << 20)
+    reader.feed(b"a APPEND INBOX {500000}\r\n")
+    assert reader.next_event() == ContinueLiteral(500000)
+    for _ in range(499):
+        reader.feed(b"x" * 1000)
+        assert reader.next_event() is None
+        assert reader.buffered() == 0
+    reader.feed(b"x" * 1000 + b"\r\n")
+    event = reader.next_event()
+    assert isinstance(event, Command) and event.items[3] == LiteralString(b"x" * 500000)
+
+
+class _ListSpool:
+    def __init__(self, spools: list[Any], size: int):
+        self.data = bytearray()
+        self.size = size
+        spools.append(self)
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    def finish(self) -> SpooledLiteral:
+        return SpooledLiteral(f"spool{self.size}", len(self.data))
+
+    def release(self) -> None:
+        pass
+
+
+def test_literals_past_the_memory_budget_are_spooled() -> None:
+    # Many small literals in one command: once their total passes
+    # max_memory_literals the rest go to the spool, whatever their size.
+    spools: list[Any] = []
+    reader = CommandReader(literal_limit=lambda items: 1 << 20, spool=lambda n: _ListSpool(spools, n),
+                           spool_threshold=100, max_memory_literals=150)
+    reader.feed(b"a X {80+}\r\n" + b"1" * 80 + b" {80+}\r\n" + b"2" * 80
+                + b" {20+}\r\n" + b"3" * 20 + b"\r\n")
+    event = reader.next_event()
+    assert isinstance(event, Command)
+    assert event.items[2:] == [LiteralString(b"1" * 80), SpooledLiteral("spool80", 80),
+                               LiteralString(b"3" * 20)]
+    assert [bytes(s.data) for s in spools] == [b"2" * 80]
 
 
 def test_literal_limit_sees_the_command() -> None:

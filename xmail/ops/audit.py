@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.ops.test_audit -*-
+# -*- test-case-name: tests.ops.test_audit,tests.ops.test_audit_access -*-
 """Login, mail and admin events: JSON lines under data_dir/log, plus
 twisted.logger events, metrics and per-user traffic statistics.
 
@@ -32,6 +32,13 @@ Mail events and the fields their callers pass (any extra field is kept):
     deleted / expunged / recycled / purged
                account, folder, uid, size, message_id
 
+Only the audit file gets a line per removed message (deleted, expunged,
+recycled): in the main log an expunge of 10,000 messages was 10,000 lines.
+The http listener's requests go to `access-YYYY-MM-DD.log` (`access()`), at
+most [log] access_lines_per_second a second; past that they are counted and
+one `suppressed` line a second says how many (an HTTP flood made twistd's log
+rotate 28 times in 20 s when every request was a main-log line).
+
 Traffic statistics come from "received" alone: every local recipient
 received the message (internal when `internal`), and the submitting user, if
 any, sent it (internal when a recipient is local, external when a recipient
@@ -55,6 +62,8 @@ from xmail.config import Settings
 from xmail.ops import logfiles, metrics
 
 MAX_VALUE = 512  # characters kept of one value
+# Mail events that are one per message removed: audit file only.
+_AUDIT_ONLY_EVENTS = frozenset({"deleted", "expunged", "recycled"})
 
 _log = Logger(namespace="xmail.audit")
 
@@ -96,6 +105,29 @@ def _size(value: Any) -> int:
         return 0
 
 
+class LineRate:
+    """At most `per_second` lines a second (0: no limit).  `take(now)` ->
+    (write this line?, lines suppressed since the last written one, to be
+    reported now)."""
+
+    def __init__(self, per_second: int):
+        self.per_second = per_second
+        self._second = -1
+        self._used = 0
+        self._suppressed = 0
+
+    def take(self, now: float) -> tuple[bool, int]:
+        second = int(now)
+        if second != self._second:
+            self._second, self._used = second, 0
+        if self.per_second and self._used >= self.per_second:
+            self._suppressed += 1
+            return False, 0
+        self._used += 1
+        suppressed, self._suppressed = self._suppressed, 0
+        return True, suppressed
+
+
 @implementer(IAuditLog)
 class AuditLog:
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.time):
@@ -107,6 +139,7 @@ class AuditLog:
         self.user_directory: Any = None  # IDirectory, set by start(); classifies recipients
         self._pruner: task.LoopingCall | None = None
         self.run_in_thread: Callable[..., Any] | None = None  # deferToThread; tests run inline
+        self._access_rate = LineRate(settings.log.access_lines_per_second)
 
     # -- lifecycle (the core service) ------------------------------------------------
     def start(self, reactor: Any = None, directory: Any = None) -> None:
@@ -218,8 +251,21 @@ class AuditLog:
         if event == "received":
             local_count = self._traffic(ts, fields)
         metrics.mail_event(event, local_count, _size(fields.get("size")))
+        if event in _AUDIT_ONLY_EVENTS:
+            return
         _log.info("mail {event} {fields}", event=_escape(event),
                   fields=" ".join(f"{_escape(k)}={_escape(v)}" for k, v in sorted(fields.items())))
+
+    # -- access log (the http listener) ----------------------------------------------------
+    def access(self, **fields: Any) -> None:
+        """One HTTP request (ip, method, path, status, size, agent); written
+        at a bounded rate, never to the main log."""
+        ts = self._clock()
+        allowed, suppressed = self._access_rate.take(ts)
+        if suppressed:
+            self._append("access", {"event": "suppressed", "count": suppressed}, ts)
+        if allowed:
+            self._append("access", {"event": "request", **fields}, ts)
 
     # -- admin log (xmailctl) ------------------------------------------------------------
     def admin(self, operator: str, command: list[str] | str, result: str, **fields: Any) -> None:

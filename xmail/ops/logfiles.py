@@ -28,7 +28,7 @@ from typing import Any
 
 from xmail.config import Settings
 
-KINDS = ("login", "mail", "admin", "traffic")
+KINDS = ("login", "mail", "admin", "traffic", "access")
 _DAY_FILE = re.compile(r"(?P<kind>[a-z]+)-(?P<day>\d{4}-\d{2}-\d{2})\.(?P<ext>log|sum)")
 DAY = 86400
 

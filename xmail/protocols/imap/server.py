@@ -12,7 +12,16 @@ bytes out with back-pressure.
   Deferred that FETCH awaits between messages, and no further command runs
   until the transport has drained (pending output stays bounded).
 - The autologout timer (RFC 3501 §5.4) restarts with every byte received;
-  `clock` is injectable (task.Clock in unit tests).
+  a trickling client is caught by two deadlines that do not
+  (xmail.limits.CommandDeadline, [limits] command_timeout and
+  login_timeout): a command, literals included, must arrive within
+  command_timeout of its first byte, and the login must be done within
+  login_timeout of connecting.  `clock` is injectable (task.Clock in unit
+  tests).
+- SIGTERM drain (the factory's doStop, as SMTP does): a session between
+  commands, or waiting for the client (IDLE, an AUTHENTICATE exchange),
+  gets `* BYE` now; one running a command gets it once that command has
+  finished (RFC 3501 §7.1.5).
 - COMPRESS=DEFLATE (RFC 4978) sits between the transport (TLS or not) and
   the tokenizer: output is deflated as written and flushed (Z_SYNC_FLUSH)
   once per reactor turn, so every response burst — a tagged reply, the IDLE
@@ -36,6 +45,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from xmail.limits import LOGIN, CommandDeadline
 from xmail.ops import metrics
 from xmail.protocols.imap import (
     commands,  # noqa: F401  (fills the command registry)
@@ -48,18 +58,29 @@ from xmail.protocols.imap.sync import RecentTracker
 
 MAX_LINE = 65536  # bytes of one command line, literals excluded
 MAX_LITERAL = 65536  # literal bytes in any command but APPEND
+# Before login only LOGIN / AUTHENTICATE-sized literals (issue 16 #2): a
+# stranger must not make us hold, or spool, megabytes.
+PREAUTH_LITERAL = 8192
 MAX_PENDING_INPUT = 256 * 1024  # buffered input before we stop reading
 PREAUTH_TIMEOUT = 120.0  # seconds a connection may idle before logging in
-SPOOL_THRESHOLD = 1 << 20  # APPEND literals above this go to a temporary file
+# A literal above SPOOL_THRESHOLD, or one that would take the literals one
+# command holds in memory past MAX_MEMORY_LITERALS, is written to a file
+# under data_dir/tmp as it arrives: per connection at most ~MAX_PENDING_INPUT
+# + MAX_LINE + MAX_MEMORY_LITERALS bytes of client input sit in memory.
+SPOOL_THRESHOLD = 256 * 1024
+MAX_MEMORY_LITERALS = 256 * 1024
 INFLATE_CHUNK = 65536  # decompressed bytes produced per step (RFC 4978)
 
 
 class TempFileSpool:
-    """A large literal written to a temporary file as it arrives, so a 40 MB
-    APPEND does not sit in memory; released once its command is done."""
+    """A large literal written to a file under data_dir/tmp as it arrives, so
+    a 40 MB APPEND does not sit in memory; released once its command is done.
+    data_dir/tmp (0700, on the store's file system) rather than the system's
+    temporary directory: it is private, and counted with the mail data."""
 
-    def __init__(self, owners: list[TempFileSpool]):
-        self._file = tempfile.NamedTemporaryFile(prefix="xmail-imap-literal-", delete=False)
+    def __init__(self, owners: list[TempFileSpool], tmp_dir: str):
+        os.makedirs(tmp_dir, mode=0o700, exist_ok=True)
+        self._file = tempfile.NamedTemporaryFile(prefix="imap-literal-", dir=tmp_dir, delete=False)
         self.path = self._file.name
         self.size = 0
         self._released = False
@@ -92,13 +113,15 @@ class IMAPServerProtocol(Protocol):
         self.clock = clock if clock is not None else ctx.reactor
         self.is_tls = implicit_tls
         self.client_host = ""
-        append_limit = ctx.settings.limits.max_message_size
+        self._append_limit = ctx.settings.limits.max_message_size
         self._spools: list[TempFileSpool] = []  # literals of the command being run
+        tmp_dir = ctx.settings.path("tmp")
         self.reader = tokenizer.CommandReader(
             max_line=MAX_LINE,
-            literal_limit=lambda items: append_limit if command_name(items) == "APPEND" else MAX_LITERAL,
-            spool=lambda size: TempFileSpool(self._spools),
+            literal_limit=self._literal_limit,
+            spool=lambda size: TempFileSpool(self._spools, tmp_dir),
             spool_threshold=SPOOL_THRESHOLD,
+            max_memory_literals=MAX_MEMORY_LITERALS,
         )
         self.session = Session(ctx, self, recent, clock=self.clock)
         self._busy = False
@@ -114,6 +137,9 @@ class IMAPServerProtocol(Protocol):
         self._inflater: Any = None
         self._compressed_input = b""  # received, not inflated yet
         self._flush_call: Any = None
+        self.deadline: CommandDeadline | None = None  # set when connected
+        self._login_overdue = False  # login_timeout passed while a command ran
+        self._shutdown_pending = False  # SIGTERM: BYE once the command is done
 
     # -- connection ------------------------------------------------------------------------
     def connectionMade(self) -> None:
@@ -121,7 +147,23 @@ class IMAPServerProtocol(Protocol):
         self.client_host = getattr(peer, "host", "")
         self.transport.registerProducer(self, True)
         self._timeout_call = self.clock.callLater(self._timeout(), self._timed_out)
+        limits = self.ctx.settings.limits
+        self.deadline = CommandDeadline(self.clock, command_timeout=limits.command_timeout,
+                                        login_timeout=limits.login_timeout,
+                                        on_expired=self._deadline_passed)
+        factory = getattr(self, "factory", None)
+        if factory is not None:
+            factory.sessions.add(self)
         self.write(b"* OK [" + capability_line(self.session) + b"] xmail IMAP4rev1 ready\r\n")
+
+    def _literal_limit(self, items: list[Any]) -> int:
+        """Literal bytes the command being read may carry.  The login state
+        is checked first: the APPEND allowance is for users, not strangers
+        (issue 16 #2); the tokenizer asks when the literal is announced, after
+        every earlier command (a pipelined LOGIN) has finished."""
+        if self.session.state is State.NOT_AUTHENTICATED:
+            return PREAUTH_LITERAL
+        return self._append_limit if command_name(items) == "APPEND" else MAX_LITERAL
 
     def _timeout(self) -> float:
         configured = float(self.ctx.settings.limits.imap_idle_timeout)
@@ -139,6 +181,8 @@ class IMAPServerProtocol(Protocol):
         if self._closed:
             return
         self._restart_timer()
+        if self.deadline is not None:
+            self.deadline.received(len(data))
         if self._inflater is not None:
             self._compressed_input += data
             self._inflate_input()
@@ -172,6 +216,11 @@ class IMAPServerProtocol(Protocol):
 
     def connectionLost(self, reason: Any = None) -> None:
         self._closed = True
+        if self.deadline is not None:
+            self.deadline.stop()
+        factory = getattr(self, "factory", None)
+        if factory is not None:
+            factory.sessions.discard(self)
         if self._flush_call is not None and self._flush_call.active():
             self._flush_call.cancel()
         if self._timeout_call is not None and self._timeout_call.active():
@@ -190,6 +239,41 @@ class IMAPServerProtocol(Protocol):
     def _timed_out(self) -> None:
         # RFC 3501 §5.4: autologout after at least 30 minutes of inactivity.
         self.write(b"* BYE autologout: idle for too long\r\n")
+        self.close()
+
+    def _deadline_passed(self, kind: str) -> None:
+        if self._closed:
+            return
+        if kind == LOGIN:
+            if self.session.state is not State.NOT_AUTHENTICATED:
+                return
+            if self._busy and self._raw_waiter is None:
+                self._login_overdue = True  # a LOGIN being checked: judge it first
+                return
+            self.write(b"* BYE login took too long\r\n")  # RFC 3501 §7.1.5
+        else:
+            self.write(b"* BYE command took too long to arrive\r\n")
+        self.close()
+
+    def _update_deadline(self) -> None:
+        """The command clock runs only while the client owes the rest of a
+        command: not while we run one or wait for it to read our output."""
+        if self.deadline is None or self._closed:
+            return
+        if self._busy or self._paused_output or (self.reader.idle() and not self._compressed_input):
+            self.deadline.idle()
+        else:
+            self.deadline.pending()
+
+    def shutdown(self) -> None:
+        """SIGTERM drain: BYE now when between commands or waiting for the
+        client, else once the running command has finished."""
+        if self._closed:
+            return
+        if self._busy and self._raw_waiter is None:
+            self._shutdown_pending = True
+            return
+        self.write(b"* BYE [UNAVAILABLE] server shutting down\r\n")
         self.close()
 
     # -- the Connection protocol of session.py --------------------------------------------------
@@ -300,6 +384,10 @@ class IMAPServerProtocol(Protocol):
     # -- the command loop ------------------------------------------------------------------------
     def _pump(self) -> None:
         self._pump_call = None
+        self._pump_events()
+        self._update_deadline()
+
+    def _pump_events(self) -> None:
         while not self._closed:
             if self._busy and self._raw_waiter is None:
                 return
@@ -347,6 +435,13 @@ class IMAPServerProtocol(Protocol):
             return False
         if isinstance(event, tokenizer.Rejected):
             self._release_spools()
+            if event.fatal:
+                # RFC 7888 §4: a non-synchronising literal over the limit;
+                # its bytes may never end, so answer and close.
+                if event.tag is not None:
+                    self.write(event.tag + b" NO [TOOBIG] literal too large\r\n")
+                self.write(b"* BYE [TOOBIG] literal too large, closing\r\n")
+                raise Disconnect()
             self.session.bad_line(event.tag, event.reason, event.too_big)
             return False
         try:
@@ -376,6 +471,16 @@ class IMAPServerProtocol(Protocol):
         self._busy = False
         self._release_spools()
         self._restart_timer()  # the state (and so the timeout) may have changed
+        if self.session.state is not State.NOT_AUTHENTICATED and self.deadline is not None:
+            self.deadline.logged_in()
+        elif self._login_overdue and not self._closed:
+            self.write(b"* BYE login took too long\r\n")
+            self.close()
+            return
+        if self._shutdown_pending and not self._closed:
+            self.write(b"* BYE [UNAVAILABLE] server shutting down\r\n")
+            self.close()
+            return
         if not self._closed and self._pump_call is None:
             # Yield to the reactor before the next pipelined command.
             self._pump_call = self.clock.callLater(0, self._pump)
@@ -418,9 +523,20 @@ class IMAPFactory(Factory):
         self.implicit_tls = implicit_tls
         self.clock = clock
         self.recent = recent_tracker(ctx)
+        self.sessions: set[IMAPServerProtocol] = set()
+        self.stopping = False
 
     def buildProtocol(self, addr: Any) -> IMAPServerProtocol:
+        self.stopping = False  # listening again after a restart
         proto = IMAPServerProtocol(self.ctx, implicit_tls=self.implicit_tls, recent=self.recent,
                                    clock=self.clock)
         proto.factory = self
         return proto
+
+    def doStop(self) -> None:
+        """The last listening port closed (SIGTERM): every session ends with
+        `* BYE` once its current command is done (as SMTP's 421)."""
+        super().doStop()
+        self.stopping = True
+        for proto in list(self.sessions):
+            proto.shutdown()

@@ -30,10 +30,19 @@ Events:
 
 Every buffer is bounded: a line (without its literals) by `max_line`, a
 literal by `literal_limit(items_so_far)`, which the server uses to allow
-APPENDLIMIT for APPEND and a small size elsewhere.  A literal larger than
-`spool_threshold` is handed chunk by chunk to `spool(size)` (the server
-gives a temporary file) and stands in the tree as a `SpooledLiteral`, so a
-40 MB APPEND never sits in memory.
+APPENDLIMIT for APPEND, a few kB before login and a small size elsewhere.
+A literal larger than `spool_threshold`, or one that would take the literals
+held in memory by this command past `max_memory_literals`, is handed chunk
+by chunk to `spool(size)` (the server gives a file under data_dir/tmp) and
+stands in the tree as a `SpooledLiteral`, so a 40 MB APPEND (or a command
+with many literals) never sits in memory.
+
+Literal bytes leave the input buffer as they arrive (into the spool or the
+literal being assembled), so `buffered()` — what the server's flow control
+watches — never counts a literal in progress: a literal of any size up to
+its limit completes however the server bounds its pending input (issue 15:
+a literal between the 256 KiB read-pause bound and the 1 MiB spool threshold
+used to wait for bytes the paused socket would never deliver).
 """
 
 from __future__ import annotations
@@ -105,6 +114,9 @@ class Rejected:
     tag: bytes | None
     reason: str
     too_big: bool = False  # a literal over the limit (APPEND: NO [TOOBIG])
+    # A non-synchronising literal over the limit: its bytes are already on
+    # the way and may be endless, so the server closes (RFC 7888 §4).
+    fatal: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +159,7 @@ class CommandReader:
         literal_limit: Callable[[list[Any]], int] | None = None,
         spool: Callable[[int], LiteralSpool] | None = None,
         spool_threshold: int = 1 << 20,
+        max_memory_literals: int = 1 << 20,
     ):
         self.max_line = max_line
         self.max_depth = max_depth
@@ -154,18 +167,29 @@ class CommandReader:
         # Literals above spool_threshold stream into spool(size) as they arrive.
         self._spool = spool
         self._spool_threshold = spool_threshold
+        self._max_memory_literals = max_memory_literals
         self._buf = bytearray()
         self._scan_from = 0  # where to resume looking for LF
         self._raw = False
+        self._dead = False  # a fatal Rejected was returned: nothing more is framed
         self._reset_command()
 
     # -- public API ----------------------------------------------------------
     def feed(self, data: bytes) -> None:
+        if self._dead:
+            return  # after a fatal refusal the rest is literal data, never commands
         self._buf += data
 
     def buffered(self) -> int:
         """Bytes received and not yet consumed (for flow control)."""
         return len(self._buf)
+
+    def idle(self) -> bool:
+        """True when no command is under way: nothing buffered, no line
+        segment, literal or over-long line in progress (the server's
+        whole-command deadline runs while this is False)."""
+        return (not self._buf and self._literal_needed is None and not self._root
+                and self._line_total == 0 and not self._overflow and self._error is None)
 
     def discard_buffered(self) -> None:
         """Drop everything not yet consumed: after STARTTLS, plaintext the
@@ -194,7 +218,7 @@ class CommandReader:
         self._raw = True
 
     def next_event(self) -> Event | None:
-        while True:
+        while not self._dead:
             if self._literal_needed is not None:
                 if not self._take_literal():
                     return None
@@ -211,6 +235,7 @@ class CommandReader:
             event = self._segment(line)
             if event is not None:
                 return event
+        return None
 
     # -- internals -------------------------------------------------------------
     def _reset_command(self) -> None:
@@ -219,6 +244,8 @@ class CommandReader:
         self._line_total = 0  # bytes of line segments of this command
         self._literal_total = 0
         self._literal_needed: int | None = None
+        self._literal_data = bytearray()  # the in-memory literal being read
+        self._memory_total = 0  # bytes of this command's literals held in memory
         self._discard_literal = False
         self._sink: LiteralSpool | None = None  # the spool of the literal being read
         self._spooled: list[LiteralSpool] = []  # finished spools of this command
@@ -271,19 +298,19 @@ class CommandReader:
             self._spooled.append(self._sink)
             self._sink = None
             return True
-        if len(self._buf) < n:
-            if self._discard_literal and self._buf:
-                # Refused {n+}: drop bytes as they come, hold nothing.
-                taken = len(self._buf)
-                self._buf.clear()
-                self._literal_needed = n - taken
+        take = min(n, len(self._buf))
+        if take:
+            if not self._discard_literal:  # a refused {n+} is dropped as it comes
+                self._literal_data += self._buf[:take]
+            del self._buf[:take]
+            self._scan_from = 0
+            n = self._literal_needed = n - take
+        if n:
             return False
-        data = bytes(self._buf[:n])
-        del self._buf[:n]
-        self._scan_from = 0
         self._literal_needed = None
         if not self._discard_literal:
-            self._stack[-1].append(LiteralString(data))
+            self._stack[-1].append(LiteralString(bytes(self._literal_data)))
+        self._literal_data = bytearray()
         self._discard_literal = False
         return True
 
@@ -322,11 +349,21 @@ class CommandReader:
                     self._too_big = True
             if self._error is None:
                 self._literal_needed = size
-                if self._spool is not None and size > self._spool_threshold:
+                if self._spool is not None and (
+                        size > self._spool_threshold
+                        or self._memory_total + size > self._max_memory_literals):
                     self._sink = self._spool(size)
+                else:
+                    self._memory_total += size
                 return ContinueLiteral(size) if synchronizing else None
             if not synchronizing:
-                # RFC 7888 §4: the client sends {n+} data unasked; read and drop it.
+                if self._too_big or size > self._literal_limit(self._root):
+                    # RFC 7888 §4: a {n+} over the limit cannot be refused
+                    # before it is sent; reading (possibly endless) bytes to
+                    # drop them serves nobody, so the command ends the session.
+                    return self._end_command(fatal=True)
+                # RFC 7888 §4: the client sends {n+} data unasked; read and
+                # drop it (within the limit, so bounded).
                 self._literal_needed = size
                 self._discard_literal = True
                 return None
@@ -338,7 +375,10 @@ class CommandReader:
     def _literal_marker_starts_token(line: bytes, start: int) -> bool:
         return start == 0 or line[start - 1 : start] in (b" ", b"(", b")")
 
-    def _end_command(self) -> Event:
+    def _end_command(self, *, fatal: bool = False) -> Event:
+        if fatal:
+            self._dead = True
+            self._buf.clear()
         root, error, too_big, head = self._root, self._error, self._too_big, self._head
         if error is None and len(self._stack) != 1:
             error = "unbalanced parentheses"
@@ -349,7 +389,7 @@ class CommandReader:
                 sink.release()
             # RFC 3501 §7.1.3: tagged BAD whenever the tag could be read.
             tag = head if head and _TAG.match(head) else None
-            return Rejected(tag, error, too_big)
+            return Rejected(tag, error, too_big, fatal)
         if not root:
             return Rejected(None, "empty command line")
         return Command(root)

@@ -71,6 +71,12 @@ class CommandParser:
         """Octets received but not yet handed out (for read back-pressure)."""
         return len(self._buffer)
 
+    @property
+    def idle(self) -> bool:
+        """True between commands: no partial line, no over-long line being
+        skipped (the server's whole-command deadline runs otherwise)."""
+        return not self._buffer and not self._skipping
+
     def receive_data(self, data: bytes) -> None:
         self._buffer += data
 

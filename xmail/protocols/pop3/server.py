@@ -14,6 +14,14 @@ parser and encoder, and the session state machine.
   line.
 - The idle timer (limits.pop3_idle_timeout, RFC 1939 §3 "at least 10
   minutes") counts from the last command or the last chunk the client took.
+  It restarts on any byte, so two deadlines that do not
+  (xmail.limits.CommandDeadline, issue 16 #4) catch a trickling client: a
+  command line must arrive within [limits] command_timeout of its first
+  byte, and the login must be done within login_timeout of connecting.
+- SIGTERM drain (the factory's doStop, as SMTP does): a session between
+  commands gets `-ERR [SYS/TEMP]` and is closed without entering UPDATE
+  (RFC 1939 §6: no deletion happens unless the client said QUIT); one
+  running a command (a RETR being streamed) gets it once that is done.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from xmail.context import ServerContext
+from xmail.limits import LOGIN, CommandDeadline
 from xmail.message.dotstuff import MultilineEncoder
 from xmail.ops import metrics
 from xmail.protocols.pop3.maildrop import IMaildropLocks, locks_for
@@ -132,6 +141,9 @@ class POP3ServerProtocol(protocol.Protocol, TimeoutMixin):
         self._processing = False
         self._reading_paused = False
         self._closed = False
+        self.deadline: CommandDeadline | None = None
+        self._login_overdue = False  # login_timeout passed while a command ran
+        self._shutdown_pending = False  # SIGTERM: close once the command is done
 
     # -- Protocol --------------------------------------------------------------
     def connectionMade(self) -> None:
@@ -141,6 +153,11 @@ class POP3ServerProtocol(protocol.Protocol, TimeoutMixin):
         client_ip = getattr(peer, "host", "")
         self.session = POP3Session(ctx, self, client_ip=client_ip, secure=self.factory.implicit_tls,
                                    locks=self.factory.locks)
+        limits = ctx.settings.limits
+        self.deadline = CommandDeadline(ctx.reactor, command_timeout=limits.command_timeout,
+                                        login_timeout=limits.login_timeout,
+                                        on_expired=self._deadline_passed)
+        self.factory.sessions.add(self)
         self.transport.registerProducer(self, True)
         self.transport.write(self.session.greeting())
         self.setTimeout(ctx.settings.limits.pop3_idle_timeout or None)
@@ -149,12 +166,17 @@ class POP3ServerProtocol(protocol.Protocol, TimeoutMixin):
         if self._closed:
             return
         self.resetTimeout()
+        if self.deadline is not None:
+            self.deadline.received(len(data))
         self.parser.receive_data(data)
         self._process()
 
     def connectionLost(self, reason: Any = None) -> None:
         self._closed = True
         self.setTimeout(None)
+        if self.deadline is not None:
+            self.deadline.stop()
+        self.factory.sessions.discard(self)
         if self._sender is not None:
             self._sender.stop()
         if self.session is not None:
@@ -163,6 +185,45 @@ class POP3ServerProtocol(protocol.Protocol, TimeoutMixin):
     def timeoutConnection(self) -> None:
         # RFC 1939 §3: an autologout timer closes without entering UPDATE.
         self.transport.write(b"-ERR autologout: idle for too long\r\n")
+        self.close()
+
+    # -- deadlines and drain -------------------------------------------------------
+    def _deadline_passed(self, kind: str) -> None:
+        if self._closed or self.session is None:
+            return
+        if kind == LOGIN:
+            if self.session.state is not State.AUTHORIZATION:
+                return
+            if self._busy is not None:
+                self._login_overdue = True  # a login being checked: judge it first
+                return
+            # RFC 2449 §8.1.2 / RFC 3206 §4: [SYS/TEMP], a temporary problem.
+            self.transport.write(b"-ERR [SYS/TEMP] login took too long\r\n")
+        else:
+            self.transport.write(b"-ERR [SYS/TEMP] command took too long to arrive\r\n")
+        self.close()
+
+    def _update_deadline(self) -> None:
+        session, deadline = self.session, self.deadline
+        if session is None or deadline is None or self._closed:
+            return
+        if session.state is not State.AUTHORIZATION:
+            deadline.logged_in()
+        # The clock runs only while the client owes the rest of a command.
+        if self._busy is not None or self.write_paused or self.parser.idle:
+            deadline.idle()
+        else:
+            deadline.pending()
+
+    def shutdown(self) -> None:
+        """SIGTERM drain: close now when between commands, else once the
+        running command is done; never through UPDATE (RFC 1939 §6)."""
+        if self._closed:
+            return
+        if self._busy is not None:
+            self._shutdown_pending = True
+            return
+        self.transport.write(b"-ERR [SYS/TEMP] server shutting down\r\n")
         self.close()
 
     # -- IPushProducer (the transport's write buffer) ------------------------------
@@ -205,11 +266,19 @@ class POP3ServerProtocol(protocol.Protocol, TimeoutMixin):
         finally:
             self._processing = False
         self._read_back_pressure()
+        self._update_deadline()
 
     def _command_done(self, result: Any) -> None:
         self._busy = None
         if isinstance(result, Failure):
             self._log.failure("POP3 command failed", result)
+            self.close()
+            return
+        session = self.session
+        in_authorization = session is not None and session.state is State.AUTHORIZATION
+        if (self._shutdown_pending or (self._login_overdue and in_authorization)) and not self._closed:
+            reason = b"server shutting down" if self._shutdown_pending else b"login took too long"
+            self.transport.write(b"-ERR [SYS/TEMP] " + reason + b"\r\n")
             self.close()
             return
         if not self._processing:
@@ -273,6 +342,8 @@ class POP3ServerProtocol(protocol.Protocol, TimeoutMixin):
         if not self._closed:
             self._closed = True
             self.setTimeout(None)
+            if self.deadline is not None:
+                self.deadline.stop()
             # A registered producer would keep the connection open.
             self.transport.unregisterProducer()
             self.transport.loseConnection()
@@ -287,6 +358,14 @@ class POP3Factory(protocol.Factory):
         self.ctx = ctx
         self.implicit_tls = implicit_tls
         self._locks: IMaildropLocks | None = None
+        self.sessions: set[POP3ServerProtocol] = set()
+
+    def doStop(self) -> None:
+        """The last listening port closed (SIGTERM): every session ends once
+        its current command is done (as SMTP's 421)."""
+        super().doStop()
+        for proto in list(self.sessions):
+            proto.shutdown()
 
     @property
     def locks(self) -> IMaildropLocks:

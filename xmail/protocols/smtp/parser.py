@@ -122,6 +122,13 @@ class SMTPParser:
     def buffered(self) -> int:
         return len(self._buf)
 
+    @property
+    def idle(self) -> bool:
+        """True between commands: nothing buffered, no over-long line being
+        skipped, no DATA or BDAT content due (the server's whole-command
+        deadline runs while this is False)."""
+        return self.mode == COMMAND and not self._buf and not self._discarding and not self._events
+
     # -- mode switches -------------------------------------------------------
     def start_data(self) -> None:
         """Read message content until <CRLF>.<CRLF> (after replying 354)."""

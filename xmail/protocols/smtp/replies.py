@@ -74,6 +74,10 @@ AUTH_CHALLENGE = _r(334, "", "{}")
 # --- 4xx -------------------------------------------------------------------
 SHUTTING_DOWN = _r(421, "4.3.2", "{} Service shutting down, closing connection")
 IDLE_TIMEOUT = _r(421, "4.4.2", "{} Idle timeout, closing connection")
+# [limits] command_timeout / login_timeout (issue 16 #4); RFC 3463 §3.5:
+# 4.4.2 = bad connection, 4.7.0 = other security status.
+COMMAND_TIMEOUT = _r(421, "4.4.2", "{} Command took too long, closing connection")
+LOGIN_TIMEOUT = _r(421, "4.7.0", "{} Authentication took too long, closing connection")
 TOO_MANY_ERRORS = _r(421, "4.7.0", "{} Too many errors, closing connection")
 MAILBOX_FULL = _r(452, "4.2.2", "Mailbox full")
 TOO_MANY_RECIPIENTS = _r(452, "4.5.3", "Too many recipients")

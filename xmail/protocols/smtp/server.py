@@ -7,6 +7,18 @@ session waits on a Deferred (a slow recipient check, a delivery) no
 further event is handled, so pipelined commands (RFC 2920) run strictly in
 order; input arriving meanwhile is buffered up to PAUSE_BUFFERED, then the
 transport is paused.
+
+The protocol is the transport's streaming producer (IPushProducer): when
+the client does not read our replies (an EHLO loop that never reads made
+the server grow by 507 MB, issue 16 #3) no further command is taken until
+the transport has drained, and reading stops once PAUSE_BUFFERED of input
+waits: the replies we hold stay bounded by the transport's buffer plus one
+reply.
+
+Deadlines (xmail.limits.CommandDeadline, issue 16 #4): a command line, or a
+DATA / BDAT body, must arrive within [limits] command_timeout of its first
+byte (plus 1 s per 4 KiB); on submission, AUTH must succeed within
+login_timeout of connecting.  The idle timer alone restarted on every byte.
 """
 
 from __future__ import annotations
@@ -14,10 +26,13 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet import defer
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
+from zope.interface import implementer
 
+from xmail.limits import LOGIN, CommandDeadline
 from xmail.protocols.smtp import replies
 from xmail.protocols.smtp.delivery import MailAgent
 from xmail.protocols.smtp.parser import NEED_DATA
@@ -27,6 +42,7 @@ from xmail.protocols.smtp.session import MX, SUBMISSION, SMTPSession
 PAUSE_BUFFERED = 64 * 1024
 
 
+@implementer(IPushProducer)
 class SMTPServerProtocol(Protocol, TimeoutMixin):
     _log = Logger()
 
@@ -34,8 +50,11 @@ class SMTPServerProtocol(Protocol, TimeoutMixin):
         self.factory = factory
         self.session: SMTPSession | None = None
         self._waiting = False
-        self._paused = False
+        self._paused = False  # reading paused
+        self._write_paused = False  # the client is not reading our replies
         self._gone = False
+        self.deadline: CommandDeadline | None = None
+        self._login_overdue = False
 
     # -- Protocol ------------------------------------------------------------------
     def connectionMade(self) -> None:
@@ -50,6 +69,11 @@ class SMTPServerProtocol(Protocol, TimeoutMixin):
             factory.agent, self, mode=factory.mode, client_ip=host, secure=factory.implicit_tls,
             tls_available=factory.ctx.tls is not None and not factory.implicit_tls)
         self.setTimeout(factory.idle_timeout)
+        limits = factory.ctx.settings.limits
+        self.deadline = CommandDeadline(
+            factory.ctx.reactor, command_timeout=limits.command_timeout, login_timeout=limits.login_timeout,
+            on_expired=self._deadline_passed, login_required=factory.mode == SUBMISSION)
+        self.transport.registerProducer(self, True)
         factory.sessions.add(self)
         self.session.greeting()
 
@@ -58,20 +82,76 @@ class SMTPServerProtocol(Protocol, TimeoutMixin):
         if session is None or session.closed:
             return
         self.resetTimeout()
+        if self.deadline is not None:
+            self.deadline.received(len(data))
         session.parser.receive_data(data)
-        if self._waiting:
-            # Pause reading only once enough is buffered: pausing at every
-            # wait costs two epoll changes per message.
+        if not (self._waiting or self._write_paused):
+            self._process()
+        self._read_back_pressure()
+        self._update_deadline()
+
+    def _read_back_pressure(self) -> None:
+        # Pause reading only once enough is buffered while we cannot take
+        # commands: pausing at every wait costs two epoll changes per message.
+        session = self.session
+        if session is None or self._gone:
+            return
+        if self._waiting or self._write_paused:
             if session.parser.buffered > PAUSE_BUFFERED and not self._paused:
                 self._paused = True
                 self.transport.pauseProducing()
+        elif self._paused:
+            self._paused = False
+            self.transport.resumeProducing()
+
+    # -- IPushProducer: our replies ------------------------------------------------------
+    def pauseProducing(self) -> None:
+        self._write_paused = True
+
+    def resumeProducing(self) -> None:
+        self._write_paused = False
+        if self._gone or self._waiting:
             return
         self._process()
+        self._read_back_pressure()
+
+    def stopProducing(self) -> None:
+        self._gone = True
+
+    # -- deadlines ------------------------------------------------------------------------------
+    def _update_deadline(self) -> None:
+        session, deadline = self.session, self.deadline
+        if session is None or deadline is None or session.closed:
+            return
+        if session.user:
+            deadline.logged_in()
+        # The clock runs only while the client owes the rest of a command.
+        if self._waiting or self._write_paused or session.parser.idle:
+            deadline.idle()
+        else:
+            deadline.pending()
+
+    def _deadline_passed(self, kind: str) -> None:
+        session = self.session
+        if session is None or session.closed:
+            return
+        hostname = self.factory.agent.hostname
+        if kind == LOGIN:
+            if session.user:
+                return
+            if self._waiting:
+                self._login_overdue = True  # an AUTH being checked: judge it first
+                return
+            session.close(replies.LOGIN_TIMEOUT.format(hostname))
+        else:
+            session.close(replies.COMMAND_TIMEOUT.format(hostname))
 
     def _process(self) -> None:
         session = self.session
         assert session is not None
         while not self._waiting and not session.closed:
+            if self._write_paused:
+                break  # the client is not reading: take no more commands
             event = session.parser.next_event()
             if event is NEED_DATA:
                 break
@@ -84,6 +164,7 @@ class SMTPServerProtocol(Protocol, TimeoutMixin):
             if isinstance(result, defer.Deferred) and not result.called:
                 self._wait(result)
                 break
+        self._update_deadline()
 
     def _wait(self, d: defer.Deferred[Any]) -> None:
         self._waiting = True
@@ -101,11 +182,14 @@ class SMTPServerProtocol(Protocol, TimeoutMixin):
         if self.factory.stopping and session is not None:
             session.close(replies.SHUTTING_DOWN.format(self.factory.agent.hostname))
             return
+        if self._login_overdue and session is not None and not session.user:
+            session.close(replies.LOGIN_TIMEOUT.format(self.factory.agent.hostname))
+            return
         self.setTimeout(self.factory.idle_timeout)
-        if self._paused:
-            self._paused = False
-            self.transport.resumeProducing()
-        self._process()
+        if not self._write_paused:  # else resumeProducing goes on
+            self._process()
+        self._read_back_pressure()
+        self._update_deadline()
 
     def timeoutConnection(self) -> None:
         if self.session is not None:
@@ -114,6 +198,8 @@ class SMTPServerProtocol(Protocol, TimeoutMixin):
     def connectionLost(self, reason: Any = None) -> None:
         self._gone = True
         self.setTimeout(None)
+        if self.deadline is not None:
+            self.deadline.stop()
         self.factory.sessions.discard(self)
         session = self.session
         if session is not None:
@@ -133,6 +219,10 @@ class SMTPServerProtocol(Protocol, TimeoutMixin):
         self.transport.startTLS(self.factory.ctx.tls)
 
     def close(self) -> None:
+        if self.deadline is not None:
+            self.deadline.stop()
+        # A registered producer would keep the connection open.
+        self.transport.unregisterProducer()
         self.transport.loseConnection()
 
 

@@ -1,0 +1,83 @@
+# -*- test-case-name: tests.ops.test_audit_access -*-
+"""Issue 16 logging: the http listener's requests and the per-message removal
+events are audit-log lines (data_dir/log), not main-log lines, and the access
+log is written at a bounded rate."""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import os
+import urllib.request
+from typing import Any
+
+from twisted.logger import formatEvent, globalLogPublisher
+
+from xmail.config import LogSettings, ServerSettings, Settings
+from xmail.ops.audit import AuditLog
+
+
+def _settings(tmp_path: Any, **log: Any) -> Settings:
+    return Settings(server=ServerSettings(data_dir=str(tmp_path)),
+                    log=dataclasses.replace(LogSettings(), **log))
+
+
+def _records(directory: str, kind: str) -> list[dict[str, Any]]:
+    out = []
+    for path in sorted(glob.glob(os.path.join(directory, f"{kind}-*.log"))):
+        with open(path, encoding="utf-8") as f:
+            out += [json.loads(line) for line in f]
+    return out
+
+
+class Captured:
+    """Main-log events while in use."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def __enter__(self) -> Captured:
+        globalLogPublisher.addObserver(self.events.append)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        globalLogPublisher.removeObserver(self.events.append)
+
+
+def test_removal_events_stay_out_of_the_main_log(tmp_path: Any) -> None:
+    audit = AuditLog(_settings(tmp_path), clock=lambda: 1700000000.0)
+    with Captured() as main:
+        for uid in range(100):
+            audit.mail("expunged", account="a@example.com", folder="INBOX", uid=uid, size=1, message_id="")
+        audit.mail("received", recipients="a@example.com", sender="b@example.com", size=1, message_id="",
+                   protocol="mx", client_ip="127.0.0.1", user="")
+    audit.close()
+    mail_lines = [e for e in main.events if e.get("log_namespace") == "xmail.audit"]
+    assert len(mail_lines) == 1 and mail_lines[0]["event"] == "received"
+    assert len([r for r in _records(audit.directory, "mail") if r["event"] == "expunged"]) == 100
+
+
+def test_access_log_rate_is_bounded(tmp_path: Any) -> None:
+    now = [1700000000.0]
+    audit = AuditLog(_settings(tmp_path, access_lines_per_second=50), clock=lambda: now[0])
+    for i in range(200):
+        audit.access(ip="127.0.0.1", method="GET", path=f"/{i}", status=200, size=10, agent="")
+    now[0] += 1
+    audit.access(ip="127.0.0.1", method="GET", path="/next", status=200, size=10, agent="")
+    audit.close()
+    records = _records(audit.directory, "access")
+    assert [r["event"] for r in records] == ["request"] * 50 + ["suppressed", "request"]
+    assert records[50]["count"] == 150 and records[51]["path"] == "/next"
+
+
+def test_http_requests_go_to_the_access_log_not_the_main_log(server: Any) -> None:
+    url = f"http://127.0.0.1:{server.port('http')}/mail/config-v1.1.xml?emailaddress=alice%40example.com"
+    with Captured() as main:
+        for _ in range(20):
+            with urllib.request.urlopen(url, timeout=10) as response:
+                assert response.status == 200
+    requests = [r for r in _records(server.settings.path("log"), "access") if r["event"] == "request"]
+    assert len(requests) == 20 and requests[0]["path"].startswith("/mail/config-v1.1.xml")
+    assert requests[0]["status"] == 200 and requests[0]["ip"] == "127.0.0.1"
+    assert not [e for e in main.events if "config-v1.1.xml" in formatEvent(e)]
