@@ -205,16 +205,17 @@ def send_literal(session: Session, item: tuple[bytes, bytes, bool, bytes]) -> No
         session.client.send(data + rest + b"\r\n")
 
 
-def send_huge(session: Session, announcement: bytes, verb: bytes) -> None:
+def send_huge(session: Session, announcement: bytes, verb: bytes, logged_in: bool) -> None:
     """An absurd synchronizing literal must be refused with a tagged reply,
-    never a "+" (the client would then have to send gigabytes)."""
+    never a "+" (the client would then have to send gigabytes); before login
+    any literal over the pre-login cap (8 kB) is refused that way."""
     session.client.send(b"g3 " + verb + b" " + announcement + b"\r\n")
     reply = session.until_tagged(b"g3", stop_at_continuation=True)
     if announcement in (b"{0000000000000000000001}",):
         if reply.startswith(b"+"):
             session.client.send(b"x\r\n")
         return
-    if announcement == b"{70000}" and verb.startswith(b"APPEND"):
+    if announcement == b"{70000}" and verb.startswith(b"APPEND") and logged_in:
         # Within APPENDLIMIT: a legitimate message size.
         assert reply.startswith(b"+"), reply
         session.client.send(b"Subject: big\r\n\r\n" + b"x" * (70000 - 19) + b"\r\n" + b"\r\n")
@@ -241,7 +242,7 @@ def run_session(port: int, items: list[tuple[str, Any]], state: str) -> None:
             elif kind == "literal":
                 send_literal(session, value)
             else:
-                send_huge(session, *value)
+                send_huge(session, *value, logged_in=state != "none")
             session.sentinel()
     except ByeClosed:
         pass
