@@ -6,7 +6,6 @@ RFC 3348), LSUB, STATUS and APPEND (UIDPLUS RFC 4315, APPENDLIMIT RFC 7889)."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from xmail.protocols.imap.grammar import AppendArgs, CreateArgs, ListArgs, Request, StatusArgs
@@ -14,6 +13,7 @@ from xmail.protocols.imap.response import mailbox as wire_mailbox
 from xmail.protocols.imap.session import AUTH, No, Session, State, command
 from xmail.protocols.imap.tokenizer import SpooledLiteral
 from xmail.store.interfaces import FolderInfo, NoSuchFolder
+from xmail.store.names import list_pattern
 
 DELIMITER = "/"
 
@@ -95,26 +95,6 @@ async def unsubscribe(session: Session, request: Request) -> str:
 # --- LIST ----------------------------------------------------------------------------------
 
 
-def pattern_regex(reference: str, pattern: str) -> re.Pattern[str]:
-    """RFC 3501 §6.3.8: reference and pattern together; "*" matches
-    anything, "%" anything but the delimiter; INBOX is case-insensitive."""
-    if reference and pattern.startswith(DELIMITER):
-        full = pattern
-    else:
-        full = reference + pattern
-    if full[:5].upper() == "INBOX" and (len(full) == 5 or full[5] in f"{DELIMITER}%*"):
-        full = "INBOX" + full[5:]
-    out = []
-    for ch in full:
-        if ch == "*":
-            out.append(".*")
-        elif ch == "%":
-            out.append(f"[^{re.escape(DELIMITER)}]*")
-        else:
-            out.append(re.escape(ch))
-    return re.compile("".join(out) + r"\Z", re.DOTALL)
-
-
 def _parents(names: list[str]) -> set[str]:
     """Every name that has at least one child (RFC 3348 \\HasChildren)."""
     out = set()
@@ -138,7 +118,7 @@ async def list_(session: Session, request: Request) -> str:
         return "LIST completed"
     folders: list[FolderInfo] = session.mailbox.list_folders()
     parents = _parents([f.name for f in folders])
-    regexes = [pattern_regex(args.reference, p) for p in args.patterns if p != ""]
+    patterns = [list_pattern(args.reference, p) for p in args.patterns if p != ""]
     subscribed_only = "SUBSCRIBED" in args.selection
     special_only = "SPECIAL-USE" in args.selection
     recursive = "RECURSIVEMATCH" in args.selection
@@ -156,7 +136,7 @@ async def list_(session: Session, request: Request) -> str:
         # walking the tree with "%" still find what is below it.
         entries += [FolderInfo(name, None, False) for name in sorted(parents - existing_names)]
     for info in entries:
-        if not any(r.match(info.name) for r in regexes):
+        if not any(p.matches(info.name) for p in patterns):
             continue
         childinfo = recursive and subscribed_only and any(
             n.startswith(info.name + DELIMITER) for n in subscribed_names)
@@ -193,20 +173,20 @@ async def lsub(session: Session, request: Request) -> str:
     if args.patterns == ("",):
         session.untagged(b'LSUB (\\Noselect) "/" ""')
         return "LSUB completed"
-    regex = pattern_regex(args.reference, args.patterns[0])
+    pattern = list_pattern(args.reference, args.patterns[0])
     subscribed = sorted(session.mailbox.subscriptions(), key=lambda n: (n != "INBOX", n))
     listed = set(subscribed)
     # RFC 3501 §6.3.9: subscribed names, whether or not the folder exists;
     # with "%", an unsubscribed level above a subscribed name is returned
     # \Noselect ("foo" for "foo/bar"), once.
     for name in subscribed:
-        if regex.match(name):
+        if pattern.matches(name):
             session.untagged(_list_line(b"LSUB", [], name))
             continue
         parts = name.split(DELIMITER)
         for depth in range(1, len(parts)):
             ancestor = DELIMITER.join(parts[:depth])
-            if ancestor not in listed and regex.match(ancestor):
+            if ancestor not in listed and pattern.matches(ancestor):
                 listed.add(ancestor)
                 session.untagged(_list_line(b"LSUB", ["\\Noselect"], ancestor))
     return "LSUB completed"
