@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from xmail.protocols.imap.grammar import AppendArgs, CreateArgs, ListArgs, Request, StatusArgs
+from xmail.protocols.imap.grammar import (
+    AppendArgs,
+    CreateArgs,
+    ListArgs,
+    Request,
+    StatusArgs,
+    UnusableMailboxName,
+)
 from xmail.protocols.imap.response import mailbox as wire_mailbox
 from xmail.protocols.imap.session import AUTH, No, Session, State, command
 from xmail.protocols.imap.tokenizer import SpooledLiteral
@@ -33,7 +40,16 @@ def note_incoming(session: Session, folder: Any) -> None:
         session.recent.first_sight(key, folder.records())
 
 
+def usable_name(name: str, code: str = "CANNOT") -> str:
+    """A name that is a valid IMAP string but not modified UTF-7 gets NO, not
+    BAD (RFC 3501 §7.1.5: BAD is for syntax errors)."""
+    if UnusableMailboxName.marks(name):
+        raise No("mailbox name is not valid modified UTF-7", code)
+    return name
+
+
 def open_folder(session: Session, name: str, *, trycreate: bool = False) -> Any:
+    usable_name(name, "NONEXISTENT")
     try:
         return session.mailbox.folder(name)
     except NoSuchFolder:
@@ -48,7 +64,7 @@ async def create(session: Session, request: Request) -> str:
     args: CreateArgs = request.args
     # RFC 3501 §6.3.3: a trailing delimiter only declares the intent to
     # create children; the name itself is without it.
-    name = args.mailbox.rstrip(DELIMITER)
+    name = usable_name(args.mailbox).rstrip(DELIMITER)
     if not name:
         raise No("invalid folder name", "CANNOT")
     if name == "INBOX":
@@ -61,7 +77,7 @@ async def create(session: Session, request: Request) -> str:
 
 @command("DELETE", AUTH)
 async def delete(session: Session, request: Request) -> str:
-    name: str = request.args
+    name: str = usable_name(request.args)
     if name == "INBOX":
         raise No("INBOX cannot be deleted", "CANNOT")  # RFC 3501 §6.3.4
     await session.mailbox.delete_folder(name)
@@ -72,7 +88,7 @@ async def delete(session: Session, request: Request) -> str:
 
 @command("RENAME", AUTH)
 async def rename(session: Session, request: Request) -> str:
-    old, new = request.args
+    old, new = usable_name(request.args[0], "NONEXISTENT"), usable_name(request.args[1])
     new = new.rstrip(DELIMITER)
     if new == "INBOX":
         raise No("INBOX already exists", "ALREADYEXISTS")
@@ -82,13 +98,13 @@ async def rename(session: Session, request: Request) -> str:
 
 @command("SUBSCRIBE", AUTH)
 async def subscribe(session: Session, request: Request) -> str:
-    await session.mailbox.set_subscribed(request.args, True)
+    await session.mailbox.set_subscribed(usable_name(request.args), True)
     return "SUBSCRIBE completed"
 
 
 @command("UNSUBSCRIBE", AUTH)
 async def unsubscribe(session: Session, request: Request) -> str:
-    await session.mailbox.set_subscribed(request.args, False)
+    await session.mailbox.set_subscribed(usable_name(request.args), False)
     return "UNSUBSCRIBE completed"
 
 
@@ -138,9 +154,11 @@ async def list_(session: Session, request: Request) -> str:
     for info in entries:
         if not any(p.matches(info.name) for p in patterns):
             continue
-        childinfo = recursive and subscribed_only and any(
-            n.startswith(info.name + DELIMITER) for n in subscribed_names)
         subscribed = info.subscribed or info.name in subscribed_names
+        # RFC 5258 §3.5: CHILDINFO is for a parent listed only because a
+        # child matches the selection, not for one that matches itself.
+        childinfo = recursive and subscribed_only and not subscribed and any(
+            n.startswith(info.name + DELIMITER) for n in subscribed_names)
         if subscribed_only and not subscribed and not childinfo:
             continue
         if special_only and info.special_use is None:

@@ -1,0 +1,138 @@
+"""IMAP command semantics (issues 15 and 16): transcript tests against the
+real server, each for a deviation that was found and fixed."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.protocols.imap_support import Wire, deliver, message
+
+
+@pytest.fixture
+def alice(server):  # type: ignore[no-untyped-def]
+    with Wire(server.port("imap")) as w:
+        w.login()
+        yield w
+
+
+@pytest.fixture
+def other(server):  # type: ignore[no-untyped-def]
+    """A second session of the same user."""
+    with Wire(server.port("imap")) as w:
+        w.login()
+        yield w
+
+
+def _fill(server, n: int = 3) -> None:  # type: ignore[no-untyped-def]
+    for i in range(1, n + 1):
+        deliver(server, "alice@example.com", message(f"subject {i}", f"body {i}\r\n"))
+
+
+# --- issue 15: keywords, expunged messages, mailbox names ------------------------------------
+
+
+def test_keyword_set_by_another_session_is_announced_before_use(server, alice: Wire,  # type: ignore[no-untyped-def]
+                                                                other: Wire) -> None:
+    _fill(server, 1)
+    alice.ok("SELECT INBOX")
+    other.ok("SELECT INBOX")
+    other.ok("STORE 1 +FLAGS ($Label3)")
+    lines = alice.ok("NOOP")
+    # RFC 3501 §7.2.6: FLAGS (and PERMANENTFLAGS) before the FETCH using it.
+    flags = next(i for i, line in enumerate(lines) if line.startswith(b"* FLAGS ("))
+    perm = next(i for i, line in enumerate(lines) if line.startswith(b"* OK [PERMANENTFLAGS ("))
+    fetch = next(i for i, line in enumerate(lines) if b"FETCH" in line)
+    assert b"$Label3" in lines[flags] and b"$Label3" in lines[perm] and b"\\*" in lines[perm]
+    assert flags < fetch and perm < fetch and b"$Label3" in lines[fetch]
+    # Told once: the next change with the same keyword comes without FLAGS.
+    other.ok("STORE 1 +FLAGS (\\Flagged)")
+    lines = alice.ok("NOOP")
+    assert not any(line.startswith(b"* FLAGS") for line in lines) and any(b"FETCH" in x for x in lines)
+
+
+def test_keyword_of_another_session_seen_by_fetch_is_announced(server, alice: Wire,  # type: ignore[no-untyped-def]
+                                                               other: Wire) -> None:
+    _fill(server, 1)
+    alice.ok("SELECT INBOX")
+    other.ok("SELECT INBOX")
+    other.ok("STORE 1 +FLAGS.SILENT ($Work)")
+    lines = alice.ok("FETCH 1 (FLAGS)")
+    flags = next(i for i, line in enumerate(lines) if line.startswith(b"* FLAGS ("))
+    fetch = next(i for i, line in enumerate(lines) if line.startswith(b"* 1 FETCH") and b"$Work" in line)
+    assert flags < fetch and b"$Work" in lines[flags]
+
+
+def test_fetch_of_a_message_expunged_elsewhere_answers_the_rest_ok(server, alice: Wire,  # type: ignore[no-untyped-def]
+                                                                   other: Wire) -> None:
+    _fill(server, 3)
+    alice.ok("SELECT INBOX")
+    other.ok("SELECT INBOX")
+    other.ok("STORE 2 +FLAGS.SILENT (\\Deleted)")
+    other.ok("EXPUNGE")
+    # RFC 2180 §4.1.3: the other messages' data, and OK (no EXPUNGE during FETCH).
+    status, lines = alice.transact("FETCH 1:3 (UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    assert status.startswith(b"OK"), status
+    assert [line.split(b" ")[1] for line in lines if b"RFC822.SIZE" in line] == [b"1", b"3"]
+    assert not any(b"EXPUNGE" in line for line in lines)
+    status, lines = alice.transact("FETCH 1:3 (INTERNALDATE)")
+    assert status.startswith(b"OK") and len([x for x in lines if b"INTERNALDATE" in x]) == 2
+    assert alice.ok("NOOP") == [b"* 2 EXPUNGE"]
+
+
+@pytest.mark.parametrize("name", ['"&Jjo"', '"&AGE-"', '"a&b"'])
+def test_invalid_modified_utf7_names_get_no_not_bad(server, alice: Wire, name: str) -> None:  # type: ignore[no-untyped-def]
+    _fill(server, 1)
+    # RFC 3501 §7.1.5: BAD is for syntax; these are valid strings naming no folder.
+    for command in (f"SELECT {name}", f"EXAMINE {name}", f"STATUS {name} (MESSAGES)",
+                    f"CREATE {name}", f"DELETE {name}", f"RENAME {name} x", f"RENAME INBOX {name}",
+                    f"SUBSCRIBE {name}", f"UNSUBSCRIBE {name}", f"GETQUOTAROOT {name}"):
+        tagged, _ = alice.expect("NO", command)
+        assert b"modified UTF-7" in tagged, (command, tagged)
+    assert alice.ok(f"LIST \"\" {name}") == []
+    assert alice.ok(f"LIST \"\" (INBOX {name})") == [b'* LIST (\\HasNoChildren) "/" INBOX']
+    assert alice.ok(f"LSUB \"\" {name}") == []
+    alice.ok("SELECT INBOX")
+    alice.expect("NO", f"COPY 1:* {name}")
+    alice.expect("NO", f"MOVE 1:* {name}")
+    tagged, _ = alice.expect("NO", f"APPEND {name} {{5+}}\r\nhello")
+    assert b"TRYCREATE" not in tagged  # CREATE would fail too
+
+
+# --- LIST-EXTENDED (RFC 5258) -------------------------------------------------------------
+
+
+def test_recursivematch_needs_a_selection_option_other_than_remote(alice: Wire) -> None:
+    alice.expect("BAD", 'LIST (RECURSIVEMATCH) "" "*"')
+    alice.expect("BAD", 'LIST (RECURSIVEMATCH REMOTE) "" "*"')
+    alice.ok('LIST (REMOTE) "" "INBOX"')
+    alice.ok('LIST (RECURSIVEMATCH SUBSCRIBED REMOTE) "" "*"')
+
+
+def test_childinfo_only_for_parents_not_matched_themselves(alice: Wire) -> None:
+    for name in ("Fruit", "Fruit/Apple", "Veg", "Veg/Leek"):
+        alice.ok(f"CREATE {name}")
+    for name in ("Fruit", "Fruit/Apple", "Veg/Leek"):
+        alice.ok(f"SUBSCRIBE {name}")
+    lines = alice.ok('LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"')
+    fruit = [x for x in lines if b' "/" Fruit' in x]
+    veg = [x for x in lines if b' "/" Veg' in x]
+    # Fruit is subscribed itself: listed for that, without CHILDINFO.
+    assert fruit == [b'* LIST (\\HasChildren \\Subscribed) "/" Fruit'], lines
+    # Veg is not subscribed, its child is: listed for the child's sake.
+    assert veg == [b'* LIST (\\HasChildren) "/" Veg ("CHILDINFO" ("SUBSCRIBED"))'], lines
+
+
+# --- issue 16: LIST patterns ---------------------------------------------------------------
+
+
+def test_hostile_list_pattern_answers_at_once(alice: Wire) -> None:
+    # A regex built from this pattern backtracked for minutes on a 250-char
+    # name; the socket's 10 s timeout fails the test if it still does.
+    long_name = "x" * 240
+    alice.ok(f"CREATE {long_name}")
+    alice.ok(f"SUBSCRIBE {long_name}")
+    assert alice.ok('LIST "" "*x*x*x*x*x*xy"') == []
+    assert alice.ok('LSUB "" "*x*x*x*x*x*x*x*x*xy"') == []
+    assert alice.ok('LIST "" "%x%x%x%x%x%x%x%x%xy"') == []
+    [line] = alice.ok('LIST "" "*x*x*x*x*x*x"')
+    assert line.endswith(long_name.encode())
