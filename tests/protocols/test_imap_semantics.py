@@ -136,3 +136,46 @@ def test_hostile_list_pattern_answers_at_once(alice: Wire) -> None:
     assert alice.ok('LIST "" "%x%x%x%x%x%x%x%x%xy"') == []
     [line] = alice.ok('LIST "" "*x*x*x*x*x*x"')
     assert line.endswith(long_name.encode())
+
+
+# --- CONDSTORE (RFC 7162) --------------------------------------------------------------------
+
+
+def _modseq(wire: Wire, seq: int) -> int:
+    [line] = [x for x in wire.ok(f"FETCH {seq} (MODSEQ)") if x.startswith(b"* %d FETCH" % seq)]
+    return int(line.split(b"MODSEQ (")[1].split(b")")[0])
+
+
+def test_fetch_modseq_enabling_condstore_reports_highestmodseq(server, alice: Wire) -> None:  # type: ignore[no-untyped-def]
+    _fill(server, 2)
+    lines = alice.ok("SELECT INBOX")
+    [selected] = [x for x in lines if x.startswith(b"* OK [HIGHESTMODSEQ ")]
+    lines = alice.ok("FETCH 1 (MODSEQ)")
+    # RFC 7162 §3.1: the first CONDSTORE enabling command on a selected mailbox.
+    assert lines[0] == selected and lines[1].startswith(b"* 1 FETCH"), lines
+    # Once only.
+    assert not any(b"HIGHESTMODSEQ" in x for x in alice.ok("FETCH 2 (MODSEQ)"))
+
+
+def test_esearch_min_max_report_the_modseq_of_the_returned_message(server, alice: Wire) -> None:  # type: ignore[no-untyped-def]
+    _fill(server, 3)
+    alice.ok("SELECT INBOX")
+    alice.ok("STORE 2 +FLAGS.SILENT (\\Flagged)")
+    alice.ok("STORE 1 +FLAGS.SILENT (\\Answered)")
+    alice.ok("STORE 3 +FLAGS.SILENT (\\Seen)")
+    m1, m2, m3 = _modseq(alice, 1), _modseq(alice, 2), _modseq(alice, 3)
+    assert m2 < m1 < m3
+
+    def esearch(returns: str) -> bytes:
+        [line] = [x for x in alice.ok(f"SEARCH RETURN ({returns}) MODSEQ 1") if x.startswith(b"* ESEARCH")]
+        return line
+
+    # RFC 4731 §3.2 / RFC 7162 §3.1.5: MIN (or MAX) alone -> that message's MODSEQ.
+    assert esearch("MIN").endswith(b"MIN 1 MODSEQ %d" % m1)
+    assert esearch("MAX").endswith(b"MAX 3 MODSEQ %d" % m3)
+    alice.ok("STORE 1 +FLAGS.SILENT (\\Draft)")
+    m1 = _modseq(alice, 1)
+    assert esearch("MIN").endswith(b"MIN 1 MODSEQ %d" % m1)
+    assert esearch("MAX").endswith(b"MAX 3 MODSEQ %d" % m3)
+    assert esearch("MIN MAX").endswith(b"MODSEQ %d" % max(m1, m3))
+    assert esearch("COUNT").endswith(b"COUNT 3 MODSEQ %d" % max(m1, m2, m3))

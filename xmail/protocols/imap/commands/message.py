@@ -457,8 +457,14 @@ async def search(session: Session, request: Request) -> str:
     if uses_modseq(args.key):
         session.enable_condstore()  # RFC 7162 §3.1
         if matches:
-            # RFC 7162 §3.1.5: the highest MODSEQ of the messages found.
+            # RFC 7162 §3.1.5: the highest MODSEQ of the messages found; with
+            # only MIN and/or MAX asked for, of the messages returned
+            # (RFC 4731 §3.2), so a client can cache that MODSEQ with them.
             wanted = set(matches)
+            if args.returns and args.returns <= {"MIN", "MAX"}:
+                ordered = sorted(matches)  # UID order is sequence order
+                wanted = {ordered[0] if "MIN" in args.returns else ordered[-1],
+                          ordered[-1] if "MAX" in args.returns else ordered[0]}
             highest = max(r.modseq for r in records if r.uid in wanted)
     if args.returns is None:
         _write_search(session, numbers, highest)
