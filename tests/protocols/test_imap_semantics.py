@@ -179,3 +179,28 @@ def test_esearch_min_max_report_the_modseq_of_the_returned_message(server, alice
     assert esearch("MAX").endswith(b"MAX 3 MODSEQ %d" % m3)
     assert esearch("MIN MAX").endswith(b"MODSEQ %d" % max(m1, m3))
     assert esearch("COUNT").endswith(b"COUNT 3 MODSEQ %d" % max(m1, m2, m3))
+
+
+# --- MOVE (RFC 6851) ---------------------------------------------------------------------------
+
+
+def test_move_into_the_selected_folder_itself(server, alice: Wire, other: Wire) -> None:  # type: ignore[no-untyped-def]
+    _fill(server, 2)
+    alice.ok("SELECT INBOX")
+    other.ok("SELECT INBOX")
+    alice.ok("STORE 1 +FLAGS.SILENT (\\Flagged $Keep)")
+    # RFC 6851 §3.3: legal, a COPY then an expunge: the message gets a new UID.
+    lines = alice.ok("MOVE 1 INBOX")
+    copyuid = [x for x in lines if x.startswith(b"* OK [COPYUID ")]
+    assert len(copyuid) == 1 and copyuid[0].split(b"]")[0].split(b" ")[4:] == [b"1", b"3"], lines
+    assert b"* 1 EXPUNGE" in lines and b"* 2 EXISTS" in lines
+    assert lines.index(copyuid[0]) < lines.index(b"* 1 EXPUNGE")  # RFC 6851 §4.3
+    [line] = [x for x in alice.ok("FETCH 2 (UID FLAGS)") if b"FETCH" in x]
+    assert line.startswith(b"* 2 FETCH (UID 3 FLAGS (") and b"\\Flagged" in line and b"$Keep" in line
+    assert [x.split(b" ")[4] for x in alice.ok("FETCH 1:* (UID)")] == [b"2)", b"3)"]
+    lines = alice.ok("UID MOVE 3 INBOX")
+    assert b"* 2 EXPUNGE" in lines and b"* 2 EXISTS" in lines
+    # The other session sees one message gone and one new, nothing else.
+    lines = other.ok("NOOP")
+    assert lines.count(b"* 1 EXPUNGE") == 1 and b"* 2 EXISTS" in lines
+    assert [x for x in other.ok("UID SEARCH ALL") if x.startswith(b"* SEARCH")] == [b"* SEARCH 2 4"]

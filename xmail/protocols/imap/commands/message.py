@@ -399,8 +399,6 @@ async def move(session: Session, request: Request) -> str:
     uids = [uid for _, uid in _resolve(view, request, args.seqset)]
     if not uids:
         return "MOVE completed, nothing to move"
-    if args.mailbox == view.folder.name:
-        raise No("cannot move into the same folder", "CANNOT")
     try:
         note_incoming(session, session.mailbox.folder(args.mailbox))
         result = await view.folder.move(uids, args.mailbox)
