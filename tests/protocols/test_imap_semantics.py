@@ -204,3 +204,28 @@ def test_move_into_the_selected_folder_itself(server, alice: Wire, other: Wire) 
     lines = other.ok("NOOP")
     assert lines.count(b"* 1 EXPUNGE") == 1 and b"* 2 EXISTS" in lines
     assert [x for x in other.ok("UID SEARCH ALL") if x.startswith(b"* SEARCH")] == [b"* SEARCH 2 4"]
+
+
+# --- SORT (RFC 5256, RFC 5051, RFC 5957) --------------------------------------------------------
+
+
+def test_sort_by_address_uses_the_group_name_and_subject_uses_titlecase(server, alice: Wire) -> None:  # type: ignore[no-untyped-def]
+    def raw(sender: str, to: str, subject: str) -> bytes:
+        return (f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\n"
+                f"Date: Mon, 1 Jan 2024 10:00:00 +0000\r\n\r\nbody\r\n").encode()
+
+    for sender, to, subject in [
+        ("nobody@example.com", "Mygroup: zed@example.com;", "a_b"),   # 1
+        ("Mygroup: zed@example.com;", "aaa@example.com", "ab"),        # 2
+        ("aaa@example.com", "undisclosed-recipients:;", "a[c"),        # 3
+    ]:
+        deliver(server, "alice@example.com", raw(sender, to, subject))
+    alice.ok("SELECT INBOX")
+    # RFC 5256 §3 + RFC 3501 §7.4.2: a group marker first -> the group's name.
+    assert alice.ok("SORT (FROM) UTF-8 ALL") == [b"* SORT 3 2 1"]   # aaa < mygroup < nobody
+    assert alice.ok("SORT (TO) UTF-8 ALL") == [b"* SORT 2 1 3"]     # aaa < mygroup < undisclosed
+    assert alice.ok("SORT (DISPLAYFROM) UTF-8 ALL") == [b"* SORT 3 2 1"]
+    # RFC 5051 i;unicode-casemap titlecases: "AB" < "A[C" < "A_B" ("[" and
+    # "_" after the letters; case folding put them before).
+    assert alice.ok("SORT (SUBJECT) UTF-8 ALL") == [b"* SORT 2 3 1"]
+    assert alice.ok("SORT (REVERSE SUBJECT) UTF-8 ALL") == [b"* SORT 1 3 2"]
