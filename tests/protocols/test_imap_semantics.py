@@ -242,3 +242,31 @@ def test_thread_with_a_huge_references_field_answers_at_once(server, alice: Wire
     # Uncapped, this THREAD took 37 s of CPU; the socket's 10 s timeout fails it.
     [line] = alice.ok("THREAD REFERENCES UTF-8 ALL")
     assert line.startswith(b"* THREAD ") and b"1" in line and b"2" in line
+
+
+# --- issue 16: folder and subscription caps ----------------------------------------------------------
+
+
+def test_folder_and_subscription_caps(make_server) -> None:  # type: ignore[no-untyped-def]
+    server = make_server("[limits]\nmax_folders = 10\nmax_subscriptions = 9\n")
+    server.add_domain("example.com")
+    server.add_user("alice@example.com")
+    with Wire(server.port("imap")) as w:
+        w.login()
+        # 7 default folders: 3 more fit, a nested name counts its new parents.
+        w.ok("CREATE a")
+        tagged, _ = w.expect("NO", "CREATE b/c/d")
+        assert tagged.startswith(b"NO [LIMIT]"), tagged
+        w.ok("CREATE b/c")
+        w.expect("NO", "CREATE x")
+        w.expect("NO", "RENAME a q/a")  # a new parent q
+        w.ok("RENAME a z")  # a rename alone adds nothing
+        # The default folders are subscribed (7): two more.
+        w.ok("SUBSCRIBE z")
+        w.ok("SUBSCRIBE b")
+        tagged, _ = w.expect("NO", "SUBSCRIBE b/c")
+        assert tagged.startswith(b"NO [LIMIT]"), tagged
+        w.ok("SUBSCRIBE z")  # already subscribed: no change, OK
+        w.ok("UNSUBSCRIBE z")
+        w.ok("SUBSCRIBE b/c")
+        w.ok("NOOP")  # the connection stays usable

@@ -19,8 +19,8 @@ from xmail.protocols.imap.grammar import (
 from xmail.protocols.imap.response import mailbox as wire_mailbox
 from xmail.protocols.imap.session import AUTH, No, Session, State, command
 from xmail.protocols.imap.tokenizer import SpooledLiteral
-from xmail.store.interfaces import FolderInfo, NoSuchFolder
-from xmail.store.names import list_pattern
+from xmail.store.interfaces import FolderInfo, NoSuchFolder, StoreBusy
+from xmail.store.names import list_pattern, parent_names
 
 DELIMITER = "/"
 
@@ -59,6 +59,19 @@ def open_folder(session: Session, name: str, *, trycreate: bool = False) -> Any:
         raise No(f"no folder {name}", "NONEXISTENT") from None
 
 
+def check_folder_limit(session: Session, name: str, *, moving: bool = False) -> None:
+    """[limits] max_folders (issue 16: 6,000 folders in 7 s, then every LIST
+    over them): NO [LIMIT] (RFC 5530) when creating name and the parents
+    RFC 3501 §6.3.3 creates with it would pass the cap."""
+    cap = session.ctx.settings.limits.max_folders
+    if cap <= 0:
+        return
+    existing = {f.name for f in session.mailbox.list_folders()}
+    new = [n for n in [*parent_names(name), *([] if moving else [name])] if n not in existing]
+    if len(existing) + len(new) > cap:
+        raise No(f"at most {cap} folders per user", "LIMIT")
+
+
 @command("CREATE", AUTH)
 async def create(session: Session, request: Request) -> str:
     args: CreateArgs = request.args
@@ -71,6 +84,7 @@ async def create(session: Session, request: Request) -> str:
         raise No("INBOX always exists", "ALREADYEXISTS")
     if len(args.special_use) > 1:
         raise No("only one special-use attribute per folder", "USEATTR")  # RFC 6154 §3
+    check_folder_limit(session, name)
     await session.mailbox.create_folder(name, args.special_use[0] if args.special_use else None)
     return "CREATE completed"
 
@@ -92,13 +106,20 @@ async def rename(session: Session, request: Request) -> str:
     new = new.rstrip(DELIMITER)
     if new == "INBOX":
         raise No("INBOX already exists", "ALREADYEXISTS")
+    check_folder_limit(session, new, moving=True)  # only its new parents count
     await session.mailbox.rename_folder(old, new)
     return "RENAME completed"
 
 
 @command("SUBSCRIBE", AUTH)
 async def subscribe(session: Session, request: Request) -> str:
-    await session.mailbox.set_subscribed(usable_name(request.args), True)
+    name = usable_name(request.args)
+    cap = session.ctx.settings.limits.max_subscriptions
+    if cap > 0:
+        subscribed = session.mailbox.subscriptions()
+        if len(subscribed) >= cap and name not in subscribed:
+            raise No(f"at most {cap} subscriptions per user", "LIMIT")  # RFC 5530
+    await session.mailbox.set_subscribed(name, True)
     return "SUBSCRIBE completed"
 
 
@@ -179,9 +200,14 @@ async def list_(session: Session, request: Request) -> str:
             # RFC 5819 §2: STATUS right after the folder's LIST response.
             try:
                 folder = session.mailbox.folder(info.name)
+                line = status_line(session, folder, info.name, args.status_items)
             except NoSuchFolder:
-                continue
-            session.untagged(status_line(session, folder, info.name, args.status_items))
+                continue  # deleted meanwhile
+            except StoreBusy:
+                # One NO for the command, not a failure (and a logged
+                # traceback) per folder.
+                raise No("the mail store is busy, try again", "UNAVAILABLE") from None
+            session.untagged(line)
     return "LIST completed"
 
 
