@@ -103,6 +103,11 @@ class LimitSettings:
     # can still log in from a new address during an attack.
     account_login_failures_before_delay: int = 20
     account_login_max_delay: int = 15  # seconds
+    # Per user (issue 16): folders a user may have (the default ones
+    # included) and names they may subscribe to; 0 = no cap.  Beyond them
+    # CREATE / RENAME / SUBSCRIBE answer NO [LIMIT].
+    max_folders: int = 1000
+    max_subscriptions: int = 1000
 
 
 @dataclass(frozen=True)

@@ -455,5 +455,8 @@ def test_sort_keys_in_headers() -> None:
     assert meta.headers[":base-subject"] == "Original" and meta.headers[":subject-reply"] == "1"
     assert meta.headers[":display-from"] == "forwarder@example.com"  # no name: the addr-spec
     meta = parse_message(load("10-groups-and-odd-addresses.eml"))
-    assert meta.headers[":sort-cc"] == "anna"  # the first mailbox, not the group name
-    assert ":sort-to" not in meta.headers  # an empty group has no mailbox
+    # RFC 5256 §3 with RFC 3501 §7.4.2: a group's marker is the first address,
+    # so its name is the key (the first member "anna" is not).
+    assert meta.headers[":sort-cc"] == "Friends"
+    assert meta.headers[":sort-to"] == "undisclosed-recipients"  # an empty group too
+    assert meta.headers[":display-to"] == "undisclosed-recipients"

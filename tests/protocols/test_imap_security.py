@@ -49,8 +49,9 @@ def test_hostile_folder_names_are_refused(alice: Wire, name: str) -> None:
     alice.ok("NOOP")
 
 
-def test_invalid_modified_utf7_is_bad(alice: Wire) -> None:
-    alice.expect("BAD", 'SELECT "&Jjo"')  # unterminated base64 run
+def test_invalid_modified_utf7_is_no(alice: Wire) -> None:
+    # A valid string naming no folder: NO, not BAD (RFC 3501 §7.1.5, issue 15).
+    alice.expect("NO", 'SELECT "&Jjo"')  # unterminated base64 run
     alice.ok("NOOP")
 
 

@@ -109,12 +109,13 @@ HAND_CHECKED = {
     "REVERSE SUBJECT": [1, 2, 3, 7, 11, 12, 4, 5, 8, 6, 10, 9],
     "SUBJECT REVERSE DATE": [9, 10, 6, 8, 5, 4, 12, 11, 7, 3, 2, 1],
     "REVERSE SUBJECT ARRIVAL": [1, 2, 3, 7, 12, 11, 4, 5, 8, 6, 10, 9],
-    # addr-mailbox of the first From: "" (9 none, 11 an empty group), alice
-    # (upper case in the field), bob (2, 10), carol, dave, emile, eve, frank,
-    # grace, zoe.
-    "FROM": [9, 11, 4, 2, 10, 3, 5, 6, 7, 8, 12, 1],
-    "REVERSE FROM": [1, 12, 8, 7, 6, 5, 3, 2, 10, 4, 9, 11],
-    "FROM REVERSE DATE": [11, 9, 4, 10, 2, 3, 5, 6, 7, 8, 12, 1],
+    # addr-mailbox of the first From: "" (9 none), alice (upper case in the
+    # field), bob (2, 10), carol, dave, emile, eve, frank, grace,
+    # "undisclosed-recipients" (11: the empty group's marker, RFC 5256 §3 /
+    # RFC 3501 §7.4.2, names it), zoe.
+    "FROM": [9, 4, 2, 10, 3, 5, 6, 7, 8, 12, 11, 1],
+    "REVERSE FROM": [1, 11, 12, 8, 7, 6, 5, 3, 2, 10, 4, 9],
+    "FROM REVERSE DATE": [9, 4, 10, 2, 3, 5, 6, 7, 8, 12, 11, 1],
     # TO: "" (5, 9), alice (6, 12), bob (1, 7 "BOB"), carol, dave, finance,
     # team (3, 11), zoe.
     "TO": [5, 9, 6, 12, 1, 7, 8, 10, 4, 3, 11, 2],
@@ -125,10 +126,10 @@ HAND_CHECKED = {
     # Bodies were padded to 1-12 thousand octets in this rank order.
     "SIZE": [4, 6, 2, 8, 1, 11, 9, 5, 12, 7, 10, 3],
     "REVERSE SIZE": [3, 10, 7, 12, 5, 9, 11, 1, 8, 2, 6, 4],
-    # RFC 5957: display names, else mailbox@host.  "bob two" < "bob@..." (SP
-    # < "@"); "émile" is e + U+0301 after NFKD, so it follows "eve@...";
-    # "Zoë Adams" is last.
-    "DISPLAYFROM": [9, 11, 4, 10, 2, 3, 5, 7, 6, 8, 12, 1],
+    # RFC 5957: display names, else mailbox@host; a group's name (11).
+    # "bob two" < "bob@..." (SP < "@"); "émile" is E + U+0301 after NFKD, so
+    # it follows "eve@..."; "Zoë Adams" is last.
+    "DISPLAYFROM": [9, 4, 10, 2, 3, 5, 7, 6, 8, 12, 11, 1],
     # "" (5, 9), "alfred" (7, display name of BOB@), alice@ (6, 12), "bob"
     # (1), carol@, dave@, "finance", team@ (3, 11), "zoë".
     "DISPLAYTO": [5, 9, 7, 6, 12, 1, 8, 10, 4, 3, 11, 2],
@@ -171,7 +172,7 @@ def test_message_gone_from_the_index_sorts_with_empty_keys(fixture: Any) -> None
     assert seqs == [9, 4, 5, 1, 8, 13, 2, 3, 7, 6, 10, 11, 12]
     uids = sort_uids(fixture.folder, records, SortCriteria.of("FROM"),
                      search_result_uids=[r.uid for r in records])
-    assert [fixture.seq_of.get(u, 13) for u in uids][:3] == [9, 11, 13]
+    assert [fixture.seq_of.get(u, 13) for u in uids][:3] == [9, 13, 4]
 
 
 # --- the cached base subject against RFC 5256 §2.1 ------------------------------------------------
@@ -395,8 +396,12 @@ def test_headers_are_read_in_bounded_batches(monkeypatch: Any) -> None:
 
 def test_collation() -> None:
     assert collation_key("MEETING") == collation_key("meeting")
-    assert collation_key("Straße") == collation_key("STRASSE")  # full case folding
+    # RFC 5051 §2 maps to *simple* titlecase: "ß" has none, so it stays.
+    assert collation_key("Straße") != collation_key("STRASSE")
     assert collation_key("ﬁle") == collation_key("file")  # NFKD compatibility ligature
+    # Titlecase, not case folding: "[" and "_" (0x5B, 0x5F) after letters.
+    assert sorted(["a_b", "ab", "a[c", "AC"], key=collation_key) == ["ab", "AC", "a[c", "a_b"]
+    assert collation_key("_x") > collation_key("Zebra") and collation_key("[x") > collation_key("z")
     assert collation_key("Äpfel") < collation_key("Birne")  # Ä sorts with A
     assert collation_key("Émile") == collation_key("E\u0301mile")
 

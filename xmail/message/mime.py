@@ -205,10 +205,18 @@ def sort_keys(env: dict[str, Any], subject: str | None) -> dict[str, str]:
         if reply:
             out[":subject-reply"] = "1"
     for field in ("from", "to", "cc"):
-        first = next((a for a in env.get(field) or () if a[3] is not None), None)
-        if first is None:
+        addresses = env.get(field)
+        if not addresses:
             continue
-        name, _adl, mailbox, host = first
+        name, _adl, mailbox, host = addresses[0]
+        if host is None:
+            # RFC 3501 §7.4.2: a group starts with the marker (NIL NIL name
+            # NIL); as the first address its addr-mailbox, the group name,
+            # is the sort key (RFC 5256 §3) and stands for the display name.
+            out[":sort-" + field] = mailbox or ""
+            if field != "cc":
+                out[":display-" + field] = decode_words(mailbox).strip() if mailbox else ""
+            continue
         out[":sort-" + field] = mailbox or ""
         if field != "cc":
             display = decode_words(name).strip() if name else ""

@@ -265,10 +265,8 @@ class MaildirFolder:
             dest_fid = self._dest_fid(dest)
         except StoreError:
             return defer.fail()
-        if dest_fid == self.fid:
-            # RFC 6851 §3.3 allows it; nothing moves, UIDs stay.
-            existing = tuple(r.uid for r in self.records(uids))
-            return defer.succeed(CopyResult(self.status().uidvalidity, existing, existing))
+        # Into the same folder too: RFC 6851 §3.3 makes MOVE a COPY plus an
+        # expunge, so the messages get new UIDs (transfer handles src == dest).
         return transfer(self.store, self.fid, uids, dest_fid, remove_source=True, check_quota=False,
                         recycle=self.mailbox.is_recycle(dest_fid))
 

@@ -214,12 +214,30 @@ class _Cursor:
         return mailbox_name(self.astring("mailbox name"))
 
 
+class UnusableMailboxName(str):
+    """A mailbox name that is a valid IMAP string but not valid modified
+    UTF-7 (RFC 3501 §5.1.3).  That is not a syntax error (BAD is for syntax,
+    §7.1.5): no folder has such a name, so commands answer NO and LIST finds
+    nothing.  Its text starts with NUL, which the store refuses in every
+    folder name and which no folder name contains, so even a command that
+    forgot to check gets a NO and a pattern matches nothing."""
+
+    @classmethod
+    def of(cls, raw: bytes) -> UnusableMailboxName:
+        return cls("\0" + raw.decode("utf-8", "replace"))
+
+    @staticmethod
+    def marks(name: str) -> bool:
+        """Also true once the name was copied into another str (SelectArgs)."""
+        return name[:1] == "\0"
+
+
 def mailbox_name(raw: bytes) -> str:
     """RFC 3501 §5.1: INBOX is case-insensitive; the rest is modified UTF-7."""
     try:
         name = decode_mailbox(raw)
     except (UnicodeDecodeError, ValueError):
-        raise GrammarError("mailbox name is not valid modified UTF-7") from None
+        return UnusableMailboxName.of(raw)
     if name.upper() == "INBOX":
         return "INBOX"
     if name[:6].upper() == "INBOX/":
@@ -697,7 +715,7 @@ def _list_mailbox(cur: _Cursor, what: str) -> str:
     try:
         return decode_mailbox(raw)
     except (UnicodeDecodeError, ValueError):
-        raise GrammarError(f"{what} is not valid modified UTF-7") from None
+        return UnusableMailboxName.of(raw)  # matches no folder: LIST says OK, lists nothing
 
 
 def _list(cur: _Cursor) -> ListArgs:
@@ -712,8 +730,9 @@ def _list(cur: _Cursor) -> ListArgs:
             if name not in _LIST_SELECTION:
                 raise GrammarError(f"unknown LIST selection option {name or '?'}")
             selection.add(name)
-        if selection == {"RECURSIVEMATCH"}:
-            raise GrammarError("RECURSIVEMATCH needs another selection option")  # RFC 5258 §3.1
+        if "RECURSIVEMATCH" in selection and not selection - {"RECURSIVEMATCH", "REMOTE"}:
+            # RFC 5258 §3: RECURSIVEMATCH alone, or with REMOTE only, is BAD.
+            raise GrammarError("RECURSIVEMATCH needs a selection option other than REMOTE")
     reference = _list_mailbox(cur, "reference name")
     if isinstance(cur.peek(), list):
         extended = True

@@ -258,6 +258,15 @@ class Session:
         if self.selected is not None:
             self.selected.condstore = self.condstore
             self.selected.qresync = self.qresync
+            if "CONDSTORE" in newly:
+                # RFC 7162 §3.1: the first CONDSTORE enabling command while a
+                # mailbox is selected reports its HIGHESTMODSEQ.
+                try:
+                    highest = self.selected.folder.status().highestmodseq
+                except store_errors.StoreError:
+                    highest = None  # deleted meanwhile: the command gets its NO
+                if highest is not None:
+                    self.untagged(b"OK [HIGHESTMODSEQ %d] highest" % highest)
         return newly
 
     # -- login -----------------------------------------------------------------

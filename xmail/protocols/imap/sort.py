@@ -30,8 +30,10 @@ Rules:
 - FROM / TO / CC: the addr-mailbox of the first address; "" when absent.
 - DISPLAYFROM / DISPLAYTO: the decoded display name of the first address,
   else "mailbox@host" (RFC 5957 §3); "" when absent.
-- Strings are compared with i;unicode-casemap (RFC 5051), approximated by
-  str.casefold plus NFKD for non-ASCII text, then code point order.
+- Strings are compared with i;unicode-casemap (RFC 5051): simple titlecase,
+  NFKD, then code point order (so "[" and "_" sort after letters).
+- FROM / TO / CC whose first address is a group: the group name (RFC 5256
+  §3 with RFC 3501 §7.4.2's group marker), computed at delivery.
 - REVERSE reverses one criterion only; messages equal on every criterion
   stay in ascending sequence order (RFC 5256 §3, "REVERSE ... does not affect
   the implicit sequence number sort criterion").
@@ -157,13 +159,35 @@ def parse_sort_criteria(items: Any) -> SortCriteria:
 # --- keys --------------------------------------------------------------------------------
 
 
+class _Titlecase(dict[int, str]):
+    """str.translate table: a code point -> its simple titlecase mapping
+    (itself when Unicode gives none, or only a multi-character one such as
+    "ß" -> "Ss"), filled as characters are met; at most _TITLECASE_CACHE
+    entries are kept, so hostile text cannot grow it without bound."""
+
+    def __missing__(self, code: int) -> str:
+        ch = chr(code)
+        title = ch.title()
+        value = title if len(title) == 1 else ch
+        if len(self) < _TITLECASE_CACHE:
+            self[code] = value
+        return value
+
+
+_TITLECASE_CACHE = 8192
+_TITLECASE = _Titlecase()
+
+
 def collation_key(text: str) -> str:
-    """i;unicode-casemap (RFC 5051 §2) approximated: case folding, then NFKD
-    for non-ASCII text so that compatibility forms compare equal."""
-    folded = text.casefold()
-    if not folded.isascii():
-        folded = unicodedata.normalize("NFKD", folded)
-    return folded
+    """i;unicode-casemap (RFC 5051 §2): each character to its titlecase,
+    then NFKD; compared by code point (the same order as i;octet on UTF-8).
+    Titlecase, not case folding, puts "[" and "_" after the letters, as
+    Dovecot and Cyrus sort them.  The titlecase is applied once more after
+    the decomposition, so compatibility forms compare equal ("ﬁ" = "FI")."""
+    if text.isascii():
+        return text.upper()  # ASCII titlecase is upper case
+    decomposed = unicodedata.normalize("NFKD", text.translate(_TITLECASE))
+    return decomposed.upper() if decomposed.isascii() else decomposed.translate(_TITLECASE)
 
 
 def subject_key(headers: dict[str, str]) -> str:

@@ -114,6 +114,22 @@ class RecentTracker:
         return sum(1 for uid in uids if uid > claimed)
 
 
+SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+
+
+def flags_lines(keywords: Iterable[str], readonly: bool) -> list[bytes]:
+    """FLAGS and PERMANENTFLAGS (RFC 3501 §7.2.6, §7.1): at SELECT, and again
+    before any response uses a keyword the session was not told of yet."""
+    flags = " ".join(SYSTEM_FLAGS + tuple(sorted(keywords)))
+    out = [f"* FLAGS ({flags})\r\n".encode()]
+    if readonly:
+        out.append(b"* OK [PERMANENTFLAGS ()] read-only\r\n")
+    else:
+        # "\*": clients may create keywords (RFC 3501 §7.1).
+        out.append(f"* OK [PERMANENTFLAGS ({flags} \\*)] flags permitted\r\n".encode())
+    return out
+
+
 def flags_with_recent(flags: Iterable[str], recent: bool) -> bytes:
     items = [f.encode("utf-8") for f in sorted(flags)]
     if recent:
@@ -213,6 +229,7 @@ class SelectedFolder:
             out.append(b"* %d RECENT\r\n" % len(self.recent))
         if self._flag_changes:
             changes, self._flag_changes = self._flag_changes, {}
+            out.extend(self.announce_keywords(changes.values()))
             for uid in sorted(changes):
                 seq = self.seq_of(uid)
                 if seq is None:
@@ -222,6 +239,16 @@ class SelectedFolder:
                     seq, uid, flags_with_recent(record.flags, uid in self.recent),
                     self.modseq_item(record)))
         return out
+
+    def announce_keywords(self, records: Iterable[MessageRecord]) -> list[bytes]:
+        """RFC 3501 §7.2.6: a FLAGS response (and PERMANENTFLAGS) before any
+        FETCH shows a keyword this session was not told of — another session
+        may have set it."""
+        new = {f for r in records for f in r.flags if not f.startswith("\\")} - self.keywords
+        if not new:
+            return []
+        self.keywords |= new
+        return flags_lines(self.keywords, self.readonly)
 
     def modseq_item(self, record: MessageRecord) -> bytes:
         """" MODSEQ (n)" for a FETCH carrying FLAGS once CONDSTORE is on."""

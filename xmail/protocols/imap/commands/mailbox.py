@@ -6,14 +6,21 @@ RFC 3348), LSUB, STATUS and APPEND (UIDPLUS RFC 4315, APPENDLIMIT RFC 7889)."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-from xmail.protocols.imap.grammar import AppendArgs, CreateArgs, ListArgs, Request, StatusArgs
+from xmail.protocols.imap.grammar import (
+    AppendArgs,
+    CreateArgs,
+    ListArgs,
+    Request,
+    StatusArgs,
+    UnusableMailboxName,
+)
 from xmail.protocols.imap.response import mailbox as wire_mailbox
 from xmail.protocols.imap.session import AUTH, No, Session, State, command
 from xmail.protocols.imap.tokenizer import SpooledLiteral
-from xmail.store.interfaces import FolderInfo, NoSuchFolder
+from xmail.store.interfaces import FolderInfo, NoSuchFolder, StoreBusy
+from xmail.store.names import list_pattern, parent_names
 
 DELIMITER = "/"
 
@@ -33,7 +40,16 @@ def note_incoming(session: Session, folder: Any) -> None:
         session.recent.first_sight(key, folder.records())
 
 
+def usable_name(name: str, code: str = "CANNOT") -> str:
+    """A name that is a valid IMAP string but not modified UTF-7 gets NO, not
+    BAD (RFC 3501 §7.1.5: BAD is for syntax errors)."""
+    if UnusableMailboxName.marks(name):
+        raise No("mailbox name is not valid modified UTF-7", code)
+    return name
+
+
 def open_folder(session: Session, name: str, *, trycreate: bool = False) -> Any:
+    usable_name(name, "NONEXISTENT")
     try:
         return session.mailbox.folder(name)
     except NoSuchFolder:
@@ -43,25 +59,39 @@ def open_folder(session: Session, name: str, *, trycreate: bool = False) -> Any:
         raise No(f"no folder {name}", "NONEXISTENT") from None
 
 
+def check_folder_limit(session: Session, name: str, *, moving: bool = False) -> None:
+    """[limits] max_folders (issue 16: 6,000 folders in 7 s, then every LIST
+    over them): NO [LIMIT] (RFC 5530) when creating name and the parents
+    RFC 3501 §6.3.3 creates with it would pass the cap."""
+    cap = session.ctx.settings.limits.max_folders
+    if cap <= 0:
+        return
+    existing = {f.name for f in session.mailbox.list_folders()}
+    new = [n for n in [*parent_names(name), *([] if moving else [name])] if n not in existing]
+    if len(existing) + len(new) > cap:
+        raise No(f"at most {cap} folders per user", "LIMIT")
+
+
 @command("CREATE", AUTH)
 async def create(session: Session, request: Request) -> str:
     args: CreateArgs = request.args
     # RFC 3501 §6.3.3: a trailing delimiter only declares the intent to
     # create children; the name itself is without it.
-    name = args.mailbox.rstrip(DELIMITER)
+    name = usable_name(args.mailbox).rstrip(DELIMITER)
     if not name:
         raise No("invalid folder name", "CANNOT")
     if name == "INBOX":
         raise No("INBOX always exists", "ALREADYEXISTS")
     if len(args.special_use) > 1:
         raise No("only one special-use attribute per folder", "USEATTR")  # RFC 6154 §3
+    check_folder_limit(session, name)
     await session.mailbox.create_folder(name, args.special_use[0] if args.special_use else None)
     return "CREATE completed"
 
 
 @command("DELETE", AUTH)
 async def delete(session: Session, request: Request) -> str:
-    name: str = request.args
+    name: str = usable_name(request.args)
     if name == "INBOX":
         raise No("INBOX cannot be deleted", "CANNOT")  # RFC 3501 §6.3.4
     await session.mailbox.delete_folder(name)
@@ -72,47 +102,34 @@ async def delete(session: Session, request: Request) -> str:
 
 @command("RENAME", AUTH)
 async def rename(session: Session, request: Request) -> str:
-    old, new = request.args
+    old, new = usable_name(request.args[0], "NONEXISTENT"), usable_name(request.args[1])
     new = new.rstrip(DELIMITER)
     if new == "INBOX":
         raise No("INBOX already exists", "ALREADYEXISTS")
+    check_folder_limit(session, new, moving=True)  # only its new parents count
     await session.mailbox.rename_folder(old, new)
     return "RENAME completed"
 
 
 @command("SUBSCRIBE", AUTH)
 async def subscribe(session: Session, request: Request) -> str:
-    await session.mailbox.set_subscribed(request.args, True)
+    name = usable_name(request.args)
+    cap = session.ctx.settings.limits.max_subscriptions
+    if cap > 0:
+        subscribed = session.mailbox.subscriptions()
+        if len(subscribed) >= cap and name not in subscribed:
+            raise No(f"at most {cap} subscriptions per user", "LIMIT")  # RFC 5530
+    await session.mailbox.set_subscribed(name, True)
     return "SUBSCRIBE completed"
 
 
 @command("UNSUBSCRIBE", AUTH)
 async def unsubscribe(session: Session, request: Request) -> str:
-    await session.mailbox.set_subscribed(request.args, False)
+    await session.mailbox.set_subscribed(usable_name(request.args), False)
     return "UNSUBSCRIBE completed"
 
 
 # --- LIST ----------------------------------------------------------------------------------
-
-
-def pattern_regex(reference: str, pattern: str) -> re.Pattern[str]:
-    """RFC 3501 §6.3.8: reference and pattern together; "*" matches
-    anything, "%" anything but the delimiter; INBOX is case-insensitive."""
-    if reference and pattern.startswith(DELIMITER):
-        full = pattern
-    else:
-        full = reference + pattern
-    if full[:5].upper() == "INBOX" and (len(full) == 5 or full[5] in f"{DELIMITER}%*"):
-        full = "INBOX" + full[5:]
-    out = []
-    for ch in full:
-        if ch == "*":
-            out.append(".*")
-        elif ch == "%":
-            out.append(f"[^{re.escape(DELIMITER)}]*")
-        else:
-            out.append(re.escape(ch))
-    return re.compile("".join(out) + r"\Z", re.DOTALL)
 
 
 def _parents(names: list[str]) -> set[str]:
@@ -138,7 +155,7 @@ async def list_(session: Session, request: Request) -> str:
         return "LIST completed"
     folders: list[FolderInfo] = session.mailbox.list_folders()
     parents = _parents([f.name for f in folders])
-    regexes = [pattern_regex(args.reference, p) for p in args.patterns if p != ""]
+    patterns = [list_pattern(args.reference, p) for p in args.patterns if p != ""]
     subscribed_only = "SUBSCRIBED" in args.selection
     special_only = "SPECIAL-USE" in args.selection
     recursive = "RECURSIVEMATCH" in args.selection
@@ -156,11 +173,13 @@ async def list_(session: Session, request: Request) -> str:
         # walking the tree with "%" still find what is below it.
         entries += [FolderInfo(name, None, False) for name in sorted(parents - existing_names)]
     for info in entries:
-        if not any(r.match(info.name) for r in regexes):
+        if not any(p.matches(info.name) for p in patterns):
             continue
-        childinfo = recursive and subscribed_only and any(
-            n.startswith(info.name + DELIMITER) for n in subscribed_names)
         subscribed = info.subscribed or info.name in subscribed_names
+        # RFC 5258 §3.5: CHILDINFO is for a parent listed only because a
+        # child matches the selection, not for one that matches itself.
+        childinfo = recursive and subscribed_only and not subscribed and any(
+            n.startswith(info.name + DELIMITER) for n in subscribed_names)
         if subscribed_only and not subscribed and not childinfo:
             continue
         if special_only and info.special_use is None:
@@ -181,9 +200,14 @@ async def list_(session: Session, request: Request) -> str:
             # RFC 5819 §2: STATUS right after the folder's LIST response.
             try:
                 folder = session.mailbox.folder(info.name)
+                line = status_line(session, folder, info.name, args.status_items)
             except NoSuchFolder:
-                continue
-            session.untagged(status_line(session, folder, info.name, args.status_items))
+                continue  # deleted meanwhile
+            except StoreBusy:
+                # One NO for the command, not a failure (and a logged
+                # traceback) per folder.
+                raise No("the mail store is busy, try again", "UNAVAILABLE") from None
+            session.untagged(line)
     return "LIST completed"
 
 
@@ -193,20 +217,20 @@ async def lsub(session: Session, request: Request) -> str:
     if args.patterns == ("",):
         session.untagged(b'LSUB (\\Noselect) "/" ""')
         return "LSUB completed"
-    regex = pattern_regex(args.reference, args.patterns[0])
+    pattern = list_pattern(args.reference, args.patterns[0])
     subscribed = sorted(session.mailbox.subscriptions(), key=lambda n: (n != "INBOX", n))
     listed = set(subscribed)
     # RFC 3501 §6.3.9: subscribed names, whether or not the folder exists;
     # with "%", an unsubscribed level above a subscribed name is returned
     # \Noselect ("foo" for "foo/bar"), once.
     for name in subscribed:
-        if regex.match(name):
+        if pattern.matches(name):
             session.untagged(_list_line(b"LSUB", [], name))
             continue
         parts = name.split(DELIMITER)
         for depth in range(1, len(parts)):
             ancestor = DELIMITER.join(parts[:depth])
-            if ancestor not in listed and regex.match(ancestor):
+            if ancestor not in listed and pattern.matches(ancestor):
                 listed.add(ancestor)
                 session.untagged(_list_line(b"LSUB", ["\\Noselect"], ancestor))
     return "LSUB completed"

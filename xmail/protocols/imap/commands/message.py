@@ -23,8 +23,8 @@ from xmail.protocols.imap import fetch as fetchmod
 from xmail.protocols.imap import search as searchmod
 from xmail.protocols.imap import sort as sortmod
 from xmail.protocols.imap import thread as threadmod
-from xmail.protocols.imap.commands.mailbox import note_incoming
-from xmail.protocols.imap.commands.selected import send_flags, vanished_since
+from xmail.protocols.imap.commands.mailbox import note_incoming, usable_name
+from xmail.protocols.imap.commands.selected import vanished_since
 from xmail.protocols.imap.grammar import CopyArgs, FetchArgs, Request, SearchArgs, StoreArgs
 from xmail.protocols.imap.model import FetchAtt, SearchAnd, SearchKey, SearchNot, SearchOr
 from xmail.protocols.imap.session import SELECTED, Bad, No, Session, command
@@ -108,7 +108,7 @@ async def fetch(session: Session, request: Request) -> str:
     marks_seen = not view.readonly and any(
         a.name in ("BODY[]", "RFC822", "RFC822.TEXT") and fetchmod.sets_seen(a) for a in atts)
     wants_flags = any(a.name == "FLAGS" for a in atts)
-    missing = False
+    missing = False  # some were expunged by another session since we last said so
     folder = view.folder
     for start in range(0, len(pairs), _BATCH):
         batch = pairs[start : start + _BATCH]
@@ -122,6 +122,11 @@ async def fetch(session: Session, request: Request) -> str:
                 for r in changed:
                     records[r.uid] = r
                     newly_seen.add(r.uid)
+        if wants_flags or newly_seen:
+            # RFC 3501 §7.2.6: FLAGS first when these show a keyword that
+            # another session brought in.
+            for line in view.announce_keywords(records.values()):
+                session.conn.write(line)
         if not needs_meta and not needs_file:
             # Index-only attributes: one write per batch, no per-message await.
             lines = []
@@ -150,10 +155,11 @@ async def fetch(session: Session, request: Request) -> str:
                                  uid in newly_seen and not wants_flags, session.condstore)
             except NoSuchMessage:
                 missing = True
-    if missing and not request.uid:
-        # RFC 2180 §4.1.2 / RFC 5530: another session expunged some of them.
-        # (A UID set may name UIDs that do not exist: UID FETCH stays OK.)
-        raise No("some messages were expunged meanwhile", "EXPUNGEISSUED")
+    if missing:
+        # RFC 2180 §4.1.3: another session expunged some of them; answer the
+        # rest and say OK (what Dovecot does and clients handle best).  The
+        # EXPUNGEs follow at the next command that may carry them.
+        return "FETCH completed, some messages were expunged meanwhile"
     return "FETCH completed"
 
 
@@ -301,17 +307,19 @@ async def store(session: Session, request: Request) -> str:
     # MODSEQ of at least 1) and leaves the refused ones untouched.
     changed, refused = await view.folder.set_flags(uids, args.flags, args.mode, args.unchanged_since)
     view.note_own_flags(changed)
-    new_keywords = {f for f in args.flags if not f.startswith("\\")} - view.keywords
-    if new_keywords and args.mode != "remove":
-        view.keywords |= new_keywords
-        send_flags(session, view)
+    # RFC 3501 §7.2.6: FLAGS (and PERMANENTFLAGS) again when the folder now
+    # uses a keyword the session was not told of.
+    for line in view.announce_keywords(changed):
+        session.conn.write(line)
     refused_set = set(refused)
     shown: Any = ()
     if not args.silent:
         # RFC 3501 §6.4.6: the new flags of every message in the set (not of
         # those UNCHANGEDSINCE refused: RFC 7162 §3.1.3 reports them in
         # MODIFIED only).  With CONDSTORE on, with their MODSEQ.
-        shown = (r for r in view.folder.records(uids) if r.uid not in refused_set)
+        shown = [r for r in view.folder.records(uids) if r.uid not in refused_set]
+        for line in view.announce_keywords(shown):
+            session.conn.write(line)
     elif session.condstore:
         # RFC 7162 §3.1.3: .SILENT still reports the new MODSEQ of each
         # message changed, so the client's cache stays current.
@@ -366,6 +374,7 @@ def _copyuid(result: Any) -> str:
 @command("COPY", SELECTED)
 async def copy(session: Session, request: Request) -> str:
     args: CopyArgs = request.args
+    usable_name(args.mailbox)  # NO, not BAD, for a name that is not modified UTF-7
     view = _view(session)
     uids = [uid for _, uid in _resolve(view, request, args.seqset)]
     if not uids:
@@ -383,14 +392,13 @@ async def copy(session: Session, request: Request) -> str:
 @command("MOVE", SELECTED)
 async def move(session: Session, request: Request) -> str:
     args: CopyArgs = request.args
+    usable_name(args.mailbox)  # NO, not BAD, for a name that is not modified UTF-7
     view = _view(session)
     if view.readonly:
         raise No("folder is read-only", "READ-ONLY")
     uids = [uid for _, uid in _resolve(view, request, args.seqset)]
     if not uids:
         return "MOVE completed, nothing to move"
-    if args.mailbox == view.folder.name:
-        raise No("cannot move into the same folder", "CANNOT")
     try:
         note_incoming(session, session.mailbox.folder(args.mailbox))
         result = await view.folder.move(uids, args.mailbox)
@@ -447,8 +455,14 @@ async def search(session: Session, request: Request) -> str:
     if uses_modseq(args.key):
         session.enable_condstore()  # RFC 7162 §3.1
         if matches:
-            # RFC 7162 §3.1.5: the highest MODSEQ of the messages found.
+            # RFC 7162 §3.1.5: the highest MODSEQ of the messages found; with
+            # only MIN and/or MAX asked for, of the messages returned
+            # (RFC 4731 §3.2), so a client can cache that MODSEQ with them.
             wanted = set(matches)
+            if args.returns and args.returns <= {"MIN", "MAX"}:
+                ordered = sorted(matches)  # UID order is sequence order
+                wanted = {ordered[0] if "MIN" in args.returns else ordered[-1],
+                          ordered[-1] if "MAX" in args.returns else ordered[0]}
             highest = max(r.modseq for r in records if r.uid in wanted)
     if args.returns is None:
         _write_search(session, numbers, highest)

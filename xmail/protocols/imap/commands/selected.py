@@ -15,9 +15,7 @@ from xmail.protocols.imap.grammar import QresyncParams, Request, SelectArgs, com
 from xmail.protocols.imap.model import SeqSet
 from xmail.protocols.imap.search import SeqSetMatcher
 from xmail.protocols.imap.session import AUTH, SELECTED, Bad, No, Session, State, command
-from xmail.protocols.imap.sync import SelectedFolder, flags_with_recent
-
-SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+from xmail.protocols.imap.sync import SelectedFolder, flags_lines, flags_with_recent
 
 
 async def _select(session: Session, args: SelectArgs, readonly: bool) -> str:
@@ -78,7 +76,9 @@ def _resync(session: Session, view: SelectedFolder, params: QresyncParams, uidne
     if vanished:
         session.untagged(b"VANISHED (EARLIER) " + vanished.encode("ascii"))
     lines = []
-    for record in view.folder.changed_since(params.modseq):
+    changed = view.folder.changed_since(params.modseq)
+    lines.extend(view.announce_keywords(changed))  # RFC 3501 §7.2.6
+    for record in changed:
         if known is not None and record.uid not in known:
             continue
         seq = view.seq_of(record.uid)
@@ -124,13 +124,8 @@ def _gaps(uids: Any, spans: Any, last: int) -> Iterator[str]:
 def send_flags(session: Session, view: SelectedFolder) -> None:
     """FLAGS and PERMANENTFLAGS (RFC 3501 §7.2.6, §7.1): at SELECT, and again
     when a STORE brings in a keyword the folder did not use yet."""
-    flags = " ".join(SYSTEM_FLAGS + tuple(sorted(view.keywords)))
-    session.untagged(f"FLAGS ({flags})".encode())
-    if view.readonly:
-        session.untagged(b"OK [PERMANENTFLAGS ()] read-only")
-    else:
-        # "\*": clients may create keywords (RFC 3501 §7.1).
-        session.untagged(f"OK [PERMANENTFLAGS ({flags} \\*)] flags permitted".encode())
+    for line in flags_lines(view.keywords, view.readonly):
+        session.conn.write(line)
 
 
 @command("SELECT", AUTH)
