@@ -396,6 +396,8 @@ def _fetch_att(cur: _Cursor) -> FetchAtt:
     upper = text.upper()
     if upper in _SIMPLE_ATTS:
         return FetchAtt(upper)
+    if upper.startswith("BINARY"):
+        return binary_fetch_att(text)
     m = _BODY_ATT.match(text)
     if m is None:
         raise GrammarError(f"unknown fetch attribute {text[:40]}")
@@ -421,6 +423,36 @@ def _fetch_att(cur: _Cursor) -> FetchAtt:
             raise GrammarError("partial count must not be zero")
         partial = (int(origin), int(count))
     return FetchAtt("BODY[]", section=section, partial=partial, peek=peek)
+
+
+# RFC 3516 §4.2: fetch-att =/ "BINARY" [".PEEK"] section-binary [partial] /
+#   "BINARY.SIZE" section-binary; section-binary = "[" [section-part] "]"
+_BINARY_ATT = re.compile(r"(BINARY|BINARY\.PEEK|BINARY\.SIZE)\[([0-9.]{0,100})\](<\d{1,10}\.\d{1,10}>)?\Z",
+                         re.I)
+
+
+def binary_fetch_att(text: str) -> FetchAtt:
+    """BINARY[1.2]<0.100>, BINARY.PEEK[...], BINARY.SIZE[...] -> FetchAtt."""
+    m = _BINARY_ATT.match(text)
+    if m is None:
+        raise GrammarError(f"invalid BINARY fetch attribute {text[:40]}")
+    kind = m.group(1).upper()
+    parts: list[int] = []
+    if m.group(2):
+        for piece in m.group(2).split("."):
+            if not _PART.match(piece):
+                raise GrammarError("invalid BINARY section part")
+            parts.append(int(piece))
+    partial = None
+    if m.group(3):
+        if kind == "BINARY.SIZE":
+            raise GrammarError("BINARY.SIZE takes no partial")
+        origin, count = m.group(3)[1:-1].split(".")
+        if int(count) == 0:
+            raise GrammarError("partial count must not be zero")
+        partial = (int(origin), int(count))
+    name = "BINARY.SIZE" if kind == "BINARY.SIZE" else "BINARY[]"
+    return FetchAtt(name, section=Section(part=tuple(parts)), partial=partial, peek=kind == "BINARY.PEEK")
 
 
 def _header_field(item: Any) -> str:

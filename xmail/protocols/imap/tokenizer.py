@@ -38,6 +38,7 @@ gives a temporary file) and stands in the tree as a `SpooledLiteral`, so a
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,12 +70,20 @@ class LiteralString(String):
         return f"Literal({bytes(self)!r})"
 
 
+class Literal8String(LiteralString):
+    """A literal8 ``~{n}`` (RFC 3516 §4.3): binary data, NUL allowed."""
+
+    def __repr__(self) -> str:
+        return f"Literal8({bytes(self)!r})"
+
+
 @dataclass(frozen=True, slots=True)
 class SpooledLiteral:
     """A literal too large to hold in memory, written to a file at `path`."""
 
     path: str
     size: int
+    literal8: bool = False  # sent as ~{n} (RFC 3516 §4.3)
 
 
 class LiteralSpool(Protocol):
@@ -114,8 +123,9 @@ class RawLine:
 
 Event = Command | ContinueLiteral | Rejected | RawLine
 
-# RFC 3501 §9: literal = "{" number "}" CRLF *CHAR8; RFC 7888: "{" number "+}"
-_LITERAL_MARKER = re.compile(rb"\{(\d{1,19})(\+?)\}\Z")
+# RFC 3501 §9: literal = "{" number "}" CRLF *CHAR8; RFC 7888: "{" number "+}";
+# RFC 3516 §4.3: literal8 = "~{" number ["+"] "}" CRLF *OCTET
+_LITERAL_MARKER = re.compile(rb"(~?)\{(\d{1,19})(\+?)\}\Z")
 # Characters that end an atom.  Everything else the client sends is kept and
 # judged by the grammar (which knows whether "*", "%", "\" or "]" are allowed).
 _ATOM = re.compile(rb'[^ ()"\x00-\x1f\x7f]+')
@@ -220,6 +230,7 @@ class CommandReader:
         self._literal_total = 0
         self._literal_needed: int | None = None
         self._discard_literal = False
+        self._literal8 = False  # the literal being read was announced as ~{n}
         self._sink: LiteralSpool | None = None  # the spool of the literal being read
         self._spooled: list[LiteralSpool] = []  # finished spools of this command
         self._error: str | None = None  # set: the command is being skipped
@@ -267,7 +278,10 @@ class CommandReader:
             if n:
                 return False
             self._literal_needed = None
-            self._stack[-1].append(self._sink.finish())
+            spooled = self._sink.finish()
+            if self._literal8:
+                spooled = dataclasses.replace(spooled, literal8=True)
+            self._stack[-1].append(spooled)
             self._spooled.append(self._sink)
             self._sink = None
             return True
@@ -283,7 +297,7 @@ class CommandReader:
         self._scan_from = 0
         self._literal_needed = None
         if not self._discard_literal:
-            self._stack[-1].append(LiteralString(data))
+            self._stack[-1].append(Literal8String(data) if self._literal8 else LiteralString(data))
         self._discard_literal = False
         return True
 
@@ -313,8 +327,9 @@ class CommandReader:
         overflow = self._overflow
         self._overflow = False
         if marker is not None and not overflow:
-            size = int(marker.group(1))
-            synchronizing = not marker.group(2)
+            size = int(marker.group(2))
+            synchronizing = not marker.group(3)
+            self._literal8 = bool(marker.group(1))
             if self._error is None:
                 self._literal_total += size
                 if self._literal_total > self._literal_limit(self._root):

@@ -19,6 +19,7 @@ from typing import Any
 
 from twisted.internet.threads import deferToThread
 
+from xmail.protocols.imap import binary as binarymod
 from xmail.protocols.imap import fetch as fetchmod
 from xmail.protocols.imap import search as searchmod
 from xmail.protocols.imap import sort as sortmod
@@ -35,7 +36,8 @@ _BATCH = 256  # records read per index transaction while fetching
 _INLINE_READ = 256 * 1024  # larger sections are read in a thread, chunk by chunk
 _CHUNK = 65536
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-_BODY_ATTS = {"BODY[]", "RFC822", "RFC822.HEADER", "RFC822.TEXT"}
+_BODY_ATTS = {"BODY[]", "RFC822", "RFC822.HEADER", "RFC822.TEXT", "BINARY[]", "BINARY.SIZE"}
+_BINARY_ATTS = ("BINARY[]", "BINARY.SIZE")  # RFC 3516
 
 
 def _whole_message(att: FetchAtt) -> bool:
@@ -46,7 +48,7 @@ def _whole_message(att: FetchAtt) -> bool:
 
 
 def _needs_structure(att: FetchAtt) -> bool:
-    if att.name in ("ENVELOPE", "BODY", "BODYSTRUCTURE", "RFC822.HEADER", "RFC822.TEXT"):
+    if att.name in ("ENVELOPE", "BODY", "BODYSTRUCTURE", "RFC822.HEADER", "RFC822.TEXT", *_BINARY_ATTS):
         return True
     return att.name == "BODY[]" and not _whole_message(att)
 
@@ -106,7 +108,8 @@ async def fetch(session: Session, request: Request) -> str:
     needs_meta = any(_needs_structure(a) for a in atts)
     needs_file = any(a.name in _BODY_ATTS for a in atts)
     marks_seen = not view.readonly and any(
-        a.name in ("BODY[]", "RFC822", "RFC822.TEXT") and fetchmod.sets_seen(a) for a in atts)
+        a.name in ("BODY[]", "RFC822", "RFC822.TEXT") and fetchmod.sets_seen(a)
+        or a.name == "BINARY[]" and not a.peek for a in atts)  # RFC 3516 §4.2
     wants_flags = any(a.name == "FLAGS" for a in atts)
     missing = False
     folder = view.folder
@@ -205,11 +208,12 @@ async def _fetch_one(session: Session, view: SelectedFolder, seq: int, record: M
         # Cached at delivery; parsed again only for data indexed without it.
         structure = fetchmod.structure_of(folder.meta(record.uid), lambda: _read_whole(folder, record.uid))
     conn = session.conn
+    binaries = await _binary_values(folder, record.uid, atts, structure)
     out = [b"* %d FETCH (" % seq]
     first = True
     message_file = None
     try:
-        for att in atts:
+        for i, att in enumerate(atts):
             if not first:
                 out.append(b" ")
             first = False
@@ -217,6 +221,8 @@ async def _fetch_one(session: Session, view: SelectedFolder, seq: int, record: M
             item = _record_item(view, record, name)
             if item is not None:
                 out.append(item)
+            elif i in binaries:
+                out.append(att.response_name().encode("ascii") + b" " + binaries[i])
             elif name == "ENVELOPE":
                 out.append(b"ENVELOPE " + fetchmod.render_envelope(structure))
             elif name in ("BODY", "BODYSTRUCTURE"):
@@ -257,6 +263,43 @@ async def _fetch_one(session: Session, view: SelectedFolder, seq: int, record: M
     d = conn.drain()
     if d is not None:
         await d
+
+
+async def _binary_values(folder: Any, uid: int, atts: list[FetchAtt], structure: dict[str, Any]
+                         ) -> dict[int, bytes]:
+    """The rendered values of the BINARY / BINARY.SIZE items (RFC 3516),
+    decoded before the FETCH line starts so an unknown encoding can still
+    answer the command NO [UNKNOWN-CTE] (§4.3)."""
+    wanted = [(i, att) for i, att in enumerate(atts) if att.name in _BINARY_ATTS]
+    if not wanted:
+        return {}
+    out: dict[int, bytes] = {}
+    for i, att in wanted:
+        assert att.section is not None
+        where = binarymod.part_range(structure, att.section.part)
+        if where is None:
+            out[i] = b"NIL" if att.name == "BINARY[]" else b"0"
+            continue
+        start, end, encoding = where
+        if end - start > _INLINE_READ:
+            data = await deferToThread(_read_decoded, folder, uid, start, end, encoding)
+        else:
+            data = _read_decoded(folder, uid, start, end, encoding)
+        if att.name == "BINARY.SIZE":
+            out[i] = b"%d" % len(data)
+        else:
+            out[i] = binarymod.literal(binarymod.apply_partial(data, att.partial))
+    return out
+
+
+def _read_decoded(folder: Any, uid: int, start: int, end: int, encoding: str) -> bytes:
+    with folder.open_message(uid) as f:
+        f.seek(start)
+        data = f.read(end - start)
+    try:
+        return binarymod.decode(data, encoding)
+    except binarymod.UnknownCTE:
+        raise No(f"unknown content-transfer-encoding {encoding[:40]}", "UNKNOWN-CTE") from None
 
 
 def _read_whole(folder: Any, uid: int) -> bytes:
