@@ -6,10 +6,11 @@ MULTISEARCH (RFC 7377), PARTIAL and CONTEXT (RFC 9394, RFC 5267), CATENATE
 from __future__ import annotations
 
 import base64
+import re
 
 import pytest
 
-from tests.protocols.imap_support import Wire, deliver
+from tests.protocols.imap_support import Wire, deliver, message
 
 
 @pytest.fixture
@@ -91,3 +92,118 @@ def test_append_literal8(alice: Wire) -> None:
     alice.ok("SELECT INBOX")
     [line] = alice.ok("FETCH 2 (FLAGS BINARY.PEEK[])")
     assert line == b"* 2 FETCH (FLAGS (\\Seen \\Recent) BINARY[] ~{%d}\r\n%s)" % (len(body), body)
+
+
+# --- MULTIAPPEND (RFC 3502) ----------------------------------------------------------------------
+
+
+def _multiappend(w: Wire, box: str, bodies: list[bytes], extra: bytes = b"") -> tuple[bytes, list[bytes]]:
+    """APPEND box with each body as a synchronizing literal (waits for each "+")."""
+    tag = w.tag()
+    line = tag + b" APPEND " + box.encode()
+    for i, body in enumerate(bodies):
+        opts = b" (\\Seen)" if i == 1 else b""
+        w.send(line + opts + b" {%d}\r\n" % len(body))
+        assert w.line().startswith(b"+ ")
+        line = body
+    w.send(line + extra + b"\r\n")
+    return w.until(tag)
+
+
+def test_multiappend_stores_all_with_uid_set(alice: Wire) -> None:
+    [caps] = alice.ok("CAPABILITY")
+    assert b"MULTIAPPEND" in caps.split()
+    bodies = [message(f"multi {i}") for i in range(3)]
+    status, _ = _multiappend(alice, "Drafts", bodies)
+    m = re.match(rb"OK \[APPENDUID (\d+) 1:3\] ", status)
+    assert m, status
+    untagged = alice.ok("SELECT Drafts")
+    assert b"* 3 EXISTS" in untagged
+    [first, second, third] = alice.ok("FETCH 1:3 (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    assert b"multi 0" in first and b"multi 1" in second and b"multi 2" in third
+    assert b"\\Seen" in second and b"\\Seen" not in third  # flags are per message
+    # Non-synchronizing literals and a date-time on the second message.
+    a, b = message("plus a"), message("plus b")
+    tagged, _ = alice.transact(b"APPEND Drafts {%d+}\r\n%s \"05-Mar-2021 10:11:12 +0100\" {%d+}\r\n%s"
+                               % (len(a), a, len(b), b))
+    assert re.match(rb"OK \[APPENDUID \d+ 4:5\]", tagged), tagged
+    [line] = alice.ok("FETCH 5 INTERNALDATE")
+    assert b" 5-Mar-2021 09:11:12 +0000" in line
+
+
+def test_multiappend_is_all_or_nothing(server) -> None:  # type: ignore[no-untyped-def]
+    server.add_user("carol@example.com", quota_messages=2)
+    with Wire(server.port("imap")) as w:
+        w.login("carol@example.com")
+        status, _ = _multiappend(w, "INBOX", [message(f"q {i}") for i in range(3)])
+        assert status.startswith(b"NO [OVERQUOTA]"), status
+        # The two that fitted were taken back: nothing was appended.
+        [line] = w.ok("STATUS INBOX (MESSAGES UIDNEXT)")
+        assert b"MESSAGES 0" in line
+        assert b"(MESSAGES 0" in w.ok("STATUS Recycle (MESSAGES)")[0]
+        # A bad message later in the command fails the command before any store.
+        status, _ = _multiappend(w, "INBOX", [message("ok"), b""])
+        assert status.startswith(b"NO"), status
+        assert b"MESSAGES 0" in w.ok("STATUS INBOX (MESSAGES)")[0]
+        status, _ = _multiappend(w, "INBOX", [message("one"), message("two")])
+        assert re.match(rb"OK \[APPENDUID \d+ \d+:\d+\]", status), status
+
+
+# --- CATENATE (RFC 4469) -------------------------------------------------------------------------
+
+
+def test_catenate_text_and_urls(server, alice: Wire) -> None:  # type: ignore[no-untyped-def]
+    [caps] = alice.ok("CAPABILITY")
+    assert b"CATENATE" in caps.split()
+    deliver(server, "alice@example.com", _multipart())
+    [status] = alice.ok("STATUS INBOX (UIDVALIDITY)")
+    validity = int(re.search(rb"UIDVALIDITY (\d+)", status).group(1))
+    head = (b"From: alice@example.com\r\nSubject: forward\r\n"
+            b"Content-Type: multipart/mixed; boundary=YY\r\n\r\n--YY\r\n")
+    url = b"/INBOX;UIDVALIDITY=%d/;UID=1/;SECTION=1.MIME" % validity
+    tail = b"\r\n--YY--\r\n"
+    tagged, _ = alice.transact(
+        b"APPEND Drafts (\\Draft) CATENATE (TEXT {%d+}\r\n%s URL \"%s\" URL \"imap://alice%%40example.com@mail.example.com"
+        b"/INBOX;UIDVALIDITY=%d/;UID=1/;SECTION=1\" TEXT {%d+}\r\n%s)"
+        % (len(head), head, url, validity, len(tail), tail))
+    assert re.match(rb"OK \[APPENDUID \d+ 1\]", tagged), tagged
+    alice.ok("SELECT Drafts")
+    [line] = alice.ok("FETCH 1 (FLAGS BODY.PEEK[1])")
+    assert b"\\Draft" in line
+    assert line.endswith(b"caf=C3=A9 au lait)")
+    [line] = alice.ok("FETCH 1 BODY.PEEK[1.MIME]")
+    assert b"Content-Transfer-Encoding: quoted-printable" in line
+
+
+def test_catenate_badurl_and_toobig(server, alice: Wire) -> None:  # type: ignore[no-untyped-def]
+    deliver(server, "alice@example.com", message("source"))
+    for url in (b"/INBOX;UIDVALIDITY=1/;UID=99", b"/Nowhere/;UID=1",
+                b"imap://bob%40example.com@mail.example.com/INBOX/;UID=1", b"/INBOX/;UID=1/;SECTION=7.TEXT",
+                b"/INBOX/;UID=1;URLAUTH=anonymous", b"http://example.com/"):
+        tagged, _ = alice.transact(b'APPEND Drafts CATENATE (URL "%s")' % url)
+        assert tagged.startswith(b"NO [BADURL "), (url, tagged)
+    # A MULTIAPPEND whose second message has a bad URL stores nothing.
+    body = message("first")
+    tagged, _ = alice.transact(b'APPEND Drafts {%d+}\r\n%s CATENATE (URL "/INBOX/;UID=42")'
+                               % (len(body), body))
+    assert tagged.startswith(b"NO [BADURL /INBOX/;UID=42]"), tagged
+    assert b"MESSAGES 0" in alice.ok("STATUS Drafts (MESSAGES)")[0]
+    alice.expect("BAD", b"APPEND Drafts CATENATE ()")
+    alice.expect("BAD", b'APPEND Drafts CATENATE (TEXT "quoted")')
+
+
+def test_catenate_result_over_appendlimit_is_toobig(make_server) -> None:  # type: ignore[no-untyped-def]
+    server = make_server("[limits]\nmax_message_size = 4000\n")
+    server.add_domain("example.com")
+    server.add_user("alice@example.com")
+    deliver(server, "alice@example.com", message("source", body="x" * 1000 + "\r\n"))
+    with Wire(server.port("imap")) as w:
+        w.login()
+        three = b" ".join([b'URL "/INBOX/;UID=1"'] * 3)
+        tagged, _ = w.transact(b"APPEND Drafts CATENATE (" + three + b")")
+        assert tagged.startswith(b"OK"), tagged
+        # RFC 4469 §5: the assembled message passes APPENDLIMIT -> NO [TOOBIG]
+        five = b" ".join([b'URL "/INBOX/;UID=1"'] * 5)
+        tagged, _ = w.transact(b"APPEND Drafts CATENATE (" + five + b")")
+        assert tagged.startswith(b"NO [TOOBIG]"), tagged
+        assert b"MESSAGES 1" in w.ok("STATUS Drafts (MESSAGES)")[0]

@@ -35,7 +35,7 @@ from xmail.protocols.imap.model import (
     SeqSet,
 )
 from xmail.protocols.imap.response import decode_mailbox
-from xmail.protocols.imap.tokenizer import Atom, SpooledLiteral, String, tag_of
+from xmail.protocols.imap.tokenizer import Atom, LiteralString, QuotedString, SpooledLiteral, String, tag_of
 
 
 class GrammarError(Exception):
@@ -92,11 +92,34 @@ class CopyArgs:
 
 
 @dataclass(frozen=True, slots=True)
+class CatenatePart:
+    """RFC 4469 §5 cat-part: ("TEXT", literal data) or ("URL", IMAP URL)."""
+
+    kind: str
+    value: bytes | SpooledLiteral | str
+
+
+@dataclass(frozen=True, slots=True)
+class AppendMessage:
+    """One append-message (RFC 3502 §6): its data is the message, or the
+    CATENATE parts it is made of (RFC 4469)."""
+
+    flags: tuple[str, ...]
+    internaldate: float | None
+    message: bytes | SpooledLiteral | tuple[CatenatePart, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class AppendArgs:
     mailbox: str
     flags: tuple[str, ...]
     internaldate: float | None
-    message: bytes | SpooledLiteral  # large messages arrive spooled to a file
+    message: bytes | SpooledLiteral | tuple[CatenatePart, ...]  # large ones arrive spooled
+    # RFC 3502 MULTIAPPEND: the messages after the first.
+    more: tuple[AppendMessage, ...] = field(default=(), compare=False)
+
+    def messages(self) -> list[AppendMessage]:
+        return [AppendMessage(self.flags, self.internaldate, self.message), *self.more]
 
 
 @dataclass(frozen=True, slots=True)
@@ -480,6 +503,21 @@ def _section(spec: str, fields: tuple[str, ...]) -> Section:
     return Section(part=tuple(parts), text=text, fields=fields)
 
 
+def url_section(text: str) -> Section:
+    """A section-spec as an IMAP URL writes it (RFC 5092 §3.3 isection,
+    percent-decoded): "1.2", "HEADER", "1.MIME", "HEADER.FIELDS (FROM TO)"."""
+    spec, paren, rest = text.partition(" (")
+    fields: tuple[str, ...] = ()
+    if paren:
+        if not rest.endswith(")"):
+            raise GrammarError("invalid HEADER.FIELDS list")
+        names = rest[:-1].split()
+        if not names or len(names) > 100:
+            raise GrammarError("invalid HEADER.FIELDS list")
+        fields = tuple(_header_field(Atom(n.encode("ascii", "replace"))) for n in names)
+    return _section(spec.upper(), fields)
+
+
 def _fetch(cur: _Cursor) -> FetchArgs:
     seqset = _seqset(cur)
     item = cur.peek()
@@ -804,26 +842,77 @@ def _create(cur: _Cursor) -> CreateArgs:
 
 def _append(cur: _Cursor) -> AppendArgs:
     # RFC 3501 §6.3.11: APPEND mailbox [SP flag-list] [SP date-time] SP literal
+    # RFC 3502 §6: append = "APPEND" SP mailbox 1*append-message (MULTIAPPEND);
+    # RFC 3516 §4.4: literal8; RFC 4469 §5: append-data =/ "CATENATE" SP "(" cat-part ... ")"
     name = cur.mailbox()
+    messages = []
+    while True:
+        messages.append(_append_message(cur))
+        if not cur.more():
+            break
+        if len(messages) >= MAX_APPEND_MESSAGES:
+            raise GrammarError(f"more than {MAX_APPEND_MESSAGES} messages in one APPEND")
+    first = messages[0]
+    return AppendArgs(name, first.flags, first.internaldate, first.message, tuple(messages[1:]))
+
+
+MAX_APPEND_MESSAGES = 1000  # messages in one MULTIAPPEND (RFC 3502)
+MAX_CATENATE_PARTS = 100  # parts of one CATENATE message (RFC 4469)
+_DATE_TIME_LENGTH = 26  # "dd-Mon-yyyy hh:mm:ss +zzzz"
+
+
+def _append_message(cur: _Cursor) -> AppendMessage:
+    # append-message = append-opts SP append-data; append-opts = [SP flag-list] [SP date-time]
     flags: tuple[str, ...] = ()
     internaldate = None
     if isinstance(cur.peek(), list):
         flags = _flag_list(cur.take("flags"))
     item = cur.peek()
-    if isinstance(item, String) and not _looks_like_message_after(cur):
-        internaldate = parse_date_time(cur.take("date-time").decode("ascii", "replace"))
-    message: bytes | SpooledLiteral
-    if isinstance(cur.peek(), SpooledLiteral):
+    if isinstance(item, String) and cur.pos + 1 < len(cur.items):
+        # A date-time is a quoted string; the message data always follows it.
+        # A literal of date-time length that parses as one is tolerated.
+        if isinstance(item, QuotedString):
+            internaldate = parse_date_time(cur.take("date-time").decode("ascii", "replace"))
+        elif len(item) == _DATE_TIME_LENGTH:
+            try:
+                internaldate = parse_date_time(item.decode("ascii", "replace"))
+                cur.take("date-time")
+            except GrammarError:
+                pass  # a 26-octet message of a MULTIAPPEND
+    item = cur.peek()
+    message: bytes | SpooledLiteral | tuple[CatenatePart, ...]
+    if isinstance(item, SpooledLiteral):
         message = cur.take("message")
+    elif isinstance(item, Atom) and item.upper() == b"CATENATE":
+        cur.take("CATENATE")
+        message = _catenate_parts(cur.list("CATENATE parts"))
     else:
         message = cur.string("message")
-    cur.end()
-    return AppendArgs(name, flags, internaldate, message)
+    return AppendMessage(flags, internaldate, message)
 
 
-def _looks_like_message_after(cur: _Cursor) -> bool:
-    """The next string is the message itself when nothing follows it."""
-    return cur.pos + 1 >= len(cur.items)
+def _catenate_parts(items: list[Any]) -> tuple[CatenatePart, ...]:
+    # RFC 4469 §5: cat-part = text-literal / url; text-literal = "TEXT" SP literal;
+    # url = "URL" SP astring.  RFC 3516 §4.4: text-literal =/ "TEXT" SP literal8
+    cur = _Cursor(items)
+    parts = []
+    while cur.more():
+        kind = cur.atom("CATENATE part type").upper()
+        if kind == "TEXT":
+            item = cur.take("TEXT literal")
+            if isinstance(item, SpooledLiteral) or isinstance(item, LiteralString):
+                parts.append(CatenatePart("TEXT", item if isinstance(item, SpooledLiteral) else bytes(item)))
+            else:
+                raise GrammarError("CATENATE TEXT must be a literal")
+        elif kind == "URL":
+            parts.append(CatenatePart("URL", cur.astring("URL").decode("utf-8", "replace")))
+        else:
+            raise GrammarError("CATENATE part must be TEXT or URL")
+        if len(parts) > MAX_CATENATE_PARTS:
+            raise GrammarError(f"more than {MAX_CATENATE_PARTS} CATENATE parts")
+    if not parts:
+        raise GrammarError("empty CATENATE list")
+    return tuple(parts)
 
 
 def _copy(cur: _Cursor) -> CopyArgs:
