@@ -87,3 +87,22 @@ def test_decode() -> None:
         binary.decode(b"x", "x-uuencode")
     assert binary.literal(b"a\0") == b"~{2}\r\na\0"
     assert binary.literal(b"ab") == b"{2}\r\nab"
+
+
+# --- SEARCHRES (RFC 5182) ------------------------------------------------------------------------
+
+
+def test_dollar_sequence_set() -> None:
+    from xmail.protocols.imap.grammar import SAVED_RESULT
+    from xmail.protocols.imap.model import SearchKey
+
+    assert parse(b"a FETCH $ FLAGS\r\n").args.seqset == SAVED_RESULT
+    assert parse(b"a UID COPY $ Trash\r\n").args.seqset == SAVED_RESULT
+    assert parse(b"a UID EXPUNGE $\r\n").args == SAVED_RESULT
+    assert parse(b"a SEARCH $ UID $\r\n").args.key.keys == (
+        SearchKey("SEQSET", (SAVED_RESULT,)), SearchKey("UID", (SAVED_RESULT,)))
+    with pytest.raises(GrammarError):
+        parse(b"a FETCH $:4 FLAGS\r\n")
+    with pytest.raises(GrammarError) as info:
+        parse(b"a SEARCH RETURN (SAVE) BOGUS\r\n")
+    assert info.value.resets_search_result  # type: ignore[attr-defined]

@@ -207,3 +207,59 @@ def test_catenate_result_over_appendlimit_is_toobig(make_server) -> None:  # typ
         tagged, _ = w.transact(b"APPEND Drafts CATENATE (" + five + b")")
         assert tagged.startswith(b"NO [TOOBIG]"), tagged
         assert b"MESSAGES 1" in w.ok("STATUS Drafts (MESSAGES)")[0]
+
+
+# --- SEARCHRES (RFC 5182) ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def inbox(server, alice: Wire) -> Wire:  # type: ignore[no-untyped-def]
+    for i in range(1, 7):
+        deliver(server, "alice@example.com", message(f"subject {i}", f"body {i}\r\n"),
+                flags=("\\Seen",) if i % 2 else ())
+    alice.ok("SELECT INBOX")
+    return alice
+
+
+def test_searchres_save_and_use(inbox: Wire) -> None:
+    [caps] = inbox.ok("CAPABILITY")
+    assert b"SEARCHRES" in caps.split()
+    # RFC 5182 §2.1: SAVE alone answers no ESEARCH
+    assert inbox.ok("SEARCH RETURN (SAVE) UNSEEN") == []
+    assert inbox.ok("FETCH $ (UID)") == [b"* 2 FETCH (UID 2)", b"* 4 FETCH (UID 4)", b"* 6 FETCH (UID 6)"]
+    assert inbox.ok("UID SEARCH UID $ SUBJECT \"4\"") == [b"* SEARCH 4"]
+    assert inbox.ok("SEARCH NOT $") == [b"* SEARCH 1 3 5"]
+    inbox.ok("STORE $ +FLAGS.SILENT (\\Flagged)")
+    assert inbox.ok("SEARCH FLAGGED") == [b"* SEARCH 2 4 6"]
+    # SAVE with other options: the ESEARCH comes too; MIN/MAX alone save just those.
+    [line] = inbox.ok("SEARCH RETURN (SAVE MIN MAX) FLAGGED")
+    assert line.endswith(b"MIN 2 MAX 6")
+    assert inbox.ok("UID FETCH $ (UID)") == [b"* 2 FETCH (UID 2)", b"* 6 FETCH (UID 6)"]
+    tagged, _ = inbox.transact("UID COPY $ Archive")
+    assert tagged.startswith(b"OK [COPYUID"), tagged
+    [line] = inbox.ok("UID SEARCH RETURN (SAVE COUNT) UID 1:3")
+    assert line.endswith(b") UID COUNT 3")
+    inbox.ok("STORE $ +FLAGS.SILENT (\\Deleted)")
+    inbox.ok("UID EXPUNGE $")
+    assert inbox.ok("SEARCH ALL") == [b"* SEARCH 1 2 3"]
+    # The expunged messages left "$".
+    assert inbox.ok("SEARCH $") == [b"* SEARCH"]
+
+
+def test_searchres_reset_rules(inbox: Wire) -> None:
+    # Before any SAVE "$" is empty.
+    assert inbox.ok("SEARCH $") == [b"* SEARCH"]
+    inbox.ok("SEARCH RETURN (SAVE) ALL")
+    assert inbox.ok("SEARCH $") == [b"* SEARCH 1 2 3 4 5 6"]
+    # A failing SEARCH with SAVE empties it (RFC 5182 §2.1).
+    inbox.expect("BAD", "SEARCH RETURN (SAVE) NOSUCHKEY")
+    assert inbox.ok("SEARCH $") == [b"* SEARCH"]
+    inbox.ok("SEARCH RETURN (SAVE) ALL")
+    # SELECT (even of the same mailbox), EXAMINE, UNSELECT, CLOSE reset it.
+    inbox.ok("SELECT INBOX")
+    assert inbox.ok("SEARCH $") == [b"* SEARCH"]
+    inbox.ok("SEARCH RETURN (SAVE) ALL")
+    inbox.ok("UNSELECT")
+    inbox.ok("EXAMINE INBOX")
+    assert inbox.ok("FETCH $ UID") == []
+    inbox.expect("BAD", "FETCH $,1 UID")  # "$" stands alone

@@ -308,12 +308,15 @@ def compress_numbers(numbers: Any) -> str:
     return ",".join(out)
 
 
+SAVED_RESULT = SeqSet((), saved=True)  # "$", resolved by searchres.expand
+
+
 def _seqset(cur: _Cursor) -> SeqSet:
     item = cur.take("sequence set")
     if not isinstance(item, Atom):
         raise GrammarError("sequence set must be an atom")
     if item == b"$":
-        raise GrammarError("SEARCHRES ($) is not supported")
+        return SAVED_RESULT  # RFC 5182 §3: sequence-set =/ seq-last-command
     return parse_seqset(item.decode("ascii", "replace"))
 
 
@@ -604,14 +607,13 @@ _NO_ARG_KEYS = {
 _STRING_KEYS = {"BCC", "BODY", "CC", "FROM", "SUBJECT", "TEXT", "TO"}
 _DATE_KEYS = {"BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE"}
 _SIZE_KEYS = {"LARGER", "SMALLER"}
-_ESEARCH_RETURNS = {"MIN", "MAX", "ALL", "COUNT"}
+_ESEARCH_RETURNS = {"MIN", "MAX", "ALL", "COUNT", "SAVE"}  # SAVE: RFC 5182 §2.1
 _SEQSET_ATOM = re.compile(rb"[0-9*][0-9*:,]*\Z")
 _MAX_SEARCH_DEPTH = 32
 
 
 def _search(cur: _Cursor) -> SearchArgs:
     returns = None
-    charset = "UTF-8"
     item = cur.peek()
     if isinstance(item, Atom) and item.upper() == b"RETURN":
         cur.take("RETURN")
@@ -623,7 +625,18 @@ def _search(cur: _Cursor) -> SearchArgs:
                 raise GrammarError(f"unsupported SEARCH return option {name or '?'}")
             returns.add(name)
         returns = frozenset(returns or {"ALL"})
-        item = cur.peek()
+        if "SAVE" in returns:
+            try:
+                return _search_criteria(cur, returns)
+            except GrammarError as e:
+                e.resets_search_result = True  # type: ignore[attr-defined]  # RFC 5182 §2.1
+                raise
+    return _search_criteria(cur, returns)
+
+
+def _search_criteria(cur: _Cursor, returns: frozenset[str] | None) -> SearchArgs:
+    charset = "UTF-8"
+    item = cur.peek()
     if isinstance(item, Atom) and item.upper() == b"CHARSET":
         cur.take("CHARSET")
         charset = cur.astring("charset").decode("ascii", "replace").upper()
@@ -696,6 +709,8 @@ def _search_key(cur: _Cursor, charset: str, depth: int) -> SearchExpr:
         raise GrammarError("search key must be an atom")
     if _SEQSET_ATOM.match(item):
         return SearchKey("SEQSET", (parse_seqset(item.decode()),))
+    if item == b"$":
+        return SearchKey("SEQSET", (SAVED_RESULT,))  # RFC 5182 §3
     name = item.decode("ascii", "replace").upper()
     if name in _NO_ARG_KEYS:
         return SearchKey(name)

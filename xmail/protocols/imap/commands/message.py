@@ -22,6 +22,7 @@ from twisted.internet.threads import deferToThread
 from xmail.protocols.imap import binary as binarymod
 from xmail.protocols.imap import fetch as fetchmod
 from xmail.protocols.imap import search as searchmod
+from xmail.protocols.imap import searchres
 from xmail.protocols.imap import sort as sortmod
 from xmail.protocols.imap import thread as threadmod
 from xmail.protocols.imap.commands.mailbox import note_incoming
@@ -483,7 +484,12 @@ async def _matching(session: Session, key: Any) -> tuple[list[int], list[Message
 async def search(session: Session, request: Request) -> str:
     args: SearchArgs = request.args
     view = _view(session)
+    saving = args.returns is not None and "SAVE" in args.returns
+    if saving:
+        searchres.reset(session)  # RFC 5182 §2.1: a failed SEARCH leaves "$" empty
     matches, records = await _matching(session, args.key)
+    if saving:
+        searchres.save(session, searchres.what_to_save(args.returns, matches))
     numbers = matches if request.uid else [view.seq_of(uid) or 0 for uid in matches]
     numbers = [n for n in numbers if n]
     highest = None
@@ -495,7 +501,7 @@ async def search(session: Session, request: Request) -> str:
             highest = max(r.modseq for r in records if r.uid in wanted)
     if args.returns is None:
         _write_search(session, numbers, highest)
-    else:
+    elif args.returns != {"SAVE"}:  # RFC 5182 §2.1: SAVE alone answers no ESEARCH
         _write_esearch(session, request, numbers, args.returns, highest)
     return "SEARCH completed"
 
