@@ -106,3 +106,44 @@ def test_dollar_sequence_set() -> None:
     with pytest.raises(GrammarError) as info:
         parse(b"a SEARCH RETURN (SAVE) BOGUS\r\n")
     assert info.value.resets_search_result  # type: ignore[attr-defined]
+
+
+# --- MULTISEARCH (RFC 7377), PARTIAL (RFC 9394) ---------------------------------------------------
+
+
+def test_esearch_sources() -> None:
+    req = parse(b'a ESEARCH IN (personal subtree (Projects "Sent Items") mailboxes INBOX) '
+                b"RETURN (COUNT) ALL\r\n")
+    assert req.args.sources == (("personal", ()), ("subtree", ("Projects", "Sent Items")),
+                                ("mailboxes", ("INBOX",)))
+    assert req.args.search.returns == frozenset({"COUNT"})
+    assert parse(b"a ESEARCH UNSEEN\r\n").args.sources is None
+
+
+@pytest.mark.parametrize("bad", [b"IN () ALL", b"IN (nowhere) ALL", b"IN (subtree) ALL",
+                                 b"IN (personal) RETURN (SAVE) ALL", b"IN (personal (DEPTH 1)) ALL",
+                                 b"IN (mailboxes ()) ALL"])
+def test_esearch_errors(bad: bytes) -> None:
+    with pytest.raises(GrammarError):
+        parse(b"a ESEARCH " + bad + b"\r\n")
+
+
+def test_partial_ranges() -> None:
+    from xmail.protocols.imap.grammar import parse_partial_range
+    from xmail.protocols.imap.results import esearch_items, partial_slice
+
+    assert parse_partial_range("1:100") == (1, 100)
+    assert parse_partial_range("100:1") == (1, 100)
+    assert parse_partial_range("-1:-10") == (-1, -10)
+    for bad in ("0:5", "-1:5", "1", "a:b", "1:99999999999"):
+        with pytest.raises(GrammarError):
+            parse_partial_range(bad)
+    numbers = list(range(10, 30))
+    assert partial_slice(numbers, (1, 3)) == [10, 11, 12]
+    assert partial_slice(numbers, (-1, -3)) == [27, 28, 29]
+    assert partial_slice(numbers, (-19, -40)) == [10, 11]
+    assert esearch_items([], frozenset({"COUNT"}), (1, 5)) == [b"PARTIAL (1:5 NIL)", b"COUNT 0"]
+    req = parse(b"a UID SORT RETURN (PARTIAL 1:10) (DATE) UTF-8 ALL\r\n")
+    assert req.args.partial == (1, 10) and req.args.returns == frozenset({"PARTIAL"})
+    with pytest.raises(GrammarError):
+        parse(b"a SORT RETURN (ALL PARTIAL 1:10) (DATE) UTF-8 ALL\r\n")

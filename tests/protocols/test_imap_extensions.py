@@ -263,3 +263,89 @@ def test_searchres_reset_rules(inbox: Wire) -> None:
     inbox.ok("EXAMINE INBOX")
     assert inbox.ok("FETCH $ UID") == []
     inbox.expect("BAD", "FETCH $,1 UID")  # "$" stands alone
+
+
+# --- MULTISEARCH (RFC 7377) ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def folders(server, alice: Wire) -> Wire:  # type: ignore[no-untyped-def]
+    alice.ok("CREATE Projects")
+    alice.ok("CREATE Projects/Alpha")
+    alice.ok("CREATE Projects/Alpha/Deep")
+    alice.ok("SUBSCRIBE Projects")
+    for folder, subjects in (("INBOX", ["report q1", "lunch", "report q2"]), ("Sent", ["re: report"]),
+                             ("Projects", ["plan"]), ("Projects/Alpha", ["alpha report"]),
+                             ("Projects/Alpha/Deep", ["deep report"])):
+        for subject in subjects:
+            deliver(server, "alice@example.com", message(subject), folder=folder)
+    return alice
+
+
+def _by_mailbox(lines: list[bytes]) -> dict[str, bytes]:
+    out = {}
+    for line in lines:
+        m = re.match(rb'\* ESEARCH \(TAG "t\d+" MAILBOX "?([^" ]+)"? UIDVALIDITY \d+\) UID(.*)', line)
+        assert m, line
+        out[m.group(1).decode()] = m.group(2).strip()
+    return out
+
+
+def test_multisearch_personal_and_filters(folders: Wire) -> None:
+    [caps] = folders.ok("CAPABILITY")
+    assert b"MULTISEARCH" in caps.split()
+    got = _by_mailbox(folders.ok('ESEARCH IN (personal) RETURN (ALL COUNT) SUBJECT "report"'))
+    assert got == {"INBOX": b"ALL 1,3 COUNT 2", "Sent": b"ALL 1 COUNT 1", "Projects/Alpha": b"ALL 1 COUNT 1",
+                   "Projects/Alpha/Deep": b"ALL 1 COUNT 1"}
+    got = _by_mailbox(folders.ok('ESEARCH IN (subtree Projects) SUBJECT "report"'))
+    assert got == {"Projects/Alpha": b"ALL 1", "Projects/Alpha/Deep": b"ALL 1"}
+    got = _by_mailbox(folders.ok('ESEARCH IN (subtree-one "Projects") ALL'))
+    assert set(got) == {"Projects", "Projects/Alpha"}
+    got = _by_mailbox(folders.ok('ESEARCH IN (inboxes mailboxes (Sent Nowhere)) RETURN (MIN) ALL'))
+    assert got == {"INBOX": b"MIN 1", "Sent": b"MIN 1"}
+    got = _by_mailbox(folders.ok("ESEARCH IN (subscribed) ALL"))
+    assert "Projects" in got and "Projects/Alpha" not in got
+    # COUNT alone reports empty folders too (per-folder counts).
+    got = _by_mailbox(folders.ok('ESEARCH IN (mailboxes (Drafts INBOX)) RETURN (COUNT) ALL'))
+    assert got == {"INBOX": b"COUNT 3", "Drafts": b"COUNT 0"}
+
+
+def test_multisearch_selected_and_errors(folders: Wire) -> None:
+    # Without IN: the selected mailbox; none selected -> nothing.
+    assert folders.ok("ESEARCH ALL") == []
+    folders.ok("SELECT INBOX")
+    assert _by_mailbox(folders.ok('ESEARCH SUBJECT "lunch"')) == {"INBOX": b"ALL 2"}
+    assert _by_mailbox(folders.ok('ESEARCH IN (selected) SUBJECT "lunch"')) == {"INBOX": b"ALL 2"}
+    folders.expect("BAD", "ESEARCH IN (personal) RETURN (SAVE) ALL")  # RFC 7377 §2
+    folders.expect("BAD", "ESEARCH IN (everything) ALL")
+    folders.expect("BAD", "ESEARCH IN (personal (DEPTH 1)) ALL")
+    folders.expect("BAD", "ESEARCH IN () ALL")
+    folders.ok("NOOP")
+
+
+# --- PARTIAL (RFC 9394) and ESORT --------------------------------------------------------------
+
+
+def test_search_and_sort_partial(server, alice: Wire) -> None:  # type: ignore[no-untyped-def]
+    for i in range(1, 11):
+        deliver(server, "alice@example.com", message(f"subject {chr(ord('k') - i)}"))
+    alice.ok("SELECT INBOX")
+    [caps] = alice.ok("CAPABILITY")
+    assert b"PARTIAL" in caps.split()
+    [line] = alice.ok("SEARCH RETURN (PARTIAL 1:3 COUNT) ALL")
+    assert line.endswith(b"PARTIAL (1:3 1:3) COUNT 10"), line
+    [line] = alice.ok("UID SEARCH RETURN (PARTIAL -1:-4) ALL")
+    assert line.endswith(b"UID PARTIAL (-1:-4 7:10)"), line
+    [line] = alice.ok("SEARCH RETURN (PARTIAL 20:30) ALL")
+    assert line.endswith(b"PARTIAL (20:30 NIL)"), line
+    alice.expect("BAD", "SEARCH RETURN (PARTIAL 1:3 ALL) ALL")  # RFC 9394 §3
+    alice.expect("BAD", "SEARCH RETURN (PARTIAL 0:3) ALL")
+    alice.expect("BAD", "SEARCH RETURN (PARTIAL -1:3) ALL")
+    # SORT: positions in the sorted order (subjects run j, i, h ... a).
+    [line] = alice.ok("SORT RETURN (PARTIAL 1:3) (SUBJECT) UTF-8 ALL")
+    assert line.endswith(b") PARTIAL (1:3 10,9,8)"), line
+    [line] = alice.ok("SORT RETURN (COUNT PARTIAL -1:-2) (SUBJECT) UTF-8 ALL")
+    assert line.endswith(b"COUNT 10 PARTIAL (-1:-2 2,1)"), line
+    # ESEARCH with PARTIAL over several folders.
+    got = alice.ok("ESEARCH IN (inboxes) RETURN (PARTIAL 2:3) ALL")
+    assert got[0].endswith(b"UID PARTIAL (2:3 2:3)"), got

@@ -81,8 +81,9 @@ class SearchArgs:
     key: SearchAnd
     charset: str = "UTF-8"
     # RFC 4731 ESEARCH: None = classic SEARCH response; else the set of
-    # MIN/MAX/ALL/COUNT (empty RETURN () means ALL).
+    # MIN/MAX/ALL/COUNT (empty RETURN () means ALL), SAVE (RFC 5182), PARTIAL.
     returns: frozenset[str] | None = None
+    partial: tuple[int, int] | None = None  # RFC 9394 RETURN (PARTIAL low:high)
 
 
 @dataclass(frozen=True, slots=True)
@@ -614,27 +615,54 @@ _MAX_SEARCH_DEPTH = 32
 
 def _search(cur: _Cursor) -> SearchArgs:
     returns = None
+    partial = None
     item = cur.peek()
     if isinstance(item, Atom) and item.upper() == b"RETURN":
         cur.take("RETURN")
-        options = cur.list("return options")
+        options = _Cursor(cur.list("return options"))
         returns = set()
-        for opt in options:
+        while options.more():
+            opt = options.take("return option")
             name = opt.decode("ascii", "replace").upper() if isinstance(opt, Atom) else ""
-            if name not in _ESEARCH_RETURNS:
+            if name == "PARTIAL" and partial is None:
+                partial = parse_partial_range(options.atom("partial range"))
+            elif name not in _ESEARCH_RETURNS:
                 raise GrammarError(f"unsupported SEARCH return option {name or '?'}")
             returns.add(name)
+        if partial is not None and "ALL" in returns:
+            raise GrammarError("PARTIAL and ALL exclude each other")  # RFC 9394 §3
         returns = frozenset(returns or {"ALL"})
         if "SAVE" in returns:
             try:
-                return _search_criteria(cur, returns)
+                return _search_criteria(cur, returns, partial)
             except GrammarError as e:
                 e.resets_search_result = True  # type: ignore[attr-defined]  # RFC 5182 §2.1
                 raise
-    return _search_criteria(cur, returns)
+    return _search_criteria(cur, returns, partial)
 
 
-def _search_criteria(cur: _Cursor, returns: frozenset[str] | None) -> SearchArgs:
+def parse_partial_range(text: str) -> tuple[int, int]:
+    """RFC 9394 §3: partial-range-first = nz-number ":" nz-number;
+    partial-range-last = "-" nz-number ":" "-" nz-number.  Positions are
+    1-based; negative ones count from the end (-1 is the last).  Returned
+    as (low, high) with |low| <= |high|, e.g. (1, 100) or (-1, -100)."""
+    first, colon, second = text.partition(":")
+    if not colon:
+        raise GrammarError("invalid PARTIAL range")
+    negative = first.startswith("-")
+    if negative != second.startswith("-"):
+        raise GrammarError("PARTIAL range mixes positive and negative positions")
+    a, b = (first[1:], second[1:]) if negative else (first, second)
+    if not (a.isdigit() and b.isdigit() and len(a) <= 10 and len(b) <= 10) or not int(a) or not int(b):
+        raise GrammarError("invalid PARTIAL range")
+    low, high = sorted((int(a), int(b)))
+    if high > _MAX_NUMBER:
+        raise GrammarError("PARTIAL range out of range")
+    return (-low, -high) if negative else (low, high)
+
+
+def _search_criteria(cur: _Cursor, returns: frozenset[str] | None,
+                     partial: tuple[int, int] | None = None) -> SearchArgs:
     charset = "UTF-8"
     item = cur.peek()
     if isinstance(item, Atom) and item.upper() == b"CHARSET":
@@ -647,7 +675,65 @@ def _search_criteria(cur: _Cursor, returns: frozenset[str] | None) -> SearchArgs
         keys.append(_search_key(cur, charset, 0))
     if not keys:
         raise GrammarError("missing search key")
-    return SearchArgs(SearchAnd(tuple(keys)), charset, returns)
+    return SearchArgs(SearchAnd(tuple(keys)), charset, returns, partial)
+
+
+# --- MULTISEARCH (RFC 7377) ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EsearchArgs:
+    """RFC 7377 §2: ESEARCH [IN (source-mbox)] [RETURN (...)] search-program.
+    sources: (filter, mailbox names) pairs, e.g. ("personal", ()) or
+    ("subtree", ("Projects",)); None: the selected mailbox."""
+
+    sources: tuple[tuple[str, tuple[str, ...]], ...] | None
+    search: SearchArgs
+
+
+_FILTERS = {"SELECTED", "SELECTED-DELAYED", "INBOXES", "PERSONAL", "SUBSCRIBED"}  # RFC 5465 §6
+_FILTERS_WITH_NAMES = {"SUBTREE", "SUBTREE-ONE", "MAILBOXES"}
+MAX_ESEARCH_SOURCES = 100
+
+
+def _esearch(cur: _Cursor) -> EsearchArgs:
+    # esearch = "ESEARCH" [SP esearch-source-opts] [SP search-return-opts] SP search-program
+    # esearch-source-opts = "IN" SP "(" source-mbox [SP "(" scope-options ")"] ")"
+    sources = None
+    item = cur.peek()
+    if isinstance(item, Atom) and item.upper() == b"IN":
+        cur.take("IN")
+        src = _Cursor(cur.list("source mailboxes"))
+        found: list[tuple[str, tuple[str, ...]]] = []
+        while src.more():
+            if isinstance(src.peek(), list):
+                raise GrammarError("no scope options are supported")  # RFC 7377 §2: BAD
+            name = src.atom("mailbox filter").upper()
+            if name in _FILTERS:
+                found.append((name.lower(), ()))
+            elif name in _FILTERS_WITH_NAMES:
+                # one-or-more-mailbox = mailbox / "(" mailbox *(SP mailbox) ")"
+                if isinstance(src.peek(), list):
+                    names = _Cursor(src.take("mailboxes"))
+                    boxes = []
+                    while names.more():
+                        boxes.append(names.mailbox())
+                    if not boxes:
+                        raise GrammarError("empty mailbox list")
+                else:
+                    boxes = [src.mailbox()]
+                found.append((name.lower(), tuple(boxes)))
+            else:
+                raise GrammarError(f"unknown mailbox filter {name[:30]}")
+            if len(found) > MAX_ESEARCH_SOURCES:
+                raise GrammarError("too many mailbox filters")
+        if not found:
+            raise GrammarError("empty source mailbox list")
+        sources = tuple(found)
+    search = _search(cur)
+    if search.returns is not None and "SAVE" in search.returns:
+        raise GrammarError("SAVE is not allowed in ESEARCH")  # RFC 7377 §2
+    return EsearchArgs(sources, search)
 
 
 def _charset_and_keys(cur: _Cursor) -> tuple[str, SearchAnd]:
@@ -667,15 +753,39 @@ def _sort(cur: _Cursor) -> sortmod.SortArgs:
     # RFC 5267 §3: ... "SORT" [SP sort-return-opts] SP sort-criteria ...
     try:
         returns = None
+        partial = None
         item = cur.peek()
         if isinstance(item, Atom) and item.upper() == b"RETURN":
             cur.take("RETURN")
-            returns = sortmod.parse_esort_returns(cur.list("return options"))
+            options, partial = _take_partial(cur.list("return options"))
+            returns = sortmod.parse_esort_returns(options)
+            if partial is not None:
+                if "ALL" in returns and options:
+                    raise GrammarError("PARTIAL and ALL exclude each other")  # RFC 9394 §3
+                returns = frozenset(returns - {"ALL"} if not options else returns) | {"PARTIAL"}
         criteria = sortmod.parse_sort_criteria(cur.list("sort criteria"))
     except sortmod.SortSyntaxError as e:
         raise GrammarError(str(e)) from None
     charset, key = _charset_and_keys(cur)
-    return sortmod.SortArgs(criteria, key, charset, returns)
+    return sortmod.SortArgs(criteria, key, charset, returns, partial)
+
+
+def _take_partial(options: list[Any]) -> tuple[list[Any], tuple[int, int] | None]:
+    """RFC 9394: "PARTIAL" SP partial-range out of a RETURN option list."""
+    rest: list[Any] = []
+    partial = None
+    i = 0
+    while i < len(options):
+        item = options[i]
+        if isinstance(item, Atom) and item.upper() == b"PARTIAL" and partial is None:
+            if i + 1 >= len(options) or not isinstance(options[i + 1], Atom):
+                raise GrammarError("PARTIAL needs a range")
+            partial = parse_partial_range(options[i + 1].decode("ascii", "replace"))
+            i += 2
+            continue
+        rest.append(item)
+        i += 1
+    return rest, partial
 
 
 def _thread(cur: _Cursor) -> threadmod.ThreadArgs:
@@ -1090,6 +1200,7 @@ _PARSERS: dict[str, Callable[[_Cursor], Any]] = {
     "SORT": _sort, "THREAD": _thread,
     "GETQUOTA": _one_astring, "GETQUOTAROOT": _one_mailbox, "SETQUOTA": _setquota,  # RFC 9208
     "COMPRESS": _compress,  # RFC 4978
+    "ESEARCH": _esearch,  # RFC 7377
 }
 _UID_PARSERS: dict[str, Callable[[_Cursor], Any]] = {
     "FETCH": _fetch, "SEARCH": _search, "STORE": _store, "COPY": _copy, "MOVE": _copy,

@@ -8,6 +8,7 @@ from xmail.protocols.imap.commands import (  # noqa: F401
     auth,
     mailbox,
     message,
+    multisearch,
     quota,
     selected,
 )

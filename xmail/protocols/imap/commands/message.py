@@ -21,6 +21,7 @@ from twisted.internet.threads import deferToThread
 
 from xmail.protocols.imap import binary as binarymod
 from xmail.protocols.imap import fetch as fetchmod
+from xmail.protocols.imap import results as resultsmod
 from xmail.protocols.imap import search as searchmod
 from xmail.protocols.imap import searchres
 from xmail.protocols.imap import sort as sortmod
@@ -502,7 +503,7 @@ async def search(session: Session, request: Request) -> str:
     if args.returns is None:
         _write_search(session, numbers, highest)
     elif args.returns != {"SAVE"}:  # RFC 5182 §2.1: SAVE alone answers no ESEARCH
-        _write_esearch(session, request, numbers, args.returns, highest)
+        _write_esearch(session, request, numbers, args.returns, highest, args.partial)
     return "SEARCH completed"
 
 
@@ -529,23 +530,15 @@ def _write_search(session: Session, numbers: list[int], highest: int | None = No
 
 
 def _write_esearch(session: Session, request: Request, numbers: list[int], returns: frozenset[str],
-                   highest: int | None = None) -> None:
+                   highest: int | None = None, partial: tuple[int, int] | None = None) -> None:
     # RFC 4731 §3.1: * ESEARCH (TAG "tag") [UID] [MIN n] [MAX n] [ALL set] [COUNT n]
-    from xmail.protocols.imap.grammar import compress_numbers
+    # (and RFC 9394 PARTIAL (range set)); numbers ascending.
     from xmail.protocols.imap.response import quoted
 
     parts = [b"ESEARCH (TAG " + quoted(request.tag) + b")"]
     if request.uid:
         parts.append(b"UID")
-    if numbers:
-        if "MIN" in returns:
-            parts.append(b"MIN %d" % min(numbers))
-        if "MAX" in returns:
-            parts.append(b"MAX %d" % max(numbers))
-        if "ALL" in returns:
-            parts.append(b"ALL " + compress_numbers(numbers).encode())
-    if "COUNT" in returns:
-        parts.append(b"COUNT %d" % len(numbers))
+    parts.extend(resultsmod.esearch_items(numbers, returns, partial))
     if highest is not None:
         parts.append(b"MODSEQ %d" % highest)  # RFC 7162 §3.1.5
     session.untagged(b" ".join(parts))
@@ -576,9 +569,14 @@ async def sort(session: Session, request: Request) -> str:
         session.conn.write(b"* SORT" + b"".join(b" %d" % n for n in numbers if n)
                            + (b" (MODSEQ " + modseq + b")" if modseq else b"") + b"\r\n")
     else:
-        session.untagged(sortmod.esort_response(request.tag, [n for n in numbers if n], args.returns,
+        found = [n for n in numbers if n]
+        partial = b""
+        if args.partial is not None:
+            # RFC 9394 §3: PARTIAL counts positions in the sorted result.
+            partial = b" " + resultsmod.esearch_items(found, frozenset(), args.partial)[0]
+        session.untagged(sortmod.esort_response(request.tag, found, args.returns - {"PARTIAL"},
                                                 uid=request.uid)
-                         + (b" MODSEQ " + modseq if modseq else b""))
+                         + partial + (b" MODSEQ " + modseq if modseq else b""))
     return "SORT completed"
 
 
