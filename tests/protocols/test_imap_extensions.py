@@ -349,3 +349,55 @@ def test_search_and_sort_partial(server, alice: Wire) -> None:  # type: ignore[n
     # ESEARCH with PARTIAL over several folders.
     got = alice.ok("ESEARCH IN (inboxes) RETURN (PARTIAL 2:3) ALL")
     assert got[0].endswith(b"UID PARTIAL (2:3 2:3)"), got
+
+
+# --- CONTEXT=SEARCH (RFC 5267 §4) ------------------------------------------------------------------
+
+
+def test_search_update_and_cancelupdate(server, inbox: Wire) -> None:  # type: ignore[no-untyped-def]
+    [caps] = inbox.ok("CAPABILITY")
+    assert b"CONTEXT=SEARCH" in caps.split()
+    tag = inbox.tag()
+    inbox.send(tag + b" UID SEARCH RETURN (UPDATE) UNSEEN\r\n")
+    status, lines = inbox.until(tag)
+    assert status.startswith(b"OK") and lines == [b'* ESEARCH (TAG "%s") UID ALL 2,4,6' % tag]
+    with Wire(server.port("imap")) as other:
+        other.login()
+        other.ok("SELECT INBOX")
+        other.ok("STORE 4 +FLAGS (\\Seen)")
+        other.ok("STORE 3 -FLAGS (\\Seen)")
+        other.ok("STORE 1 +FLAGS (\\Flagged)")  # changes, but stays out of the result
+    deliver(server, "alice@example.com", message("new one"))
+    lines = inbox.ok("NOOP")
+    assert b"* 7 EXISTS" in lines
+    assert b'* ESEARCH (TAG "%s") UID REMOVEFROM (0 4)' % tag in lines, lines
+    assert b'* ESEARCH (TAG "%s") UID ADDTO (0 3,7)' % tag in lines, lines
+    assert not any(b"1" in line.split(b"(0 ")[-1] for line in lines if b"ESEARCH" in line)
+    # Nothing changed: nothing more.
+    assert [line for line in inbox.ok("NOOP") if b"ESEARCH" in line] == []
+    # While IDLE the updates come with the other untagged data.
+    inbox.send(b"i1 IDLE\r\n")
+    assert inbox.line().startswith(b"+ ")
+    with Wire(server.port("imap")) as other:
+        other.login()
+        other.ok("SELECT INBOX")
+        other.ok("UID STORE 7 +FLAGS (\\Seen)")
+    pushed = [inbox.line() for _ in range(2)]
+    assert pushed[1] == b'* ESEARCH (TAG "%s") UID REMOVEFROM (0 7)' % tag, pushed
+    inbox.send(b"DONE\r\n")
+    inbox.until(b"i1")
+    inbox.expect("BAD", 'CANCELUPDATE "nosuch"')
+    inbox.ok(b'CANCELUPDATE "%s"' % tag)
+    deliver(server, "alice@example.com", message("after cancel"))
+    assert [line for line in inbox.ok("NOOP") if b"ESEARCH" in line] == []
+
+
+def test_search_update_ends_with_the_selection(server, inbox: Wire) -> None:  # type: ignore[no-untyped-def]
+    tag = inbox.tag()
+    inbox.send(tag + b" SEARCH RETURN (COUNT UPDATE) UNSEEN\r\n")
+    status, lines = inbox.until(tag)
+    assert lines == [b'* ESEARCH (TAG "%s") COUNT 3' % tag]
+    inbox.ok("SELECT INBOX")
+    deliver(server, "alice@example.com", message("new one"))
+    assert [line for line in inbox.ok("NOOP") if b"ESEARCH" in line] == []
+    inbox.expect("BAD", b'CANCELUPDATE "%s"' % tag)

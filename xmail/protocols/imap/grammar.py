@@ -608,7 +608,9 @@ _NO_ARG_KEYS = {
 _STRING_KEYS = {"BCC", "BODY", "CC", "FROM", "SUBJECT", "TEXT", "TO"}
 _DATE_KEYS = {"BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE"}
 _SIZE_KEYS = {"LARGER", "SMALLER"}
-_ESEARCH_RETURNS = {"MIN", "MAX", "ALL", "COUNT", "SAVE"}  # SAVE: RFC 5182 §2.1
+# SAVE: RFC 5182 §2.1; UPDATE and CONTEXT (a hint): RFC 5267 §4.1
+_ESEARCH_RETURNS = {"MIN", "MAX", "ALL", "COUNT", "SAVE", "UPDATE", "CONTEXT"}
+_RESULT_RETURNS = {"MIN", "MAX", "ALL", "COUNT", "SAVE", "PARTIAL"}
 _SEQSET_ATOM = re.compile(rb"[0-9*][0-9*:,]*\Z")
 _MAX_SEARCH_DEPTH = 32
 
@@ -631,7 +633,9 @@ def _search(cur: _Cursor) -> SearchArgs:
             returns.add(name)
         if partial is not None and "ALL" in returns:
             raise GrammarError("PARTIAL and ALL exclude each other")  # RFC 9394 §3
-        returns = frozenset(returns or {"ALL"})
+        if not returns & _RESULT_RETURNS:
+            returns.add("ALL")  # RETURN () and RETURN (UPDATE) answer ALL
+        returns = frozenset(returns)
         if "SAVE" in returns:
             try:
                 return _search_criteria(cur, returns, partial)
@@ -731,9 +735,19 @@ def _esearch(cur: _Cursor) -> EsearchArgs:
             raise GrammarError("empty source mailbox list")
         sources = tuple(found)
     search = _search(cur)
-    if search.returns is not None and "SAVE" in search.returns:
-        raise GrammarError("SAVE is not allowed in ESEARCH")  # RFC 7377 §2
+    if search.returns is not None and search.returns & {"SAVE", "UPDATE"}:
+        raise GrammarError("SAVE and UPDATE are not allowed in ESEARCH")  # RFC 7377 §2
     return EsearchArgs(sources, search)
+
+
+def _cancelupdate(cur: _Cursor) -> tuple[bytes, ...]:
+    # RFC 5267 §4.3: "CANCELUPDATE" 1*(SP quoted)
+    tags = []
+    while cur.more():
+        tags.append(cur.string("tag"))
+    if not tags or len(tags) > 100:
+        raise GrammarError("CANCELUPDATE needs the tags of updating searches")
+    return tuple(tags)
 
 
 def _charset_and_keys(cur: _Cursor) -> tuple[str, SearchAnd]:
@@ -1201,6 +1215,7 @@ _PARSERS: dict[str, Callable[[_Cursor], Any]] = {
     "GETQUOTA": _one_astring, "GETQUOTAROOT": _one_mailbox, "SETQUOTA": _setquota,  # RFC 9208
     "COMPRESS": _compress,  # RFC 4978
     "ESEARCH": _esearch,  # RFC 7377
+    "CANCELUPDATE": _cancelupdate,  # RFC 5267
 }
 _UID_PARSERS: dict[str, Callable[[_Cursor], Any]] = {
     "FETCH": _fetch, "SEARCH": _search, "STORE": _store, "COPY": _copy, "MOVE": _copy,

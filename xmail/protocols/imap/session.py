@@ -35,7 +35,7 @@ from typing import Any, Protocol
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from xmail.protocols.imap import searchres, sync
+from xmail.protocols.imap import searchctx, searchres, sync
 from xmail.protocols.imap.grammar import Request
 from xmail.protocols.imap.response import resp_text
 from xmail.store import interfaces as store_errors
@@ -165,6 +165,8 @@ class Session:
         """Send pending EXISTS / EXPUNGE / FETCH of the selected folder."""
         if self.selected is not None:
             for line in self.selected.flush(allow_expunge):
+                self.conn.write(line)
+            for line in searchctx.updates(self):  # RFC 5267 §4 UPDATE
                 self.conn.write(line)
 
     # -- dispatch --------------------------------------------------------------

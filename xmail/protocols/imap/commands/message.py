@@ -23,13 +23,14 @@ from xmail.protocols.imap import binary as binarymod
 from xmail.protocols.imap import fetch as fetchmod
 from xmail.protocols.imap import results as resultsmod
 from xmail.protocols.imap import search as searchmod
-from xmail.protocols.imap import searchres
+from xmail.protocols.imap import searchctx, searchres
 from xmail.protocols.imap import sort as sortmod
 from xmail.protocols.imap import thread as threadmod
 from xmail.protocols.imap.commands.mailbox import note_incoming
 from xmail.protocols.imap.commands.selected import send_flags, vanished_since
 from xmail.protocols.imap.grammar import CopyArgs, FetchArgs, Request, SearchArgs, StoreArgs
 from xmail.protocols.imap.model import FetchAtt, SearchAnd, SearchKey, SearchNot, SearchOr
+from xmail.protocols.imap.response import quoted
 from xmail.protocols.imap.session import SELECTED, Bad, No, Session, command
 from xmail.protocols.imap.sync import SelectedFolder, flags_with_recent
 from xmail.store.interfaces import MessageRecord, NoSuchFolder, NoSuchMessage
@@ -504,7 +505,21 @@ async def search(session: Session, request: Request) -> str:
         _write_search(session, numbers, highest)
     elif args.returns != {"SAVE"}:  # RFC 5182 §2.1: SAVE alone answers no ESEARCH
         _write_esearch(session, request, numbers, args.returns, highest, args.partial)
+    if args.returns is not None and "UPDATE" in args.returns:
+        # RFC 5267 §4.1: keep the result current until CANCELUPDATE.
+        modseq = max((r.modseq for r in records), default=0)
+        if not searchctx.start(session, request.tag, args.key, request.uid, matches, modseq):
+            session.untagged(b"NO [NOUPDATE " + quoted(request.tag) + b"] too many updating searches")
     return "SEARCH completed"
+
+
+@command("CANCELUPDATE", SELECTED)
+async def cancelupdate(session: Session, request: Request) -> str:
+    # RFC 5267 §4.3: end updating searches; a tag that names none is BAD.
+    unknown = searchctx.cancel(session, request.args)
+    if unknown:
+        raise Bad("no updating search with tag " + unknown[0].decode("ascii", "replace")[:40])
+    return "CANCELUPDATE completed"
 
 
 def uses_modseq(expr: Any) -> bool:
