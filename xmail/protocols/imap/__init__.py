@@ -48,4 +48,5 @@ RFCs implemented (status, where):
 | 4469 | CATENATE                            | full (no URLAUTH) | commands/append.py, imapurl.py |
 | 7377 | MULTISEARCH                         | full (no scope options) | commands/multisearch.py |
 | 9394 | PARTIAL                             | full      | results.py |
+| 5267 | CONTEXT=SEARCH                      | full (CONTEXT=SORT: no) | searchctx.py |
 """
