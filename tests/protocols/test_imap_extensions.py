@@ -401,3 +401,34 @@ def test_search_update_ends_with_the_selection(server, inbox: Wire) -> None:  # 
     deliver(server, "alice@example.com", message("new one"))
     assert [line for line in inbox.ok("NOOP") if b"ESEARCH" in line] == []
     inbox.expect("BAD", b'CANCELUPDATE "%s"' % tag)
+
+
+# --- real clients ----------------------------------------------------------------------------------
+
+
+def test_imapclient_multiappend_and_binary(server) -> None:  # type: ignore[no-untyped-def]
+    import datetime
+
+    from imapclient import IMAPClient
+
+    from tests.conftest import PASSWORD
+
+    c = IMAPClient("127.0.0.1", port=server.port("imap"), ssl=False, timeout=20)
+    try:
+        c.login("alice@example.com", PASSWORD)
+        assert {b"MULTIAPPEND", b"BINARY", b"SEARCHRES", b"MULTISEARCH"} <= set(c.capabilities())
+        when = datetime.datetime(2024, 2, 3, 4, 5, 6, tzinfo=datetime.UTC)
+        reply = c.multiappend("Drafts", [message("client one"),
+                                         {"msg": message("client two"), "flags": ["\\Draft"], "date": when}])
+        assert reply[0] == "OK" and re.match(rb"\[APPENDUID \d+ 1:2\]", reply[1][0]), reply
+        c.select_folder("Drafts")
+        got = c.fetch([1, 2], ["FLAGS", "INTERNALDATE", "BINARY.PEEK[1]", "BINARY.SIZE[1]"])
+        assert b"\\Draft" in got[2][b"FLAGS"] and b"\\Draft" not in got[1][b"FLAGS"]
+        assert got[2][b"INTERNALDATE"].astimezone(datetime.UTC) == when
+        assert got[1][b"BINARY[1]"] == b"hi there\r\n"
+        assert got[1][b"BINARY.SIZE[1]"] == len(b"hi there\r\n")
+    finally:
+        try:
+            c.logout()
+        except Exception:
+            pass
