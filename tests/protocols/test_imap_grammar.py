@@ -135,8 +135,9 @@ def test_search_charset_and_esearch() -> None:
     req = parse(b"a SEARCH RETURN (MIN COUNT) UNSEEN")
     assert req.args.returns == frozenset({"MIN", "COUNT"})
     assert parse(b"a SEARCH RETURN () ALL").args.returns == frozenset({"ALL"})
+    assert parse(b"a SEARCH RETURN (SAVE) ALL").args.returns == frozenset({"SAVE"})  # RFC 5182
     with pytest.raises(GrammarError):
-        parse(b"a SEARCH RETURN (SAVE) ALL")
+        parse(b"a SEARCH RETURN (BOGUS) ALL")
 
 
 def test_store_forms() -> None:

@@ -270,6 +270,9 @@ class MaildirFolder:
         return transfer(self.store, self.fid, uids, dest_fid, remove_source=True, check_quota=False,
                         recycle=self.mailbox.is_recycle(dest_fid))
 
+    def discard(self, uids: Any) -> defer.Deferred[list[int]]:
+        return self.store.delete_for_good(self.fid, sorted(set(int(u) for u in uids)))
+
     def expunge(self, uids: Any) -> defer.Deferred[list[int]]:
         uids = sorted(set(int(u) for u in uids))
         if self.name == names.RECYCLE:

@@ -233,6 +233,11 @@ class IFolder(Interface):
         copy (deduplicated=True).
         Raises (errbacks) OverQuota, MessageTooLarge, StoreBusy."""
 
+    def discard(uids: Any) -> Any:
+        """-> Deferred[list[int]] of UIDs removed for good, without Recycle:
+        undoing appends that must not stand (a failed MULTIAPPEND, RFC 3502
+        §6.3.11 all-or-nothing)."""
+
     def set_flags(uids: Any, flags: Any, mode: str, unchanged_since: int | None = None) -> Any:
         """-> Deferred[tuple[list[MessageRecord], list[int]]]: (records that
         changed, UIDs refused because their MODSEQ > unchanged_since).

@@ -6,7 +6,10 @@
     response.py    atoms, strings, literals, lists; modified UTF-7 names
     session.py     states, the one command registry, errors -> replies
     sync.py        the selected folder's view; store changes -> untagged data
-    commands/      handlers: any_state, auth, mailbox, selected, message, quota
+    commands/      handlers: any_state, auth, mailbox, append, selected, message,
+                   multisearch, quota
+    binary.py / imapurl.py / results.py / searchres.py   BINARY decoding, IMAP
+                   URLs (CATENATE), ESEARCH items (PARTIAL), SEARCHRES "$"
     fetch.py / search.py / sort.py / thread.py   pure data functions (mime)
     server.py      Twisted Protocol + IMAPFactory, back-pressure, timeouts
 
@@ -39,5 +42,11 @@ RFCs implemented (status, where):
 | 7162 | CONDSTORE / QRESYNC                 | full (never NOMODSEQ) | commands/, sync.py |
 | 9208 | QUOTA (RES-STORAGE, RES-MESSAGE)    | full (SETQUOTA refused) | commands/quota.py |
 | 4978 | COMPRESS=DEFLATE                    | full      | server.py |
-| 5182 | SEARCHRES ($)                       | no        | |
+| 5182 | SEARCHRES ($)                       | full      | searchres.py |
+| 3516 | BINARY                              | full      | binary.py, commands/message.py |
+| 3502 | MULTIAPPEND                         | full      | commands/append.py |
+| 4469 | CATENATE                            | full (no URLAUTH) | commands/append.py, imapurl.py |
+| 7377 | MULTISEARCH                         | full (no scope options) | commands/multisearch.py |
+| 9394 | PARTIAL                             | full      | results.py |
+| 5267 | CONTEXT=SEARCH                      | full (CONTEXT=SORT: no) | searchctx.py |
 """

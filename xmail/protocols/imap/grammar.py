@@ -35,7 +35,7 @@ from xmail.protocols.imap.model import (
     SeqSet,
 )
 from xmail.protocols.imap.response import decode_mailbox
-from xmail.protocols.imap.tokenizer import Atom, SpooledLiteral, String, tag_of
+from xmail.protocols.imap.tokenizer import Atom, LiteralString, QuotedString, SpooledLiteral, String, tag_of
 
 
 class GrammarError(Exception):
@@ -81,8 +81,9 @@ class SearchArgs:
     key: SearchAnd
     charset: str = "UTF-8"
     # RFC 4731 ESEARCH: None = classic SEARCH response; else the set of
-    # MIN/MAX/ALL/COUNT (empty RETURN () means ALL).
+    # MIN/MAX/ALL/COUNT (empty RETURN () means ALL), SAVE (RFC 5182), PARTIAL.
     returns: frozenset[str] | None = None
+    partial: tuple[int, int] | None = None  # RFC 9394 RETURN (PARTIAL low:high)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,11 +93,34 @@ class CopyArgs:
 
 
 @dataclass(frozen=True, slots=True)
+class CatenatePart:
+    """RFC 4469 §5 cat-part: ("TEXT", literal data) or ("URL", IMAP URL)."""
+
+    kind: str
+    value: bytes | SpooledLiteral | str
+
+
+@dataclass(frozen=True, slots=True)
+class AppendMessage:
+    """One append-message (RFC 3502 §6): its data is the message, or the
+    CATENATE parts it is made of (RFC 4469)."""
+
+    flags: tuple[str, ...]
+    internaldate: float | None
+    message: bytes | SpooledLiteral | tuple[CatenatePart, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class AppendArgs:
     mailbox: str
     flags: tuple[str, ...]
     internaldate: float | None
-    message: bytes | SpooledLiteral  # large messages arrive spooled to a file
+    message: bytes | SpooledLiteral | tuple[CatenatePart, ...]  # large ones arrive spooled
+    # RFC 3502 MULTIAPPEND: the messages after the first.
+    more: tuple[AppendMessage, ...] = field(default=(), compare=False)
+
+    def messages(self) -> list[AppendMessage]:
+        return [AppendMessage(self.flags, self.internaldate, self.message), *self.more]
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,12 +327,15 @@ def compress_numbers(numbers: Any) -> str:
     return ",".join(out)
 
 
+SAVED_RESULT = SeqSet((), saved=True)  # "$", resolved by searchres.expand
+
+
 def _seqset(cur: _Cursor) -> SeqSet:
     item = cur.take("sequence set")
     if not isinstance(item, Atom):
         raise GrammarError("sequence set must be an atom")
     if item == b"$":
-        raise GrammarError("SEARCHRES ($) is not supported")
+        return SAVED_RESULT  # RFC 5182 §3: sequence-set =/ seq-last-command
     return parse_seqset(item.decode("ascii", "replace"))
 
 
@@ -414,6 +441,8 @@ def _fetch_att(cur: _Cursor) -> FetchAtt:
     upper = text.upper()
     if upper in _SIMPLE_ATTS:
         return FetchAtt(upper)
+    if upper.startswith("BINARY"):
+        return binary_fetch_att(text)
     m = _BODY_ATT.match(text)
     if m is None:
         raise GrammarError(f"unknown fetch attribute {text[:40]}")
@@ -441,6 +470,36 @@ def _fetch_att(cur: _Cursor) -> FetchAtt:
     return FetchAtt("BODY[]", section=section, partial=partial, peek=peek)
 
 
+# RFC 3516 §4.2: fetch-att =/ "BINARY" [".PEEK"] section-binary [partial] /
+#   "BINARY.SIZE" section-binary; section-binary = "[" [section-part] "]"
+_BINARY_ATT = re.compile(r"(BINARY|BINARY\.PEEK|BINARY\.SIZE)\[([0-9.]{0,100})\](<\d{1,10}\.\d{1,10}>)?\Z",
+                         re.I)
+
+
+def binary_fetch_att(text: str) -> FetchAtt:
+    """BINARY[1.2]<0.100>, BINARY.PEEK[...], BINARY.SIZE[...] -> FetchAtt."""
+    m = _BINARY_ATT.match(text)
+    if m is None:
+        raise GrammarError(f"invalid BINARY fetch attribute {text[:40]}")
+    kind = m.group(1).upper()
+    parts: list[int] = []
+    if m.group(2):
+        for piece in m.group(2).split("."):
+            if not _PART.match(piece):
+                raise GrammarError("invalid BINARY section part")
+            parts.append(int(piece))
+    partial = None
+    if m.group(3):
+        if kind == "BINARY.SIZE":
+            raise GrammarError("BINARY.SIZE takes no partial")
+        origin, count = m.group(3)[1:-1].split(".")
+        if int(count) == 0:
+            raise GrammarError("partial count must not be zero")
+        partial = (int(origin), int(count))
+    name = "BINARY.SIZE" if kind == "BINARY.SIZE" else "BINARY[]"
+    return FetchAtt(name, section=Section(part=tuple(parts)), partial=partial, peek=kind == "BINARY.PEEK")
+
+
 def _header_field(item: Any) -> str:
     if not isinstance(item, (Atom, String)) or not _HEADER_FIELD.match(item):
         raise GrammarError("invalid header field name")
@@ -464,6 +523,21 @@ def _section(spec: str, fields: tuple[str, ...]) -> Section:
     if text == "MIME" and not parts:
         raise GrammarError("MIME needs a part number")
     return Section(part=tuple(parts), text=text, fields=fields)
+
+
+def url_section(text: str) -> Section:
+    """A section-spec as an IMAP URL writes it (RFC 5092 §3.3 isection,
+    percent-decoded): "1.2", "HEADER", "1.MIME", "HEADER.FIELDS (FROM TO)"."""
+    spec, paren, rest = text.partition(" (")
+    fields: tuple[str, ...] = ()
+    if paren:
+        if not rest.endswith(")"):
+            raise GrammarError("invalid HEADER.FIELDS list")
+        names = rest[:-1].split()
+        if not names or len(names) > 100:
+            raise GrammarError("invalid HEADER.FIELDS list")
+        fields = tuple(_header_field(Atom(n.encode("ascii", "replace"))) for n in names)
+    return _section(spec.upper(), fields)
 
 
 def _fetch(cur: _Cursor) -> FetchArgs:
@@ -552,26 +626,67 @@ _NO_ARG_KEYS = {
 _STRING_KEYS = {"BCC", "BODY", "CC", "FROM", "SUBJECT", "TEXT", "TO"}
 _DATE_KEYS = {"BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE"}
 _SIZE_KEYS = {"LARGER", "SMALLER"}
-_ESEARCH_RETURNS = {"MIN", "MAX", "ALL", "COUNT"}
+# SAVE: RFC 5182 §2.1; UPDATE and CONTEXT (a hint): RFC 5267 §4.1
+_ESEARCH_RETURNS = {"MIN", "MAX", "ALL", "COUNT", "SAVE", "UPDATE", "CONTEXT"}
+_RESULT_RETURNS = {"MIN", "MAX", "ALL", "COUNT", "SAVE", "PARTIAL"}
 _SEQSET_ATOM = re.compile(rb"[0-9*][0-9*:,]*\Z")
 _MAX_SEARCH_DEPTH = 32
 
 
 def _search(cur: _Cursor) -> SearchArgs:
     returns = None
-    charset = "UTF-8"
+    partial = None
     item = cur.peek()
     if isinstance(item, Atom) and item.upper() == b"RETURN":
         cur.take("RETURN")
-        options = cur.list("return options")
+        options = _Cursor(cur.list("return options"))
         returns = set()
-        for opt in options:
+        while options.more():
+            opt = options.take("return option")
             name = opt.decode("ascii", "replace").upper() if isinstance(opt, Atom) else ""
-            if name not in _ESEARCH_RETURNS:
+            if name == "PARTIAL" and partial is None:
+                partial = parse_partial_range(options.atom("partial range"))
+            elif name not in _ESEARCH_RETURNS:
                 raise GrammarError(f"unsupported SEARCH return option {name or '?'}")
             returns.add(name)
-        returns = frozenset(returns or {"ALL"})
-        item = cur.peek()
+        if partial is not None and "ALL" in returns:
+            raise GrammarError("PARTIAL and ALL exclude each other")  # RFC 9394 §3
+        if not returns & _RESULT_RETURNS:
+            returns.add("ALL")  # RETURN () and RETURN (UPDATE) answer ALL
+        returns = frozenset(returns)
+        if "SAVE" in returns:
+            try:
+                return _search_criteria(cur, returns, partial)
+            except GrammarError as e:
+                e.resets_search_result = True  # type: ignore[attr-defined]  # RFC 5182 §2.1
+                raise
+    return _search_criteria(cur, returns, partial)
+
+
+def parse_partial_range(text: str) -> tuple[int, int]:
+    """RFC 9394 §3: partial-range-first = nz-number ":" nz-number;
+    partial-range-last = "-" nz-number ":" "-" nz-number.  Positions are
+    1-based; negative ones count from the end (-1 is the last).  Returned
+    as (low, high) with |low| <= |high|, e.g. (1, 100) or (-1, -100)."""
+    first, colon, second = text.partition(":")
+    if not colon:
+        raise GrammarError("invalid PARTIAL range")
+    negative = first.startswith("-")
+    if negative != second.startswith("-"):
+        raise GrammarError("PARTIAL range mixes positive and negative positions")
+    a, b = (first[1:], second[1:]) if negative else (first, second)
+    if not (a.isdigit() and b.isdigit() and len(a) <= 10 and len(b) <= 10) or not int(a) or not int(b):
+        raise GrammarError("invalid PARTIAL range")
+    low, high = sorted((int(a), int(b)))
+    if high > _MAX_NUMBER:
+        raise GrammarError("PARTIAL range out of range")
+    return (-low, -high) if negative else (low, high)
+
+
+def _search_criteria(cur: _Cursor, returns: frozenset[str] | None,
+                     partial: tuple[int, int] | None = None) -> SearchArgs:
+    charset = "UTF-8"
+    item = cur.peek()
     if isinstance(item, Atom) and item.upper() == b"CHARSET":
         cur.take("CHARSET")
         charset = cur.astring("charset").decode("ascii", "replace").upper()
@@ -582,7 +697,75 @@ def _search(cur: _Cursor) -> SearchArgs:
         keys.append(_search_key(cur, charset, 0))
     if not keys:
         raise GrammarError("missing search key")
-    return SearchArgs(SearchAnd(tuple(keys)), charset, returns)
+    return SearchArgs(SearchAnd(tuple(keys)), charset, returns, partial)
+
+
+# --- MULTISEARCH (RFC 7377) ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EsearchArgs:
+    """RFC 7377 §2: ESEARCH [IN (source-mbox)] [RETURN (...)] search-program.
+    sources: (filter, mailbox names) pairs, e.g. ("personal", ()) or
+    ("subtree", ("Projects",)); None: the selected mailbox."""
+
+    sources: tuple[tuple[str, tuple[str, ...]], ...] | None
+    search: SearchArgs
+
+
+_FILTERS = {"SELECTED", "SELECTED-DELAYED", "INBOXES", "PERSONAL", "SUBSCRIBED"}  # RFC 5465 §6
+_FILTERS_WITH_NAMES = {"SUBTREE", "SUBTREE-ONE", "MAILBOXES"}
+MAX_ESEARCH_SOURCES = 100
+
+
+def _esearch(cur: _Cursor) -> EsearchArgs:
+    # esearch = "ESEARCH" [SP esearch-source-opts] [SP search-return-opts] SP search-program
+    # esearch-source-opts = "IN" SP "(" source-mbox [SP "(" scope-options ")"] ")"
+    sources = None
+    item = cur.peek()
+    if isinstance(item, Atom) and item.upper() == b"IN":
+        cur.take("IN")
+        src = _Cursor(cur.list("source mailboxes"))
+        found: list[tuple[str, tuple[str, ...]]] = []
+        while src.more():
+            if isinstance(src.peek(), list):
+                raise GrammarError("no scope options are supported")  # RFC 7377 §2: BAD
+            name = src.atom("mailbox filter").upper()
+            if name in _FILTERS:
+                found.append((name.lower(), ()))
+            elif name in _FILTERS_WITH_NAMES:
+                # one-or-more-mailbox = mailbox / "(" mailbox *(SP mailbox) ")"
+                if isinstance(src.peek(), list):
+                    names = _Cursor(src.take("mailboxes"))
+                    boxes = []
+                    while names.more():
+                        boxes.append(names.mailbox())
+                    if not boxes:
+                        raise GrammarError("empty mailbox list")
+                else:
+                    boxes = [src.mailbox()]
+                found.append((name.lower(), tuple(boxes)))
+            else:
+                raise GrammarError(f"unknown mailbox filter {name[:30]}")
+            if len(found) > MAX_ESEARCH_SOURCES:
+                raise GrammarError("too many mailbox filters")
+        if not found:
+            raise GrammarError("empty source mailbox list")
+        sources = tuple(found)
+    search = _search(cur)
+    if search.returns is not None and search.returns & {"SAVE", "UPDATE"}:
+        raise GrammarError("SAVE and UPDATE are not allowed in ESEARCH")  # RFC 7377 §2
+    return EsearchArgs(sources, search)
+
+
+def _cancelupdate(cur: _Cursor) -> tuple[bytes, ...]:
+    # RFC 5267 §4.3: "CANCELUPDATE" 1*(SP quoted)
+    tags = []
+    while cur.more():
+        tags.append(cur.string("tag"))
+    if not tags or len(tags) > 100:
+        raise GrammarError("CANCELUPDATE needs the tags of updating searches")
+    return tuple(tags)
 
 
 def _charset_and_keys(cur: _Cursor) -> tuple[str, SearchAnd]:
@@ -602,15 +785,39 @@ def _sort(cur: _Cursor) -> sortmod.SortArgs:
     # RFC 5267 §3: ... "SORT" [SP sort-return-opts] SP sort-criteria ...
     try:
         returns = None
+        partial = None
         item = cur.peek()
         if isinstance(item, Atom) and item.upper() == b"RETURN":
             cur.take("RETURN")
-            returns = sortmod.parse_esort_returns(cur.list("return options"))
+            options, partial = _take_partial(cur.list("return options"))
+            returns = sortmod.parse_esort_returns(options)
+            if partial is not None:
+                if "ALL" in returns and options:
+                    raise GrammarError("PARTIAL and ALL exclude each other")  # RFC 9394 §3
+                returns = frozenset(returns - {"ALL"} if not options else returns) | {"PARTIAL"}
         criteria = sortmod.parse_sort_criteria(cur.list("sort criteria"))
     except sortmod.SortSyntaxError as e:
         raise GrammarError(str(e)) from None
     charset, key = _charset_and_keys(cur)
-    return sortmod.SortArgs(criteria, key, charset, returns)
+    return sortmod.SortArgs(criteria, key, charset, returns, partial)
+
+
+def _take_partial(options: list[Any]) -> tuple[list[Any], tuple[int, int] | None]:
+    """RFC 9394: "PARTIAL" SP partial-range out of a RETURN option list."""
+    rest: list[Any] = []
+    partial = None
+    i = 0
+    while i < len(options):
+        item = options[i]
+        if isinstance(item, Atom) and item.upper() == b"PARTIAL" and partial is None:
+            if i + 1 >= len(options) or not isinstance(options[i + 1], Atom):
+                raise GrammarError("PARTIAL needs a range")
+            partial = parse_partial_range(options[i + 1].decode("ascii", "replace"))
+            i += 2
+            continue
+        rest.append(item)
+        i += 1
+    return rest, partial
 
 
 def _thread(cur: _Cursor) -> threadmod.ThreadArgs:
@@ -644,6 +851,8 @@ def _search_key(cur: _Cursor, charset: str, depth: int) -> SearchExpr:
         raise GrammarError("search key must be an atom")
     if _SEQSET_ATOM.match(item):
         return SearchKey("SEQSET", (parse_seqset(item.decode()),))
+    if item == b"$":
+        return SearchKey("SEQSET", (SAVED_RESULT,))  # RFC 5182 §3
     name = item.decode("ascii", "replace").upper()
     if name in _NO_ARG_KEYS:
         return SearchKey(name)
@@ -791,26 +1000,77 @@ def _create(cur: _Cursor) -> CreateArgs:
 
 def _append(cur: _Cursor) -> AppendArgs:
     # RFC 3501 §6.3.11: APPEND mailbox [SP flag-list] [SP date-time] SP literal
+    # RFC 3502 §6: append = "APPEND" SP mailbox 1*append-message (MULTIAPPEND);
+    # RFC 3516 §4.4: literal8; RFC 4469 §5: append-data =/ "CATENATE" SP "(" cat-part ... ")"
     name = cur.mailbox()
+    messages = []
+    while True:
+        messages.append(_append_message(cur))
+        if not cur.more():
+            break
+        if len(messages) >= MAX_APPEND_MESSAGES:
+            raise GrammarError(f"more than {MAX_APPEND_MESSAGES} messages in one APPEND")
+    first = messages[0]
+    return AppendArgs(name, first.flags, first.internaldate, first.message, tuple(messages[1:]))
+
+
+MAX_APPEND_MESSAGES = 1000  # messages in one MULTIAPPEND (RFC 3502)
+MAX_CATENATE_PARTS = 100  # parts of one CATENATE message (RFC 4469)
+_DATE_TIME_LENGTH = 26  # "dd-Mon-yyyy hh:mm:ss +zzzz"
+
+
+def _append_message(cur: _Cursor) -> AppendMessage:
+    # append-message = append-opts SP append-data; append-opts = [SP flag-list] [SP date-time]
     flags: tuple[str, ...] = ()
     internaldate = None
     if isinstance(cur.peek(), list):
         flags = _flag_list(cur.take("flags"))
     item = cur.peek()
-    if isinstance(item, String) and not _looks_like_message_after(cur):
-        internaldate = parse_date_time(cur.take("date-time").decode("ascii", "replace"))
-    message: bytes | SpooledLiteral
-    if isinstance(cur.peek(), SpooledLiteral):
+    if isinstance(item, String) and cur.pos + 1 < len(cur.items):
+        # A date-time is a quoted string; the message data always follows it.
+        # A literal of date-time length that parses as one is tolerated.
+        if isinstance(item, QuotedString):
+            internaldate = parse_date_time(cur.take("date-time").decode("ascii", "replace"))
+        elif len(item) == _DATE_TIME_LENGTH:
+            try:
+                internaldate = parse_date_time(item.decode("ascii", "replace"))
+                cur.take("date-time")
+            except GrammarError:
+                pass  # a 26-octet message of a MULTIAPPEND
+    item = cur.peek()
+    message: bytes | SpooledLiteral | tuple[CatenatePart, ...]
+    if isinstance(item, SpooledLiteral):
         message = cur.take("message")
+    elif isinstance(item, Atom) and item.upper() == b"CATENATE":
+        cur.take("CATENATE")
+        message = _catenate_parts(cur.list("CATENATE parts"))
     else:
         message = cur.string("message")
-    cur.end()
-    return AppendArgs(name, flags, internaldate, message)
+    return AppendMessage(flags, internaldate, message)
 
 
-def _looks_like_message_after(cur: _Cursor) -> bool:
-    """The next string is the message itself when nothing follows it."""
-    return cur.pos + 1 >= len(cur.items)
+def _catenate_parts(items: list[Any]) -> tuple[CatenatePart, ...]:
+    # RFC 4469 §5: cat-part = text-literal / url; text-literal = "TEXT" SP literal;
+    # url = "URL" SP astring.  RFC 3516 §4.4: text-literal =/ "TEXT" SP literal8
+    cur = _Cursor(items)
+    parts = []
+    while cur.more():
+        kind = cur.atom("CATENATE part type").upper()
+        if kind == "TEXT":
+            item = cur.take("TEXT literal")
+            if isinstance(item, SpooledLiteral) or isinstance(item, LiteralString):
+                parts.append(CatenatePart("TEXT", item if isinstance(item, SpooledLiteral) else bytes(item)))
+            else:
+                raise GrammarError("CATENATE TEXT must be a literal")
+        elif kind == "URL":
+            parts.append(CatenatePart("URL", cur.astring("URL").decode("utf-8", "replace")))
+        else:
+            raise GrammarError("CATENATE part must be TEXT or URL")
+        if len(parts) > MAX_CATENATE_PARTS:
+            raise GrammarError(f"more than {MAX_CATENATE_PARTS} CATENATE parts")
+    if not parts:
+        raise GrammarError("empty CATENATE list")
+    return tuple(parts)
 
 
 def _copy(cur: _Cursor) -> CopyArgs:
@@ -973,6 +1233,8 @@ _PARSERS: dict[str, Callable[[_Cursor], Any]] = {
     "SORT": _sort, "THREAD": _thread,
     "GETQUOTA": _one_astring, "GETQUOTAROOT": _one_mailbox, "SETQUOTA": _setquota,  # RFC 9208
     "COMPRESS": _compress,  # RFC 4978
+    "ESEARCH": _esearch,  # RFC 7377
+    "CANCELUPDATE": _cancelupdate,  # RFC 5267
 }
 _UID_PARSERS: dict[str, Callable[[_Cursor], Any]] = {
     "FETCH": _fetch, "SEARCH": _search, "STORE": _store, "COPY": _copy, "MOVE": _copy,

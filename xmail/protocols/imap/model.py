@@ -45,7 +45,8 @@ class FetchAtt:
     name: "FLAGS", "UID", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY"
     (the non-extensible structure), "BODYSTRUCTURE", "RFC822",
     "RFC822.HEADER", "RFC822.TEXT", "BODY[]" (with section/partial/peek),
-    "MODSEQ" (RFC 7162).
+    "MODSEQ" (RFC 7162); "BINARY[]" (with section.part/partial/peek) and
+    "BINARY.SIZE" (with section.part), RFC 3516.
     """
 
     name: str
@@ -55,6 +56,13 @@ class FetchAtt:
 
     def response_name(self) -> str:
         """The name as echoed in the FETCH response, e.g. BODY[1.HEADER]<0>."""
+        if self.name in ("BINARY[]", "BINARY.SIZE"):
+            # RFC 3516 §4.2: "BINARY" section-binary ["<" number ">"]
+            part = ".".join(str(p) for p in self.section.part) if self.section else ""
+            out = f"{self.name[:-2] if self.name == 'BINARY[]' else self.name}[{part}]"
+            if self.partial is not None:
+                out += f"<{self.partial[0]}>"
+            return out
         if self.name != "BODY[]" or self.section is None:
             return self.name
         sec = ".".join(str(p) for p in self.section.part)

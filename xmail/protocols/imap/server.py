@@ -49,6 +49,7 @@ from xmail.limits import LOGIN, CommandDeadline
 from xmail.ops import metrics
 from xmail.protocols.imap import (
     commands,  # noqa: F401  (fills the command registry)
+    searchres,
     tokenizer,
 )
 from xmail.protocols.imap.commands.any_state import capability_line
@@ -448,6 +449,8 @@ class IMAPServerProtocol(Protocol):
             request = parse_command(event.items)
         except GrammarError as e:
             self._release_spools()
+            if getattr(e, "resets_search_result", False):
+                searchres.reset(self.session)  # a SEARCH RETURN (SAVE) that is BAD: RFC 5182 §2.1
             self.session.bad_line(getattr(e, "tag", None), str(e))
             return False
         except BadCharset as e:

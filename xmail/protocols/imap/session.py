@@ -35,7 +35,7 @@ from typing import Any, Protocol
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from xmail.protocols.imap import sync
+from xmail.protocols.imap import searchctx, searchres, sync
 from xmail.protocols.imap.grammar import Request
 from xmail.protocols.imap.response import resp_text
 from xmail.store import interfaces as store_errors
@@ -152,6 +152,7 @@ class Session:
         self.condstore = False
         self.qresync = False
         self.compressing = False  # RFC 4978
+        self.search_result: tuple[Any, frozenset[int]] | None = None  # RFC 5182, see searchres.py
         # Run right after the tagged reply (STARTTLS starts TLS there).
         self.after_reply: Callable[[], None] | None = None
         self.close_after_reply = False
@@ -164,6 +165,8 @@ class Session:
         """Send pending EXISTS / EXPUNGE / FETCH of the selected folder."""
         if self.selected is not None:
             for line in self.selected.flush(allow_expunge):
+                self.conn.write(line)
+            for line in searchctx.updates(self):  # RFC 5267 §4 UPDATE
                 self.conn.write(line)
 
     # -- dispatch --------------------------------------------------------------
@@ -182,6 +185,8 @@ class Session:
             if self.selected is not None:
                 # Changes made by other processes become visible at every command.
                 self.selected.poll()
+            if self.selected is not None:
+                request = searchres.expand(self, request)  # RFC 5182 "$"
             text = await spec.handler(self, request)
         except Disconnect:
             disconnect = True

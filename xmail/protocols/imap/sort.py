@@ -114,6 +114,7 @@ class SortArgs:
     key: SearchAnd
     charset: str = "UTF-8"
     returns: frozenset[str] | None = None  # None: a plain SORT response; else ESORT
+    partial: tuple[int, int] | None = None  # RFC 9394 RETURN (PARTIAL low:high)
 
 
 def _atom_text(item: Any, what: str) -> str:

@@ -47,6 +47,7 @@ used to wait for bytes the paused socket would never deliver).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -78,12 +79,20 @@ class LiteralString(String):
         return f"Literal({bytes(self)!r})"
 
 
+class Literal8String(LiteralString):
+    """A literal8 ``~{n}`` (RFC 3516 §4.3): binary data, NUL allowed."""
+
+    def __repr__(self) -> str:
+        return f"Literal8({bytes(self)!r})"
+
+
 @dataclass(frozen=True, slots=True)
 class SpooledLiteral:
     """A literal too large to hold in memory, written to a file at `path`."""
 
     path: str
     size: int
+    literal8: bool = False  # sent as ~{n} (RFC 3516 §4.3)
 
 
 class LiteralSpool(Protocol):
@@ -126,8 +135,9 @@ class RawLine:
 
 Event = Command | ContinueLiteral | Rejected | RawLine
 
-# RFC 3501 §9: literal = "{" number "}" CRLF *CHAR8; RFC 7888: "{" number "+}"
-_LITERAL_MARKER = re.compile(rb"\{(\d{1,19})(\+?)\}\Z")
+# RFC 3501 §9: literal = "{" number "}" CRLF *CHAR8; RFC 7888: "{" number "+}";
+# RFC 3516 §4.3: literal8 = "~{" number ["+"] "}" CRLF *OCTET
+_LITERAL_MARKER = re.compile(rb"(~?)\{(\d{1,19})(\+?)\}\Z")
 # Characters that end an atom.  Everything else the client sends is kept and
 # judged by the grammar (which knows whether "*", "%", "\" or "]" are allowed).
 _ATOM = re.compile(rb'[^ ()"\x00-\x1f\x7f]+')
@@ -247,6 +257,7 @@ class CommandReader:
         self._literal_data = bytearray()  # the in-memory literal being read
         self._memory_total = 0  # bytes of this command's literals held in memory
         self._discard_literal = False
+        self._literal8 = False  # the literal being read was announced as ~{n}
         self._sink: LiteralSpool | None = None  # the spool of the literal being read
         self._spooled: list[LiteralSpool] = []  # finished spools of this command
         self._error: str | None = None  # set: the command is being skipped
@@ -294,7 +305,10 @@ class CommandReader:
             if n:
                 return False
             self._literal_needed = None
-            self._stack[-1].append(self._sink.finish())
+            spooled = self._sink.finish()
+            if self._literal8:
+                spooled = dataclasses.replace(spooled, literal8=True)
+            self._stack[-1].append(spooled)
             self._spooled.append(self._sink)
             self._sink = None
             return True
@@ -309,7 +323,8 @@ class CommandReader:
             return False
         self._literal_needed = None
         if not self._discard_literal:
-            self._stack[-1].append(LiteralString(bytes(self._literal_data)))
+            data = bytes(self._literal_data)
+            self._stack[-1].append(Literal8String(data) if self._literal8 else LiteralString(data))
         self._literal_data = bytearray()
         self._discard_literal = False
         return True
@@ -340,8 +355,9 @@ class CommandReader:
         overflow = self._overflow
         self._overflow = False
         if marker is not None and not overflow:
-            size = int(marker.group(1))
-            synchronizing = not marker.group(2)
+            size = int(marker.group(2))
+            synchronizing = not marker.group(3)
+            self._literal8 = bool(marker.group(1))
             if self._error is None:
                 self._literal_total += size
                 if self._literal_total > self._literal_limit(self._root):

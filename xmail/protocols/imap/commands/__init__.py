@@ -2,4 +2,13 @@
 """IMAP command handlers, grouped by concern; importing this package fills
 session.REGISTRY (each handler registers itself with @command)."""
 
-from xmail.protocols.imap.commands import any_state, auth, mailbox, message, quota, selected  # noqa: F401
+from xmail.protocols.imap.commands import (  # noqa: F401
+    any_state,
+    append,
+    auth,
+    mailbox,
+    message,
+    multisearch,
+    quota,
+    selected,
+)

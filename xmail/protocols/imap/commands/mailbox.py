@@ -2,14 +2,13 @@
 """Authenticated-state mailbox commands (RFC 3501 §6.3): CREATE (with
 CREATE-SPECIAL-USE, RFC 6154), DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE,
 LIST (LIST-EXTENDED RFC 5258, LIST-STATUS RFC 5819, SPECIAL-USE, CHILDREN
-RFC 3348), LSUB, STATUS and APPEND (UIDPLUS RFC 4315, APPENDLIMIT RFC 7889)."""
+RFC 3348), LSUB and STATUS; APPEND is in append.py."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from xmail.protocols.imap.grammar import (
-    AppendArgs,
     CreateArgs,
     ListArgs,
     Request,
@@ -17,8 +16,7 @@ from xmail.protocols.imap.grammar import (
     UnusableMailboxName,
 )
 from xmail.protocols.imap.response import mailbox as wire_mailbox
-from xmail.protocols.imap.session import AUTH, No, Session, State, command
-from xmail.protocols.imap.tokenizer import SpooledLiteral
+from xmail.protocols.imap.session import AUTH, No, Session, command
 from xmail.store.interfaces import FolderInfo, NoSuchFolder, StoreBusy
 from xmail.store.names import list_pattern, parent_names
 
@@ -280,27 +278,3 @@ async def status(session: Session, request: Request) -> str:
     folder = open_folder(session, args.mailbox)
     session.untagged(status_line(session, folder, args.mailbox, args.items))
     return "STATUS completed"
-
-
-# --- APPEND ----------------------------------------------------------------------------------
-
-
-@command("APPEND", AUTH)
-async def append(session: Session, request: Request) -> str:
-    args: AppendArgs = request.args
-    folder = open_folder(session, args.mailbox, trycreate=True)
-    spooled = isinstance(args.message, SpooledLiteral)
-    size = args.message.size if spooled else len(args.message)
-    if size > session.ctx.settings.limits.max_message_size:
-        raise No("message exceeds APPENDLIMIT", "TOOBIG")  # RFC 7889 §4
-    if not size:
-        raise No("empty message", "CANNOT")
-    note_incoming(session, folder)
-    # A spooled message is copied in from its file by the store.
-    source = args.message.path if spooled else args.message
-    result = await folder.append(source, args.flags, args.internaldate)
-    selected = session.selected
-    if selected is not None and selected.folder.name == folder.name and session.state is State.SELECTED:
-        selected.poll()
-    # RFC 4315 §3: resp-code-apnd = "APPENDUID" SP nz-number SP append-uid
-    return f"[APPENDUID {result.uidvalidity} {result.uid}] APPEND completed"

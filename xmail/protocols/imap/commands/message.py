@@ -19,14 +19,18 @@ from typing import Any
 
 from twisted.internet.threads import deferToThread
 
+from xmail.protocols.imap import binary as binarymod
 from xmail.protocols.imap import fetch as fetchmod
+from xmail.protocols.imap import results as resultsmod
 from xmail.protocols.imap import search as searchmod
+from xmail.protocols.imap import searchctx, searchres
 from xmail.protocols.imap import sort as sortmod
 from xmail.protocols.imap import thread as threadmod
 from xmail.protocols.imap.commands.mailbox import note_incoming, usable_name
 from xmail.protocols.imap.commands.selected import vanished_since
 from xmail.protocols.imap.grammar import CopyArgs, FetchArgs, Request, SearchArgs, StoreArgs
 from xmail.protocols.imap.model import FetchAtt, SearchAnd, SearchKey, SearchNot, SearchOr
+from xmail.protocols.imap.response import quoted
 from xmail.protocols.imap.session import SELECTED, Bad, No, Session, command
 from xmail.protocols.imap.sync import SelectedFolder, flags_with_recent
 from xmail.store.interfaces import MessageRecord, NoSuchFolder, NoSuchMessage
@@ -35,7 +39,8 @@ _BATCH = 256  # records read per index transaction while fetching
 _INLINE_READ = 256 * 1024  # larger sections are read in a thread, chunk by chunk
 _CHUNK = 65536
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-_BODY_ATTS = {"BODY[]", "RFC822", "RFC822.HEADER", "RFC822.TEXT"}
+_BODY_ATTS = {"BODY[]", "RFC822", "RFC822.HEADER", "RFC822.TEXT", "BINARY[]", "BINARY.SIZE"}
+_BINARY_ATTS = ("BINARY[]", "BINARY.SIZE")  # RFC 3516
 
 
 def _whole_message(att: FetchAtt) -> bool:
@@ -46,7 +51,7 @@ def _whole_message(att: FetchAtt) -> bool:
 
 
 def _needs_structure(att: FetchAtt) -> bool:
-    if att.name in ("ENVELOPE", "BODY", "BODYSTRUCTURE", "RFC822.HEADER", "RFC822.TEXT"):
+    if att.name in ("ENVELOPE", "BODY", "BODYSTRUCTURE", "RFC822.HEADER", "RFC822.TEXT", *_BINARY_ATTS):
         return True
     return att.name == "BODY[]" and not _whole_message(att)
 
@@ -106,7 +111,8 @@ async def fetch(session: Session, request: Request) -> str:
     needs_meta = any(_needs_structure(a) for a in atts)
     needs_file = any(a.name in _BODY_ATTS for a in atts)
     marks_seen = not view.readonly and any(
-        a.name in ("BODY[]", "RFC822", "RFC822.TEXT") and fetchmod.sets_seen(a) for a in atts)
+        a.name in ("BODY[]", "RFC822", "RFC822.TEXT") and fetchmod.sets_seen(a)
+        or a.name == "BINARY[]" and not a.peek for a in atts)  # RFC 3516 §4.2
     wants_flags = any(a.name == "FLAGS" for a in atts)
     missing = False  # some were expunged by another session since we last said so
     folder = view.folder
@@ -211,11 +217,12 @@ async def _fetch_one(session: Session, view: SelectedFolder, seq: int, record: M
         # Cached at delivery; parsed again only for data indexed without it.
         structure = fetchmod.structure_of(folder.meta(record.uid), lambda: _read_whole(folder, record.uid))
     conn = session.conn
+    binaries = await _binary_values(folder, record.uid, atts, structure)
     out = [b"* %d FETCH (" % seq]
     first = True
     message_file = None
     try:
-        for att in atts:
+        for i, att in enumerate(atts):
             if not first:
                 out.append(b" ")
             first = False
@@ -223,6 +230,8 @@ async def _fetch_one(session: Session, view: SelectedFolder, seq: int, record: M
             item = _record_item(view, record, name)
             if item is not None:
                 out.append(item)
+            elif i in binaries:
+                out.append(att.response_name().encode("ascii") + b" " + binaries[i])
             elif name == "ENVELOPE":
                 out.append(b"ENVELOPE " + fetchmod.render_envelope(structure))
             elif name in ("BODY", "BODYSTRUCTURE"):
@@ -263,6 +272,43 @@ async def _fetch_one(session: Session, view: SelectedFolder, seq: int, record: M
     d = conn.drain()
     if d is not None:
         await d
+
+
+async def _binary_values(folder: Any, uid: int, atts: list[FetchAtt], structure: dict[str, Any]
+                         ) -> dict[int, bytes]:
+    """The rendered values of the BINARY / BINARY.SIZE items (RFC 3516),
+    decoded before the FETCH line starts so an unknown encoding can still
+    answer the command NO [UNKNOWN-CTE] (§4.3)."""
+    wanted = [(i, att) for i, att in enumerate(atts) if att.name in _BINARY_ATTS]
+    if not wanted:
+        return {}
+    out: dict[int, bytes] = {}
+    for i, att in wanted:
+        assert att.section is not None
+        where = binarymod.part_range(structure, att.section.part)
+        if where is None:
+            out[i] = b"NIL" if att.name == "BINARY[]" else b"0"
+            continue
+        start, end, encoding = where
+        if end - start > _INLINE_READ:
+            data = await deferToThread(_read_decoded, folder, uid, start, end, encoding)
+        else:
+            data = _read_decoded(folder, uid, start, end, encoding)
+        if att.name == "BINARY.SIZE":
+            out[i] = b"%d" % len(data)
+        else:
+            out[i] = binarymod.literal(binarymod.apply_partial(data, att.partial))
+    return out
+
+
+def _read_decoded(folder: Any, uid: int, start: int, end: int, encoding: str) -> bytes:
+    with folder.open_message(uid) as f:
+        f.seek(start)
+        data = f.read(end - start)
+    try:
+        return binarymod.decode(data, encoding)
+    except binarymod.UnknownCTE:
+        raise No(f"unknown content-transfer-encoding {encoding[:40]}", "UNKNOWN-CTE") from None
 
 
 def _read_whole(folder: Any, uid: int) -> bytes:
@@ -448,7 +494,12 @@ async def _matching(session: Session, key: Any) -> tuple[list[int], list[Message
 async def search(session: Session, request: Request) -> str:
     args: SearchArgs = request.args
     view = _view(session)
+    saving = args.returns is not None and "SAVE" in args.returns
+    if saving:
+        searchres.reset(session)  # RFC 5182 §2.1: a failed SEARCH leaves "$" empty
     matches, records = await _matching(session, args.key)
+    if saving:
+        searchres.save(session, searchres.what_to_save(args.returns, matches))
     numbers = matches if request.uid else [view.seq_of(uid) or 0 for uid in matches]
     numbers = [n for n in numbers if n]
     highest = None
@@ -466,9 +517,23 @@ async def search(session: Session, request: Request) -> str:
             highest = max(r.modseq for r in records if r.uid in wanted)
     if args.returns is None:
         _write_search(session, numbers, highest)
-    else:
-        _write_esearch(session, request, numbers, args.returns, highest)
+    elif args.returns != {"SAVE"}:  # RFC 5182 §2.1: SAVE alone answers no ESEARCH
+        _write_esearch(session, request, numbers, args.returns, highest, args.partial)
+    if args.returns is not None and "UPDATE" in args.returns:
+        # RFC 5267 §4.1: keep the result current until CANCELUPDATE.
+        modseq = max((r.modseq for r in records), default=0)
+        if not searchctx.start(session, request.tag, args.key, request.uid, matches, modseq):
+            session.untagged(b"NO [NOUPDATE " + quoted(request.tag) + b"] too many updating searches")
     return "SEARCH completed"
+
+
+@command("CANCELUPDATE", SELECTED)
+async def cancelupdate(session: Session, request: Request) -> str:
+    # RFC 5267 §4.3: end updating searches; a tag that names none is BAD.
+    unknown = searchctx.cancel(session, request.args)
+    if unknown:
+        raise Bad("no updating search with tag " + unknown[0].decode("ascii", "replace")[:40])
+    return "CANCELUPDATE completed"
 
 
 def uses_modseq(expr: Any) -> bool:
@@ -494,23 +559,15 @@ def _write_search(session: Session, numbers: list[int], highest: int | None = No
 
 
 def _write_esearch(session: Session, request: Request, numbers: list[int], returns: frozenset[str],
-                   highest: int | None = None) -> None:
+                   highest: int | None = None, partial: tuple[int, int] | None = None) -> None:
     # RFC 4731 §3.1: * ESEARCH (TAG "tag") [UID] [MIN n] [MAX n] [ALL set] [COUNT n]
-    from xmail.protocols.imap.grammar import compress_numbers
+    # (and RFC 9394 PARTIAL (range set)); numbers ascending.
     from xmail.protocols.imap.response import quoted
 
     parts = [b"ESEARCH (TAG " + quoted(request.tag) + b")"]
     if request.uid:
         parts.append(b"UID")
-    if numbers:
-        if "MIN" in returns:
-            parts.append(b"MIN %d" % min(numbers))
-        if "MAX" in returns:
-            parts.append(b"MAX %d" % max(numbers))
-        if "ALL" in returns:
-            parts.append(b"ALL " + compress_numbers(numbers).encode())
-    if "COUNT" in returns:
-        parts.append(b"COUNT %d" % len(numbers))
+    parts.extend(resultsmod.esearch_items(numbers, returns, partial))
     if highest is not None:
         parts.append(b"MODSEQ %d" % highest)  # RFC 7162 §3.1.5
     session.untagged(b" ".join(parts))
@@ -541,9 +598,14 @@ async def sort(session: Session, request: Request) -> str:
         session.conn.write(b"* SORT" + b"".join(b" %d" % n for n in numbers if n)
                            + (b" (MODSEQ " + modseq + b")" if modseq else b"") + b"\r\n")
     else:
-        session.untagged(sortmod.esort_response(request.tag, [n for n in numbers if n], args.returns,
+        found = [n for n in numbers if n]
+        partial = b""
+        if args.partial is not None:
+            # RFC 9394 §3: PARTIAL counts positions in the sorted result.
+            partial = b" " + resultsmod.esearch_items(found, frozenset(), args.partial)[0]
+        session.untagged(sortmod.esort_response(request.tag, found, args.returns - {"PARTIAL"},
                                                 uid=request.uid)
-                         + (b" MODSEQ " + modseq if modseq else b""))
+                         + partial + (b" MODSEQ " + modseq if modseq else b""))
     return "SORT completed"
 
 

@@ -1,0 +1,125 @@
+# -*- test-case-name: tests.protocols.test_imap_extensions -*-
+"""CONTEXT=SEARCH (RFC 5267 §4): `SEARCH RETURN (UPDATE)` keeps a search
+result current; the server tells the client what enters or leaves it.
+
+    C: t1 UID SEARCH RETURN (UPDATE) UNSEEN
+    S: * ESEARCH (TAG "t1") UID ALL 3:5
+    S: t1 OK SEARCH completed
+    ...another session marks 4 \\Seen, mail 9 arrives...
+    S: * 9 EXISTS
+    S: * ESEARCH (TAG "t1") UID REMOVEFROM (0 4)
+    S: * ESEARCH (TAG "t1") UID ADDTO (0 9)
+    C: t2 CANCELUPDATE "t1"
+
+A context belongs to the SelectedFolder it was made in (any change of
+selection ends it) and is re-evaluated where untagged data goes out anyway —
+after every command and while IDLE (session.flush_changes) — over the
+messages whose MODSEQ moved since it last looked (RFC 7162's log, so the
+work follows the changes, not the folder size; keys on sequence numbers
+re-evaluate the whole view).  Position is always 0: a SEARCH result is a
+set (§4.3).  Expunged messages leave the result with the EXPUNGE/VANISHED
+the client receives anyway; no REMOVEFROM is sent for them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from xmail.protocols.imap import search as searchmod
+from xmail.protocols.imap.model import SearchAnd, SearchKey, SearchNot, SearchOr
+from xmail.protocols.imap.response import quoted
+from xmail.protocols.imap.results import ordered_set
+
+MAX_CONTEXTS = 10  # updating searches per session; more get NO [NOUPDATE]
+
+
+@dataclass(slots=True)
+class SearchContext:
+    tag: bytes
+    key: SearchAnd
+    uid: bool
+    view: Any  # the SelectedFolder it belongs to
+    result: set[int]  # UIDs
+    modseq: int  # changes up to this MODSEQ are reflected in result
+
+
+def _contexts(session: Any) -> list[SearchContext]:
+    contexts = getattr(session, "search_contexts", None)
+    if contexts is None:
+        contexts = session.search_contexts = []
+    # A change of selection ends every context (RFC 5267 §4.1).
+    if contexts and any(c.view is not session.selected for c in contexts):
+        contexts[:] = [c for c in contexts if c.view is session.selected]
+    return contexts
+
+
+def start(session: Any, tag: bytes, key: SearchAnd, uid: bool, uids: list[int], modseq: int) -> bool:
+    """Remember a SEARCH RETURN (UPDATE); False when the session has too many."""
+    contexts = _contexts(session)
+    if len(contexts) >= MAX_CONTEXTS:
+        return False
+    contexts[:] = [c for c in contexts if c.tag != tag]
+    contexts.append(SearchContext(tag, key, uid, session.selected, set(uids), modseq))
+    return True
+
+
+def cancel(session: Any, tags: tuple[bytes, ...]) -> list[bytes]:
+    """End the named contexts; the tags that named none."""
+    contexts = _contexts(session)
+    known = {c.tag for c in contexts}
+    contexts[:] = [c for c in contexts if c.tag not in tags]
+    return [t for t in tags if t not in known]
+
+
+def _uses_seqnumbers(expr: Any) -> bool:
+    if isinstance(expr, SearchKey):
+        return expr.name == "SEQSET"
+    if isinstance(expr, SearchNot):
+        return _uses_seqnumbers(expr.key)
+    if isinstance(expr, SearchOr):
+        return _uses_seqnumbers(expr.left) or _uses_seqnumbers(expr.right)
+    return any(_uses_seqnumbers(k) for k in expr.keys)
+
+
+def updates(session: Any) -> list[bytes]:
+    """ADDTO / REMOVEFROM lines for every context whose result changed."""
+    contexts = getattr(session, "search_contexts", None)
+    if not contexts or session.selected is None:
+        return []
+    contexts = _contexts(session)
+    view = session.selected
+    folder = view.folder
+    out: list[bytes] = []
+    for ctx in contexts:
+        current = set(view.uids)
+        ctx.result &= current  # expunged: told by EXPUNGE / VANISHED
+        changed = folder.changed_since(ctx.modseq)
+        if not changed:
+            continue
+        shown = [r for r in changed if r.uid in current]
+        unseen = [r.modseq for r in changed if r.uid not in current]
+        # What the client has not been told of yet (EXISTS) waits for a later pass.
+        ctx.modseq = (min(unseen) - 1) if unseen else max(r.modseq for r in changed)
+        if not shown:
+            continue
+        if _uses_seqnumbers(ctx.key):
+            records = folder.records(list(view.uids))
+            matches = set(searchmod.run_search(ctx.key, folder, records, recent_uids=frozenset(view.recent)))
+            considered = {r.uid for r in shown}
+            matches &= considered
+        else:
+            considered = {r.uid for r in shown}
+            matches = set(searchmod.run_search(ctx.key, folder, shown, recent_uids=frozenset(view.recent)))
+        added = sorted(matches - ctx.result)
+        removed = sorted((considered - matches) & ctx.result)
+        ctx.result |= set(added)
+        ctx.result -= set(removed)
+        head = b"* ESEARCH (TAG " + quoted(ctx.tag) + b")" + (b" UID" if ctx.uid else b"")
+        to_number = (lambda u: u) if ctx.uid else view.seq_of
+        for word, uids in ((b"REMOVEFROM", removed), (b"ADDTO", added)):
+            if uids:
+                numbers = [n for n in map(to_number, uids) if n]
+                # RFC 5267 §4.3: "ADDTO" / "REMOVEFROM" SP "(" context-position SP sequence-set ")"
+                out.append(head + b" %s (0 %s)\r\n" % (word, ordered_set(numbers).encode("ascii")))
+    return out
