@@ -9,6 +9,16 @@ is in progress are run together in the next transaction ("group commit"): one
 fsync of the LMDB data file acknowledges many deliveries.  Each job runs in a
 nested transaction so that one failing job does not undo its neighbours.
 
+What a commit promises (docs/decisions.md, "Durability of index writes"):
+the environment runs with LMDB's MDB_NOMETASYNC, so a commit fsyncs its data
+pages once and leaves the meta page to the next sync -- LMDB keeps the
+database consistent either way, a system crash can only undo the newest
+commits.  A batch holding a durable job (`write(fn)`, the default: a new
+message, an expunge's end, a user) is followed by `sync()`, which makes the
+meta page durable too, before any of its Deferreds fire; a batch of
+`write(fn, durable=False)` jobs only (flag changes, like Dovecot's
+mail_fsync=optimized) fires right after its commit.
+
 Short read transactions may run on any thread, the reactor's included.
 `xmailctl` opens the same environment from another process at the same time;
 LMDB's own lock file serialises writers across processes.
@@ -71,6 +81,10 @@ def fire_outcomes(outcomes: Any) -> None:
             d.errback(value)
 
 
+# A queued write: fn(txn), the Deferred to fire, whether it must be durable.
+WriteJob = tuple[Callable[[lmdb.Transaction], Any], Deferred[Any], bool]
+
+
 class IndexBusy(Exception):
     """The writer queue is full; the caller should answer with a temporary error."""
 
@@ -101,7 +115,8 @@ class IndexEnvironment:
             mode=0o600,
             max_readers=512,
             sync=True,
-            metasync=True,
+            # One fsync per commit; durable batches add sync() (module doc).
+            metasync=False,
             # Readers on the reactor thread and the writer thread share the env.
             lock=True,
         )
@@ -164,22 +179,39 @@ class IndexEnvironment:
             txn.abort()
 
     # -- writes --------------------------------------------------------------
-    def write(self, fn: Callable[[lmdb.Transaction], T]) -> Deferred[T]:
+    def write(self, fn: Callable[[lmdb.Transaction], T], *, durable: bool = True) -> Deferred[T]:
         """Run fn(txn) on the writer thread; fires with its result after commit.
 
         Must be called from the reactor thread.  The Deferred fires on the
-        reactor thread only once the transaction is durable.
+        reactor thread once the transaction is committed (visible to every
+        reader) and, when durable, once it survives a system crash too.
+        durable=False is for changes a crash may undo without losing mail
+        (flags): the commit does not wait for the meta page's fsync.
         """
         if self._thread is None:
             self.start_writer()
         d: Deferred[T] = Deferred()
         try:
-            self._queue.put_nowait((fn, d))
+            self._queue.put_nowait((fn, d, durable))
         except queue.Full:
             d.errback(Failure(IndexBusy("index writer queue is full")))
         return d
 
-    def write_sync(self, fn: Callable[[lmdb.Transaction], T]) -> T:
+    def write_from_thread(self, fn: Callable[[lmdb.Transaction], T], d: Deferred[T], *,
+                          durable: bool = True) -> None:
+        """`write` for a thread other than the reactor's (the append
+        thread hands a new message's record straight to the writer, saving
+        a hop through the reactor); d fires on the reactor thread."""
+        try:
+            self._queue.put_nowait((fn, d, durable))
+        except queue.Full:
+            self._reactor.callFromThread(d.errback, Failure(IndexBusy("index writer queue is full")))
+
+    def sync(self) -> None:
+        """Make every commit so far durable (the meta page too); any thread."""
+        self.env.sync(True)
+
+    def write_sync(self, fn: Callable[[lmdb.Transaction], T], *, durable: bool = True) -> T:
         """Run fn(txn) in a transaction of the calling thread and commit.
 
         For `xmailctl`, tests and worker threads that are not the reactor.
@@ -190,6 +222,8 @@ class IndexEnvironment:
             try:
                 result = fn(txn)
                 txn.commit()
+                if durable:
+                    self.sync()
                 return result
             except lmdb.MapFullError:
                 txn.abort()
@@ -211,7 +245,7 @@ class IndexEnvironment:
             if batch:
                 self._commit_batch(batch)
 
-    def _commit_batch(self, batch: list[tuple[Callable[[lmdb.Transaction], Any], Deferred[Any]]]) -> None:
+    def _commit_batch(self, batch: list[WriteJob]) -> None:
         started = time.monotonic()
         while True:
             outcomes: list[tuple[bool, Any]] = []
@@ -219,10 +253,10 @@ class IndexEnvironment:
                 parent = self.env.begin(write=True)
             except Exception:
                 failure = Failure()
-                self._reactor.callFromThread(fire_outcomes, [(d, False, failure) for _fn, d in batch])
+                self._reactor.callFromThread(fire_outcomes, [(d, False, failure) for _fn, d, _s in batch])
                 return
             try:
-                for fn, _d in batch:
+                for fn, _d, _durable in batch:
                     child = self.env.begin(write=True, parent=parent)
                     try:
                         result = fn(child)
@@ -235,6 +269,8 @@ class IndexEnvironment:
                         child.abort()
                         outcomes.append((False, Failure()))
                 parent.commit()
+                if any(durable for _fn, _d, durable in batch):
+                    self.sync()
                 self.commits += 1
                 metrics.index_write(time.monotonic() - started)
             except lmdb.MapFullError:
@@ -245,10 +281,10 @@ class IndexEnvironment:
                 parent.abort()
                 failure = Failure()
                 self._log.failure("index commit failed", failure)
-                self._reactor.callFromThread(fire_outcomes, [(d, False, failure) for _fn, d in batch])
+                self._reactor.callFromThread(fire_outcomes, [(d, False, failure) for _fn, d, _s in batch])
                 return
             # One hop to the reactor for the whole batch: a wake-up each
             # costs more than the job itself.
-            self._reactor.callFromThread(fire_outcomes, [(d, ok, value) for (ok, value), (_fn, d)
-                                                 in zip(outcomes, batch, strict=True)])
+            self._reactor.callFromThread(fire_outcomes, [(d, ok, value) for (ok, value), (_fn, d, _s)
+                                                         in zip(outcomes, batch, strict=True)])
             return
