@@ -119,3 +119,52 @@ def test_closed_environment_refuses(tmp_path):
     e.close()
     with pytest.raises((RuntimeError, lmdb.Error)):
         e.write_sync(lambda txn: None)
+
+
+# -- what a commit promises (docs/decisions.md, "Durability of index writes") --------------------
+
+
+def _counting_syncs(env, monkeypatch):
+    calls = []
+    real = env.sync
+
+    def counted():
+        calls.append(1)
+        real()
+
+    monkeypatch.setattr(env, "sync", counted)
+    return calls
+
+
+def test_flag_only_commit_fires_without_a_durable_sync(env, monkeypatch):
+    """A flag change (durable=False) is committed -- visible -- without the
+    meta page's fsync: like Dovecot's mail_fsync=optimized."""
+    db = env.db("t")
+    syncs = _counting_syncs(env, monkeypatch)
+
+    def put(txn):
+        txn.put(b"flags", b"S", db=db)
+        return "ok"
+
+    assert in_reactor(lambda: env.write(put, durable=False)) == "ok"
+    with env.read() as txn:
+        assert txn.get(b"flags", db=db) == b"S"
+    assert syncs == []
+
+
+def test_durable_commit_is_synced_before_it_fires(env, monkeypatch):
+    db = env.db("t")
+    syncs = _counting_syncs(env, monkeypatch)
+    assert in_reactor(lambda: env.write(lambda txn: txn.put(b"m", b"1", db=db))) is True
+    assert syncs == [1]
+
+
+def test_environment_commits_without_meta_sync_and_write_sync_syncs(env, monkeypatch):
+    """MDB_NOMETASYNC: one fsync per commit keeps LMDB consistent; a
+    durable write adds sync() for the meta page."""
+    assert env.env.flags()["metasync"] is False
+    db = env.db("t")
+    syncs = _counting_syncs(env, monkeypatch)
+    env.write_sync(lambda txn: txn.put(b"a", b"1", db=db))
+    env.write_sync(lambda txn: txn.put(b"b", b"1", db=db), durable=False)
+    assert syncs == [1]
