@@ -120,7 +120,8 @@ class Xmail:
         return workers_bench.cpu_seconds(self.daemon)
 
     def stop(self) -> None:
-        self.daemon.stop()
+        if self.daemon.proc is not None:
+            self.daemon.stop()
 
 
 def _own(path: str, user: str) -> None:
@@ -271,7 +272,8 @@ smtpd_banner = $myhostname ESMTP
         return total
 
     def stop(self) -> None:
-        subprocess.run(["postfix", "-c", self.postfix_conf, "stop"], capture_output=True)
+        if hasattr(self, "postfix_conf"):
+            subprocess.run(["postfix", "-c", self.postfix_conf, "stop"], capture_output=True)
         for proc in self.procs:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)
@@ -526,14 +528,18 @@ def main() -> None:
             print(f"round {r + 1}:", flush=True)
             for make in makers if r % 2 == 0 else makers[::-1]:
                 server = make(workers_bench.workdir("peer-bench-"))
-                server.start()
                 try:
+                    server.start()
                     run_round(server, args, results)
                 finally:
                     server.stop()
+        print_medians(args.rounds, results)
     finally:
-        workers_bench.remove_workdirs()
-    print(f"\nmedians of {args.rounds} rounds (ratio: xmail relative to the peer; > 1 = xmail better)")
+        workers_bench.remove_workdirs()  # after the table: removing 100,000s of files takes minutes
+
+
+def print_medians(rounds: int, results: dict[str, dict[str, list[float]]]) -> None:
+    print(f"\nmedians of {rounds} rounds (ratio: xmail relative to the peer; > 1 = xmail better)")
     print(f"{'figure':<22} {'xmail':>9} {'peer':>9} {'ratio':>6}")
     for figure, by_server in results.items():
         ours = statistics.median(by_server["xmail"]) if by_server["xmail"] else float("nan")
