@@ -9,7 +9,7 @@ import sys
 import lmdb
 import pytest
 
-from tests.conftest import in_reactor, reactor_running
+from tests.conftest import in_reactor, reactor_running, wait_until
 from xmail.store.environment import IndexEnvironment
 
 
@@ -168,3 +168,32 @@ def test_environment_commits_without_meta_sync_and_write_sync_syncs(env, monkeyp
     env.write_sync(lambda txn: txn.put(b"a", b"1", db=db))
     env.write_sync(lambda txn: txn.put(b"b", b"1", db=db), durable=False)
     assert syncs == [1]
+
+
+def test_flag_commit_does_not_queue_behind_a_durable_sync(env, monkeypatch):
+    """While a durable batch waits for its sync, the writer commits the
+    next batch: a STORE arriving behind an APPEND waits for one commit, not
+    for the APPEND's sync as well.  The durable job fires only after its sync."""
+    import threading
+
+    db = env.db("t")
+    entered, release = threading.Event(), threading.Event()
+    real = env.sync
+
+    def slow_sync():
+        entered.set()
+        assert release.wait(10)
+        real()
+
+    monkeypatch.setattr(env, "sync", slow_sync)
+    fired: list[str] = []
+
+    def start_durable():
+        env.write(lambda txn: txn.put(b"message", b"1", db=db)).addCallback(lambda _: fired.append("durable"))
+
+    reactor_running().callFromThread(start_durable)
+    assert entered.wait(10)
+    assert in_reactor(lambda: env.write(lambda txn: txn.put(b"flags", b"S", db=db), durable=False)) is True
+    assert fired == []  # still waiting for its sync
+    release.set()
+    wait_until(lambda: fired == ["durable"], what="the durable write to fire after its sync")

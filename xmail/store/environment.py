@@ -13,9 +13,10 @@ What a commit promises (docs/decisions.md, "Durability of index writes"):
 the environment runs with LMDB's MDB_NOMETASYNC, so a commit fsyncs its data
 pages once and leaves the meta page to the next sync -- LMDB keeps the
 database consistent either way, a system crash can only undo the newest
-commits.  A batch holding a durable job (`write(fn)`, the default: a new
-message, an expunge's end, a user) is followed by `sync()`, which makes the
-meta page durable too, before any of its Deferreds fire; a batch of
+commits.  A durable job (`write(fn)`, the default: a new message, a user) fires
+only after a `sync()` that makes the meta page durable too -- run on a
+sync thread, one for all batches committed meanwhile, while the writer
+goes on with the next commit; a batch of
 `write(fn, durable=False)` jobs only (flag changes, like Dovecot's
 mail_fsync=optimized) fires right after its commit.
 
@@ -102,6 +103,10 @@ class IndexEnvironment:
         self._dbs: dict[bytes, Any] = {}
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=_MAX_QUEUE)
         self._thread: threading.Thread | None = None
+        # Durable batches wait for sync() on a thread of their own, so the
+        # writer's next commit (a STORE's, say) does not queue behind it.
+        self._syncs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._sync_thread: threading.Thread | None = None
         self._lock = threading.Lock()  # guards db creation and resizing
         self.commits = 0  # group commits made by the writer thread (metrics, tests)
 
@@ -133,6 +138,8 @@ class IndexEnvironment:
 
                 self._reactor = reactor
             self._thread = threading.Thread(target=self._run, name="xmail-index-writer", daemon=True)
+            self._sync_thread = threading.Thread(target=self._run_syncs, name="xmail-index-sync", daemon=True)
+            self._sync_thread.start()
             self._thread.start()
 
     def close(self) -> None:
@@ -140,6 +147,10 @@ class IndexEnvironment:
             self._queue.put(None)
             self._thread.join()
             self._thread = None
+        if self._sync_thread is not None:
+            self._syncs.put(None)  # after every durable batch the writer handed over
+            self._sync_thread.join()
+            self._sync_thread = None
         if self._env is not None:
             self._env.close()
             self._env = None
@@ -269,8 +280,6 @@ class IndexEnvironment:
                         child.abort()
                         outcomes.append((False, Failure()))
                 parent.commit()
-                if any(durable for _fn, _d, durable in batch):
-                    self.sync()
                 self.commits += 1
                 metrics.index_write(time.monotonic() - started)
             except lmdb.MapFullError:
@@ -284,7 +293,29 @@ class IndexEnvironment:
                 self._reactor.callFromThread(fire_outcomes, [(d, False, failure) for _fn, d, _s in batch])
                 return
             # One hop to the reactor for the whole batch: a wake-up each
-            # costs more than the job itself.
-            self._reactor.callFromThread(fire_outcomes, [(d, ok, value) for (ok, value), (_fn, d, _s)
-                                                         in zip(outcomes, batch, strict=True)])
+            # costs more than the job itself.  Durable jobs first pass the
+            # sync thread (failed ones too: their neighbours' order holds).
+            ready = [(d, ok, value) for (ok, value), (_fn, d, _s) in zip(outcomes, batch, strict=True)]
+            if any(durable for _fn, _d, durable in batch):
+                self._syncs.put([r for r, (_fn, _d, durable) in zip(ready, batch, strict=True) if durable])
+                ready = [r for r, (_fn, _d, durable) in zip(ready, batch, strict=True) if not durable]
+            if ready:
+                self._reactor.callFromThread(fire_outcomes, ready)
             return
+
+    def _run_syncs(self) -> None:
+        """One sync() for every durable batch committed meanwhile, then
+        their Deferreds fire."""
+        stop = False
+        while not stop:
+            groups, stop = next_batch(self._syncs, _MAX_BATCH)
+            if not groups:
+                continue
+            outcomes = [outcome for group in groups for outcome in group]
+            try:
+                self.sync()
+            except Exception:
+                failure = Failure()
+                self._log.failure("index sync failed", failure)
+                outcomes = [(d, False, failure) for d, _ok, _value in outcomes]
+            self._reactor.callFromThread(fire_outcomes, outcomes)
