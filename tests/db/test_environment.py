@@ -9,7 +9,7 @@ import sys
 import lmdb
 import pytest
 
-from tests.conftest import in_reactor, reactor_running
+from tests.conftest import in_reactor, reactor_running, wait_until
 from xmail.db.environment import IndexEnvironment
 
 
@@ -119,3 +119,81 @@ def test_closed_environment_refuses(tmp_path):
     e.close()
     with pytest.raises((RuntimeError, lmdb.Error)):
         e.write_sync(lambda txn: None)
+
+
+# -- what a commit promises (docs/decisions.md, "Durability of index writes") --------------------
+
+
+def _counting_syncs(env, monkeypatch):
+    calls = []
+    real = env.sync
+
+    def counted():
+        calls.append(1)
+        real()
+
+    monkeypatch.setattr(env, "sync", counted)
+    return calls
+
+
+def test_flag_only_commit_fires_without_a_durable_sync(env, monkeypatch):
+    """A flag change (durable=False) is committed -- visible -- without the
+    meta page's fsync: like Dovecot's mail_fsync=optimized."""
+    db = env.db("t")
+    syncs = _counting_syncs(env, monkeypatch)
+
+    def put(txn):
+        txn.put(b"flags", b"S", db=db)
+        return "ok"
+
+    assert in_reactor(lambda: env.write(put, durable=False)) == "ok"
+    with env.read() as txn:
+        assert txn.get(b"flags", db=db) == b"S"
+    assert syncs == []
+
+
+def test_durable_commit_is_synced_before_it_fires(env, monkeypatch):
+    db = env.db("t")
+    syncs = _counting_syncs(env, monkeypatch)
+    assert in_reactor(lambda: env.write(lambda txn: txn.put(b"m", b"1", db=db))) is True
+    assert syncs == [1]
+
+
+def test_environment_commits_without_meta_sync_and_write_sync_syncs(env, monkeypatch):
+    """MDB_NOMETASYNC: one fsync per commit keeps LMDB consistent; a
+    durable write adds sync() for the meta page."""
+    assert env.env.flags()["metasync"] is False
+    db = env.db("t")
+    syncs = _counting_syncs(env, monkeypatch)
+    env.write_sync(lambda txn: txn.put(b"a", b"1", db=db))
+    env.write_sync(lambda txn: txn.put(b"b", b"1", db=db), durable=False)
+    assert syncs == [1]
+
+
+def test_flag_commit_does_not_queue_behind_a_durable_sync(env, monkeypatch):
+    """While a durable batch waits for its sync, the writer commits the
+    next batch: a STORE arriving behind an APPEND waits for one commit, not
+    for the APPEND's sync as well.  The durable job fires only after its sync."""
+    import threading
+
+    db = env.db("t")
+    entered, release = threading.Event(), threading.Event()
+    real = env.sync
+
+    def slow_sync():
+        entered.set()
+        assert release.wait(10)
+        real()
+
+    monkeypatch.setattr(env, "sync", slow_sync)
+    fired: list[str] = []
+
+    def start_durable():
+        env.write(lambda txn: txn.put(b"message", b"1", db=db)).addCallback(lambda _: fired.append("durable"))
+
+    reactor_running().callFromThread(start_durable)
+    assert entered.wait(10)
+    assert in_reactor(lambda: env.write(lambda txn: txn.put(b"flags", b"S", db=db), durable=False)) is True
+    assert fired == []  # still waiting for its sync
+    release.set()
+    wait_until(lambda: fired == ["durable"], what="the durable write to fire after its sync")

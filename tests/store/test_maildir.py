@@ -147,3 +147,33 @@ def test_finish_files_fails_only_the_file_that_failed(tmp_path) -> None:
     assert sorted(os.listdir(os.path.join(good, "cur"))) == sorted([first[0] + ":2,", last[0] + ":2,"])
     # The failed message leaves nothing behind, in tmp/ or elsewhere.
     assert os.listdir(os.path.join(bad, "tmp")) == []
+
+
+def test_finish_files_fsyncs_a_batch_concurrently(tmp_path, monkeypatch):
+    """The files of one append batch are fsynced together, not one after
+    the other: 8 files whose fsync each takes 0.2 s finish in well under
+    8 x 0.2 s (the disk completes concurrent flushes together)."""
+    import time as _time
+
+    from xmail.store import maildir
+
+    folder = tmp_path / "f"
+    for sub in ("tmp", "new", "cur"):
+        (folder / sub).mkdir(parents=True)
+    real_fsync = os.fsync
+    in_flight = [0]
+    most = [0]
+
+    def slow_fsync(fd):
+        in_flight[0] += 1
+        most[0] = max(most[0], in_flight[0])
+        _time.sleep(0.2)
+        in_flight[0] -= 1
+        return real_fsync(fd)
+
+    files = [maildir.start_file(str(folder), b"Subject: %d\r\n\r\nbody\r\n" % i, "")[1] for i in range(8)]
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    errors = maildir.finish_files(files, maildir.DirSyncer())
+    assert errors == [None] * 8
+    assert len(os.listdir(folder / "cur")) == 8
+    assert most[0] > 1

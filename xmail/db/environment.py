@@ -13,6 +13,17 @@ is in progress are run together in the next transaction ("group commit"): one
 fsync of the LMDB data file acknowledges many deliveries.  Each job runs in a
 nested transaction so that one failing job does not undo its neighbours.
 
+What a commit promises (docs/decisions.md, "Durability of index writes"):
+the environment runs with LMDB's MDB_NOMETASYNC, so a commit fsyncs its data
+pages once and leaves the meta page to the next sync -- LMDB keeps the
+database consistent either way, a system crash can only undo the newest
+commits.  A durable job (`write(fn)`, the default: a new message, a user) fires
+only after a `sync()` that makes the meta page durable too -- run on a
+sync thread, one for all batches committed meanwhile, while the writer
+goes on with the next commit; a batch of
+`write(fn, durable=False)` jobs only (flag changes, like Dovecot's
+mail_fsync=optimized) fires right after its commit.
+
 Short read transactions may run on any thread, the reactor's included.
 `xmailctl` opens the same environment from another process at the same time;
 LMDB's own lock file serialises writers across processes.
@@ -73,6 +84,10 @@ def fire_outcomes(outcomes: Any) -> None:
             d.errback(value)
 
 
+# A queued write: fn(txn), the Deferred to fire, whether it must be durable.
+WriteJob = tuple[Callable[[lmdb.Transaction], Any], Deferred[Any], bool]
+
+
 class IndexBusy(Exception):
     """The writer queue is full; the caller should answer with a temporary error."""
 
@@ -94,6 +109,10 @@ class IndexEnvironment:
         self._dbs: dict[bytes, Any] = {}
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=_MAX_QUEUE)
         self._thread: threading.Thread | None = None
+        # Durable batches wait for sync() on a thread of their own, so the
+        # writer's next commit (a STORE's, say) does not queue behind it.
+        self._syncs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._sync_thread: threading.Thread | None = None
         self._lock = threading.Lock()  # guards db creation and resizing
         self.commits = 0  # group commits made by the writer thread (metrics, tests)
         # id(txn) -> callables to run once that transaction is durable
@@ -111,7 +130,8 @@ class IndexEnvironment:
             mode=0o600,
             max_readers=512,
             sync=True,
-            metasync=True,
+            # One fsync per commit; durable batches add sync() (module doc).
+            metasync=False,
             # Readers on the reactor thread and the writer thread share the env.
             lock=True,
         )
@@ -128,6 +148,8 @@ class IndexEnvironment:
 
                 self._reactor = reactor
             self._thread = threading.Thread(target=self._run, name="xmail-index-writer", daemon=True)
+            self._sync_thread = threading.Thread(target=self._run_syncs, name="xmail-index-sync", daemon=True)
+            self._sync_thread.start()
             self._thread.start()
 
     def close(self) -> None:
@@ -135,6 +157,10 @@ class IndexEnvironment:
             self._queue.put(None)
             self._thread.join()
             self._thread = None
+        if self._sync_thread is not None:
+            self._syncs.put(None)  # after every durable batch the writer handed over
+            self._sync_thread.join()
+            self._sync_thread = None
         if self._env is not None:
             self._env.close()
             self._env = None
@@ -175,8 +201,8 @@ class IndexEnvironment:
 
     # -- writes --------------------------------------------------------------
     def after_commit(self, txn: lmdb.Transaction, fn: Callable[[], None]) -> None:
-        """Run fn once txn (a write job's transaction) is committed and
-        durable; never if it aborts.  fn runs on the thread that committed
+        """Run fn once txn (a write job's transaction) is committed (durable once synced,
+        see write); never if it aborts.  fn runs on the thread that committed
         (the writer thread in the daemon), so it must be quick and
         thread-safe: hand work to a queue, do not do it.  For side effects
         outside LMDB that must not run for an aborted transaction (the
@@ -193,22 +219,39 @@ class IndexEnvironment:
             except Exception:
                 self._log.failure("after-commit callback failed")
 
-    def write(self, fn: Callable[[lmdb.Transaction], T]) -> Deferred[T]:
+    def write(self, fn: Callable[[lmdb.Transaction], T], *, durable: bool = True) -> Deferred[T]:
         """Run fn(txn) on the writer thread; fires with its result after commit.
 
         Must be called from the reactor thread.  The Deferred fires on the
-        reactor thread only once the transaction is durable.
+        reactor thread once the transaction is committed (visible to every
+        reader) and, when durable, once it survives a system crash too.
+        durable=False is for changes a crash may undo without losing mail
+        (flags): the commit does not wait for the meta page's fsync.
         """
         if self._thread is None:
             self.start_writer()
         d: Deferred[T] = Deferred()
         try:
-            self._queue.put_nowait((fn, d))
+            self._queue.put_nowait((fn, d, durable))
         except queue.Full:
             d.errback(Failure(IndexBusy("index writer queue is full")))
         return d
 
-    def write_sync(self, fn: Callable[[lmdb.Transaction], T]) -> T:
+    def write_from_thread(self, fn: Callable[[lmdb.Transaction], T], d: Deferred[T], *,
+                          durable: bool = True) -> None:
+        """`write` for a thread other than the reactor's (the append
+        thread hands a new message's record straight to the writer, saving
+        a hop through the reactor); d fires on the reactor thread."""
+        try:
+            self._queue.put_nowait((fn, d, durable))
+        except queue.Full:
+            self._reactor.callFromThread(d.errback, Failure(IndexBusy("index writer queue is full")))
+
+    def sync(self) -> None:
+        """Make every commit so far durable (the meta page too); any thread."""
+        self.env.sync(True)
+
+    def write_sync(self, fn: Callable[[lmdb.Transaction], T], *, durable: bool = True) -> T:
         """Run fn(txn) in a transaction of the calling thread and commit.
 
         For `xmailctl`, tests and worker threads that are not the reactor.
@@ -219,6 +262,8 @@ class IndexEnvironment:
             try:
                 result = fn(txn)
                 txn.commit()
+                if durable:
+                    self.sync()
             except lmdb.MapFullError:
                 txn.abort()
                 self._take_after(txn)
@@ -244,7 +289,7 @@ class IndexEnvironment:
             if batch:
                 self._commit_batch(batch)
 
-    def _commit_batch(self, batch: list[tuple[Callable[[lmdb.Transaction], Any], Deferred[Any]]]) -> None:
+    def _commit_batch(self, batch: list[WriteJob]) -> None:
         started = time.monotonic()
         while True:
             outcomes: list[tuple[bool, Any]] = []
@@ -252,11 +297,11 @@ class IndexEnvironment:
                 parent = self.env.begin(write=True)
             except Exception:
                 failure = Failure()
-                self._reactor.callFromThread(fire_outcomes, [(d, False, failure) for _fn, d in batch])
+                self._reactor.callFromThread(fire_outcomes, [(d, False, failure) for _fn, d, _s in batch])
                 return
             after: list[Callable[[], None]] = []
             try:
-                for fn, _d in batch:
+                for fn, _d, _durable in batch:
                     child = self.env.begin(write=True, parent=parent)
                     try:
                         result = fn(child)
@@ -284,10 +329,32 @@ class IndexEnvironment:
                 parent.abort()
                 failure = Failure()
                 self._log.failure("index commit failed", failure)
-                self._reactor.callFromThread(fire_outcomes, [(d, False, failure) for _fn, d in batch])
+                self._reactor.callFromThread(fire_outcomes, [(d, False, failure) for _fn, d, _s in batch])
                 return
             # One hop to the reactor for the whole batch: a wake-up each
-            # costs more than the job itself.
-            self._reactor.callFromThread(fire_outcomes, [(d, ok, value) for (ok, value), (_fn, d)
-                                                 in zip(outcomes, batch, strict=True)])
+            # costs more than the job itself.  Durable jobs first pass the
+            # sync thread (failed ones too: their neighbours' order holds).
+            ready = [(d, ok, value) for (ok, value), (_fn, d, _s) in zip(outcomes, batch, strict=True)]
+            if any(durable for _fn, _d, durable in batch):
+                self._syncs.put([r for r, (_fn, _d, durable) in zip(ready, batch, strict=True) if durable])
+                ready = [r for r, (_fn, _d, durable) in zip(ready, batch, strict=True) if not durable]
+            if ready:
+                self._reactor.callFromThread(fire_outcomes, ready)
             return
+
+    def _run_syncs(self) -> None:
+        """One sync() for every durable batch committed meanwhile, then
+        their Deferreds fire."""
+        stop = False
+        while not stop:
+            groups, stop = next_batch(self._syncs, _MAX_BATCH)
+            if not groups:
+                continue
+            outcomes = [outcome for group in groups for outcome in group]
+            try:
+                self.sync()
+            except Exception:
+                failure = Failure()
+                self._log.failure("index sync failed", failure)
+                outcomes = [(d, False, failure) for d, _ok, _value in outcomes]
+            self._reactor.callFromThread(fire_outcomes, outcomes)

@@ -192,9 +192,21 @@ def append(store: Any, address: str, fid: int, source: bytes | str, flags: froze
             return outcome
         return commit(*outcome)
 
-    def commit(prepared: Prepared, folder_dir: str, base: str) -> Any:
+    # The file of the message once it is in cur/, for the cleanup should its
+    # index write fail (set on the thread that wrote it, read on the reactor).
+    in_cur: list[str] = []
+
+    def failed(failure: Any) -> Any:
+        for path in in_cur:
+            cleanup = runner.io(maildir.unlink_quiet, path)
+            cleanup.addErrback(lambda f, p=path: _log.failure("cannot remove {path}", f, path=p))
+        return failure
+
+    def index_job(prepared: Prepared, folder_dir: str, base: str) -> Any:
+        """The index write of step 4, for the writer thread."""
         size = len(prepared.data)
         now = runner.seconds()
+        in_cur.append(os.path.join(folder_dir, "cur", maildir.entry_name(base, letters)))
 
         def job(txn: Any) -> AppendResult:
             state = index.state(txn, fid)
@@ -220,25 +232,28 @@ def append(store: Any, address: str, fid: int, source: bytes | str, flags: froze
             editor.flush()
             return AppendResult(state.uidvalidity, record[0])
 
-        d = runner.write(job)
+        return job
 
-        def failed(failure: Any) -> Any:
-            path = os.path.join(folder_dir, "cur", maildir.entry_name(base, letters))
-            cleanup = runner.io(maildir.unlink_quiet, path)
-            cleanup.addErrback(lambda f: _log.failure("cannot remove {path}", f, path=path))
-            return failure
-
+    def commit(prepared: Prepared, folder_dir: str, base: str) -> Any:
+        d = runner.write(index_job(prepared, folder_dir, base))
         d.addErrback(failed)
         d.addCallback(store.notify_after, fid)
         return d
+
+    def then(outcome: AppendResult | tuple[Prepared, str, str]) -> Any:
+        """On the append thread, the file durable: the index job, or None
+        for a deduplicated copy (outcome is the answer already)."""
+        return None if isinstance(outcome, AppendResult) else index_job(*outcome)
 
     if isinstance(source, str) or len(source) > BATCHED_APPEND_SIZE:
         # Big messages take a pool thread each, not the append thread's
         # batch: reading and parsing them would hold up every small one.
         d = runner.io(lambda: check_and_write(True)[0])
-    else:
-        d = runner.durable(lambda: check_and_write(False), store.syncer)
-    d.addCallback(written)
+        d.addCallback(written)
+        return d
+    d = runner.durable(lambda: check_and_write(False), store.syncer, then)
+    d.addErrback(failed)
+    d.addCallback(store.notify_after, fid)
     return d
 
 

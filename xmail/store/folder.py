@@ -239,7 +239,11 @@ class MaildirFolder:
             refused: list[int] = []
             for start in range(0, len(uids), FLAG_BATCH):
                 part = uids[start:start + FLAG_BATCH]
-                done, skipped, stale = yield store.runner.write(lambda txn, p=part: job(txn, p))
+                # A flag change need not survive a system crash (Dovecot's
+                # mail_fsync=optimized promises no more; the new file name
+                # is in the Maildir too): no wait for a durable sync.
+                done, skipped, stale = yield store.runner.write(lambda txn, p=part: job(txn, p),
+                                                                durable=False)
                 changed.extend(done)
                 refused.extend(skipped)
                 store.notify_after(None, fid)
@@ -280,8 +284,10 @@ class MaildirFolder:
         recycle_fid = self.mailbox.recycle_fid()
         if recycle_fid is None:
             return self.store.delete_for_good(self.fid, uids)
+        # An expunge need not survive a system crash, like a flag change
+        # (transfer's durable=False: the message is never lost).
         d = transfer(self.store, self.fid, uids, recycle_fid, remove_source=True, recycle=True,
-                     check_quota=False)
+                     check_quota=False, durable=False)
         d.addCallback(lambda result: list(result.source_uids))
         return d
 

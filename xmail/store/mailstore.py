@@ -207,7 +207,13 @@ class MailStore:
                 if t is None or maildir.message_file(folder_dir, t[5], t[1], state.keywords) != path:
                     maildir.unlink_quiet(path)
 
-        self.runner.write(job).addErrback(lambda f: self._log.failure("cannot remove old names", f))
+        # The flag change committed without a durable sync; an old name may
+        # go only once that commit survives a crash (else the index could
+        # come back naming a file that is gone).  One sync here, off the
+        # writer thread, then the unlinks under the writer's lock.
+        d = self.runner.io(self.env.sync)
+        d.addCallback(lambda _: self.runner.write(job, durable=False))
+        d.addErrback(lambda f: self._log.failure("cannot remove old names", f))
 
     def delete_for_good(self, fid: int, uids: list[int]) -> defer.Deferred[list[int]]:
         """Expunge without Recycle: index first, then the files."""

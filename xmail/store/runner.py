@@ -35,6 +35,9 @@ MAX_APPEND_BATCH = 128  # new messages made durable together on the append threa
 
 # What `durable` runs: -> (result, a file still to be made durable or None).
 DurableJob = Callable[[], tuple[T, "maildir.PendingFile | None"]]
+# What `durable` runs next, once the file is durable: result -> an index
+# write job whose result the Deferred fires with, or None (result is final).
+IndexStep = Callable[[Any], "Callable[[Any], Any] | None"]
 
 
 def _busy(failure: Any) -> Any:
@@ -57,16 +60,20 @@ class SyncRunner:
     def io(self, fn: Callable[..., T], *args: Any) -> defer.Deferred[T]:
         return defer.maybeDeferred(fn, *args)
 
-    def write(self, fn: Callable[[Any], T]) -> defer.Deferred[T]:
-        return defer.maybeDeferred(self.env.write_sync, fn)
+    def write(self, fn: Callable[[Any], T], *, durable: bool = True) -> defer.Deferred[T]:
+        return defer.maybeDeferred(self.env.write_sync, fn, durable=durable)
 
-    def durable(self, fn: DurableJob[T], syncer: maildir.DirSyncer) -> defer.Deferred[T]:
+    def durable(self, fn: DurableJob[Any], syncer: maildir.DirSyncer, then: IndexStep | None = None
+                ) -> defer.Deferred[Any]:
         try:
             result, pending = fn()
             if pending is not None:
                 error = maildir.finish_files([pending], syncer)[0]
                 if error is not None:
                     raise error
+            job = then(result) if then is not None else None
+            if job is not None:
+                result = self.env.write_sync(job)
         except BaseException:
             return defer.fail()
         return defer.succeed(result)
@@ -143,10 +150,15 @@ class ThreadedRunner:
         d.addBoth(done)
         return d
 
-    def durable(self, fn: DurableJob[T], syncer: maildir.DirSyncer) -> defer.Deferred[T]:
+    def durable(self, fn: DurableJob[Any], syncer: maildir.DirSyncer, then: IndexStep | None = None
+                ) -> defer.Deferred[Any]:
         """Run fn on the append thread, then make its file durable and
         visible together with the others of the batch (`finish_files`);
         fires on the reactor thread with fn's result once its file is.
+        With `then`: then(result) on the append thread gives the index job
+        that goes straight to the writer (no hop through the reactor, which
+        is busy with other sessions under load); fires with its result once
+        committed.
 
         One thread for all new messages rather than one pool thread each:
         a batch costs one wake-up, one directory fsync per folder and one
@@ -157,15 +169,18 @@ class ThreadedRunner:
             self.start()
         if self._pending >= MAX_PENDING_FILE_JOBS:
             return defer.fail(StoreBusy("store file queue is full"))
+        if then is not None:
+            self.env.start_writer()  # the append thread queues to it
         self._pending += 1
-        d: defer.Deferred[T] = defer.Deferred()
-        self._appends.put((fn, syncer, d))
+        d: defer.Deferred[Any] = defer.Deferred()
+        self._appends.put((fn, syncer, d, then))
 
         def done(result: Any) -> Any:
             self._pending -= 1
             return result
 
         d.addBoth(done)
+        d.addErrback(_busy)
         return d
 
     def _run_appends(self) -> None:
@@ -178,13 +193,13 @@ class ThreadedRunner:
     def _append_batch(self, batch: list[Any]) -> None:
         outcomes: list[list[Any]] = []  # [deferred, ok, result or Failure]
         pending: dict[Any, list[tuple[maildir.PendingFile, list[Any]]]] = {}
-        for fn, syncer, d in batch:
+        for fn, syncer, d, then in batch:
             try:
                 result, file = fn()
             except BaseException:
                 outcomes.append([d, False, Failure()])
                 continue
-            outcome = [d, True, result]
+            outcome = [d, True, result, then]
             outcomes.append(outcome)
             if file is not None:
                 pending.setdefault(syncer, []).append((file, outcome))
@@ -192,11 +207,27 @@ class ThreadedRunner:
             errors = maildir.finish_files([file for file, _outcome in files], syncer)
             for error, (_file, outcome) in zip(errors, files, strict=True):
                 if error is not None:
-                    outcome[1:] = [False, Failure(error)]
-        self.reactor.callFromThread(fire_outcomes, outcomes)
+                    outcome[1:] = [False, Failure(error), None]
+        ready = []
+        for outcome in outcomes:
+            d, ok, value, then = (outcome + [None])[:4]
+            if ok and then is not None:
+                try:
+                    job = then(value)
+                except BaseException:
+                    ready.append((d, False, Failure()))
+                    continue
+                if job is not None:
+                    self.env.write_from_thread(job, d)
+                    continue
+            ready.append((d, ok, value))
+        if ready:
+            self.reactor.callFromThread(fire_outcomes, ready)
 
-    def write(self, fn: Callable[[Any], T]) -> defer.Deferred[T]:
-        d = self.env.write(fn)
+    def write(self, fn: Callable[[Any], T], *, durable: bool = True) -> defer.Deferred[T]:
+        """fn(txn) on the index writer; durable=False: a system crash may
+        undo it (flag changes: IndexEnvironment, docs/decisions.md)."""
+        d = self.env.write(fn, durable=durable)
         d.addErrback(_busy)
         return d
 

@@ -28,11 +28,17 @@ DAY = 86400.0
 
 
 def transfer(store: Any, src_fid: int, uids: Any, dest_fid: int, *, remove_source: bool,
-             recycle: bool = False, check_quota: bool = True) -> defer.Deferred[CopyResult]:
+             recycle: bool = False, check_quota: bool = True, durable: bool = True
+             ) -> defer.Deferred[CopyResult]:
     """Copy (remove_source=False) or move uids of src_fid into dest_fid.
 
     recycle=True records the original folder and expiry for Recycle.
     Fires with UIDPLUS data (RFC 4315 §3) for the messages that existed.
+    durable=False (an expunge into Recycle): fires once the change is
+    committed, before the new links and the commit are fsynced; the source
+    files are unlinked only after both are, so a system crash can undo the
+    expunge (the message is back, perhaps also in Recycle) but never lose
+    the message (docs/decisions.md, "Durability of index writes").
     """
     index: UidIndex = store.index
     runner = store.runner
@@ -75,7 +81,7 @@ def transfer(store: Any, src_fid: int, uids: Any, dest_fid: int, *, remove_sourc
                 except FileNotFoundError:
                     continue
             linked.append((t, base, letters))
-        if linked:
+        if linked and durable:
             store.syncer.sync(dest_cur)
         return linked
 
@@ -125,7 +131,7 @@ def transfer(store: Any, src_fid: int, uids: Any, dest_fid: int, *, remove_sourc
             src_editor.flush()
             return pairs, stale, dest.uidvalidity
 
-        d = runner.write(job)
+        d = runner.write(job, durable=durable)
 
         def undo(failure: Any) -> Any:
             cur = os.path.join(dest_dir, "cur")
@@ -135,8 +141,11 @@ def transfer(store: Any, src_fid: int, uids: Any, dest_fid: int, *, remove_sourc
 
         def done(result: tuple[list[tuple[int, int]], list[str], int]) -> CopyResult:
             pairs, stale, uidvalidity = result
-            if stale:
+            if stale and durable:
                 runner.io(_unlink_all, stale).addErrback(lambda f: _log.failure("unlink failed", f))
+            elif stale:
+                runner.io(_sync_then_unlink, store, os.path.join(dest_dir, "cur"), stale
+                          ).addErrback(lambda f: _log.failure("unlink failed", f))
             store.notify_after(None, src_fid, dest_fid)
             return CopyResult(uidvalidity, tuple(p[0] for p in pairs), tuple(p[1] for p in pairs))
 
@@ -146,6 +155,14 @@ def transfer(store: Any, src_fid: int, uids: Any, dest_fid: int, *, remove_sourc
     d = runner.io(link_all)
     d.addCallback(commit)
     return d
+
+
+def _sync_then_unlink(store: Any, dest_cur: str, paths: list[str]) -> None:
+    """On a file thread: make the new links and the index commit durable,
+    then remove the source files."""
+    store.syncer.sync(dest_cur)
+    store.env.sync()
+    _unlink_all(paths)
 
 
 def _unlink_all(paths: list[str]) -> None:
