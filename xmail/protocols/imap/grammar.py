@@ -758,6 +758,116 @@ def _esearch(cur: _Cursor) -> EsearchArgs:
     return EsearchArgs(sources, search)
 
 
+# --- NOTIFY (RFC 5465 §8) --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EventGroup:
+    """One `(filter-mailboxes events)` group of NOTIFY SET.
+
+    filter: "selected", "selected-delayed", "inboxes", "personal",
+    "subscribed", "subtree" or "mailboxes"; mailboxes: the names of subtree
+    and mailboxes.  events: the event names as canonically spelled when
+    known ("MessageNew"), else upper-cased as sent (refused later with
+    BADEVENT, §3.1); () for `NONE`.  fetch_atts: MessageNew's attributes."""
+
+    filter: str
+    mailboxes: tuple[str, ...]
+    events: tuple[str, ...]
+    fetch_atts: tuple[FetchAtt, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyArgs:
+    """NOTIFY NONE (groups is None) or NOTIFY SET [STATUS] groups."""
+
+    groups: tuple[EventGroup, ...] | None
+    status: bool = False
+
+
+KNOWN_EVENTS = {name.upper(): name for name in (
+    "MessageNew", "MessageExpunge", "FlagChange", "AnnotationChange", "MailboxName",
+    "SubscriptionChange", "MailboxMetadataChange", "ServerMetadataChange")}  # RFC 5465 §5
+_NOTIFY_FILTERS = {"SELECTED", "SELECTED-DELAYED", "INBOXES", "PERSONAL", "SUBSCRIBED"}  # §6
+_NOTIFY_FILTERS_WITH_NAMES = {"SUBTREE", "MAILBOXES"}
+MAX_NOTIFY_GROUPS = 100
+MAX_NOTIFY_EVENTS = 20  # per group: more than every event there is, twice
+
+
+def _notify(cur: _Cursor) -> NotifyArgs:
+    # notify = "NOTIFY" SP (notify-set / notify-none)
+    # notify-none = "NONE"
+    # notify-set = "SET" [status-indicator] SP event-groups
+    # status-indicator = SP "STATUS"
+    verb = cur.atom("SET or NONE").upper()
+    if verb == "NONE":
+        cur.end()
+        return NotifyArgs(None)
+    if verb != "SET":
+        raise GrammarError("NOTIFY takes SET or NONE")
+    status = False
+    item = cur.peek()
+    if isinstance(item, Atom) and item.upper() == b"STATUS":
+        cur.take("STATUS")
+        status = True
+    groups: list[EventGroup] = []
+    # event-groups = event-group *(SP event-group)
+    while cur.more():
+        groups.append(_event_group(_Cursor(cur.list("event group"))))
+        if len(groups) > MAX_NOTIFY_GROUPS:
+            raise GrammarError("too many event groups")
+    if not groups:
+        raise GrammarError("NOTIFY SET needs at least one event group")
+    return NotifyArgs(tuple(groups), status)
+
+
+def _event_group(cur: _Cursor) -> EventGroup:
+    # event-group = "(" filter-mailboxes SP events ")"
+    # filter-mailboxes-other = "inboxes" / "personal" / "subscribed" /
+    #     ("subtree" SP one-or-more-mailbox) / ("mailboxes" SP one-or-more-mailbox)
+    name = cur.atom("mailbox filter").upper()
+    boxes: list[str] = []
+    if name in _NOTIFY_FILTERS_WITH_NAMES:
+        if isinstance(cur.peek(), list):
+            names = _Cursor(cur.take("mailboxes"))
+            while names.more():
+                boxes.append(names.mailbox())
+                if len(boxes) > MAX_ESEARCH_SOURCES:
+                    raise GrammarError("too many mailboxes")
+            if not boxes:
+                raise GrammarError("empty mailbox list")
+        else:
+            boxes.append(cur.mailbox())
+    elif name not in _NOTIFY_FILTERS:
+        raise GrammarError(f"unknown mailbox filter {name[:30]}")
+    # events = ( "(" event *(SP event) ")" ) / "NONE"
+    item = cur.take("events")
+    events: list[str] = []
+    atts: list[FetchAtt] = []
+    if isinstance(item, Atom) and item.upper() == b"NONE":
+        pass
+    elif isinstance(item, list) and item:
+        inner = _Cursor(item)
+        while inner.more():
+            event = inner.atom("event").upper()
+            events.append(KNOWN_EVENTS.get(event, event[:40]))
+            if len(events) > MAX_NOTIFY_EVENTS:
+                raise GrammarError("too many events")
+            if isinstance(inner.peek(), list):
+                # message-event = ("MessageNew" [SP "(" fetch-att *(SP fetch-att) ")"]) / ...
+                if events[-1] != "MessageNew" or atts:
+                    raise GrammarError("only MessageNew takes fetch attributes")
+                fetch = _Cursor(inner.take("fetch attributes"))
+                if not fetch.more():
+                    raise GrammarError("empty fetch attribute list")
+                while fetch.more():
+                    atts.append(_fetch_att(fetch))
+    else:
+        raise GrammarError("events must be a parenthesised list or NONE")
+    cur.end()
+    return EventGroup(name.lower(), tuple(boxes), tuple(events), tuple(atts))
+
+
 def _cancelupdate(cur: _Cursor) -> tuple[bytes, ...]:
     # RFC 5267 §4.3: "CANCELUPDATE" 1*(SP quoted)
     tags = []
@@ -1235,6 +1345,7 @@ _PARSERS: dict[str, Callable[[_Cursor], Any]] = {
     "COMPRESS": _compress,  # RFC 4978
     "ESEARCH": _esearch,  # RFC 7377
     "CANCELUPDATE": _cancelupdate,  # RFC 5267
+    "NOTIFY": _notify,  # RFC 5465
 }
 _UID_PARSERS: dict[str, Callable[[_Cursor], Any]] = {
     "FETCH": _fetch, "SEARCH": _search, "STORE": _store, "COPY": _copy, "MOVE": _copy,

@@ -153,6 +153,12 @@ class Session:
         self.qresync = False
         self.compressing = False  # RFC 4978
         self.search_result: tuple[Any, frozenset[int]] | None = None  # RFC 5182, see searchres.py
+        # RFC 5465: notify.NotifyState while a NOTIFY SET is in force.
+        self.notify: Any = None
+        # A command is running (its responses are being written); IDLE is a
+        # command during which unsolicited responses may go out at any time.
+        self.running = False
+        self.idling = False
         # Run right after the tagged reply (STARTTLS starts TLS there).
         self.after_reply: Callable[[], None] | None = None
         self.close_after_reply = False
@@ -162,17 +168,49 @@ class Session:
         self.conn.write(b"* " + data + b"\r\n")
 
     def flush_changes(self, allow_expunge: bool = True) -> None:
-        """Send pending EXISTS / EXPUNGE / FETCH of the selected folder."""
+        """Send pending EXISTS / EXPUNGE / FETCH of the selected folder,
+        then what NOTIFY (RFC 5465) holds for other mailboxes."""
         if self.selected is not None:
+            if self.notify is not None:
+                # RFC 5465 §5.1: MessageNew's fetch attributes follow EXISTS.
+                self.notify.before_flush(self)
             for line in self.selected.flush(allow_expunge):
                 self.conn.write(line)
+            if self.notify is not None:
+                for line in self.notify.after_flush(self):
+                    self.conn.write(line)
             for line in searchctx.updates(self):  # RFC 5267 §4 UPDATE
                 self.conn.write(line)
+        self.flush_notifications()
+
+    def flush_notifications(self) -> None:
+        """Send what NOTIFY queued for mailboxes other than the selected one."""
+        state = self.notify
+        if state is None:
+            return
+        name = self.selected.folder.name if self.selected is not None else None
+        for line in state.take(name):
+            self.conn.write(line)
+        if state.closed and self.notify is state:
+            self.notify = None  # RFC 5465 §5.8: after NOTIFICATIONOVERFLOW, as NOTIFY NONE
+
+    def may_push(self) -> bool:
+        """Unsolicited responses may go out now: between commands or in IDLE
+        (RFC 5465 §3, RFC 2177)."""
+        return self.state in (State.AUTHENTICATED, State.SELECTED) and (not self.running or self.idling)
 
     # -- dispatch --------------------------------------------------------------
     async def execute(self, request: Request) -> None:
         """Run one command and write its tagged reply.  Raises Disconnect
         when the connection must close after the reply."""
+        self.running = True
+        try:
+            await self._execute(request)
+        finally:
+            self.running = False
+            self.idling = False
+
+    async def _execute(self, request: Request) -> None:
         tag = request.tag
         spec = REGISTRY.get(request.name)
         disconnect = False
@@ -188,6 +226,8 @@ class Session:
             if self.selected is not None:
                 request = searchres.expand(self, request)  # RFC 5182 "$"
             text = await spec.handler(self, request)
+            if self.notify is not None:
+                self.notify.hook(self.selected)  # RFC 5465: a newly selected folder
         except Disconnect:
             disconnect = True
             text = "LOGOUT completed"
@@ -294,6 +334,9 @@ class Session:
 
     def close(self) -> None:
         """The connection is gone: release listeners and log the logout."""
+        if self.notify is not None:
+            self.notify.close()
+            self.notify = None
         self.deselect()
         # Releasing the lease is the only way the user's session slot goes
         # back (and it logs the logout); idempotent.

@@ -186,6 +186,10 @@ class SelectedFolder:
         if self.on_change is not None and self.has_pending():
             self.on_change()
 
+    def pending_new(self) -> list[int]:
+        """UIDs the next flush announces with EXISTS (RFC 5465 §5.1 fetches them)."""
+        return sorted(self._new)
+
     def has_pending(self) -> bool:
         return bool(self._new or self._expunged or self._flag_changes)
 

@@ -9,6 +9,7 @@ from xmail.protocols.imap.commands import (  # noqa: F401
     mailbox,
     message,
     multisearch,
+    notify,
     quota,
     selected,
 )

@@ -205,14 +205,18 @@ async def idle(session: Session, request: Request) -> str:
     # RFC 2177 §3: changes are sent as they happen until the client says DONE.
     session.conn.write(b"+ idling\r\n")
     view = session.selected if session.state is State.SELECTED else None
+    # RFC 5465 §3: NOTIFY's notifications for other mailboxes go out during IDLE too.
+    session.idling = True
+    previous = view.on_change if view is not None else None
     if view is not None:
         view.on_change = lambda: session.flush_changes(True)
-        session.flush_changes(True)
+    session.flush_changes(True)
     try:
         line = await session.conn.read_raw_line()
     finally:
+        session.idling = False
         if view is not None:
-            view.on_change = None
+            view.on_change = previous  # NOTIFY's hook, if any
     if line.strip().upper() != b"DONE":
         raise Bad("expected DONE")
     return "IDLE terminated"
