@@ -124,13 +124,53 @@ def test_notify_none_stops_notifications(pair):
 
 @pytest.mark.parametrize("command", [
     "NOTIFY SET (personal (MessageNew MessageExpunge AnnotationChange))",
-    "NOTIFY SET (personal (MailboxName))",
+    "NOTIFY SET (personal (MailboxMetadataChange))",
     "NOTIFY SET (personal (SomeVendorEvent))",
 ])
-def test_unsupported_events_get_badevent(pair, command):
-    watcher, _ = pair
+def test_unsupported_events_get_badevent_and_the_notify_in_force_stays(pair, command):
+    watcher, other = pair
+    watcher.ok("NOTIFY SET (personal (MessageNew MessageExpunge))")
     tagged, _ = watcher.expect("NO", command)
-    assert tagged.startswith(b"NO [BADEVENT (MessageNew MessageExpunge FlagChange)]"), tagged
+    assert tagged.startswith(
+        b"NO [BADEVENT (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange)]"), tagged
+    _append(other, "Sent", message("still"))
+    assert watcher.line().startswith(b"* STATUS Sent (MESSAGES 1 ")
+
+
+def test_mailbox_name_and_subscription_change_are_told_as_list(pair):
+    watcher, other = pair
+    watcher.ok("NOTIFY SET (personal (MailboxName SubscriptionChange))")
+    other.ok("CREATE Projects")
+    assert watcher.line() == b'* LIST () "/" Projects'
+    other.ok("RENAME Projects Work")
+    assert watcher.line() == b'* LIST () "/" Work ("OLDNAME" (Projects))'
+    other.ok("SUBSCRIBE Work")
+    assert watcher.line() == b'* LIST (\\Subscribed) "/" Work'
+    other.ok("UNSUBSCRIBE Work")
+    assert watcher.line() == b'* LIST () "/" Work'
+    other.ok("DELETE Work")
+    assert watcher.line() == b'* LIST (\\NonExistent) "/" Work'
+
+
+def test_mailbox_events_outside_the_filter_are_not_told(pair):
+    watcher, other = pair
+    watcher.ok("NOTIFY SET (subtree Lists (MailboxName))")
+    other.ok("CREATE Elsewhere")
+    other.ok("CREATE Lists/xmail")
+    # Both changes reached this process before `other` had its OKs; what
+    # NOTIFY holds goes out before NOOP's tagged reply at the latest.
+    lines = [watcher.line()]
+    lines += watcher.ok("NOOP")
+    assert b'* LIST () "/" Lists/xmail' in lines
+    assert not [line for line in lines if b"Elsewhere" in line]
+
+
+def test_a_folder_created_later_is_watched_for_message_events(pair):
+    watcher, other = pair
+    watcher.ok("NOTIFY SET (personal (MessageNew MessageExpunge))")
+    other.ok("CREATE Later")
+    _append(other, "Later", message("late"))
+    assert watcher.line().startswith(b"* STATUS Later (MESSAGES 1 UIDNEXT 2 ")
 
 
 @pytest.mark.parametrize("command", [

@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.workers.test_notify_workers -*-
 """Acceptance: NOTIFY (RFC 5465) across worker processes -- a session in
-one worker hears of an APPEND made in the other (the store's datagram path
+one worker hears of an APPEND and a CREATE made in the other (the store's datagram path
 that IDLE uses; nothing polls)."""
 
 from __future__ import annotations
@@ -52,6 +52,9 @@ def test_status_notification_crosses_workers(daemon: WorkerDaemon) -> None:
         other.send(b"a2 APPEND INBOX {%d+}\r\n" % len(data) + data + b"\r\n")
         assert other.until(b"a2")[0].startswith(b"OK")
         assert watcher.line() == b"* 1 EXISTS"
+        watcher.ok("NOTIFY SET (personal (MailboxName SubscriptionChange))")
+        other.ok("CREATE Across")
+        assert watcher.line() == b'* LIST () "/" Across'
     finally:
         watcher.close()
         other.close()

@@ -100,6 +100,9 @@ class FolderInfo:
     name: str
     special_use: str | None  # "\\Sent", "\\Drafts", ... or None
     subscribed: bool
+    # The folder's identity, kept across RENAME (so a listener can tell a
+    # rename from a delete and a create); 0 for entries that are not folders.
+    ident: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +165,15 @@ class IFolderListener(Interface):
         """Called on the reactor thread; must not block.  Changes made through
         the same IFolder object by the listener's own session are reported too;
         the session filters what it already knows."""
+
+
+class IFolderListListener(Interface):
+    """Hears that a user's folder list or subscriptions changed (CREATE,
+    DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE), in this or another process."""
+
+    def folder_list_changed(mailbox: IMailbox) -> None:
+        """Called on the reactor thread; must not block.  What changed is
+        for the listener to read (list_folders, subscriptions)."""
 
 
 class IFolder(Interface):
@@ -294,6 +306,12 @@ class IMailbox(Interface):
     def rename_folder(old: str, new: str) -> Any:
         """-> Deferred[None].  Renaming INBOX moves its messages into a new
         folder and leaves INBOX empty (RFC 3501 §6.3.5); children move too."""
+
+    def subscribe_list_changes(listener: IFolderListListener) -> None:
+        """Tell listener of every change to the folder list or subscriptions."""
+
+    def unsubscribe_list_changes(listener: IFolderListListener) -> None:
+        """Stop telling listener."""
 
     def set_subscribed(name: str, subscribed: bool) -> Any:
         """-> Deferred[None].  Subscribing a name that does not exist is allowed."""

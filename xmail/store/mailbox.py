@@ -58,7 +58,8 @@ class Mailbox:
             infos = []
             for name, fid in entries:
                 state = self._index.state(txn, fid)
-                infos.append(FolderInfo(name, state.special_use if state else None, name in subscribed))
+                infos.append(FolderInfo(name, state.special_use if state else None, name in subscribed,
+                                        fid))
         infos.sort(key=lambda i: (i.name != "INBOX", i.name))
         return infos
 
@@ -130,7 +131,7 @@ class Mailbox:
             # The new directory entries must outlive a crash as the index does.
             maildir.fsync_dir(root)
 
-        return store.runner.write(job)
+        return store.runner.write(job).addCallback(store.notifier.lists_after, address)
 
     def delete_folder(self, name: str) -> defer.Deferred[None]:
         try:
@@ -183,6 +184,7 @@ class Mailbox:
             if trash is False:
                 return False
             store.notify_after(None, fid)
+            store.notifier.lists_after(None, self.address)
             if trash:
                 return store.runner.io(shutil.rmtree, trash, True).addCallback(lambda _: True)
             return True
@@ -263,6 +265,7 @@ class Mailbox:
 
         d = store.runner.write(job)
         d.addCallback(lambda fids: store.notify_after(None, *fids))
+        d.addCallback(store.notifier.lists_after, address)
         return d
 
     def _rename_inbox(self, inbox_fid: int, new: str) -> defer.Deferred[None]:
@@ -285,7 +288,15 @@ class Mailbox:
         except StoreError:
             return defer.fail()
         index = self._index
-        return self.store.runner.write(lambda txn: index.set_subscribed(txn, self.address, name, subscribed))
+        d = self.store.runner.write(lambda txn: index.set_subscribed(txn, self.address, name, subscribed))
+        return d.addCallback(self.store.notifier.lists_after, self.address)
+
+    # -- folder list notification ----------------------------------------------------------------
+    def subscribe_list_changes(self, listener: Any) -> None:
+        self.store.notifier.subscribe_lists(self, listener)
+
+    def unsubscribe_list_changes(self, listener: Any) -> None:
+        self.store.notifier.unsubscribe_lists(self, listener)
 
     # -- send-save --------------------------------------------------------------------------------
     def save_sent(self, source: bytes | str, message_id: str | None) -> defer.Deferred[AppendResult]:

@@ -46,6 +46,7 @@ OPEN_CHECK_INTERVAL = 1.0  # seconds between drop-in checks when a folder is ope
 # Datagram kinds: b"F" + folder ids (uint64 little endian); other kinds go
 # to `ChangeNotifier.handlers` (the workers' queue kick, xmail.workers).
 FOLDERS = b"F"
+LISTS = b"L"  # + a user's address: its folder list or subscriptions changed
 MAX_DATAGRAM = 4096  # well under the default socket buffer; more fids: more datagrams
 _FID = struct.Struct("<Q")
 FIDS_PER_DATAGRAM = (MAX_DATAGRAM - 1) // _FID.size
@@ -76,7 +77,10 @@ class ChangeNotifier:
         self._last_counter = -1
         self.channel: NotifyChannel | None = None
         # datagram kind -> handler(payload); called on the reactor thread
-        self.handlers: dict[bytes, Callable[[bytes], None]] = {FOLDERS: self._folders_datagram}
+        self.handlers: dict[bytes, Callable[[bytes], None]] = {FOLDERS: self._folders_datagram,
+                                                                LISTS: self._lists_datagram}
+        # address -> {IFolderListListener: the IMailbox it subscribed through}
+        self._list_listeners: dict[str, dict[Any, Any]] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -142,6 +146,41 @@ class ChangeNotifier:
 
     def watching(self, fid: int) -> bool:
         return fid in self._watches
+
+    # -- folder lists (IMAP NOTIFY MailboxName, SubscriptionChange) ------------------------
+    def subscribe_lists(self, mailbox: Any, listener: Any) -> None:
+        self._list_listeners.setdefault(mailbox.address, {})[listener] = mailbox
+
+    def unsubscribe_lists(self, mailbox: Any, listener: Any) -> None:
+        listeners = self._list_listeners.get(mailbox.address)
+        if listeners is not None:
+            listeners.pop(listener, None)
+            if not listeners:
+                del self._list_listeners[mailbox.address]
+
+    def lists_after(self, result: Any, address: str) -> Any:
+        """After a committed change to address's folder list or
+        subscriptions: tell this process's listeners, then the other
+        workers (one datagram).  Passes result on."""
+        try:
+            self._tell_lists(address)
+            if self.channel is not None:
+                payload = address.encode("utf-8")
+                if len(payload) < MAX_DATAGRAM:
+                    self.channel.broadcast(LISTS + payload)
+        except Exception:
+            self._log.failure("folder list notification failed")
+        return result
+
+    def _lists_datagram(self, payload: bytes) -> None:
+        self._tell_lists(payload.decode("utf-8", "replace"))
+
+    def _tell_lists(self, address: str) -> None:
+        for listener, mailbox in list(self._list_listeners.get(address, {}).items()):
+            try:
+                listener.folder_list_changed(mailbox)
+            except Exception:
+                self._log.failure("folder list listener {listener!r} failed", listener=listener)
 
     # -- change detection -----------------------------------------------------------------------------------
     def changed(self, fids: Any) -> None:

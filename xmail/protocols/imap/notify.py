@@ -34,14 +34,13 @@ from typing import Any
 from zope.interface import implementer
 
 from xmail.protocols.imap.grammar import EventGroup, NotifyArgs
-from xmail.store.interfaces import FolderChanges, IFolderListener
+from xmail.protocols.imap.response import mailbox as wire_mailbox
+from xmail.store.interfaces import FolderChanges, IFolderListener, IFolderListListener, StoreError
 
-# RFC 5465 §5: the events we send.  AnnotationChange (and the METADATA
-# events) need ANNOTATE/METADATA, which xmail does not have; MailboxName and
-# SubscriptionChange need a change notification for the folder list, which
-# the store does not have yet (docs/decisions.md).  Those are refused with
+# RFC 5465 §5: the events we send.  AnnotationChange and the METADATA
+# events need ANNOTATE/METADATA, which xmail does not have: refused with
 # NO [BADEVENT], as §3.1 provides for events a server does not support.
-SUPPORTED_EVENTS = ("MessageNew", "MessageExpunge", "FlagChange")
+SUPPORTED_EVENTS = ("MessageNew", "MessageExpunge", "FlagChange", "MailboxName", "SubscriptionChange")
 MESSAGE_EVENTS = frozenset({"MessageNew", "MessageExpunge", "FlagChange", "AnnotationChange"})
 MAILBOX_EVENTS = frozenset({"MailboxName", "SubscriptionChange", "MailboxMetadataChange"})
 SELECTED_FILTERS = frozenset({"selected", "selected-delayed"})
@@ -120,6 +119,82 @@ class FolderWatcher:
         self.folder.unsubscribe_changes(self)
 
 
+def group_names(group: EventGroup, name: str, subscribed: set[str]) -> bool:
+    """Whether a non-selected filter (RFC 5465 §6) covers mailbox `name`,
+    existing or not (a deleted or renamed-away name is judged too)."""
+    if group.filter == "personal":
+        return True  # every mailbox here is the user's own
+    if group.filter == "inboxes":
+        return name == "INBOX"
+    if group.filter == "subscribed":
+        return name in subscribed
+    if group.filter == "mailboxes":
+        return name in group.mailboxes
+    # subtree: the mailbox itself and all below it
+    return any(name == box or name.startswith(box + DELIMITER) for box in group.mailboxes)
+
+
+DELIMITER = "/"  # the hierarchy delimiter (docs: folders), as LIST says it
+
+
+def _list_line(attrs: str, name: str, extra: bytes = b"") -> bytes:
+    return b"* LIST (" + attrs.encode("ascii") + b') "/" ' + wire_mailbox(name) + extra + b"\r\n"
+
+
+@implementer(IFolderListListener)
+class ListWatcher:
+    """Listens to the user's folder list for a NotifyState: MailboxName
+    (§5.4) and SubscriptionChange (§5.5) as LIST responses, and keeps the
+    per-folder watchers in step with the folders the filters name."""
+
+    def __init__(self, state: NotifyState, mailbox: Any):
+        self.state = state
+        self.mailbox = mailbox
+        self.folders, self.subscribed = self._read()
+        mailbox.subscribe_list_changes(self)
+
+    def _read(self) -> tuple[dict[int, str], set[str]]:
+        infos = self.mailbox.list_folders()
+        return ({i.ident: i.name for i in infos if i.ident}, set(self.mailbox.subscriptions()))
+
+    def folder_list_changed(self, mailbox: Any) -> None:
+        try:
+            folders, subscribed = self._read()
+        except StoreError:
+            return
+        old_folders, old_subscribed = self.folders, self.subscribed
+        self.folders, self.subscribed = folders, subscribed
+        lines: list[bytes] = []
+        renamed: set[str] = set()
+        wants = self.state.wants_mailbox_event
+        both = old_subscribed | subscribed
+        for ident, name in folders.items():
+            old = old_folders.get(ident)
+            if old is None:
+                if wants("MailboxName", (name,), both):
+                    lines.append(_list_line("", name))  # §5.4: a new mailbox
+            elif old != name:
+                renamed.update((old, name))
+                if wants("MailboxName", (name, old), both):
+                    # §5.4: a rename is told with RFC 5258's OLDNAME
+                    lines.append(_list_line("", name, b' ("OLDNAME" ('
+                                            + wire_mailbox(old) + b"))"))
+        for ident, name in old_folders.items():
+            if ident not in folders and wants("MailboxName", (name,), both):
+                lines.append(_list_line("\\NonExistent", name))  # §5.4: deleted
+        for name in sorted(subscribed ^ old_subscribed):
+            if name in renamed:
+                continue  # the subscription moved with its folder
+            if wants("SubscriptionChange", (name,), both):
+                lines.append(_list_line("\\Subscribed" if name in subscribed else "", name))  # §5.5
+        for line in lines:
+            self.state.add_line(line)
+        self.state.folders_changed()
+
+    def close(self) -> None:
+        self.mailbox.unsubscribe_list_changes(self)
+
+
 class NotifyState:
     """One session's NOTIFY SET: the watched folders and what is pending.
 
@@ -130,6 +205,7 @@ class NotifyState:
     def __init__(self, args: NotifyArgs, *, kick: Callable[[], None],
                  render: Callable[[str, frozenset[str]], bytes | None],
                  fetch_new: Callable[[list[int]], list[bytes]] | None = None,
+                 rewatch: Callable[[], None] | None = None,
                  max_backlog: int = MAX_BACKLOG):
         groups = args.groups or ()
         self.selected_group: EventGroup | None = next(
@@ -138,6 +214,8 @@ class NotifyState:
         self._kick = kick
         self._render = render
         self._fetch_new = fetch_new
+        self._rewatch = rewatch
+        self.list_watcher: ListWatcher | None = None
         self._new_uids: list[int] = []
         self.max_backlog = max_backlog
         self.watchers: dict[str, FolderWatcher] = {}
@@ -159,8 +237,11 @@ class NotifyState:
         a command that may carry them (§6)."""
         return self.selected_group is not None and self.selected_group.filter == "selected"
 
-    def wants_mailbox_event(self, event: str, matches: Callable[[EventGroup], bool]) -> bool:
-        return any(event in g.events and matches(g) for g in self.other_groups)
+    def wants_mailbox_event(self, event: str, names: Iterable[str], subscribed: set[str]) -> bool:
+        """A group asked for event (§5.4, §5.5) on one of these names."""
+        names = tuple(names)
+        return any(event in g.events and any(group_names(g, n, subscribed) for n in names)
+                   for g in self.other_groups)
 
     # -- the selected mailbox (§5.1) ----------------------------------------------------------
     def before_flush(self, session: Any) -> None:
@@ -197,11 +278,27 @@ class NotifyState:
             if name not in self.watchers and events & MESSAGE_EVENTS:
                 self.watchers[name] = FolderWatcher(self, folder, events)
 
-    def close(self) -> None:
-        self.closed = True
+    def watch_list(self, mailbox: Any) -> None:
+        """Follow the folder list when a filter's set of mailboxes can change
+        or the client asked for MailboxName / SubscriptionChange."""
+        if any(g.events for g in self.other_groups):
+            self.list_watcher = ListWatcher(self, mailbox)
+
+    def folders_changed(self) -> None:
+        if self._rewatch is not None and not self.closed:
+            self._rewatch()
+
+    def _stop_watching(self) -> None:
         for watcher in self.watchers.values():
             watcher.close()
         self.watchers = {}
+        if self.list_watcher is not None:
+            self.list_watcher.close()
+            self.list_watcher = None
+
+    def close(self) -> None:
+        self.closed = True
+        self._stop_watching()
         self.pending = {}
         self.extra = []
 
@@ -225,9 +322,7 @@ class NotifyState:
         if self.backlog > self.max_backlog and not self.overflowed:
             # §5.8: stop, say so once, behave as NOTIFY NONE from now on.
             self.overflowed = True
-            for watcher in self.watchers.values():
-                watcher.close()
-            self.watchers = {}
+            self._stop_watching()
             self.pending = {}
             self.extra = []
 

@@ -38,6 +38,7 @@ async def notify(session: Session, request: Request) -> str:
     state = _new_state(session, args)
     session.notify = state
     watched = _watch(session, state)
+    state.watch_list(session.mailbox)
     state.hook(session.selected)
     if args.status:
         # RFC 5465 §3.1: STATUS for each mailbox of the event groups now, so
@@ -66,7 +67,14 @@ def _new_state(session: Session, args: NotifyArgs) -> notifymod.NotifyState:
     def fetch_new(uids: list[int]) -> list[bytes]:
         return _fetch_new(session, state, uids)
 
-    state = notifymod.NotifyState(args, kick=kick, render=render, fetch_new=fetch_new)
+    def rewatch() -> None:
+        if session.notify is state and session.mailbox is not None:
+            try:
+                _watch(session, state)
+            except StoreError:
+                pass  # the next change tries again
+
+    state = notifymod.NotifyState(args, kick=kick, render=render, fetch_new=fetch_new, rewatch=rewatch)
     return state
 
 
