@@ -15,6 +15,10 @@ and the expunge log) read from the last MODSEQ a watch has seen.
   polls those folders as soon as the datagram arrives -- one `sendto` per
   peer and commit, no directory scans.  A datagram lost to a full peer
   buffer or a dead peer costs latency only: see the next point.
+- A user's folder list (CREATE, DELETE, RENAME, SUBSCRIBE) has no MODSEQ:
+  `lists_after` tells this process's IFolderListListeners and sends an
+  `L`+address datagram to the other workers (IMAP NOTIFY MailboxName and
+  SubscriptionChange, RFC 5465 §5.4-§5.5).
 - A LoopingCall (every second, only folders that have listeners) is the
   fallback and catches what sends no datagram (`xmailctl`, another
   program): one read of the index's change counter, and a stat of each
