@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.protocols.imap_support import Wire, message
+from tests.protocols.imap_support import Wire, deliver, message
 from xmail.protocols.imap import grammar
+from xmail.protocols.imap import notify as notifymod
 from xmail.protocols.imap.notify import NotifyState
 
 
@@ -226,3 +227,26 @@ def test_overflow_is_told_once_then_notify_is_off():
     assert state.closed
     state.changed("F9")
     assert state.take(None) == []
+
+
+def test_a_client_that_stops_reading_gets_overflow_then_nothing(server, pair, monkeypatch):
+    # RFC 5465 §5.8 over the wire: the watcher's FETCH of a big message
+    # stalls because it does not read; changes pile up past the backlog.
+    monkeypatch.setattr(notifymod, "MAX_BACKLOG", 5)
+    watcher, other = pair
+    deliver(server, "alice@example.com", message("big", body=("y" * 78 + "\r\n") * 300_000))  # 24 MB
+    _append(other, "Drafts", message("d"))
+    watcher.ok("SELECT INBOX")
+    watcher.ok("NOTIFY SET (mailboxes Drafts (MessageNew MessageExpunge FlagChange))")
+    watcher.send(b"f1 FETCH 1 BODY.PEEK[]\r\n")  # and read nothing for now
+    other.ok("SELECT Drafts")
+    for i in range(8):
+        other.ok("STORE 1 %sFLAGS (\\Flagged)" % ("+" if i % 2 == 0 else "-"))
+    tagged, untagged = watcher.until(b"f1")
+    assert tagged.startswith(b"OK")
+    assert untagged[-1].startswith(b"* OK [NOTIFICATIONOVERFLOW]"), untagged[-1][:80]
+    assert not [line for line in untagged if line.startswith(b"* STATUS")]
+    other.ok("STORE 1 +FLAGS (\\Seen)")
+    # The change reached this process before `other` had its OK: a NOTIFY
+    # still in force would put a STATUS before NOOP's tagged reply.
+    assert not [line for line in watcher.ok("NOOP") if line.startswith(b"* STATUS")]

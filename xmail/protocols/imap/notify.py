@@ -206,7 +206,7 @@ class NotifyState:
                  render: Callable[[str, frozenset[str]], bytes | None],
                  fetch_new: Callable[[list[int]], list[bytes]] | None = None,
                  rewatch: Callable[[], None] | None = None,
-                 max_backlog: int = MAX_BACKLOG):
+                 max_backlog: int | None = None):
         groups = args.groups or ()
         self.selected_group: EventGroup | None = next(
             (g for g in groups if g.filter in SELECTED_FILTERS), None)
@@ -217,7 +217,7 @@ class NotifyState:
         self._rewatch = rewatch
         self.list_watcher: ListWatcher | None = None
         self._new_uids: list[int] = []
-        self.max_backlog = max_backlog
+        self.max_backlog = MAX_BACKLOG if max_backlog is None else max_backlog
         self.watchers: dict[str, FolderWatcher] = {}
         self.pending: dict[str, None] = {}  # mailbox names, in arrival order
         self.extra: list[bytes] = []  # ready lines (LIST for mailbox events)
