@@ -49,6 +49,7 @@ from xmail.limits import LOGIN, CommandDeadline
 from xmail.ops import metrics
 from xmail.protocols.imap import (
     commands,  # noqa: F401  (fills the command registry)
+    rev2,
     searchres,
     tokenizer,
 )
@@ -446,7 +447,7 @@ class IMAPServerProtocol(Protocol):
             self.session.bad_line(event.tag, event.reason, event.too_big)
             return False
         try:
-            request = parse_command(event.items)
+            request = parse_command(event.items, utf8_names=rev2.utf8_names(self.session))
         except GrammarError as e:
             self._release_spools()
             if getattr(e, "resets_search_result", False):

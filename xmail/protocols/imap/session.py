@@ -152,6 +152,9 @@ class Session:
         self.condstore = False
         self.qresync = False
         self.compressing = False  # RFC 4978
+        # RFC 9051 §6.3.1: ENABLE IMAP4rev2 switches this session to rev2
+        # responses (see rev2.py); never switched back.
+        self.rev2 = False
         self.search_result: tuple[Any, frozenset[int]] | None = None  # RFC 5182, see searchres.py
         # Run right after the tagged reply (STARTTLS starts TLS there).
         self.after_reply: Callable[[], None] | None = None

@@ -515,7 +515,11 @@ async def search(session: Session, request: Request) -> str:
                 wanted = {ordered[0] if "MIN" in args.returns else ordered[-1],
                           ordered[-1] if "MAX" in args.returns else ordered[0]}
             highest = max(r.modseq for r in records if r.uid in wanted)
-    if args.returns is None:
+    if args.returns is None and session.rev2:
+        # RFC 9051 §6.4.4: a rev2 SEARCH without RETURN answers ESEARCH as
+        # if RETURN (ALL) were given (Appendix E 9).
+        _write_esearch(session, request, numbers, frozenset({"ALL"}), highest)
+    elif args.returns is None:
         _write_search(session, numbers, highest)
     elif args.returns != {"SAVE"}:  # RFC 5182 §2.1: SAVE alone answers no ESEARCH
         _write_esearch(session, request, numbers, args.returns, highest, args.partial)
@@ -606,7 +610,24 @@ async def sort(session: Session, request: Request) -> str:
         session.untagged(sortmod.esort_response(request.tag, found, args.returns - {"PARTIAL"},
                                                 uid=request.uid)
                          + partial + (b" MODSEQ " + modseq if modseq else b""))
+        if "UPDATE" in args.returns:
+            _start_sort_context(session, request, args, ordered, records)
     return "SORT completed"
+
+
+def _start_sort_context(session: Session, request: Request, args: sortmod.SortArgs,
+                        ordered: list[int], records: list[MessageRecord]) -> None:
+    """RFC 5267 §4.1, CONTEXT=SORT: keep the sorted result current until
+    CANCELUPDATE (esort.py, searchctx.py)."""
+    if args.partial is not None:
+        # RFC 5267 §4.2: a server may decline to keep a context; updates of
+        # a PARTIAL window are not kept (the full result is).
+        session.untagged(b"NO [NOUPDATE " + quoted(request.tag) + b"] no updates for a PARTIAL result")
+        return
+    modseq = max((r.modseq for r in records), default=0)
+    if not searchctx.start(session, request.tag, args.key, request.uid, ordered, modseq,
+                           criteria=args.criteria):
+        session.untagged(b"NO [NOUPDATE " + quoted(request.tag) + b"] too many updating searches")
 
 
 @command("THREAD", SELECTED, forbids_expunge=True)
