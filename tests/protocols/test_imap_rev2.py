@@ -106,8 +106,8 @@ def test_utf8_mailbox_names(server, alice: Wire) -> None:  # type: ignore[no-unt
         # After ENABLE, mUTF-7 is not decoded: this names another, absent folder.
         alice.expect("NO", "SELECT Entw&APw-rfe")
         alice.ok('APPEND "Entwürfe" {5+}\r\nhello'.encode())
-        [line] = alice.ok('STATUS "Entwürfe" (MESSAGES SIZE)'.encode())
-        assert line == '* STATUS "Entwürfe" (MESSAGES 1 SIZE 5)'.encode(), line
+        [line] = alice.ok('STATUS "Entwürfe" (MESSAGES SIZE DELETED)'.encode())
+        assert line == '* STATUS "Entwürfe" (MESSAGES 1 SIZE 5 DELETED 0)'.encode(), line
         lines = alice.ok('SELECT "Entwürfe"'.encode())
         assert '* LIST (\\HasNoChildren) "/" "Entwürfe"'.encode() in lines, lines
         # Bad UTF-8 is not a syntax error: NO (RFC 9051 §7.1.5 BAD is for syntax).
@@ -122,6 +122,9 @@ def test_list_nonexistent_parent(server, alice: Wire) -> None:  # type: ignore[n
     _rev2(alice)
     # ... rev2 says \NonExistent (RFC 9051 §7.3.1).
     assert b'* LIST (\\NonExistent \\HasChildren) "/" p' in alice.ok('LIST "" "*"')
+    # RFC 9051 §6.3.5: such a level cannot be deleted; a name that is not there at all is NONEXISTENT.
+    assert alice.expect("NO", "DELETE p")[0].startswith(b"NO [HASCHILDREN]")
+    assert alice.expect("NO", "DELETE q")[0].startswith(b"NO [NONEXISTENT]")
     # LIST-STATUS and LSUB still work for the rev2 session.
     lines = alice.ok('LIST "" "p/c" RETURN (STATUS (MESSAGES SIZE))')
     assert lines[-1] == b'* STATUS p/c (MESSAGES 0 SIZE 0)', lines

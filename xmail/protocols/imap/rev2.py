@@ -6,20 +6,21 @@ The server advertises both; a session speaks rev1 until the client sends
 connection.  What changes for such a session (RFC 9051 Appendix E) and
 where it is done:
 
-- SEARCH answers ESEARCH, `RETURN (ALL)` implied (§6.4.4, App. E 9):
+- SEARCH answers ESEARCH, `RETURN (ALL)` implied (§6.4.4):
   commands/message.py `search`.
 - no `\\Recent`, no `* n RECENT`, the session claims no message as recent
-  (App. E 6): sync.SelectedFolder(rev2=True), commands/selected.py.
+  (App. E): sync.SelectedFolder(rev2=True), commands/selected.py.
 - SELECT/EXAMINE send the LIST response of the mailbox, no `OK [UNSEEN]`,
   and `OK [CLOSED]` whenever a selected mailbox is replaced (§6.3.2,
-  App. E 5, 16): commands/selected.py.
+  App. E): commands/selected.py.
 - mailbox names are UTF-8 on the wire in both directions, modified UTF-7
-  is no longer decoded (§5.1, App. E 2, RFC 6855 §3): `utf8_names` below,
+  is no longer decoded (§5.1, App. E, RFC 6855 §3): `utf8_names` below,
   grammar.parse_command(utf8_names=...), response.mailbox(utf8=...).
 - LIST: a level that exists only as a parent is `\\NonExistent` (§7.3.1)
   also in a non-extended LIST: commands/mailbox.py.
-- STATUS SIZE (§6.3.11, App. E 4): offered to every session (harmless for
-  rev1 clients, which never ask).
+- STATUS SIZE (§6.3.11) and `NO [HASCHILDREN]` for DELETE of a level that
+  exists only above other folders (§6.3.5): every session (rev1 clients
+  never ask for SIZE and read the code as text).
 The rest of Appendix E (merged extensions: NAMESPACE, UNSELECT, UIDPLUS,
 ESEARCH, SEARCHRES, ENABLE, IDLE, SASL-IR, LIST-EXTENDED, LIST-STATUS,
 MOVE, LITERAL-, BINARY, SPECIAL-USE) is served to every session already;

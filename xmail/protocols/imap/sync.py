@@ -148,7 +148,7 @@ class SelectedFolder:
         self.readonly = readonly
         self.uids = array("L", (r.uid for r in records))
         self._tracker = recent
-        # RFC 9051 Appendix E 6: IMAP4rev2 has no \\Recent; a rev2 session
+        # RFC 9051 Appendix E: IMAP4rev2 has no \\Recent; a rev2 session
         # neither shows nor claims it (a rev1 session still sees those
         # messages as recent).
         self.rev2 = rev2
@@ -231,7 +231,7 @@ class SelectedFolder:
             self._new = []
             self.uids.extend(new)
             out.append(b"* %d EXISTS\r\n" % len(self.uids))
-            if not self.rev2:  # RFC 9051 Appendix E 6: no RECENT response
+            if not self.rev2:  # RFC 9051 Appendix E: no RECENT response
                 self.recent.update(self._tracker.claim(self.key, new, take=not self.readonly))
                 out.append(b"* %d RECENT\r\n" % len(self.recent))
         if self._flag_changes:

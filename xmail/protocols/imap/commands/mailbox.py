@@ -92,7 +92,14 @@ async def delete(session: Session, request: Request) -> str:
     name: str = usable_name(request.args)
     if name == "INBOX":
         raise No("INBOX cannot be deleted", "CANNOT")  # RFC 3501 §6.3.4
-    await session.mailbox.delete_folder(name)
+    try:
+        await session.mailbox.delete_folder(name)
+    except NoSuchFolder:
+        # RFC 9051 §6.3.5, §7.1: a level that exists only above other
+        # folders (LIST: \Noselect / \NonExistent) cannot be deleted.
+        if name in _parents([f.name for f in session.mailbox.list_folders()]):
+            raise No("the folders below must be deleted first", "HASCHILDREN") from None
+        raise
     if session.selected is not None and session.selected.folder.name == name:
         session.deselect()
     return "DELETE completed"

@@ -517,7 +517,7 @@ async def search(session: Session, request: Request) -> str:
             highest = max(r.modseq for r in records if r.uid in wanted)
     if args.returns is None and session.rev2:
         # RFC 9051 §6.4.4: a rev2 SEARCH without RETURN answers ESEARCH as
-        # if RETURN (ALL) were given (Appendix E 9).
+        # if RETURN (ALL) were given (Appendix E).
         _write_esearch(session, request, numbers, frozenset({"ALL"}), highest)
     elif args.returns is None:
         _write_search(session, numbers, highest)

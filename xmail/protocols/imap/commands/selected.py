@@ -54,7 +54,7 @@ async def _select(session: Session, args: SelectArgs, readonly: bool) -> str:
     session.untagged(b"%d EXISTS" % view.exists)
     if session.rev2:
         # RFC 9051 §6.3.2: a LIST response names the mailbox; no RECENT and
-        # no UNSEEN code (Appendix E 5, 6).
+        # no UNSEEN code (Appendix E).
         session.untagged(rev2.select_list_line(session, folder))
     else:
         session.untagged(b"%d RECENT" % len(view.recent))
