@@ -151,3 +151,16 @@ def test_imaplib_enable_and_search(server) -> None:  # type: ignore[no-untyped-d
         assert typ == "OK" and b"SIZE" in data[0]
     finally:
         m.logout()
+
+
+def test_enable_while_selected_drops_recent(server) -> None:  # type: ignore[no-untyped-def]
+    with Wire(server.port("imap")) as w:
+        w.login()
+        w.ok("SELECT INBOX")
+        deliver(server, "alice@example.com", message("new"))
+        assert w.ok("NOOP") == [b"* 1 EXISTS", b"* 1 RECENT"]
+        assert w.ok("FETCH 1 FLAGS") == [b"* 1 FETCH (FLAGS (\\Recent))"]
+        _rev2(w)
+        assert w.ok("FETCH 1 FLAGS") == [b"* 1 FETCH (FLAGS ())"]
+        deliver(server, "alice@example.com", message("newer"))
+        assert w.ok("NOOP") == [b"* 2 EXISTS"]

@@ -42,6 +42,12 @@ def enable(session: Any) -> bool:
     if session.rev2:
         return False
     session.rev2 = True
+    view = session.selected
+    if view is not None:
+        # Enabled with a mailbox selected (RFC 5161 wants ENABLE before
+        # SELECT; we allow it): from now on no \Recent there either.
+        view.rev2 = True
+        view.recent.clear()
     return True
 
 
