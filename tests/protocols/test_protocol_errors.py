@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from twisted.internet import task
 from twisted.logger import globalLogPublisher
+from twisted.python.failure import Failure
 
 from tests.conftest import PASSWORD, RunningServer
 from tests.protocols.test_imap_session import connect as imap_connect
@@ -143,7 +144,7 @@ def test_pop3_gate_refusals(command: POP3Command, wire: bytes) -> None:
 ])
 def test_smtp_error_mapping(tmp_path: Any, error: Exception, wire: bytes, logged: list[dict]) -> None:
     session = SMTPClient(tmp_path).protocol.session
-    assert _raised(error, lambda e: session._error_reply(e, "X")).to_bytes() == wire
+    assert _raised(error, lambda e: session._error_reply(Failure(e), "X")).to_bytes() == wire
     assert len(_failures(logged)) == (1 if wire.startswith(b"451") else 0)
 
 

@@ -34,6 +34,8 @@ from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from twisted.internet import defer
+
 H = TypeVar("H", bound=Callable[..., Any])
 
 
@@ -192,3 +194,11 @@ def gate(table: CommandTable[Any], name: str, *, state: Hashable = None, line_le
             command.min_args <= nargs and (command.max_args is None or nargs <= command.max_args)):
         return Denied(Refusal.WRONG_ARITY, name, command)
     return command
+
+
+async def settle(result: Any) -> Any:
+    """Await `result` if it is a Deferred, else return it: lets a coroutine
+    handler call helpers that answer now or later (SASL steps, checks)."""
+    if isinstance(result, defer.Deferred):
+        return await result
+    return result

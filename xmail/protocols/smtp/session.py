@@ -21,6 +21,7 @@ from typing import Any
 from twisted.cred.error import LoginFailed, UnauthorizedLogin
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from xmail.auth import sasl
 from xmail.auth.interfaces import LoginUnavailable
@@ -33,6 +34,7 @@ from xmail.protocols.skeleton import (
     ServerFault,
     UserError,
     gate,
+    settle,
 )
 from xmail.protocols.smtp import replies
 from xmail.protocols.smtp.grammar import (
@@ -245,14 +247,11 @@ class SMTPSession:
         if isinstance(checked, Denied):
             self.reply(self._refused(checked))
             return None
-        try:
-            result = checked.handler(self, command.argument)
-        except Exception as e:
-            self.reply(self._error_reply(e, command.verb))
-            return None
-        if isinstance(result, defer.Deferred):
-            result.addErrback(self._deferred_error, command.verb)
-        return metrics.track("smtp", command.verb, result, started)
+        # Handlers are coroutines; one that does not wait completes here,
+        # synchronously, so pipelined replies keep their order (RFC 2920).
+        done = defer.Deferred.fromCoroutine(checked.handler(self, command.argument))
+        done.addErrback(self._deferred_error, command.verb)
+        return metrics.track("smtp", command.verb, None if done.called else done, started)
 
     # -- errors to replies: the one place -------------------------------------------------
     def _refused(self, denied: Denied) -> Reply:
@@ -281,38 +280,32 @@ class SMTPSession:
                 return replies.NO_VALID_RECIPIENTS
         return replies.BAD_SEQUENCE
 
-    def _error_reply(self, error: BaseException, verb: str) -> Reply:
+    def _error_reply(self, failure: Failure, verb: str) -> Reply:
         """A handler's exception as an SMTP reply: UserError carries its
         catalog reply, BadSyntax is 501 5.5.4, anything else a server fault
-        (logged with its traceback, 451 4.3.0: the client retries)."""
+        (logged with its traceback, 451 4.3.0: the client retries; RFC 5321
+        §4.2.5)."""
+        error = failure.value
         if isinstance(error, UserError):
             reply = error.code if isinstance(error.code, Reply) else replies.SYNTAX_ERROR
             return reply.with_text(error.text) if error.text else reply
         if isinstance(error, BadSyntax):
             return replies.SYNTAX_ERROR
-        if not isinstance(error, ServerFault):
-            self._log.failure("SMTP {verb} failed", verb=verb)
-        else:
-            self._log.failure("SMTP {verb}: {fault}", verb=verb, fault=error.text)
+        what = error.text if isinstance(error, ServerFault) else "unexpected error"
+        self._log.failure("SMTP {verb} failed: {what}", failure, verb=verb, what=what)
         self.discard_transaction()
         return replies.TEMPORARY_FAILURE
 
-    def _deferred_error(self, failure: Any, verb: str) -> None:
-        error = failure.value
-        if isinstance(error, UserError | BadSyntax):
-            self.reply(self._error_reply(error, verb))
-            return
-        self._log.failure("SMTP {verb} failed", failure, verb=verb)
-        self.discard_transaction()
-        self.reply(replies.TEMPORARY_FAILURE)
+    def _deferred_error(self, failure: Failure, verb: str) -> None:
+        self.reply(self._error_reply(failure, verb))
 
     # -- commands --------------------------------------------------------------------
     @command("EHLO")
-    def do_ehlo(self, argument: str) -> None:
+    async def do_ehlo(self, argument: str) -> None:
         self._hello(argument, esmtp=True)
 
     @command("HELO")
-    def do_helo(self, argument: str) -> None:
+    async def do_helo(self, argument: str) -> None:
         self._hello(argument, esmtp=False)
 
     def _hello(self, argument: str, esmtp: bool) -> None:
@@ -337,33 +330,33 @@ class SMTPSession:
         self._send(replies.HELO_OK, lines)
 
     @command("NOOP")
-    def do_noop(self, argument: str) -> None:
+    async def do_noop(self, argument: str) -> None:
         self.reply(replies.OK)
 
     @command("RSET")
-    def do_rset(self, argument: str) -> None:
+    async def do_rset(self, argument: str) -> None:
         self.discard_transaction()
         self.reply(replies.RESET_OK)
 
     @command("QUIT")
-    def do_quit(self, argument: str) -> None:
+    async def do_quit(self, argument: str) -> None:
         self.close(replies.CLOSING)
 
     @command("HELP")
-    def do_help(self, argument: str) -> None:
+    async def do_help(self, argument: str) -> None:
         self.reply(replies.HELP)
 
     @command("VRFY")
-    def do_vrfy(self, argument: str) -> None:
+    async def do_vrfy(self, argument: str) -> None:
         # RFC 5321 §3.5.3: 252 without disclosing which users exist.
         self.reply(replies.CANNOT_VRFY)
 
     @command("EXPN")
-    def do_expn(self, argument: str) -> None:
+    async def do_expn(self, argument: str) -> None:
         self.reply(replies.NOT_IMPLEMENTED)
 
     @command("STARTTLS", needs_hello=True)
-    def do_starttls(self, argument: str) -> None:
+    async def do_starttls(self, argument: str) -> None:
         if argument.strip():
             self.reply(replies.SYNTAX_ERROR)
             return
@@ -384,7 +377,7 @@ class SMTPSession:
 
     # -- AUTH (RFC 4954) -------------------------------------------------------------
     @command("AUTH", frozenset({Tx.IDLE}), line_limit=AUTH_LINE_LIMIT, needs_hello=True)
-    def do_auth(self, argument: str) -> Any:
+    async def do_auth(self, argument: str) -> None:
         if self.mode != SUBMISSION:
             self.reply(replies.AUTH_NOT_ENABLED)
             return None
@@ -402,7 +395,8 @@ class SMTPSession:
         self._sasl = exchange
         initial = initial.strip()
         if not initial:
-            return self._sasl_step(None)
+            await settle(self._sasl_step(None))
+            return None
         try:
             # RFC 4954 §4: "=" is an empty initial response.
             response = sasl.decode_initial(initial)
@@ -410,7 +404,8 @@ class SMTPSession:
             self._sasl = None
             self.reply(replies.AUTH_BAD_RESPONSE)
             return None
-        return self._sasl_step(response)
+        await settle(self._sasl_step(response))
+        return None
 
     def _sasl_response(self, line: bytes) -> Any:
         if len(line) + 2 > AUTH_LINE_LIMIT:
@@ -469,7 +464,7 @@ class SMTPSession:
     # -- envelope --------------------------------------------------------------------
     @command("MAIL", frozenset({Tx.IDLE}), line_limit=ENVELOPE_LINE_LIMIT, needs_hello=True,
              needs_auth=True)
-    def do_mail(self, argument: str) -> Any:
+    async def do_mail(self, argument: str) -> None:
         try:
             path = parse_path_argument(argument, "FROM:", allow_null=True)
         except GrammarError as e:
@@ -540,7 +535,7 @@ class SMTPSession:
 
     @command("RCPT", IN_ENVELOPE, line_limit=ENVELOPE_LINE_LIMIT, needs_hello=True,
              needs_auth=True)
-    def do_rcpt(self, argument: str) -> Any:
+    async def do_rcpt(self, argument: str) -> None:
         envelope = self.envelope
         assert envelope is not None  # the gate: tx is MAIL or RCPT
         try:
@@ -581,7 +576,8 @@ class SMTPSession:
             return None
         result.addErrback(lambda f: (self._internal_error(f, "recipient check"), None))
         result.addCallback(self._recipient_checked, envelope, recipient)
-        return result
+        await result
+        return None
 
     def _recipient_checked(self, result: tuple[Reply, str | None], envelope: Envelope,
                            recipient: Recipient) -> None:
@@ -623,7 +619,7 @@ class SMTPSession:
         return self._refused(checked) if isinstance(checked, Denied) else None
 
     @command("DATA", frozenset({Tx.RCPT}), needs_hello=True, needs_auth=True)
-    def do_data(self, argument: str) -> None:
+    async def do_data(self, argument: str) -> None:
         if argument.strip():
             raise BadSyntax("DATA takes no argument")
         self._open_spool()
@@ -658,7 +654,7 @@ class SMTPSession:
         return self._finish_message()
 
     @command("BDAT", needs_hello=True)
-    def do_bdat(self, argument: str) -> Any:
+    async def do_bdat(self, argument: str) -> None:
         parts = argument.split()
         if not parts or len(parts) > 2 or not parts[0].isdigit() or len(parts[0]) > 20 or (
                 len(parts) == 2 and parts[1].upper() != "LAST"):
