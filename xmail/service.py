@@ -28,8 +28,8 @@ from xmail.auth.realm import make_portal
 from xmail.config import Settings
 from xmail.context import ServerContext, SharedTables
 from xmail.db.environment import IndexEnvironment
+from xmail.metrics import count_connections, index_write
 from xmail.ops.audit import AuditLog
-from xmail.ops.metrics import count_connections, index_write
 from xmail.preflight import StartupError, bind_error, describe
 from xmail.protocols.http.server import HTTPFactory
 from xmail.protocols.imap.server import IMAPFactory

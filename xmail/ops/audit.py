@@ -57,9 +57,10 @@ from twisted.internet import task
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from xmail import metrics
 from xmail.auth.interfaces import IAuditLog
 from xmail.config import Settings
-from xmail.ops import logfiles, metrics
+from xmail.ops import logfiles
 
 MAX_VALUE = 512  # characters kept of one value
 # Mail events that are one per message removed: audit file only.

@@ -21,9 +21,9 @@ from twisted.cred.error import LoginFailed, UnauthorizedLogin
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from xmail import metrics
 from xmail.auth import sasl
 from xmail.auth.interfaces import LoginUnavailable
-from xmail.ops import metrics
 from xmail.protocols.smtp import replies
 from xmail.protocols.smtp.grammar import (
     GrammarError,
