@@ -21,33 +21,47 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.web import resource
 
 from xmail import limits, tls
 from xmail.auth.directory import Directory
 from xmail.auth.realm import make_portal
+from xmail.autoconfig.resource import AutoconfigResource
 from xmail.config import Settings
 from xmail.context import ServerContext, SharedTables
 from xmail.db.environment import IndexEnvironment
 from xmail.metrics import count_connections, index_write
 from xmail.ops.audit import AuditLog
+from xmail.ops.http import mount_metrics
 from xmail.preflight import StartupError, bind_error, describe
 from xmail.protocols.http.server import HTTPFactory
 from xmail.protocols.imap.server import IMAPFactory
 from xmail.protocols.pop3.server import POP3Factory
 from xmail.protocols.smtp.server import SMTPFactory
 from xmail.queue.runner import DeliveryQueue
+from xmail.sendsave import SendSaver
 from xmail.store.mailstore import MailStore
+
+
+def http_root(ctx: ServerContext) -> resource.IResource:
+    """What the `http` listener serves: the autoconfig pages and, unless
+    `[metrics] enabled = false`, GET /metrics (issue #8).  Built here, the
+    one floor that may import both a protocol and the features it serves."""
+    root = AutoconfigResource(ctx)
+    mount_metrics(root, ctx)
+    return root
+
 
 # listener name -> (protocol factory, factory keyword arguments, implicit TLS)
 PROTOCOLS: dict[str, tuple[Callable[..., Any], dict[str, Any], bool]] = {
     "smtp": (SMTPFactory, {"mode": "mx"}, False),
-    "submission": (SMTPFactory, {"mode": "submission"}, False),
-    "submissions": (SMTPFactory, {"mode": "submission"}, True),
+    "submission": (SMTPFactory, {"mode": "submission", "send_saver": SendSaver}, False),
+    "submissions": (SMTPFactory, {"mode": "submission", "send_saver": SendSaver}, True),
     "pop3": (POP3Factory, {}, False),
     "pop3s": (POP3Factory, {}, True),
     "imap": (IMAPFactory, {}, False),
     "imaps": (IMAPFactory, {}, True),
-    "http": (HTTPFactory, {}, False),
+    "http": (HTTPFactory, {"root": http_root}, False),
 }
 
 RECYCLE_PURGE_INTERVAL = 3600.0  # seconds between Recycle purges

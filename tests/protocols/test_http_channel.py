@@ -23,6 +23,7 @@ from xmail.autoconfig.autodiscover import OUTLOOK_NS, REQUEST_NS, RESPONSE_NS
 from xmail.config import parse
 from xmail.context import ServerContext
 from xmail.protocols.http.server import MAX_BODY_SIZE, HTTPFactory
+from xmail.service import http_root
 
 
 class HostedDomains:
@@ -102,7 +103,7 @@ def ctx(tmp_path: Path, clock: task.Clock) -> ServerContext:
 
 @pytest.fixture
 def factory(ctx: ServerContext) -> HTTPFactory:
-    factory = HTTPFactory(ctx, implicit_tls=False)
+    factory = HTTPFactory(ctx, implicit_tls=False, root=http_root)
     factory.resource.run_in_thread = lambda f, *a: defer.maybeDeferred(f, *a)
     return factory
 
@@ -311,7 +312,7 @@ def test_mobileconfig_signed_with_a_ca_issued_certificate(ctx: ServerContext, tm
     (tmp_path / "key.pem").write_bytes(leaf.key_pem())
     ctx.settings = dataclasses.replace(ctx.settings, tls=dataclasses.replace(
         ctx.settings.tls, cert=str(tmp_path / "cert.pem"), key=str(tmp_path / "key.pem")))
-    factory = HTTPFactory(ctx, implicit_tls=False)
+    factory = HTTPFactory(ctx, implicit_tls=False, root=http_root)
     factory.resource.run_in_thread = lambda f, *a: defer.maybeDeferred(f, *a)
     response = request(factory, "GET", "/mobileconfig?email=alice@example.com")
     assert response.status == 200
