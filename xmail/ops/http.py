@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.ops.test_metrics_http -*-
+# -*- test-case-name: tests.ops.test_server, tests.ops.test_metrics -*-
 """GET /metrics on the http listener: the Prometheus text exposition.
 
 Served when the request arrived on a loopback address of the listener

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.store.test_index -*-
+# -*- test-case-name: tests.store.test_uids, tests.store.test_modseq -*-
 """UidIndex: the store's LMDB schema and the transactional edits on it.
 
 Every function here takes an open LMDB transaction and does no file I/O, so

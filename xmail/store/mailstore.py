@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.store.test_mailstore -*-
+# -*- test-case-name: tests.store.test_delivery, tests.store.test_service_store -*-
 """MailStore: every user's mail, one per process (IMessageStore).
 
     MailStore(env, settings, directory, reactor)   the daemon

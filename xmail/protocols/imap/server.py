@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.protocols.test_imap_server -*-
+# -*- test-case-name: tests.protocols.test_imap_commands, tests.protocols.test_imap_backpressure -*-
 """The Twisted glue: bytes in to the tokenizer, commands to the session,
 bytes out with back-pressure.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.protocols.test_imap_message -*-
+# -*- test-case-name: tests.protocols.test_imap_commands, tests.protocols.test_imap_semantics -*-
 """Selected-state message commands (RFC 3501 §6.4.4-§6.4.8): SEARCH (with
 ESEARCH, RFC 4731), FETCH, STORE, COPY and MOVE (RFC 6851), and their UID
 forms with UIDPLUS data (RFC 4315), and their RFC 7162 parts: FETCH MODSEQ,
