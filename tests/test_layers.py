@@ -50,8 +50,14 @@ FLOORS: dict[str, int] = {
 }
 FLOOR_NAMES = ["ground floor", "store/auth", "context", "protocols/features", "service/workers"]
 
-PROTOCOL_PACKAGES = ("xmail.protocols.smtp", "xmail.protocols.pop3", "xmail.protocols.imap",
-                     "xmail.protocols.http")
+# Every package under xmail/protocols/ is a protocol (a new one is covered
+# the day it appears), except the shared skeleton; plain modules directly in
+# xmail/protocols/ are shared by all protocols.
+SHARED_PROTOCOL_PACKAGES = ("xmail.protocols.skeleton",)
+PROTOCOL_PACKAGES = tuple(
+    f"xmail.protocols.{d.name}" for d in sorted((PACKAGE / "protocols").iterdir())
+    if (d / "__init__.py").exists() and f"xmail.protocols.{d.name}" not in SHARED_PROTOCOL_PACKAGES
+)
 
 # What a protocol may reach above the ground floor: the store's and auth's
 # interfaces (the one login path and the sans-IO SASL machine are auth's
@@ -131,17 +137,16 @@ def violations(module: str, imported: str) -> list[str]:
         if _within(module, a) and _within(imported, b):
             broken.append(f"{a} and {b} are siblings: shared code goes to the ground floor")
     if _within(module, "xmail.context") and floor_of(imported) != GROUND \
-            and not imported.startswith(CONTEXT_SURFACE):
+            and not any(_within(imported, s) for s in CONTEXT_SURFACE):
         broken.append("the context holds interfaces, not implementations")
     own = protocol_of(module)
     if own is not None and floor_of(imported) != GROUND and not _within(imported, own):
         other = protocol_of(imported)
         if other is not None:
             broken.append("a protocol never imports another protocol")
-        elif _within(imported, "xmail.protocols") and len(imported.split(".")) <= 3 \
-                and not (ROOT / "xmail" / "protocols" / imported.split(".")[-1]).is_dir():
-            pass  # shared skeleton modules directly in xmail/protocols/
-        elif not imported.startswith(PROTOCOL_SURFACE) and imported != "xmail.protocols":
+        elif _within(imported, "xmail.protocols"):
+            pass  # the shared skeleton: xmail/protocols/*.py and SHARED_PROTOCOL_PACKAGES
+        elif not any(_within(imported, s) for s in PROTOCOL_SURFACE):
             broken.append("a protocol imports only the ground floor, store/auth interfaces and the context")
     if floor_of(module) == PROTOCOLS_FEATURES and own is None and protocol_of(imported) is not None:
         broken.append("features do not import protocols")
@@ -201,6 +206,9 @@ def test_the_rules_catch_what_issue_14_removed() -> None:
     assert violations("xmail.protocols.imap.session", "xmail.store.mailstore")
     assert not violations("xmail.protocols.imap.session", "xmail.store.interfaces")
     assert not violations("xmail.protocols.imap.server", "xmail.protocols.skeleton")
+    assert not violations("xmail.protocols.pop3.server", "xmail.protocols.skeleton.dispatch")
+    assert set(PROTOCOL_PACKAGES) >= {"xmail.protocols.smtp", "xmail.protocols.pop3",
+                                      "xmail.protocols.imap", "xmail.protocols.http"}
     assert not violations("xmail.service", "xmail.protocols.imap.server")
 
 
