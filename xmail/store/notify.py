@@ -37,7 +37,7 @@ from typing import Any
 from twisted.internet import task
 from twisted.logger import Logger
 
-from xmail.store.interfaces import FolderChanges, MessageRecord
+from xmail.store.interfaces import FolderChanges, MessageRecord, StoreBusy
 
 POLL_INTERVAL = 1.0  # the fallback; datagrams carry changes between workers
 DROP_IN_EVERY = 1  # ticks between stats of new/ (once a second)
@@ -71,6 +71,7 @@ class ChangeNotifier:
         self._new_mtimes: dict[int, int] = {}
         self._opened_at: dict[int, float] = {}  # fid -> when opened() last looked at new/
         self._picking: set[int] = set()
+        self._busy_said = False  # one warning per spell of a full store queue
         self._loop: task.LoopingCall | None = None
         self._ticks = 0
         self._last_counter = -1
@@ -237,8 +238,25 @@ class ChangeNotifier:
         from xmail.store.reindex import pickup_new
 
         d = pickup_new(self.store, fid)
-        d.addErrback(lambda f: self._log.failure("picking up new/ of folder {fid} failed", f, fid=fid))
+        d.addCallbacks(self._picked, self._pickup_failed, errbackArgs=(fid,))
         d.addBoth(lambda _: self._picking.discard(fid))
+
+    def _picked(self, _count: int) -> None:
+        self._busy_said = False
+
+    def _pickup_failed(self, failure: Any, fid: int) -> None:
+        if not failure.check(StoreBusy):
+            self._log.failure("picking up new/ of folder {fid} failed", failure, fid=fid)
+            return
+        # The store's file queue is full (xmail.store.runner): load, not a
+        # fault.  LIST-STATUS over thousands of folders opens each for the
+        # first time in this process and used to log a traceback per folder
+        # (issue 16, item 7).  Forget the mtime so the next open or tick
+        # looks again, and say so once until a pickup gets through.
+        self._new_mtimes.pop(fid, None)
+        if not self._busy_said:
+            self._busy_said = True
+            self._log.warn("store busy ({error}): drop-in pickups postponed", error=failure.value)
 
     def opened(self, fid: int) -> None:
         """A folder was opened: pick up drop-ins once per mtime change.
