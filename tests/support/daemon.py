@@ -153,7 +153,7 @@ class Daemon:
                 self.kill9()  # its workers, if any
                 raise AssertionError(f"twistd exited with {self.proc.returncode}:\n{self.output}")
             text = self.output
-            ports = self._ports(text)
+            ports = self.bound_ports()
             if self._serving(text) and set(self.listeners) <= set(ports):
                 self.ports = ports
                 return ports
@@ -167,8 +167,9 @@ class Daemon:
             return False
         return self.workers == 1 or len(_SERVING.findall(text)) >= self.workers
 
-    @staticmethod
-    def _ports(text: str) -> dict[str, int]:
+    def bound_ports(self) -> dict[str, int]:
+        """Listener name -> port, from the log lines so far."""
+        text = self.output
         ports = {name: int(port) for name, port in _LISTENING.findall(text)}
         ports.update((name, int(port)) for name, port in _BOUND.findall(text))
         return ports
