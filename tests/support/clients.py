@@ -5,7 +5,8 @@ pipelining, hostile bytes -- is tested with these:
 
 - `LineClient`: a socket that reads CRLF lines (endings kept) and exact
   byte counts; the base of the other two line clients.
-- `smtp_reply` / `SmtpClient`: whole SMTP replies, syntax checked (RFC 5321 §4.2).
+- `smtp_reply`: whole SMTP replies off a LineClient, syntax checked
+  (RFC 5321 §4.2); `SmtpClient`: commands and text replies.
 - `pop3_status`, `pop3_multiline` / `Pop3Client`: POP3 status lines and
   multi-line responses (RFC 1939 §3).
 - `ImapClient`: tagged IMAP exchanges, literals inlined (RFC 3501 §7).
@@ -16,6 +17,7 @@ from __future__ import annotations
 import re
 import socket
 import ssl
+import time
 from typing import Any
 
 from tests.support.server import PASSWORD
@@ -124,19 +126,59 @@ def smtp_reply(client: LineClient) -> tuple[int, list[bytes]] | None:
 
 
 class SmtpClient(LineClient):
-    """SMTP command lines in, checked replies out; the greeting is read."""
+    """Raw SMTP for what smtplib cannot express (pipelining in one packet,
+    BDAT, injected bytes, bare line endings).  Replies are text, the lines
+    of a multi-line reply joined by "\\n"; the greeting is read."""
 
-    def __init__(self, port: int, timeout: float = 10.0, **kw: Any):
-        super().__init__(port, timeout, **kw)
-        self.greeting = smtp_reply(self)
+    def __init__(self, port: int, host: str = "127.0.0.1", *, source: str | None = None,
+                 implicit_tls: bool = False, timeout: float = 20.0):
+        self.sock: Any = socket.create_connection((host, port), timeout=timeout,
+                                                  source_address=(source, 0) if source else None)
+        if implicit_tls:
+            self.sock = client_tls().wrap_socket(self.sock)
+        self.buf = b""
+        self.greeting = self.reply()
 
-    def reply(self) -> tuple[int, list[bytes]] | None:
-        return smtp_reply(self)
+    def line(self) -> bytes:
+        """One line without its CRLF; ConnectionError when the server closed."""
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"connection closed; buffered {self.buf!r}")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
 
-    def command(self, line: str | bytes) -> tuple[int, list[bytes]] | None:
+    def reply(self) -> str:
+        """One complete (possibly multi-line) reply (RFC 5321 §4.2.1)."""
+        lines = []
+        while True:
+            line = self.line()
+            lines.append(line.decode("utf-8", "replace"))
+            if line[3:4] != b"-":
+                return "\n".join(lines)
+
+    def replies(self, n: int) -> list[str]:
+        return [self.reply() for _ in range(n)]
+
+    def cmd(self, line: str | bytes) -> str:
         """Send one command line (CRLF added) and read its reply."""
         self.send((line.encode() if isinstance(line, str) else line) + b"\r\n")
-        return smtp_reply(self)
+        return self.reply()
+
+    def closed_by_server(self, wait: float = 5.0) -> bool:
+        """True when the server closes within `wait` s (data before it is dropped)."""
+        self.sock.settimeout(wait)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                if not self.sock.recv(65536):
+                    return True
+            except (ConnectionError, ssl.SSLError):
+                return True
+            except TimeoutError:
+                return False
+        return False
 
 
 # -- POP3 -------------------------------------------------------------------------------------------
