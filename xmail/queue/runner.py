@@ -108,6 +108,7 @@ class DeliveryQueue:
         self._workers: set[defer.Deferred[Any]] = set()  # everything stop() waits for
         self._remote: set[defer.Deferred[Any]] = set()  # connections stop() cancels
         self._timer: Any = None
+        self._scanned_since_start = False
         self._kick_pending = False
         self._running = False
         self._lock_fd: int | None = None  # the delivery lock, see _take_lead
@@ -118,6 +119,7 @@ class DeliveryQueue:
         self._in_flight.clear()
         self._busy.clear()
         self._running = True
+        self._scanned_since_start = False
         self.kick()
 
     def _take_lead(self) -> bool:
@@ -238,6 +240,12 @@ class DeliveryQueue:
         wake = now + self.poll_interval
         if next_when is not None:
             wake = min(wake, next_when)
+        if not self._scanned_since_start:
+            # One line per start of the delivering process: what a restart
+            # found in the spool (and the tests' "scan finished" signal).
+            self._scanned_since_start = True
+            self._log.info("queue scanned after start: {due} due, next scan in {wait:.0f} s",
+                           due=len(messages), wait=max(0.0, wake - now))
         self._schedule_scan(now, wake)
 
     def _schedule_scan(self, now: float, wake: float) -> None:
