@@ -59,7 +59,7 @@ class QueueFixture:
             self.server.call(ctx.queue.stop)
         self.env = self.server.service.core.env
         self.queue = self.make_queue(schedule, **queue_kw)
-        ctx.queue = self.queue
+        ctx.core.queue = self.queue
         self.server.call(self.queue.start)
 
     def make_queue(self, schedule: RetrySchedule | None = None, **kw: Any) -> DeliveryQueue:
@@ -354,7 +354,7 @@ def test_restart_keeps_queue_and_retry_state(make_server):
     in_reactor(peer.listen, reactor_running(), port)
     try:
         q.queue = q.make_queue()
-        q.server.ctx.queue = q.queue
+        q.server.ctx.core.queue = q.queue
         q.server.call(q.queue.start)
         time.sleep(0.3)
         assert q.record(queue_id).recipients[0].attempts == before.recipients[0].attempts == 1
