@@ -20,6 +20,7 @@ handed in at construction; None fields are this process's own.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from twisted.cred.portal import Portal
 
     from xmail.auth.interfaces import IAuditLog, IDirectory, IFailureCounts
+    from xmail.limits import PeerConnections, UserConnections
     from xmail.queue.interfaces import IOutboundQueue
     from xmail.store.interfaces import IMessageStore
 
@@ -43,6 +45,29 @@ class SendCounter(Protocol):
     def reached(self, user: str) -> bool: ...
 
     def record(self, user: str, messages: int = 1) -> None: ...
+
+
+class RecentClaims(Protocol):
+    """IMAP \\Recent claims (xmail.protocols.imap.sync.RecentTracker): this
+    process's memory, or the workers' table (xmail.workers.shared)."""
+
+    def update(self, key: str, change: Callable[[int | None], int | None]) -> int | None: ...
+
+
+class AcceptShare(Protocol):
+    """The workers' share of the connections (xmail.workers.balance.
+    ConnectionShare): makes the listening endpoints, told of every
+    connection opened and closed."""
+
+    def endpoint(self, reactor: Any, description: str) -> Any: ...
+
+    def opened(self) -> None: ...
+
+    def closed(self) -> None: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 class Bus(Protocol):
@@ -61,11 +86,11 @@ class SharedTables:
     XmailService at construction; None fields are this process's own
     (one process, tests).  Nothing patches them into a live context."""
 
-    connections: Any = None  # xmail.limits.UserConnections interface: sessions per user
-    peer_connections: Any = None  # xmail.limits.PeerConnections interface: per client address
+    connections: UserConnections | None = None  # sessions per user
+    peer_connections: PeerConnections | None = None  # per client address
     send_counter: SendCounter | None = None
-    recent_claims: Any = None  # RecentTracker store: update(key, change)
-    accept_share: Any = None  # xmail.workers.balance.ConnectionShare: endpoint(), start(), stop()
+    recent_claims: RecentClaims | None = None
+    accept_share: AcceptShare | None = None
     login_failures: IFailureCounts | None = None  # the login throttle's counts (xmail.auth.throttle)
     bus: Bus | None = None  # change notification and queue kicks between the workers
 
@@ -92,15 +117,14 @@ class ServerContext:
     # no port in its config; auto-configuration advertises the real one).
     # A dict the listeners fill: the context itself is never assigned.
     bound_ports: dict[str, int] = field(default_factory=dict)
-    connections: Any = None  # xmail.limits.UserConnections: sessions per user and protocol
-    peer_connections: Any = None  # xmail.limits.PeerConnections: connections per client address
+    connections: UserConnections | None = None  # sessions per user and protocol
+    peer_connections: PeerConnections | None = None  # connections per client address
     send_counter: SendCounter | None = None  # None: each MailAgent keeps its own (unit tests)
     # IMAP \Recent claims (xmail.protocols.imap.sync.RecentTracker): None is
     # this process's memory; workers share a table (xmail.workers.shared).
-    recent_claims: Any = None
-    # Workers: xmail.workers.balance.ConnectionShare, told of every connection
-    # opened and closed and making the listening endpoints; None: one process.
-    accept_share: Any = None
+    recent_claims: RecentClaims | None = None
+    # Workers: their share of the connections; None: one process.
+    accept_share: AcceptShare | None = None
 
     # The core services, read at connection time through the holder.
     @property
