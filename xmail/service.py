@@ -98,11 +98,11 @@ class CoreService(service.Service):
         self.env.start_writer()
         reactor = self.ctx.reactor
         bus = self.shared.bus
-        audit = AuditLog(settings)
         directory = Directory(self.env, settings)
+        # The directory classifies recipients from the first event on.
+        audit = AuditLog(settings, user_directory=directory)
         store = MailStore(self.env, settings, directory, reactor, bus=bus)
         portal = make_portal(directory, store, settings, reactor, failures=self.shared.login_failures)
-        audit.user_directory = directory  # classifies recipients before start()
         # Every worker enqueues; only the leader's runner sends.  A worker
         # that queues mail tells the leader at once (QUEUE_KICK).
         queue = DeliveryQueue(self.env, settings, store, directory, reactor, audit=audit,
@@ -150,12 +150,14 @@ class CoreService(service.Service):
     @defer.inlineCallbacks
     def stopService(self) -> Any:
         service.Service.stopService(self)
-        self.leader.stop()
         self.singletons = False
         if self._purge is not None and self._purge.running:
             self._purge.stop()
         if self.ctx.queue is not None:
             yield defer.maybeDeferred(self.ctx.queue.stop)
+        # Leadership goes once the runner has nothing in flight: the next
+        # leader's runner never overlaps this one.
+        self.leader.stop()
         if self.ctx.audit is not None:
             self.ctx.audit.stop()
         if self.ctx.store is not None:
