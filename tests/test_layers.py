@@ -40,6 +40,10 @@ FLOORS: dict[str, int] = {
     "xmail.context": CONTEXT,     # the bundle of interfaces protocols are handed
     "xmail.protocols": PROTOCOLS_FEATURES,
     "xmail.queue": PROTOCOLS_FEATURES,
+    # The queue's interface (IOutboundQueue, the recipient type) is what the
+    # context hands protocols, like store's and auth's interfaces: it sits on
+    # their floor and imports nothing of the queue.
+    "xmail.queue.interfaces": STORE_AUTH,
     "xmail.sendsave": PROTOCOLS_FEATURES,
     "xmail.autoconfig": PROTOCOLS_FEATURES,
     "xmail.ops": PROTOCOLS_FEATURES,

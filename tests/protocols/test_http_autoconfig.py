@@ -33,10 +33,9 @@ ADVERTISED = {
 
 
 def expose_bound_ports(server: RunningServer) -> None:
-    """Until the service publishes ctx.bound_ports itself (see the report
-    of issue #7), fill it from the listeners, as the service would."""
-    if not getattr(server.ctx, "bound_ports", None):
-        server.ctx.bound_ports = {name: server.port(name) for name in server.service.listeners}
+    """The service publishes ctx.bound_ports as its listeners bind; this
+    checks it holds what the listeners report."""
+    assert server.ctx.bound_ports == {name: server.port(name) for name in server.service.listeners}
 
 
 @pytest.fixture

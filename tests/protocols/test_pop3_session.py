@@ -25,7 +25,7 @@ from zope.interface import implementer
 
 from xmail.auth.interfaces import IMailAccount
 from xmail.config import Settings, parse
-from xmail.context import ServerContext
+from xmail.context import CoreServices, ServerContext
 from xmail.protocols.pop3.maildrop import InProcessMaildropLocks
 from xmail.protocols.pop3.server import POP3Factory
 from xmail.store.interfaces import IMailbox
@@ -108,7 +108,7 @@ class World:
         self.realm = MemoryRealm({"alice@example.com": mailbox})
         self.audit = AuditRecorder()
         self.ctx = ServerContext(settings=settings or Settings(), reactor=self.clock,
-                                 portal=Portal(self.realm, [checker]), audit=self.audit,
+                                 core=CoreServices(portal=Portal(self.realm, [checker]), audit=self.audit),
                                  tls=object() if tls else None)
         self.factory = POP3Factory(self.ctx, implicit_tls=False)
         self.factory._locks = InProcessMaildropLocks()

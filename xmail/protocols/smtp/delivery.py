@@ -98,12 +98,12 @@ class MailAgent:
         # Tests replace this with a slow (Deferred-returning) resolver to
         # check pipelining against asynchronous recipient checks.
         self.recipient_resolver: Any = None
-        # One counter per server, shared by the 587 and 465 listeners.
+        # One counter per server (XmailService builds it, or the workers'
+        # shared table), shared by the 587 and 465 listeners; a context
+        # built without one (unit tests) gets this agent's own.
         counter = ctx.send_counter
         if counter is None:
-            # Shared by the submission and submissions listeners.
             counter = DailySendCounter(settings.limits.daily_send_limit)
-            ctx.send_counter = counter
         self.send_counter: DailySendCounter = counter
 
     @property
