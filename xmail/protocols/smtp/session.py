@@ -23,9 +23,9 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from xmail import metrics
 from xmail.auth import sasl
 from xmail.auth.interfaces import LoginUnavailable
-from xmail.ops import metrics
 from xmail.protocols.skeleton import (
     BadSyntax,
     CommandTable,
