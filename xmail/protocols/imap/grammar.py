@@ -37,10 +37,11 @@ from xmail.protocols.imap.model import (
 )
 from xmail.protocols.imap.response import decode_mailbox
 from xmail.protocols.imap.tokenizer import Atom, LiteralString, QuotedString, SpooledLiteral, String, tag_of
+from xmail.protocols.skeleton import BadSyntax
 
 
-class GrammarError(Exception):
-    """A syntax error: tagged BAD."""
+class GrammarError(BadSyntax):
+    """A syntax error: tagged BAD (the skeleton's BadSyntax)."""
 
 
 class BadCharset(Exception):

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.protocols.test_imap_response -*-
+# -*- test-case-name: tests.protocols.test_imap_grammar, tests.protocols.test_imap_tokenizer -*-
 """Serialising IMAP data items (RFC 3501 §4, §9) and mailbox names (§5.1.3).
 
 `render(value)` turns Python values into wire bytes:

@@ -28,7 +28,7 @@ from typing import Any
 
 from xmail.protocols.imap import esort
 from xmail.protocols.imap import search as searchmod
-from xmail.protocols.imap.model import SearchAnd, SearchKey, SearchNot, SearchOr
+from xmail.protocols.imap.model import SearchAnd, uses_key
 from xmail.protocols.imap.response import quoted
 from xmail.protocols.imap.results import ordered_set
 from xmail.protocols.imap.sort import sort_order_set
@@ -80,13 +80,7 @@ def cancel(session: Any, tags: tuple[bytes, ...]) -> list[bytes]:
 
 
 def _uses_seqnumbers(expr: Any) -> bool:
-    if isinstance(expr, SearchKey):
-        return expr.name == "SEQSET"
-    if isinstance(expr, SearchNot):
-        return _uses_seqnumbers(expr.key)
-    if isinstance(expr, SearchOr):
-        return _uses_seqnumbers(expr.left) or _uses_seqnumbers(expr.right)
-    return any(_uses_seqnumbers(k) for k in expr.keys)
+    return uses_key(expr, "SEQSET")
 
 
 def updates(session: Any) -> list[bytes]:

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.protocols.test_imap_server -*-
+# -*- test-case-name: tests.protocols.test_imap_commands, tests.protocols.test_imap_backpressure -*-
 """The Twisted glue: bytes in to the tokenizer, commands to the session,
 bytes out with back-pressure.
 
@@ -45,8 +45,8 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from xmail import metrics
 from xmail.limits import LOGIN, CommandDeadline
-from xmail.ops import metrics
 from xmail.protocols.imap import (
     commands,  # noqa: F401  (fills the command registry)
     rev2,

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.protocols.test_imap_mailbox -*-
+# -*- test-case-name: tests.protocols.test_imap_commands, tests.protocols.test_imap_semantics -*-
 """Authenticated-state mailbox commands (RFC 3501 §6.3): CREATE (with
 CREATE-SPECIAL-USE, RFC 6154), DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE,
 LIST (LIST-EXTENDED RFC 5258, LIST-STATUS RFC 5819, SPECIAL-USE, CHILDREN

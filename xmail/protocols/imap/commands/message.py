@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.protocols.test_imap_message -*-
+# -*- test-case-name: tests.protocols.test_imap_commands, tests.protocols.test_imap_semantics -*-
 """Selected-state message commands (RFC 3501 §6.4.4-§6.4.8): SEARCH (with
 ESEARCH, RFC 4731), FETCH, STORE, COPY and MOVE (RFC 6851), and their UID
 forms with UIDPLUS data (RFC 4315), and their RFC 7162 parts: FETCH MODSEQ,
@@ -29,7 +29,7 @@ from xmail.protocols.imap import thread as threadmod
 from xmail.protocols.imap.commands.mailbox import note_incoming, usable_name
 from xmail.protocols.imap.commands.selected import vanished_since
 from xmail.protocols.imap.grammar import CopyArgs, FetchArgs, Request, SearchArgs, StoreArgs
-from xmail.protocols.imap.model import FetchAtt, SearchAnd, SearchKey, SearchNot, SearchOr
+from xmail.protocols.imap.model import FetchAtt, uses_key
 from xmail.protocols.imap.response import quoted
 from xmail.protocols.imap.session import SELECTED, Bad, No, Session, command
 from xmail.protocols.imap.sync import SelectedFolder, flags_with_recent
@@ -399,18 +399,7 @@ async def store(session: Session, request: Request) -> str:
 def uid_list(uids: Any) -> str:
     """UIDs in the given order as a set with runs compressed (RFC 4315 §3:
     the source and destination sets correspond element by element)."""
-    out: list[str] = []
-    run_start = prev = None
-    for uid in uids:
-        if run_start is not None and uid == prev + 1:
-            prev = uid
-            continue
-        if run_start is not None:
-            out.append(str(run_start) if run_start == prev else f"{run_start}:{prev}")
-        run_start = prev = uid
-    if run_start is not None:
-        out.append(str(run_start) if run_start == prev else f"{run_start}:{prev}")
-    return ",".join(out)
+    return resultsmod.ordered_set(uids)
 
 
 def _copyuid(result: Any) -> str:
@@ -541,15 +530,7 @@ async def cancelupdate(session: Session, request: Request) -> str:
 
 
 def uses_modseq(expr: Any) -> bool:
-    if isinstance(expr, SearchKey):
-        return expr.name == "MODSEQ"
-    if isinstance(expr, SearchNot):
-        return uses_modseq(expr.key)
-    if isinstance(expr, SearchOr):
-        return uses_modseq(expr.left) or uses_modseq(expr.right)
-    if isinstance(expr, SearchAnd):
-        return any(uses_modseq(k) for k in expr.keys)
-    return False
+    return uses_key(expr, "MODSEQ")
 
 
 def _write_search(session: Session, numbers: list[int], highest: int | None = None) -> None:

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.protocols.test_imap_select -*-
+# -*- test-case-name: tests.protocols.test_imap_commands, tests.protocols.test_imap_qresync -*-
 """Entering and leaving the selected state, and staying in it: SELECT,
 EXAMINE (RFC 3501 §6.3.1-2), CHECK, CLOSE, EXPUNGE (§6.4.1-3), UID EXPUNGE
 (RFC 4315 §2.1), UNSELECT (RFC 3691) and IDLE (RFC 2177); the CONDSTORE
