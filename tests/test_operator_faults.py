@@ -7,36 +7,29 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.daemon import LISTENERS, twistd_argv
+from tests.support.daemon import write_config as support_write_config
 from xmail.tls import _self_signed
 
 pytestmark = pytest.mark.timeout(120)
 
-LISTENERS = ("smtp", "submission", "submissions", "pop3", "pop3s", "imap", "imaps", "http")
-
-
-def _twistd() -> list[str]:
-    script = Path(sys.executable).with_name("twistd")
-    return [str(script)] if script.exists() else ["twistd"]
-
 
 def write_config(tmp_path: Path, workers: int, *, listen: dict[str, str] | None = None,
                  data_dir: Path | None = None, tls: str = "") -> Path:
-    listen = listen or {}
-    lines = "\n".join(f'{name} = ["{listen.get(name, "tcp:0:interface=127.0.0.1")}"]' for name in LISTENERS)
+    """Every listener on a free loopback port unless `listen` names one; not
+    checked, the daemon must find the faults itself."""
     path = tmp_path / "xmail.toml"
-    data_dir = data_dir or tmp_path / "data"
-    path.write_text(f'[server]\nhostname = "mail.test.example"\ndata_dir = "{data_dir}"\n'
-                    f"workers = {workers}\n[listen]\n{lines}\n{tls}")
+    support_write_config(path, data_dir or tmp_path / "data", LISTENERS, tls, workers, listen,
+                         hostname="mail.test.example", check=False)
     return path
 
 
 def run_twistd(tmp_path: Path, config: Path, timeout: float = 90) -> tuple[int, str]:
-    out = subprocess.run([*_twistd(), "-n", "--pidfile=", "xmail", "--config", str(config)], cwd=tmp_path,
+    out = subprocess.run([*twistd_argv(), "-n", "--pidfile=", "xmail", "--config", str(config)], cwd=tmp_path,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout)
     return out.returncode, out.stdout
 

@@ -14,11 +14,12 @@ import pwd
 import shutil
 import socket
 import stat
+import sys
 import tempfile
 
 import pytest
 
-from tests.test_tls_reload import Daemon, served_name, write_config
+from tests.test_tls_reload import served_name, start_daemon, write_config
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to bind below 1024 and switch user")
 
@@ -84,12 +85,12 @@ def test_binds_below_1024_as_root_then_runs_as_nobody_with_private_files(public_
     write_config(config, data_dir, "", pop3=f"tcp:{port}:interface=127.0.0.1")
     os.chmod(config, 0o644)
 
-    daemon = Daemon(config, ("--uid", "nobody", "--gid", "nogroup"), cwd=public_tmp,
-                    launcher=PRELOADING_TWISTD)
+    daemon = start_daemon(config, twistd_options=("--uid", "nobody", "--gid", "nogroup"), cwd=public_tmp,
+                          launcher=(sys.executable, "-c", PRELOADING_TWISTD))
     try:
         assert daemon.port("pop3") == port
         daemon.wait_for("xmail core started")
-        uids, gids = _status_ids(daemon.process.pid)
+        uids, gids = _status_ids(daemon.pid)
         assert uids == [nobody.pw_uid] * 4 and gids == [nogroup.gr_gid] * 4
 
         pop = poplib.POP3("127.0.0.1", port, timeout=10)
@@ -155,7 +156,8 @@ def test_socket_activation_with_systemd_endpoints(tmp_path):
             os.dup2(fd, target)
 
     env = dict(os.environ, LISTEN_FDS="2", LISTEN_FDNAMES="pop3:imap")
-    daemon = Daemon(config, launcher=ACTIVATED_TWISTD, env=env, pass_fds=(3, 4), preexec_fn=hand_over)
+    daemon = start_daemon(config, launcher=(sys.executable, "-c", ACTIVATED_TWISTD), env=env, pass_fds=(3, 4),
+                          preexec_fn=hand_over)
     pop3_port, imap_port = pop3_sock.getsockname()[1], imap_sock.getsockname()[1]
     pop3_sock.close()
     imap_sock.close()  # the daemon holds its own copies now

@@ -9,22 +9,13 @@ import re
 import signal
 import socket
 import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.support.daemon import STARTED, Daemon, twistd_argv
+
 REPO = Path(__file__).resolve().parent.parent
-STARTED = "xmail core started"
-LISTENING = re.compile(r"(\w+) listening on IPv4Address\(type='TCP', host='([\d.]+)', port=(\d+)\)")
-
-
-def _twistd() -> list[str]:
-    # The twistd of the interpreter running the tests (not whatever is on PATH).
-    script = Path(sys.executable).with_name("twistd")
-    return [str(script)] if script.exists() else ["twistd"]
 
 
 def _config(tmp_path: Path, extra: str = "") -> Path:
@@ -37,68 +28,19 @@ def _config(tmp_path: Path, extra: str = "") -> Path:
     return path
 
 
-class Daemon:
-    """A twistd subprocess whose output is collected by a thread."""
-
-    def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None = None):
-        self.lines: list[str] = []
-        self.proc = subprocess.Popen(
-            args, cwd=cwd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, bufsize=1)
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
-
-    def wait_for(self, text: str, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.output:
-            if self.proc.poll() is not None:
-                self._reader.join(5)
-                pytest.fail(f"twistd exited ({self.proc.returncode}) before {text!r}:\n{self.output}")
-            if time.monotonic() > deadline:
-                self.kill()
-                pytest.fail(f"no {text!r} within {timeout}s:\n{self.output}")
-            time.sleep(0.05)
-
-    def ports(self) -> dict[str, int]:
-        return {name: int(port) for name, _host, port in LISTENING.findall(self.output)}
-
-    def terminate(self, timeout: float = 30.0) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            pytest.fail(f"twistd did not stop on SIGTERM:\n{self.output}")
-        self._reader.join(5)
-        return code
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
 @pytest.fixture
 def daemons():
+    """start(argv, cwd, env) -> a running Daemon of tests.support; killed after the test."""
     started: list[Daemon] = []
 
     def start(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> Daemon:
-        daemon = Daemon(args, cwd, env)
+        daemon = Daemon(cwd, argv=args, env=env).spawn()
         started.append(daemon)
         return daemon
 
     yield start
     for daemon in started:
-        daemon.kill()
+        daemon.kill9()
 
 
 def _greeting(port: int) -> bytes:
@@ -112,7 +54,7 @@ def _check_running(daemon: Daemon, data_dir: Path) -> None:
     assert (data_dir / "index").is_dir()
     assert (data_dir / "tls" / "cert.pem").is_file()
     assert (data_dir / "tls" / "key.pem").stat().st_mode & 0o077 == 0
-    ports = daemon.ports()
+    ports = daemon.bound_ports()
     # Every protocol that exists has a listener on a real port.
     assert ports, daemon.output
     for name, greeting in (("smtp", b"220 "), ("pop3", b"+OK"), ("imap", b"* OK")):
@@ -121,53 +63,53 @@ def _check_running(daemon: Daemon, data_dir: Path) -> None:
 
 
 def test_twistd_help_lists_the_xmail_plugin(tmp_path):
-    out = subprocess.run([*_twistd(), "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    out = subprocess.run([*twistd_argv(), "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert re.search(r"^\s+xmail\s+xmail: SMTP, POP3 and IMAP4 mail server", out.stdout, re.M), out.stdout
-    helped = subprocess.run([*_twistd(), "xmail", "--help"], cwd=tmp_path, capture_output=True, text=True,
+    helped = subprocess.run([*twistd_argv(), "xmail", "--help"], cwd=tmp_path, capture_output=True, text=True,
                             timeout=60)
     assert helped.returncode == 0 and "--config" in helped.stdout
 
 
 def test_twistd_xmail_with_a_config_starts_and_stops_on_sigterm(tmp_path, daemons):
     config = _config(tmp_path)
-    daemon = daemons([*_twistd(), "-n", "--pidfile", str(tmp_path / "twistd.pid"), "xmail",
+    daemon = daemons([*twistd_argv(), "-n", "--pidfile", str(tmp_path / "twistd.pid"), "xmail",
                       "--config", str(config)], tmp_path)
     _check_running(daemon, tmp_path / "data")
-    assert daemon.terminate() == 0, daemon.output
+    assert daemon.stop() == 0, daemon.output
     assert "Main loop terminated." in daemon.output
 
 
 def test_a_second_sigterm_while_stopping_is_harmless(tmp_path, daemons):
-    daemon = daemons([*_twistd(), "-n", "--pidfile", str(tmp_path / "twistd.pid"), "xmail",
+    daemon = daemons([*twistd_argv(), "-n", "--pidfile", str(tmp_path / "twistd.pid"), "xmail",
                       "--config", str(_config(tmp_path))], tmp_path)
     daemon.wait_for(STARTED)
-    daemon.proc.send_signal(signal.SIGTERM)
-    assert daemon.terminate() == 0, daemon.output
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.stop() == 0, daemon.output
     assert "Traceback" not in daemon.output
 
 
 def test_the_certificate_is_generated_once_and_reused(tmp_path, daemons):
     config = _config(tmp_path)
-    args = [*_twistd(), "-n", "--pidfile", str(tmp_path / "twistd.pid"), "xmail", "--config", str(config)]
+    args = [*twistd_argv(), "-n", "--pidfile", str(tmp_path / "twistd.pid"), "xmail", "--config", str(config)]
     first = daemons(args, tmp_path)
     first.wait_for(STARTED)
     cert = (tmp_path / "data" / "tls" / "cert.pem").read_bytes()
     key = (tmp_path / "data" / "tls" / "key.pem").read_bytes()
-    assert first.terminate() == 0
+    assert first.stop() == 0
     second = daemons(args, tmp_path)
     second.wait_for(STARTED)
     assert (tmp_path / "data" / "tls" / "cert.pem").read_bytes() == cert
     assert (tmp_path / "data" / "tls" / "key.pem").read_bytes() == key
-    assert second.terminate() == 0
+    assert second.stop() == 0
 
 
 def test_tac_file_reads_xmail_config(tmp_path, daemons):
     config = _config(tmp_path)
-    daemon = daemons([*_twistd(), "-ny", str(REPO / "tac" / "xmail.tac"), "--pidfile",
+    daemon = daemons([*twistd_argv(), "-ny", str(REPO / "tac" / "xmail.tac"), "--pidfile",
                       str(tmp_path / "twistd.pid")], tmp_path, {"XMAIL_CONFIG": str(config)})
     _check_running(daemon, tmp_path / "data")
-    assert daemon.terminate() == 0, daemon.output
+    assert daemon.stop() == 0, daemon.output
 
 
 def _ports_free(ports: list[int]) -> bool:
@@ -184,14 +126,14 @@ def test_twistd_xmail_without_options_runs_on_the_embedded_default(tmp_path, dae
     ports = [2525, 2587, 2465, 2110, 2995, 2143, 2993, 8080]
     if not _ports_free(ports):
         pytest.skip("a default port (2525, 2587, 2465, 2110, 2995, 2143, 2993, 8080) is in use")
-    daemon = daemons([*_twistd(), "-n", "xmail"], tmp_path)
+    daemon = daemons([*twistd_argv(), "-n", "xmail"], tmp_path)
     daemon.wait_for(STARTED)
     assert (tmp_path / "xmail-data" / "tls" / "cert.pem").is_file()
-    bound = daemon.ports()
+    bound = daemon.bound_ports()
     assert set(bound.values()) <= set(ports)
     if "smtp" in bound:
         assert bound["smtp"] == 2525 and _greeting(2525).startswith(b"220 ")
-    assert daemon.terminate() == 0, daemon.output
+    assert daemon.stop() == 0, daemon.output
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -201,7 +143,7 @@ def test_twistd_xmail_without_options_runs_on_the_embedded_default(tmp_path, dae
 def test_a_config_error_stops_twistd_with_the_key_and_file(tmp_path, text, expected):
     config = tmp_path / "bad.toml"
     config.write_text(text)
-    out = subprocess.run([*_twistd(), "-n", "--pidfile", str(tmp_path / "twistd.pid"), "xmail",
+    out = subprocess.run([*twistd_argv(), "-n", "--pidfile", str(tmp_path / "twistd.pid"), "xmail",
                           "--config", str(config)], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert out.returncode != 0
     assert f"{config}: {expected}" in out.stdout + out.stderr
@@ -210,7 +152,7 @@ def test_a_config_error_stops_twistd_with_the_key_and_file(tmp_path, text, expec
 def test_a_config_error_stops_the_tac_with_the_key_and_file(tmp_path):
     config = tmp_path / "bad.toml"
     config.write_text("[listen]\nimap = 143\n")
-    out = subprocess.run([*_twistd(), "-ny", str(REPO / "tac" / "xmail.tac"), "--pidfile",
+    out = subprocess.run([*twistd_argv(), "-ny", str(REPO / "tac" / "xmail.tac"), "--pidfile",
                           str(tmp_path / "twistd.pid")], cwd=tmp_path, capture_output=True, text=True,
                          timeout=60, env={**os.environ, "XMAIL_CONFIG": str(config)})
     assert out.returncode != 0

@@ -11,14 +11,9 @@ from __future__ import annotations
 import datetime
 import imaplib
 import os
-import re
 import signal
 import socket
 import ssl
-import subprocess
-import sys
-import threading
-import time
 from typing import Any
 
 import pytest
@@ -27,6 +22,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.support.daemon import LISTENERS, Daemon
+from tests.support.daemon import write_config as support_write_config
 from xmail import tls
 from xmail.config import parse
 
@@ -73,68 +70,16 @@ def served_name(port: int, server_name: str = "mail.example.com") -> str:
             return _common_name(conn.getpeercert(binary_form=True))
 
 
-# The twistd script of this Python.
-TWISTD = "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
-
-
-class Daemon:
-    """`twistd --nodaemon xmail --config PATH` in a subprocess; its log is
-    read by a thread so listener ports can be found."""
-
-    def __init__(self, config_path: str, argv_prefix: tuple[str, ...] = (), cwd: str | None = None,
-                 launcher: str = TWISTD, **popen: Any):
-        self.argv = [sys.executable, "-c", launcher, "--nodaemon", "--pidfile=", *argv_prefix,
-                     "xmail", "--config", config_path]
-        self.process = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                        cwd=cwd, **popen)
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for raw in self.process.stdout:
-            self.lines.append(raw.decode("utf-8", "replace"))
-
-    def wait_for(self, pattern: str, timeout: float = 30.0, start: int = 0) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        regex = re.compile(pattern)
-        while time.monotonic() < deadline:
-            for line in self.lines[start:]:
-                match = regex.search(line)
-                if match:
-                    return match
-            if self.process.poll() is not None:
-                time.sleep(0.2)
-                raise AssertionError(f"daemon exited {self.process.returncode}:\n{''.join(self.lines)}")
-            time.sleep(0.05)
-        raise AssertionError(f"no {pattern!r} in the log within {timeout} s:\n{''.join(self.lines)}")
-
-    def port(self, listener: str) -> int:
-        match = self.wait_for(rf"\b{listener} listening on .*port=(\d+)")
-        return int(match.group(1))
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._reader.join(5)
-        return self.process.returncode
+def start_daemon(config_path: str, **kw: Any) -> Daemon:
+    """The suite's daemon (tests.support.daemon) on a config written by
+    write_config, spawned; its ports are read with daemon.port(name)."""
+    return Daemon(os.path.dirname(config_path), config=config_path, **kw).spawn()
 
 
 def write_config(path: str, data_dir: str, body: str, **listen: str) -> None:
-    listeners = {name: "tcp:0:interface=127.0.0.1" for name in
-                 ("smtp", "submission", "submissions", "pop3", "pop3s", "imap", "imaps", "http")}
-    listeners.update(listen)
-    text = (f'[server]\nhostname = "mail.example.com"\ndata_dir = "{data_dir}"\n\n'
-            + "[listen]\n" + "".join(f'{k} = ["{v}"]\n' for k, v in listeners.items()) + "\n" + body)
-    parse(text, path)  # fails early on a typo
-    with open(path, "w") as f:
-        f.write(text)
+    """Every listener on a free loopback port, `listen` overriding some;
+    body appended ([tls] ...)."""
+    support_write_config(path, data_dir, LISTENERS, body, listen=listen)
 
 
 def test_sighup_reloads_the_certificate_for_new_connections_only(tmp_path):
@@ -142,7 +87,7 @@ def test_sighup_reloads_the_certificate_for_new_connections_only(tmp_path):
     cert_path, key_path = make_certificate(certs, "old.example", "served")
     config = str(tmp_path / "xmail.toml")
     write_config(config, str(tmp_path / "data"), f'[tls]\ncert = "{cert_path}"\nkey = "{key_path}"\n')
-    daemon = Daemon(config)
+    daemon = start_daemon(config)
     try:
         imaps = daemon.port("imaps")
         imap = daemon.port("imap")
@@ -158,7 +103,7 @@ def test_sighup_reloads_the_certificate_for_new_connections_only(tmp_path):
         os.replace(new_cert, cert_path)
         assert served_name(imaps) == "old.example"  # nothing happens before the signal
         mark = len(daemon.lines)
-        daemon.process.send_signal(signal.SIGHUP)
+        daemon.proc.send_signal(signal.SIGHUP)
         daemon.wait_for("TLS certificate reloaded", start=mark)
 
         assert served_name(imaps) == "new.example"
@@ -174,10 +119,10 @@ def test_sighup_reloads_the_certificate_for_new_connections_only(tmp_path):
         with open(cert_path, "w") as f:
             f.write("not a certificate\n")
         mark = len(daemon.lines)
-        daemon.process.send_signal(signal.SIGHUP)
+        daemon.proc.send_signal(signal.SIGHUP)
         daemon.wait_for("TLS certificate not reloaded", start=mark)
         assert served_name(imaps) == "new.example"
-        assert daemon.process.poll() is None
+        assert daemon.proc.poll() is None
     finally:
         assert daemon.stop() == 0
 

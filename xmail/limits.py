@@ -25,13 +25,30 @@ slow link still gets through while a trickle does not.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import protocol
 from twisted.logger import Logger
 
-from xmail.auth.throttle import client_key
+MAX_KEY_CHARS = 320  # a client address that is not an IP address is cut here
+
+
+def client_key(client_ip: str) -> str:
+    """What one client is counted as, by the connection caps here and by the
+    login throttle in xmail.auth: the address, an IPv6 address's /64 (one
+    subscriber's allocation), an IPv4-mapped IPv6 address as IPv4."""
+    try:
+        address = ipaddress.ip_address(client_ip.split("%", 1)[0])
+    except ValueError:
+        return client_ip[:MAX_KEY_CHARS]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
 
 # listener name -> the protocol whose connections it counts
 LISTENER_PROTOCOL = {

@@ -21,36 +21,53 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.web import resource
 
 from xmail import limits, tls
 from xmail.auth.directory import Directory
 from xmail.auth.realm import make_portal
+from xmail.autoconfig.resource import AutoconfigResource
 from xmail.config import Settings
 from xmail.context import ServerContext, SharedTables
 from xmail.db.environment import IndexEnvironment
+from xmail.db.leader import LEADER_LOCK, LeaderElection
+from xmail.metrics import count_connections, index_write
 from xmail.ops.audit import AuditLog
-from xmail.ops.metrics import count_connections, index_write
+from xmail.ops.http import mount_metrics
 from xmail.preflight import StartupError, bind_error, describe
 from xmail.protocols.http.server import HTTPFactory
 from xmail.protocols.imap.server import IMAPFactory
 from xmail.protocols.pop3.server import POP3Factory
+from xmail.protocols.smtp.limits import DailySendCounter
 from xmail.protocols.smtp.server import SMTPFactory
 from xmail.queue.runner import DeliveryQueue
+from xmail.sendsave import SendSaver
 from xmail.store.mailstore import MailStore
+
+
+def http_root(ctx: ServerContext) -> resource.IResource:
+    """What the `http` listener serves: the autoconfig pages and, unless
+    `[metrics] enabled = false`, GET /metrics (issue #8).  Built here, the
+    one floor that may import both a protocol and the features it serves."""
+    root = AutoconfigResource(ctx)
+    mount_metrics(root, ctx)
+    return root
+
 
 # listener name -> (protocol factory, factory keyword arguments, implicit TLS)
 PROTOCOLS: dict[str, tuple[Callable[..., Any], dict[str, Any], bool]] = {
     "smtp": (SMTPFactory, {"mode": "mx"}, False),
-    "submission": (SMTPFactory, {"mode": "submission"}, False),
-    "submissions": (SMTPFactory, {"mode": "submission"}, True),
+    "submission": (SMTPFactory, {"mode": "submission", "send_saver": SendSaver}, False),
+    "submissions": (SMTPFactory, {"mode": "submission", "send_saver": SendSaver}, True),
     "pop3": (POP3Factory, {}, False),
     "pop3s": (POP3Factory, {}, True),
     "imap": (IMAPFactory, {}, False),
     "imaps": (IMAPFactory, {}, True),
-    "http": (HTTPFactory, {}, False),
+    "http": (HTTPFactory, {"root": http_root}, False),
 }
 
 RECYCLE_PURGE_INTERVAL = 3600.0  # seconds between Recycle purges
+QUEUE_KICK = b"Q"  # bus datagram kind: "mail was queued, leader please scan"
 
 
 class CoreService(service.Service):
@@ -58,19 +75,23 @@ class CoreService(service.Service):
 
     _log = Logger()
 
-    def __init__(self, ctx: ServerContext, leader: Callable[[Callable[[], None]], Any] | None = None):
-        """leader: with several workers, makes the one leader election
-        (xmail.workers.leader.LeaderElection) that calls start_singletons()
-        in the worker that leads; None: this process runs them at once."""
+    def __init__(self, ctx: ServerContext, shared: SharedTables | None = None):
+        """shared: what this worker shares with the others (the bus and the
+        login failure counts are used here); None: one process."""
         self.ctx = ctx
+        self.shared = shared or SharedTables()
         self.env: IndexEnvironment | None = None
         self._purge: task.LoopingCall | None = None
-        self.leader: Any = None if leader is None else leader(self.start_singletons)
+        # The one election of a data directory (issue 14): whoever holds
+        # run/leader.lock runs the singleton jobs, the queue runner among
+        # them; a process on its own wins it at once.
+        self.leader = LeaderElection(ctx.settings.path("run", LEADER_LOCK), ctx.reactor,
+                                     self.start_singletons)
         self.singletons = False
 
     def startService(self) -> None:
         settings = self.ctx.settings
-        for path in (settings.data_dir, *(settings.path(sub) for sub in ("mail", "queue", "log"))):
+        for path in (settings.data_dir, *(settings.path(sub) for sub in ("mail", "queue", "log", "run"))):
             try:
                 os.makedirs(path, mode=0o700, exist_ok=True)
             except OSError as e:
@@ -78,8 +99,6 @@ class CoreService(service.Service):
                                    f"{e.strerror or e}") from None
         # As the service user: it must be able to read the certificate for
         # a SIGHUP reload anyway.
-        if self.ctx.tls is None:
-            self.ctx.tls = tls.ServerTLS(settings)
         try:
             self.ctx.tls.load()
         except Exception as e:
@@ -91,20 +110,28 @@ class CoreService(service.Service):
         self.env = IndexEnvironment(settings.path("index"), reactor=self.ctx.reactor, on_commit=index_write)
         self.env.open()
         self.env.start_writer()
-        self.ctx.audit = AuditLog(settings)
-        self.ctx.directory = Directory(self.env, settings)
-        self.ctx.store = MailStore(self.env, settings, self.ctx.directory, self.ctx.reactor)
-        self.ctx.portal = make_portal(self.ctx.directory, self.ctx.store, settings, self.ctx.reactor)
-        self.ctx.store.start()
-        self.ctx.audit.user_directory = self.ctx.directory  # classifies recipients before start()
-        # Every worker enqueues; only the singleton runner sends.
-        self.ctx.queue = DeliveryQueue(self.env, settings, self.ctx.store, self.ctx.directory,
-                                       self.ctx.reactor, audit=self.ctx.audit)
+        reactor = self.ctx.reactor
+        bus = self.shared.bus
+        directory = Directory(self.env, settings)
+        # The directory classifies recipients from the first event on.
+        audit = AuditLog(settings, user_directory=directory)
+        store = MailStore(self.env, settings, directory, reactor, bus=bus)
+        portal = make_portal(directory, store, settings, reactor, failures=self.shared.login_failures)
+        # Every worker enqueues; only the leader's runner sends.  A worker
+        # that queues mail tells the leader at once (QUEUE_KICK).
+        queue = DeliveryQueue(self.env, settings, store, directory, reactor, audit=audit,
+                              enqueued=None if bus is None else (lambda: bus.broadcast(QUEUE_KICK)))
+        if bus is not None:
+            bus.register(QUEUE_KICK, lambda payload: queue.kick())
+        # Filled once, here: the context itself stays as built.
+        core = self.ctx.core
+        core.audit, core.directory, core.store = audit, directory, store
+        core.portal, core.queue = portal, queue
+        if bus is not None:
+            bus.open()
+        store.start()
         service.Service.startService(self)
-        if self.leader is None:
-            self.start_singletons()
-        else:
-            self.leader.start()
+        self.leader.start()
         self._log.info("xmail core started, data in {data_dir}", data_dir=os.path.abspath(settings.data_dir))
 
     def start_singletons(self) -> None:
@@ -137,17 +164,20 @@ class CoreService(service.Service):
     @defer.inlineCallbacks
     def stopService(self) -> Any:
         service.Service.stopService(self)
-        if self.leader is not None:
-            self.leader.stop()
         self.singletons = False
         if self._purge is not None and self._purge.running:
             self._purge.stop()
         if self.ctx.queue is not None:
             yield defer.maybeDeferred(self.ctx.queue.stop)
+        # Leadership goes once the runner has nothing in flight: the next
+        # leader's runner never overlaps this one.
+        self.leader.stop()
         if self.ctx.audit is not None:
             self.ctx.audit.stop()
         if self.ctx.store is not None:
             yield defer.maybeDeferred(self.ctx.store.stop)
+        if self.shared.bus is not None:
+            self.shared.bus.close()
         if self.env is not None:
             # close() drains the writer queue (commits what was accepted) and
             # joins the writer thread: not on the reactor thread.
@@ -194,8 +224,6 @@ class ListenerService(service.Service):
         if self.implicit_tls:
             # ServerTLS reads its files on first use (CoreService, after
             # twistd --uid dropped privileges), not here.
-            if self.ctx.tls is None:
-                self.ctx.tls = tls.ServerTLS(self.ctx.settings)
             factory = TLSMemoryBIOFactory(self.ctx.tls, False, factory)
         make = endpoints.serverFromString if share is None else share.endpoint
         self._failures = failures = []
@@ -243,11 +271,9 @@ class ListenerService(service.Service):
 class XmailService(service.MultiService):
     """The whole server; `ctx` and `listeners` are there for tests."""
 
-    def __init__(self, settings: Settings, reactor: Any = None, *, shared: SharedTables | None = None,
-                 leader: Callable[[Callable[[], None]], Any] | None = None):
+    def __init__(self, settings: Settings, reactor: Any = None, *, shared: SharedTables | None = None):
         """shared: the tables a worker shares with the others
-        (xmail.workers.runtime); leader: its leader election for the
-        singleton jobs.  Both None: one process on its own."""
+        (xmail.workers.runtime); None: one process on its own."""
         super().__init__()
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -258,15 +284,21 @@ class XmailService(service.MultiService):
         caps = settings.limits
         self.ctx = ServerContext(
             settings=settings, reactor=reactor,
+            # Reads its files on first use, after twistd --uid (CoreService).
+            tls=tls.ServerTLS(settings),
             # "is None": a table with no entries yet is falsy.
             connections=(limits.UserConnections(caps.max_connections_per_user)
                          if shared.connections is None else shared.connections),
             peer_connections=(limits.PeerConnections(caps.max_connections_per_ip)
                               if shared.peer_connections is None else shared.peer_connections),
-            send_counter=shared.send_counter, recent_claims=shared.recent_claims,
+            # One per server, shared by the 587 and 465 listeners (and, from
+            # worker_tables, by every worker: issue 14).
+            send_counter=(DailySendCounter(caps.daily_send_limit)
+                          if shared.send_counter is None else shared.send_counter),
+            recent_claims=shared.recent_claims,
             accept_share=shared.accept_share)
         self._previous_sighup: Any = None
-        self.core = CoreService(self.ctx, leader)
+        self.core = CoreService(self.ctx, shared)
         self.core.setServiceParent(self)
         self.listeners: dict[str, ListenerService] = {}
         for name, (make_factory, kwargs, implicit_tls) in PROTOCOLS.items():
@@ -312,8 +344,6 @@ class XmailService(service.MultiService):
     def reload_tls(self) -> bool:
         """Serve the certificate files as they are now to new connections
         (SIGHUP); False, and the old certificate stays, when they are bad."""
-        if self.ctx.tls is None:
-            return False
         return self.ctx.tls.reload()
 
     def port(self, name: str) -> int:

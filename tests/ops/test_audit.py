@@ -94,7 +94,7 @@ def test_crlf_in_admin_and_traffic_values_stays_escaped(tmp_path):
 
 
 def test_logins_and_deliveries_reach_the_metrics(tmp_path):
-    from xmail.ops import metrics
+    from xmail import metrics
 
     def value(name, **labels):
         return metrics.REGISTRY.get_sample_value(name, labels) or 0.0

@@ -12,7 +12,7 @@ from typing import Any
 
 from twisted.internet import protocol
 
-from xmail.ops import metrics
+from xmail import metrics
 
 
 def value(name: str, **labels: str) -> float:

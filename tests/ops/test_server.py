@@ -221,7 +221,7 @@ def test_metrics_change_with_logins_deliveries_and_the_queue(make_server: Any) -
 
 
 def test_command_latency_is_exposed_and_bounded(server: Any) -> None:
-    from xmail.ops import metrics
+    from xmail import metrics
 
     metrics.command_latency("imap", "fetch", 0.003)
     metrics.command_latency("imap", "FETCH", 0.2)

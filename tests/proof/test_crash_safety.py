@@ -28,7 +28,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import re
-import shutil
 import smtplib
 import threading
 from collections import Counter
@@ -42,8 +41,7 @@ from tests.proof.support import Daemon, wait_until
 from xmail import tls
 from xmail.config import parse
 
-pytestmark = [pytest.mark.skipif(shutil.which("twistd") is None, reason="twistd not on PATH"),
-              pytest.mark.timeout(180)]
+pytestmark = pytest.mark.timeout(180)
 
 USER = "alice@example.com"
 CLIENTS = 6

@@ -14,7 +14,6 @@ and froze the worker meanwhile.
 from __future__ import annotations
 
 import imaplib
-import shutil
 import smtplib
 import threading
 import time
@@ -26,8 +25,7 @@ import pytest
 from tests.conftest import PASSWORD
 from tests.proof.support import NO_THROTTLE, Daemon
 
-pytestmark = [pytest.mark.skipif(shutil.which("twistd") is None, reason="twistd not on PATH"),
-              pytest.mark.timeout(300)]
+pytestmark = pytest.mark.timeout(300)
 
 ALICE = "alice@example.com"
 MB = 1_000_000

@@ -32,7 +32,6 @@ import glob
 import json
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
@@ -41,8 +40,7 @@ import pytest
 from tests.conftest import PASSWORD
 from tests.proof.support import NO_THROTTLE, Daemon, LineClient, pop3_status, smtp_reply
 
-pytestmark = [pytest.mark.skipif(shutil.which("twistd") is None, reason="twistd not on PATH"),
-              pytest.mark.timeout(180)]
+pytestmark = pytest.mark.timeout(180)
 
 ALICE = "alice@example.com"
 FORGED_HEADER = "X-Injected: yes"

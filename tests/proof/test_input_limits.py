@@ -20,7 +20,6 @@ unexpected places inside it.
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,8 +30,7 @@ import pytest
 from tests.conftest import PASSWORD
 from tests.proof.support import NO_THROTTLE, Daemon, LineClient, pop3_multiline, pop3_status, smtp_reply
 
-pytestmark = [pytest.mark.skipif(shutil.which("twistd") is None, reason="twistd not on PATH"),
-              pytest.mark.timeout(240)]
+pytestmark = pytest.mark.timeout(240)
 
 ALICE = "alice@example.com"
 HUNDRED_MB = 100 * 1024 * 1024

@@ -21,8 +21,9 @@ from tests.autoconfig.certs import ca_chain
 from tests.autoconfig.conftest import PRODUCTION_TOML
 from xmail.autoconfig.autodiscover import OUTLOOK_NS, REQUEST_NS, RESPONSE_NS
 from xmail.config import parse
-from xmail.context import ServerContext
+from xmail.context import CoreServices, ServerContext
 from xmail.protocols.http.server import MAX_BODY_SIZE, HTTPFactory
+from xmail.service import http_root
 
 
 class HostedDomains:
@@ -95,14 +96,13 @@ def clock() -> task.Clock:
 @pytest.fixture
 def ctx(tmp_path: Path, clock: task.Clock) -> ServerContext:
     settings = parse(PRODUCTION_TOML.replace("[server]\n", f'[server]\ndata_dir = "{tmp_path}"\n'), "t")
-    ctx = ServerContext(settings=settings, reactor=clock)
-    ctx.directory = HostedDomains("example.com", "example.cn")
-    return ctx
+    return ServerContext(settings=settings, reactor=clock,
+                         core=CoreServices(directory=HostedDomains("example.com", "example.cn")))
 
 
 @pytest.fixture
 def factory(ctx: ServerContext) -> HTTPFactory:
-    factory = HTTPFactory(ctx, implicit_tls=False)
+    factory = HTTPFactory(ctx, implicit_tls=False, root=http_root)
     factory.resource.run_in_thread = lambda f, *a: defer.maybeDeferred(f, *a)
     return factory
 
@@ -309,9 +309,9 @@ def test_mobileconfig_signed_with_a_ca_issued_certificate(ctx: ServerContext, tm
     _, intermediate, leaf = ca_chain()
     (tmp_path / "cert.pem").write_bytes(leaf.cert_pem() + intermediate.cert_pem())
     (tmp_path / "key.pem").write_bytes(leaf.key_pem())
-    ctx.settings = dataclasses.replace(ctx.settings, tls=dataclasses.replace(
-        ctx.settings.tls, cert=str(tmp_path / "cert.pem"), key=str(tmp_path / "key.pem")))
-    factory = HTTPFactory(ctx, implicit_tls=False)
+    ctx = dataclasses.replace(ctx, settings=dataclasses.replace(ctx.settings, tls=dataclasses.replace(
+        ctx.settings.tls, cert=str(tmp_path / "cert.pem"), key=str(tmp_path / "key.pem"))))
+    factory = HTTPFactory(ctx, implicit_tls=False, root=http_root)
     factory.resource.run_in_thread = lambda f, *a: defer.maybeDeferred(f, *a)
     response = request(factory, "GET", "/mobileconfig?email=alice@example.com")
     assert response.status == 200

@@ -21,8 +21,9 @@ from tests.protocols.flow_support import WriteBoundedTransport
 from tests.protocols.test_http_channel import HostedDomains
 from tests.protocols.test_smtp_flow import flood
 from xmail.config import parse
-from xmail.context import ServerContext
+from xmail.context import CoreServices, ServerContext
 from xmail.protocols.http.server import HTTPFactory
+from xmail.service import http_root
 
 LIMIT = 65536
 REQUEST = b"GET /mail/config-v1.1.xml HTTP/1.1\r\nHost: autoconfig.example.com\r\n\r\n"
@@ -32,9 +33,9 @@ class FlowClient:
     def __init__(self, tmp_path: Path):
         self.clock = task.Clock()
         settings = parse(PRODUCTION_TOML.replace("[server]\n", f'[server]\ndata_dir = "{tmp_path}"\n'), "t")
-        ctx = ServerContext(settings=settings, reactor=self.clock)
-        ctx.directory = HostedDomains("example.com")
-        factory = HTTPFactory(ctx, implicit_tls=False)
+        ctx = ServerContext(settings=settings, reactor=self.clock,
+                            core=CoreServices(directory=HostedDomains("example.com")))
+        factory = HTTPFactory(ctx, implicit_tls=False, root=http_root)
         factory.resource.run_in_thread = lambda f, *a: defer.maybeDeferred(f, *a)
         self.protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
         self.transport = WriteBoundedTransport(LIMIT)

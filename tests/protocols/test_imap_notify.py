@@ -250,3 +250,25 @@ def test_a_client_that_stops_reading_gets_overflow_then_nothing(server, pair, mo
     # The change reached this process before `other` had its OK: a NOTIFY
     # still in force would put a STATUS before NOOP's tagged reply.
     assert not [line for line in watcher.ok("NOOP") if line.startswith(b"* STATUS")]
+
+
+def test_mailbox_names_are_utf8_after_enable_imap4rev2_and_utf7_before(pair):
+    """RFC 9051 §6.3.1 / RFC 5465 §5.4: the LIST a NOTIFY sends follows the
+    session's naming, like a LIST the client asked for."""
+    watcher, other = pair
+    watcher.ok("NOTIFY SET (personal (MailboxName))")
+    other.ok("CREATE &BB8EQAQ+BDUEOgRC-")  # Проект, modified UTF-7 (RFC 3501 §5.1.3)
+    assert watcher.line() == b'* LIST () "/" &BB8EQAQ+BDUEOgRC-'
+    watcher.ok("ENABLE IMAP4rev2")
+    other.ok("RENAME &BB8EQAQ+BDUEOgRC- Arbeit")
+    assert watcher.line() == ('* LIST () "/" Arbeit ("OLDNAME" ("Проект"))').encode()
+
+
+def test_selected_message_new_has_no_recent_under_imap4rev2(pair):
+    watcher, other = pair
+    watcher.ok("ENABLE IMAP4rev2")
+    watcher.ok("SELECT INBOX")
+    watcher.ok("NOTIFY SET (selected (MessageNew (UID) MessageExpunge))")
+    _append(other, "INBOX", message("pushed"))
+    assert watcher.line() == b"* 1 EXISTS"
+    assert watcher.line() == b"* 1 FETCH (UID 1)"

@@ -4,7 +4,6 @@ lines to its own message list always ends up with our view (RFC 3501 §7.4.1).""
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,32 +11,15 @@ from hypothesis import strategies as st
 from xmail.protocols.imap.model import STAR, SeqRange, SeqSet
 from xmail.protocols.imap.sync import RecentTracker, SelectedFolder
 from xmail.store.interfaces import FolderChanges, MessageRecord
-
-
-class ListenedFolder:
-    """Just enough of IFolder for a SelectedFolder: the listener hooks."""
-
-    name = "INBOX"
-
-    def __init__(self) -> None:
-        self.listeners: list[Any] = []
-
-    def subscribe_changes(self, listener: Any) -> None:
-        self.listeners.append(listener)
-
-    def unsubscribe_changes(self, listener: Any) -> None:
-        self.listeners.remove(listener)
-
-    def poll_changes(self) -> None:
-        pass
+from xmail.store.memory import MemoryFolder
 
 
 def record(uid: int, flags: frozenset[str] = frozenset(), modseq: int = 1) -> MessageRecord:
     return MessageRecord(uid, flags, modseq, 100, 0.0, f"m{uid}")
 
 
-def make_view(uids: list[int]) -> tuple[ListenedFolder, SelectedFolder]:
-    folder = ListenedFolder()
+def make_view(uids: list[int]) -> tuple[MemoryFolder, SelectedFolder]:
+    folder = MemoryFolder()
     view = SelectedFolder(folder, ("a@x", "INBOX"), False, [record(u) for u in uids], RecentTracker())
     return folder, view
 
@@ -104,7 +86,7 @@ def test_resolve_sequence_and_uid_sets() -> None:
 
 def test_recent_goes_to_the_first_view_only() -> None:
     tracker = RecentTracker(clock=lambda: 0.0)
-    folder = ListenedFolder()
+    folder = MemoryFolder()
     first = SelectedFolder(folder, ("a", "INBOX"), False, [record(1)], tracker)
     examine = SelectedFolder(folder, ("a", "INBOX"), True, [record(1), record(2)], tracker)
     second = SelectedFolder(folder, ("a", "INBOX"), False, [record(1), record(2)], tracker)

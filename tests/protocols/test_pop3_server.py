@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import PASSWORD, RunningServer
+from tests.support.clients import Pop3Client
 from xmail.message.dotstuff import encode_message
 
 ALICE = "alice@example.com"
@@ -78,49 +79,8 @@ def tls_context() -> ssl.SSLContext:
     return context
 
 
-class RawPOP3:
-    """Exact wire bytes: what poplib hides (dot-stuffing, line endings)."""
-
-    def __init__(self, port: int):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        self.buffer = b""
-        assert self.line().startswith(b"+OK")
-
-    def line(self) -> bytes:
-        while b"\r\n" not in self.buffer:
-            self._fill()
-        line, _, self.buffer = self.buffer.partition(b"\r\n")
-        return line
-
-    def _fill(self) -> None:
-        data = self.sock.recv(1 << 20)
-        if not data:
-            raise EOFError("connection closed")
-        self.buffer += data
-
-    def cmd(self, command: str) -> bytes:
-        self.sock.sendall(command.encode() + b"\r\n")
-        return self.line()
-
-    def multiline(self, command: str) -> tuple[bytes, bytes]:
-        """(status line, body up to and including the terminating ".\\r\\n")."""
-        status = self.cmd(command)
-        assert status.startswith(b"+OK"), status
-        # The terminator is the first "." line: stuffing guarantees it.
-        while True:
-            if self.buffer.startswith(b".\r\n"):
-                end = 0
-                break
-            end = self.buffer.find(b"\r\n.\r\n")
-            if end >= 0:
-                end += 2
-                break
-            self._fill()
-        body, self.buffer = self.buffer[:end + 3], self.buffer[end + 3:]
-        return status, body
-
-    def close(self) -> None:
-        self.sock.close()
+# The raw POP3 client lives in tests.support.clients (one per protocol).
+RawPOP3 = Pop3Client
 
 
 def raw_login(server: RunningServer) -> RawPOP3:

@@ -1,15 +1,14 @@
 # -*- test-case-name: tests.protocols.test_pop3_session -*-
 """The POP3 protocol and state machine on a StringTransport with a Clock.
 
-Unit tests: the store and the realm are small in-memory stand-ins that obey
-xmail.store.interfaces / IMailAccount; the acceptance tests against the real
+Unit tests: the store is the shipped in-memory one (xmail.store.memory),
+the realm a small stand-in obeying IMailAccount; the acceptance tests against the real
 server are in test_pop3_server.py.
 """
 
 from __future__ import annotations
 
 import base64
-import io
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,10 +25,11 @@ from zope.interface import implementer
 
 from xmail.auth.interfaces import IMailAccount
 from xmail.config import Settings, parse
-from xmail.context import ServerContext
+from xmail.context import CoreServices, ServerContext
 from xmail.protocols.pop3.maildrop import InProcessMaildropLocks
 from xmail.protocols.pop3.server import POP3Factory
-from xmail.store.interfaces import FolderStatus, MessageRecord, NoSuchMessage
+from xmail.store.interfaces import IMailbox
+from xmail.store.memory import MemoryFolder, MemoryMailbox
 
 PASSWORD = "secret pw"
 MESSAGES = [
@@ -39,58 +39,34 @@ MESSAGES = [
 ]
 
 
-class MemoryFolder:
-    """INBOX as IFolder: records, open_message, expunge."""
-
-    name = "INBOX"
-    special_use = None
+class RecordingFolder(MemoryFolder):
+    """The shipped in-memory INBOX (xmail.store.memory), recording the
+    expunge calls a session makes."""
 
     def __init__(self, messages: list[bytes]):
-        self.files = {uid: body for uid, body in enumerate(messages, start=1)}
+        super().__init__("INBOX", uidvalidity=777)
+        for data in messages:
+            self.add(data, internaldate=0.0)
         self.expunged: list[list[int]] = []
-
-    def status(self) -> FolderStatus:
-        total = sum(map(len, self.files.values()))
-        return FolderStatus(len(self.files), 0, len(self.files) + 1, 777, 1, total)
-
-    def records(self, uids: Any = None) -> list[MessageRecord]:
-        return [MessageRecord(uid, frozenset(), 1, len(body), 0.0, f"m{uid}")
-                for uid, body in sorted(self.files.items())]
-
-    def open_message(self, uid: int) -> Any:
-        if uid not in self.files:
-            raise NoSuchMessage(str(uid))
-        return io.BytesIO(self.files[uid])
 
     def expunge(self, uids: Any) -> defer.Deferred:
         uids = list(uids)
         self.expunged.append(uids)
-        for uid in uids:
-            self.files.pop(uid, None)
-        return defer.succeed(uids)
-
-
-@dataclass
-class MemoryMailbox:
-    inbox: MemoryFolder
-
-    def folder(self, name: str) -> MemoryFolder:
-        assert name == "INBOX"
-        return self.inbox
+        return super().expunge(uids)
 
 
 @implementer(IMailAccount)
 @dataclass
 class Account:
     address: str
-    mailbox: MemoryMailbox
+    mailbox: IMailbox
     record: Any = None
 
 
 @implementer(IRealm)
 @dataclass
 class MemoryRealm:
-    mailboxes: dict[str, MemoryMailbox]
+    mailboxes: dict[str, IMailbox]
     logouts: list[str] = field(default_factory=list)
 
     def requestAvatar(self, avatar_id: Any, mind: Any, *interfaces: Any) -> Any:
@@ -125,12 +101,14 @@ class World:
 
     def __init__(self, settings: Settings | None = None, tls: bool = True):
         self.clock = task.Clock()
-        self.inbox = MemoryFolder(list(MESSAGES))
+        self.inbox = RecordingFolder(list(MESSAGES))
         checker = InMemoryUsernamePasswordDatabaseDontUse(**{"alice@example.com": PASSWORD.encode()})
-        self.realm = MemoryRealm({"alice@example.com": MemoryMailbox(self.inbox)})
+        mailbox = MemoryMailbox("alice@example.com", special={})
+        mailbox.adopt(self.inbox)
+        self.realm = MemoryRealm({"alice@example.com": mailbox})
         self.audit = AuditRecorder()
         self.ctx = ServerContext(settings=settings or Settings(), reactor=self.clock,
-                                 portal=Portal(self.realm, [checker]), audit=self.audit,
+                                 core=CoreServices(portal=Portal(self.realm, [checker]), audit=self.audit),
                                  tls=object() if tls else None)
         self.factory = POP3Factory(self.ctx, implicit_tls=False)
         self.factory._locks = InProcessMaildropLocks()
@@ -264,7 +242,7 @@ def test_second_session_gets_in_use_and_drop_deletes_nothing(world: World):
 def test_message_expunged_elsewhere_is_an_error_not_a_broken_session(world: World):
     client = world.connect()
     client.login()
-    del world.inbox.files[2]
+    world.inbox.discard([2])  # another session took it
     assert client.cmd("RETR 2") == b"-ERR message 2 was removed by another session\r\n"
     assert client.cmd("RETR 3").startswith(b"+OK")
     assert client.cmd("DELE 2") == b"+OK message 2 deleted\r\n"
@@ -477,7 +455,7 @@ def test_slow_client_pauses_streaming_and_later_commands(world: World):
 
     big = b"Subject: big\r\n\r\n" + b"".join(b".%05d dotted line of text\r\n" % i for i in range(20000))
     assert len(big) > 256 * 1024  # streamed, not sent in one write
-    world.inbox.files[4] = big
+    assert world.inbox.add(big) == 4
     transport = SlowClientTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
     proto = world.factory.buildProtocol(transport.getPeer())
     proto.makeConnection(transport)
@@ -568,7 +546,7 @@ def test_random_bytes_any_split_same_replies_no_errors(data, logged_in, piece):
 
 def test_connection_dropped_mid_stream_releases_everything(world: World):
     big = b"Subject: big\r\n\r\n" + b"line of text\r\n" * 40000
-    world.inbox.files[4] = big
+    assert world.inbox.add(big) == 4
     opened: list[Any] = []
     original = world.inbox.open_message
 

@@ -16,6 +16,8 @@ import pytest
 from twisted.internet import defer
 
 from tests.protocols.test_smtp_wire import Wire, folder_records, inbox
+from tests.support.daemon import xmailctl_argv
+from tests.support.wait import wait_until
 
 MESSAGE = b"From: x@remote.org\r\nTo: alice@example.com\r\nSubject: hello\r\n\r\nbody line\r\n"
 
@@ -230,11 +232,9 @@ def test_recipient_failing_after_data_goes_to_the_queue(make_server: Any) -> Non
     assert queued[0] == 1
     # Room appears: the queue's next attempt delivers the kept copy.
     srv.ctx.directory.set_quota("small@example.com", quota_bytes=0)
-    subprocess.run(["xmailctl", "--data", srv.settings.data_dir, "queue", "retry", "--all"],
+    subprocess.run([*xmailctl_argv(), "--data", srv.settings.data_dir, "queue", "retry", "--all"],
                    check=True, capture_output=True, timeout=60)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and len(inbox(srv, "small@example.com")) < 2:
-        time.sleep(0.2)
+    wait_until(lambda: len(inbox(srv, "small@example.com")) >= 2, timeout=30, what="the kept copy delivered")
     [copy] = [m for m in inbox(srv, "small@example.com") if token in m]
     assert copy.count(b"Return-Path:") == 1
 

@@ -97,8 +97,8 @@ class FakeBackend:
 class Client:
     def __init__(self, tmp_path: Any, mode: str = "mx", ip: str = "127.0.0.1"):
         self.clock = task.Clock()
-        ctx = ServerContext(settings=Settings(), reactor=self.clock)
-        ctx.tls = object()  # STARTTLS offered; start_tls is recorded, not run
+        # STARTTLS offered; start_tls is recorded, not run
+        ctx = ServerContext(settings=Settings(), reactor=self.clock, tls=object())
         self.factory = SMTPFactory(ctx, implicit_tls=False, mode=mode)
         self.backend = FakeBackend(str(tmp_path), self.clock)
         self.factory.agent = self.backend

@@ -12,6 +12,8 @@ import email
 import email.policy
 import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -59,7 +61,7 @@ class QueueFixture:
             self.server.call(ctx.queue.stop)
         self.env = self.server.service.core.env
         self.queue = self.make_queue(schedule, **queue_kw)
-        ctx.queue = self.queue
+        ctx.core.queue = self.queue
         self.server.call(self.queue.start)
 
     def make_queue(self, schedule: RetrySchedule | None = None, **kw: Any) -> DeliveryQueue:
@@ -354,7 +356,7 @@ def test_restart_keeps_queue_and_retry_state(make_server):
     in_reactor(peer.listen, reactor_running(), port)
     try:
         q.queue = q.make_queue()
-        q.server.ctx.queue = q.queue
+        q.server.ctx.core.queue = q.queue
         q.server.call(q.queue.start)
         time.sleep(0.3)
         assert q.record(queue_id).recipients[0].attempts == before.recipients[0].attempts == 1
@@ -475,20 +477,39 @@ def test_sent_and_bounced_reach_the_audit_log(make_server, peer):
     assert all(f["id"] == queue_id and f["sender"] == "alice@example.com" for _, f in events)
 
 
-def test_only_one_process_delivers_from_a_spool(make_server, peer):
-    q = QueueFixture(make_server, transport(peer))
-    # A second queue on the same spool: what another worker process has.
-    other = q.make_queue()
-    q.server.call(other.start)
+HOLD_LOCK = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def test_only_the_leader_delivers_from_a_spool(make_server, peer, tmp_path):
+    # Another process of this data directory (a worker, a second daemon)
+    # holds the one leader election (xmail.db.leader): this one only queues.
+    run_dir = tmp_path / "data0" / "run"  # make_server's first data directory
+    run_dir.mkdir(parents=True)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(run_dir / "leader.lock")],
+                              stdout=subprocess.PIPE)
     try:
-        q.server.call(other.enqueue, "alice@example.com", [QueueRecipient("bob@other.test")], MESSAGE)
-        time.sleep(0.3)
-        assert not peer.transactions  # the enqueuing process does not hold the delivery lock
-        q.advance(5)  # the lock holder's next poll finds it
-        wait_for(lambda: len(peer.transactions) == 1, what="delivery by the lock holder")
-        q.server.call(q.queue.stop)  # the holder goes away ...
-        q.server.call(other.enqueue, "alice@example.com", [QueueRecipient("carol@other.test")], MESSAGE)
-        q.advance(5)  # ... and the other one takes over at its next poll
-        wait_for(lambda: len(peer.transactions) == 2, what="delivery after take-over")
+        assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
+        server = make_server(toml=transport(peer))
+        assert server.settings.path("run") == str(run_dir)
+        server.add_domain("example.com")
+        server.add_user("alice@example.com")
+        queue = server.ctx.queue
+        queue_id = server.call(queue.enqueue, "alice@example.com", [QueueRecipient("bob@other.test")],
+                               MESSAGE)
+        assert not server.service.core.singletons and not queue._running  # the runner is the leader's
+        with queue.env.read() as txn:
+            assert queue.spool.get(txn, queue_id) is not None
+        holder.kill()  # the leader dies: the kernel drops its lock ...
+        holder.wait(timeout=10)
+        # ... and this process takes over within a second and delivers.
+        wait_for(lambda: len(peer.transactions) == 1, timeout=15, what="delivery by the new leader")
+        assert server.service.core.singletons
     finally:
-        q.server.call(other.stop)
+        holder.kill()
+        holder.wait(timeout=10)

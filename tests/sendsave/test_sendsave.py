@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from xmail.message import parse_message
 from xmail.sendsave import SendSaver
 from xmail.sendsave.saver import bcc_field, header_addresses
 
@@ -17,6 +18,26 @@ MESSAGE = HEADERS + b"hello\r\n"
 def test_header_addresses() -> None:
     assert header_addresses(HEADERS, ("To", "Cc")) == {"bob@example.com", "carol@example.com",
                                                        "dave@example.com"}
+
+
+def test_header_addresses_read_as_the_store_reads_them() -> None:
+    """Issue 14: one address grammar.  The stdlib parser skipped `To :` and
+    stopped at a line without a colon, so recipients the saved copy shows in
+    its ENVELOPE (xmail.message) were also listed again in the added Bcc."""
+    section = (b"From: alice@example.com\r\nTo : Bob <bob@example.com>\r\nnot a field\r\n"
+               b"Cc: (Carol) carol@example.com, \"Last, First\" <first@example.com>\r\n\r\n")
+    visible = {"bob@example.com", "carol@example.com", "first@example.com"}
+    assert header_addresses(section, ("To", "Cc", "Bcc")) == visible
+    envelope = envelope_addresses(section)
+    assert visible == envelope
+    assert bcc_field(section, ["bob@example.com", "Carol@example.com", "first@example.com"]) == b""
+
+
+def envelope_addresses(section: bytes) -> set[str]:
+    """The To and Cc mailboxes of the ENVELOPE the store caches for a message."""
+    env = parse_message(section + b"body\r\n").structure["env"]
+    return {f"{local}@{host}".lower() for field in ("to", "cc") for _name, _adl, local, host
+            in env.get(field) or () if host}
 
 
 def test_bcc_lists_only_hidden_recipients() -> None:

@@ -14,7 +14,7 @@ import pytest
 from twisted.internet import protocol, task
 
 from tests.conftest import in_reactor, reactor_running, wait_until
-from xmail.ops.metrics import count_connections
+from xmail.metrics import count_connections
 from xmail.workers import balance, shared
 
 

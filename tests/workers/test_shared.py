@@ -17,10 +17,10 @@ from twisted.internet import task
 
 from tests.conftest import in_reactor, reactor_running
 from tests.workers.daemon import wait_for
+from xmail.db.leader import LeaderElection, leader_pid
 from xmail.protocols.pop3.maildrop import FileMaildropLocks
-from xmail.store.notify import NotifyChannel
 from xmail.workers import shared
-from xmail.workers.leader import LeaderElection, leader_pid
+from xmail.workers.bus import NotifyChannel
 
 
 @pytest.fixture
@@ -191,7 +191,7 @@ def test_notify_datagrams_reach_the_other_channels(tmp_path: Any) -> None:
 ELECT = """
 import sys, time
 from twisted.internet import task
-from xmail.workers.leader import LeaderElection
+from xmail.db.leader import LeaderElection
 election = LeaderElection(sys.argv[1], task.Clock(), lambda: print("elected", flush=True))
 election.try_lead()
 time.sleep(60)

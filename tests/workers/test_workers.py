@@ -13,7 +13,6 @@ from __future__ import annotations
 import imaplib
 import os
 import poplib
-import shutil
 import signal
 import smtplib
 import threading
@@ -29,8 +28,7 @@ from tests.conftest import in_reactor, reactor_running
 from tests.queue.fakesmtp import FakeSMTPPeer
 from tests.workers.daemon import PASSWORD, WorkerDaemon, log_count, pid_alive, wait_for
 
-pytestmark = [pytest.mark.skipif(shutil.which("twistd") is None, reason="twistd not on PATH"),
-              pytest.mark.timeout(180)]
+pytestmark = pytest.mark.timeout(180)
 
 MAX_PER_IP = 12
 

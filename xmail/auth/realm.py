@@ -20,7 +20,7 @@ from twisted.internet import defer
 from zope.interface import implementer
 
 from xmail.auth.checker import DirectoryChecker
-from xmail.auth.interfaces import IMailAccount, UserRecord
+from xmail.auth.interfaces import IFailureCounts, IMailAccount, UserRecord
 from xmail.auth.throttle import LoginThrottle, ThrottledChecker, ThrottlePolicy
 from xmail.config import Settings
 
@@ -57,11 +57,14 @@ class MailRealm:
         return d
 
 
-def make_portal(directory: Any, store: Any, settings: Settings, reactor: Any) -> Portal:
+def make_portal(directory: Any, store: Any, settings: Settings, reactor: Any, *,
+                failures: IFailureCounts | None = None) -> Portal:
     """The Portal shared by all protocols (one checker, one verifier pool),
-    with brute-force throttling in front of the password check."""
+    with brute-force throttling in front of the password check.
+    failures: where the throttle counts (the workers' shared table); None:
+    in this process's memory."""
     checker = DirectoryChecker(directory, reactor)
-    throttle = LoginThrottle(reactor, ThrottlePolicy.from_limits(settings.limits))
+    throttle = LoginThrottle(reactor, ThrottlePolicy.from_limits(settings.limits), failures)
     portal = Portal(MailRealm(directory, store), [ThrottledChecker(checker, throttle, directory.resolve)])
     portal.checker = checker  # for tests and stats
     portal.throttle = throttle

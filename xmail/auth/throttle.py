@@ -35,7 +35,6 @@ IPv6 clients are counted per /64, the block one subscriber usually gets.
 
 from __future__ import annotations
 
-import ipaddress
 import itertools
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -50,6 +49,7 @@ from zope.interface import implementer
 
 from xmail.auth.interfaces import IFailureCounts, ILoginThrottle, LoginThrottled
 from xmail.config import LimitSettings
+from xmail.limits import client_key
 
 MAX_ENTRIES = 50000  # per scope; ~150 bytes each
 TRUST_SECONDS = 30 * 86400.0  # an address stays trusted for an account this long
@@ -89,20 +89,6 @@ def backoff(failures: int, threshold: int, cap: float) -> float:
     if threshold <= 0 or failures < threshold:
         return 0.0
     return min(cap, FIRST_DELAY * 2.0 ** min(failures - threshold, 32))
-
-
-def client_key(client_ip: str) -> str:
-    """What failures are counted on: the address, an IPv6 address's /64, an
-    IPv4-mapped IPv6 address as IPv4."""
-    try:
-        address = ipaddress.ip_address(client_ip.split("%", 1)[0])
-    except ValueError:
-        return client_ip[:MAX_KEY_CHARS]
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{address}/64", strict=False))
-    return str(address)
 
 
 def account_key(name: bytes | str) -> str:

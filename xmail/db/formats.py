@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.db.test_formats -*-
+# -*- test-case-name: tests.store.test_upgrade, tests.db.test_environment -*-
 """Format tags: which encoding the values of a group of databases use.
 
 Values in the index are `marshal` dumps (the fastest decoder the standard

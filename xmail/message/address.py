@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.message.test_address -*-
+# -*- test-case-name: tests.message.test_mime, tests.message.test_headers -*-
 """The one address-list grammar (RFC 5322 §3.4 with the obsolete forms of §4.4).
 
 `parse_address_list(raw)` gives the RFC 3501 §7.4.2 ENVELOPE structures the

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.message.test_subject -*-
+# -*- test-case-name: tests.protocols.test_imap_sort_model, tests.protocols.test_imap_thread_model -*-
 """RFC 5256 §2.1 base subject, by a forward scan over a bounded subject.
 
 The regex version (`(?:\\s|\\(fwd\\))+\\Z` searched over the subject, blobs

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.message.test_text -*-
+# -*- test-case-name: tests.message.test_linear, tests.message.test_mime -*-
 """Body text for SEARCH: transfer decoding and HTML to text, in linear time.
 
 Issue 16 #1: regexes such as `<[^>]*>` or `<script.*?</script>` restart at

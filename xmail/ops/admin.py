@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.ops.test_admin_log -*-
+# -*- test-case-name: tests.ops.test_cli, tests.ops.test_audit -*-
 """The admin log: every change `xmailctl` makes, who ran it and when.
 
 `xmail.cli.main` runs each command through `run_recorded`.  Commands that

@@ -57,9 +57,10 @@ from twisted.internet import task
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from xmail import metrics
 from xmail.auth.interfaces import IAuditLog
 from xmail.config import Settings
-from xmail.ops import logfiles, metrics
+from xmail.ops import logfiles
 
 MAX_VALUE = 512  # characters kept of one value
 # Mail events that are one per message removed: audit file only.
@@ -130,13 +131,16 @@ class LineRate:
 
 @implementer(IAuditLog)
 class AuditLog:
-    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time):
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time, *,
+                 user_directory: Any = None):
+        """user_directory: the IDirectory that classifies recipients (the
+        daemon gives it here; start() may give it later)."""
         self.settings = settings
         self.directory = settings.path("log")
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
         self._clock = clock
         self._files: dict[str, tuple[str, int]] = {}  # kind -> (day, fd)
-        self.user_directory: Any = None  # IDirectory, set by start(); classifies recipients
+        self.user_directory: Any = user_directory  # IDirectory; classifies recipients
         self._pruner: task.LoopingCall | None = None
         self.run_in_thread: Callable[..., Any] | None = None  # deferToThread; tests run inline
         self._access_rate = LineRate(settings.log.access_lines_per_second)
@@ -144,7 +148,8 @@ class AuditLog:
     # -- lifecycle (the core service) ------------------------------------------------
     def start(self, reactor: Any = None, directory: Any = None) -> None:
         """Prune (and compact traffic) now and every [log] prune_interval."""
-        self.user_directory = directory
+        if directory is not None:
+            self.user_directory = directory
         if reactor is None:
             from twisted.internet import reactor as default_reactor
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.ops.test_metrics_http -*-
+# -*- test-case-name: tests.ops.test_server, tests.ops.test_metrics -*-
 """GET /metrics on the http listener: the Prometheus text exposition.
 
 Served when the request arrived on a loopback address of the listener
@@ -21,7 +21,7 @@ from twisted.logger import Logger
 from twisted.web import server
 from twisted.web.http import Request
 
-from xmail.ops import metrics
+from xmail import metrics
 
 LOOPBACK = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
 METHODS = frozenset({b"GET", b"HEAD"})

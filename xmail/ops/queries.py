@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.ops.test_queries -*-
+# -*- test-case-name: tests.ops.test_cli, tests.ops.test_server -*-
 """Queries over the audit logs and statistics: filters and rows.
 
 Pure functions over records (dicts from xmail.ops.logfiles) so that the CLI,

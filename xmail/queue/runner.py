@@ -16,10 +16,9 @@ start: delivery is at-least-once, never lost.
 
 from __future__ import annotations
 
-import fcntl
 import os
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,7 +47,6 @@ from xmail.queue.schedule import RetrySchedule
 from xmail.queue.spool import FAILED, QUEUED, SENT, QueuedMessage, RecipientState, Spool, new_id
 
 LOCAL_KEY = "[local]"
-LOCK_FILE = ".runner.lock"
 MAX_DISPATCH = 2000  # messages taken into memory per scan
 REPORT_RETRY = 300.0  # seconds before a DSN that could not be handed off is tried again
 
@@ -85,7 +83,11 @@ class DeliveryQueue:
     def __init__(self, env: Any, settings: Settings, store: Any, directory: Any, reactor: Any, *,
                  clock: Any = None, schedule: RetrySchedule | None = None, resolver: Any = None,
                  max_per_destination: int = 4, poll_interval: float = 5.0, idle_linger: float = 2.0,
-                 audit: Any = None):
+                 audit: Any = None, enqueued: Callable[[], None] | None = None):
+        """Only start() it in the process that won the data directory's
+        leader election (xmail.db.leader, CoreService): others only enqueue.
+        enqueued: called after each message is durably queued (workers tell
+        the leader over their bus, so that it leaves at once)."""
         self.env = env
         self.settings = settings
         self.store = store
@@ -101,6 +103,7 @@ class DeliveryQueue:
         self.poll_interval = poll_interval
         self.idle_linger = idle_linger  # seconds an idle connection waits for more mail
         self.audit = audit  # xmail.auth.interfaces.IAuditLog: "sent" / "bounced" events
+        self.enqueued = enqueued
         self._destinations: dict[str, Destination] = {}
         self._in_flight: set[tuple[str, int]] = set()
         self._busy: dict[str, int] = {}  # queue id -> recipients in flight
@@ -108,9 +111,9 @@ class DeliveryQueue:
         self._workers: set[defer.Deferred[Any]] = set()  # everything stop() waits for
         self._remote: set[defer.Deferred[Any]] = set()  # connections stop() cancels
         self._timer: Any = None
+        self._scanned_since_start = False
         self._kick_pending = False
         self._running = False
-        self._lock_fd: int | None = None  # the delivery lock, see _take_lead
 
     # -- IOutboundQueue ----------------------------------------------------------
     def start(self) -> None:
@@ -118,36 +121,19 @@ class DeliveryQueue:
         self._in_flight.clear()
         self._busy.clear()
         self._running = True
+        self._scanned_since_start = False
+        self._recover()
         self.kick()
 
-    def _take_lead(self) -> bool:
-        """Only one process delivers from a spool (worker processes share
-        the data dir): the holder of an flock on queue/.runner.lock.  The
-        others only enqueue; the kernel drops the lock when its holder
-        dies, and the next poll of another process takes over."""
-        if self._lock_fd is not None:
-            return True
-        fd = os.open(os.path.join(self.spool.directory, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            return False
-        self._lock_fd = fd
+    def _recover(self) -> None:
+        """What a runner that starts delivering picks up from a crash: files
+        without a record, and DSNs decided but not yet handed off."""
         self._in_thread(self.spool.sweep_orphans).addErrback(
             lambda f: self._log.failure("queue orphan sweep failed", f))
-        # DSNs decided before a crash but not yet handed off.
         with self.env.read() as txn:
             pending = [m.id for m in self.spool.all(txn) if any(r.report for r in m.recipients)]
         for queue_id in pending:
             self._send_reports(queue_id)
-        return True
-
-    def _release_lead(self, result: Any = None) -> Any:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # closing drops the flock
-            self._lock_fd = None
-        return result
 
     def stop(self) -> Any:
         self._running = False
@@ -166,9 +152,9 @@ class DeliveryQueue:
         for d in list(self._remote):
             d.cancel()  # DNS lookups and connection attempts
         workers = list(self._workers)
-        # The lock goes only once nothing of ours is in flight any more.
-        d = defer.DeferredList(workers, consumeErrors=True).addCallback(lambda _: None)
-        return d.addBoth(self._release_lead)
+        # The leader lock (CoreService) goes only once nothing of ours is in
+        # flight any more.
+        return defer.DeferredList(workers, consumeErrors=True).addCallback(lambda _: None)
 
     @defer.inlineCallbacks
     def enqueue(self, mail_from: str, recipients: list[QueueRecipient], message_path: str | bytes, *,
@@ -198,6 +184,8 @@ class DeliveryQueue:
         self._log.info("queued {id} from <{sender}> to {count} recipient(s), {size} octets",
                        id=queue_id, sender=mail_from, count=len(recipients), size=size)
         self.kick()
+        if self.enqueued is not None:
+            self.enqueued()
         return queue_id
 
     def stats(self) -> tuple[int, float | None]:
@@ -218,9 +206,6 @@ class DeliveryQueue:
         if not self._running:
             return
         now = self.clock.seconds()
-        if not self._take_lead():
-            self._schedule_scan(now, now + self.poll_interval)
-            return
         try:
             with self.env.read() as txn:
                 ids, next_when = self.spool.due(txn, now)
@@ -238,6 +223,12 @@ class DeliveryQueue:
         wake = now + self.poll_interval
         if next_when is not None:
             wake = min(wake, next_when)
+        if not self._scanned_since_start:
+            # One line per start of the delivering process: what a restart
+            # found in the spool (and the tests' "scan finished" signal).
+            self._scanned_since_start = True
+            self._log.info("queue scanned after start: {due} due, next scan in {wait:.0f} s",
+                           due=len(messages), wait=max(0.0, wake - now))
         self._schedule_scan(now, wake)
 
     def _schedule_scan(self, now: float, wake: float) -> None:

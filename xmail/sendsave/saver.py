@@ -12,24 +12,28 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from email.parser import HeaderParser
-from email.utils import getaddresses
 from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
+from xmail.message import mailboxes, scan_header_section
+
 _COPY_CHUNK = 1 << 20
 
 
 def header_addresses(header_section: bytes, names: Iterable[str]) -> set[str]:
-    """Lowercase addresses found in the named header fields."""
-    message = HeaderParser().parsestr(header_section.decode("utf-8", "replace"), headersonly=True)
-    values: list[str] = []
-    for name in names:
-        values += [str(v) for v in message.get_all(name, [])]
-    return {address.lower() for _name, address in getaddresses(values) if address}
+    """Lowercase addresses found in the named header fields.
+
+    Read with the store's own header and address grammar (xmail.message,
+    RFC 5322 §3.4/§4.4), so "visible" means what ENVELOPE and SEARCH show
+    for the saved copy: a `To :` field or a field after a line without a
+    colon counts, as it does for the IMAP client (issue 14).
+    """
+    wanted = frozenset(name.lower() for name in names)
+    section = scan_header_section(header_section, wanted)
+    return {address.lower() for _name, value in section.fields for address in mailboxes(value)}
 
 
 def bcc_field(header_section: bytes, recipients: Iterable[str]) -> bytes:

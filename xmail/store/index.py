@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.store.test_index -*-
+# -*- test-case-name: tests.store.test_uids, tests.store.test_modseq -*-
 """UidIndex: the store's LMDB schema and the transactional edits on it.
 
 Every function here takes an open LMDB transaction and does no file I/O, so
@@ -70,9 +70,15 @@ def format_tag(schema: int = SCHEMA) -> str:
 
 
 CHUNK_SHIFT = 7
-# MessageRecords kept for re-listing big folders: ~580 bytes each with their
-# chunk's raw value (tracemalloc), so at most ~115 MB per process.
-_CACHE_RECORDS = 200_000
+# MessageRecords kept for re-listing big folders, least recently used chunk
+# dropped first: ~460-610 bytes each with their chunk's raw value (RSS and
+# tracemalloc), so at most ~18 MB per process.  Counted in records, not
+# bytes: a record's size hardly varies (flags are interned keywords), and a
+# count costs nothing to keep.  30,000 covers the folders one worker's
+# sessions re-list often (a 25,000-message INBOX stays cached); a bigger
+# folder is rebuilt from its chunks on each listing (issue 15, memory; was
+# 200,000, ~115 MB a worker after a few big SELECTs; docs/decisions.md).
+CACHE_RECORDS = 30_000
 _U64 = struct.Struct(">Q")
 _U32 = struct.Struct(">I")
 
@@ -385,7 +391,7 @@ class UidIndex:
                 self._cached_records -= len(old[1])
             cache[key] = (value, built)
             self._cached_records += len(built)
-            while self._cached_records > _CACHE_RECORDS and cache:
+            while self._cached_records > CACHE_RECORDS and cache:
                 _key, (_value, dropped) = cache.popitem(last=False)
                 self._cached_records -= len(dropped)
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.store.test_mailstore -*-
+# -*- test-case-name: tests.store.test_delivery, tests.store.test_service_store -*-
 """MailStore: every user's mail, one per process (IMessageStore).
 
     MailStore(env, settings, directory, reactor)   the daemon
@@ -43,9 +43,11 @@ class MailStore:
     _log = Logger()
 
     def __init__(self, env: Any, settings: Settings, directory: Any, reactor: Any = None, *,
-                 clock: Callable[[], float] | None = None, check_format: bool = True):
+                 clock: Callable[[], float] | None = None, check_format: bool = True, bus: Any = None):
         """clock: seconds since the epoch (default reactor.seconds() or
         time.time()); tests inject one to move Recycle expiry along.
+        bus: the workers' notification bus (xmail.workers.bus.NotifyBus,
+        injected: the store does not import the workers); None: one process.
         check_format: bring the index to this version's format first
         (xmail.store.upgrade; blocking, before anything is served)."""
         self.env = env
@@ -58,7 +60,7 @@ class MailStore:
         self.runner: Any = (ThreadedRunner(env, reactor, clock) if reactor is not None
                             else SyncRunner(env, clock))
         self.syncer = maildir.DirSyncer()
-        self.notifier = ChangeNotifier(self, reactor)
+        self.notifier = ChangeNotifier(self, reactor, bus=bus)
         self._mailboxes: dict[str, Mailbox] = {}
         self._provisioned: set[str] = set()
         self._roots: dict[str, str] = {}  # address -> its Maildir++ root (names.user_root)

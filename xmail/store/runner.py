@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.store.test_mailstore -*-
+# -*- test-case-name: tests.store.test_service_store, tests.store.test_delivery -*-
 """Where the store's work runs: the daemon's threads, or the caller's thread.
 
 With a reactor (the daemon): new messages are written and fsynced in batches

@@ -13,13 +13,15 @@ never sees a session.  It restarts a worker that dies, forwards SIGHUP and
 drains all of them on SIGTERM.
 
 Shared between the workers:
-- change notification: datagrams between the processes (xmail.store.notify);
+- change notification and queue kicks: datagrams between the processes
+  (xmail.workers.bus, injected into the store and the core);
 - POP3 maildrop locks: flock'd lock files (xmail.protocols.pop3.maildrop);
 - connection caps, login failure counts and the daily send counter:
   memory-mapped tables under data_dir/run/ (xmail.workers.shared);
 - the singleton jobs (queue runner, Recycle purge, log pruning): run by the
   worker holding the flock on data_dir/run/leader.lock
-  (xmail.workers.leader); another takes it within a second of its death.
+  (xmail.db.leader, the one election, also in a process on its own);
+  another takes it within a second of its death.
 
 This package is imported by the worker before Twisted's endpoint module:
 keep it free of imports.

@@ -34,8 +34,8 @@ from twisted.application import service
 from twisted.internet import defer, endpoints, protocol
 from twisted.logger import Logger
 
+from xmail import metrics
 from xmail.config import Settings
-from xmail.ops import metrics
 from xmail.preflight import StartupError, bind_error, preflight
 from xmail.service import (
     PROTOCOLS,
@@ -241,7 +241,7 @@ class WorkerSupervisor(service.Service):
 
     @property
     def metrics_dir(self) -> str:
-        """The workers' Prometheus values, summed by /metrics (xmail.ops.metrics)."""
+        """The workers' Prometheus values, summed by /metrics (xmail.metrics)."""
         return os.path.join(self.run_dir, "metrics")
 
     # -- binding ------------------------------------------------------------------------------

@@ -8,9 +8,10 @@ listening sockets as systemd socket activation passes them: LISTEN_FDS
 descriptors from 3 on, LISTEN_PID = its own pid (set here, before Twisted's
 endpoint module reads the environment).  Each listener's descriptions are
 replaced by `systemd:domain=...:index=N`, so the ordinary XmailService runs
-unchanged on top, with the cross-process pieces of xmail.workers.shared,
-the leader election for the singleton jobs and a queue kick between
-workers.
+unchanged on top, constructed with the cross-process pieces of
+xmail.workers.shared and the notification bus (xmail.workers.runtime);
+it competes for the data directory's leader election (xmail.db.leader)
+like a process on its own.
 
 It dies with the supervisor (PR_SET_PDEATHSIG: SIGTERM, i.e. a drain), so a
 supervisor killed with -9 leaves no worker holding the ports.
@@ -132,8 +133,7 @@ def main() -> None:
     from xmail.workers import runtime
 
     settings = worker_settings(boot["settings"], boot["listeners"])
-    server = XmailService(settings, reactor, shared=runtime.worker_tables(settings, boot, reactor),
-                          leader=runtime.leader_election(settings, boot, reactor))
+    server = XmailService(settings, reactor, shared=runtime.worker_tables(settings, boot, reactor))
 
     failed = []
 

@@ -14,6 +14,7 @@ RFC 3501 §6.4.4).
 from __future__ import annotations
 
 import calendar
+import contextvars
 import datetime
 import re
 from collections.abc import Callable
@@ -36,10 +37,11 @@ from xmail.protocols.imap.model import (
 )
 from xmail.protocols.imap.response import decode_mailbox
 from xmail.protocols.imap.tokenizer import Atom, LiteralString, QuotedString, SpooledLiteral, String, tag_of
+from xmail.protocols.skeleton import BadSyntax
 
 
-class GrammarError(Exception):
-    """A syntax error: tagged BAD."""
+class GrammarError(BadSyntax):
+    """A syntax error: tagged BAD (the skeleton's BadSyntax)."""
 
 
 class BadCharset(Exception):
@@ -256,10 +258,16 @@ class UnusableMailboxName(str):
         return name[:1] == "\0"
 
 
+# RFC 9051 §5.1: after ENABLE IMAP4rev2 names are UTF-8, not modified UTF-7.
+# Set by parse_command for the one (synchronous) parse it does.
+_UTF8_NAMES: contextvars.ContextVar[bool] = contextvars.ContextVar("utf8_names", default=False)
+
+
 def mailbox_name(raw: bytes) -> str:
-    """RFC 3501 §5.1: INBOX is case-insensitive; the rest is modified UTF-7."""
+    """RFC 3501 §5.1: INBOX is case-insensitive; the rest is modified UTF-7
+    (UTF-8 for an IMAP4rev2 session)."""
     try:
-        name = decode_mailbox(raw)
+        name = decode_mailbox(raw, _UTF8_NAMES.get())
     except (UnicodeDecodeError, ValueError):
         return UnusableMailboxName.of(raw)
     if name.upper() == "INBOX":
@@ -902,9 +910,9 @@ def _sort(cur: _Cursor) -> sortmod.SortArgs:
             options, partial = _take_partial(cur.list("return options"))
             returns = sortmod.parse_esort_returns(options)
             if partial is not None:
-                if "ALL" in returns and options:
+                if any(isinstance(o, Atom) and o.upper() == b"ALL" for o in options):
                     raise GrammarError("PARTIAL and ALL exclude each other")  # RFC 9394 §3
-                returns = frozenset(returns - {"ALL"} if not options else returns) | {"PARTIAL"}
+                returns = (returns - {"ALL"}) | {"PARTIAL"}  # ALL was only implied
         criteria = sortmod.parse_sort_criteria(cur.list("sort criteria"))
     except sortmod.SortSyntaxError as e:
         raise GrammarError(str(e)) from None
@@ -1002,7 +1010,8 @@ def _search_key(cur: _Cursor, charset: str, depth: int) -> SearchExpr:
 
 _STATUS_ITEMS = {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN",
                  "HIGHESTMODSEQ",  # RFC 7162 §3.1.2.3
-                 "DELETED", "DELETED-STORAGE"}  # RFC 9208 §4.3
+                 "DELETED", "DELETED-STORAGE",  # RFC 9208 §4.3
+                 "SIZE"}  # RFC 9051 §6.3.11
 _LIST_SELECTION = {"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"}
 _LIST_RETURN = {"SUBSCRIBED", "CHILDREN", "SPECIAL-USE"}
 SPECIAL_USES = {u.upper(): u for u in ("\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk",
@@ -1032,7 +1041,7 @@ def _list_mailbox(cur: _Cursor, what: str) -> str:
     # RFC 3501 §9: list-mailbox = 1*list-char / string
     raw = cur.astring(what)
     try:
-        return decode_mailbox(raw)
+        return decode_mailbox(raw, _UTF8_NAMES.get())
     except (UnicodeDecodeError, ValueError):
         return UnusableMailboxName.of(raw)  # matches no folder: LIST says OK, lists nothing
 
@@ -1363,8 +1372,17 @@ def command_name(items: list[Any]) -> str | None:
     return None
 
 
-def parse_command(items: list[Any]) -> Request:
-    """Raises GrammarError (with `.tag` set when the tag was readable)."""
+def parse_command(items: list[Any], *, utf8_names: bool = False) -> Request:
+    """Raises GrammarError (with `.tag` set when the tag was readable).
+    utf8_names: the session enabled IMAP4rev2 (RFC 9051 §5.1)."""
+    token = _UTF8_NAMES.set(utf8_names)
+    try:
+        return _parse_command(items)
+    finally:
+        _UTF8_NAMES.reset(token)
+
+
+def _parse_command(items: list[Any]) -> Request:
     tag = tag_of(items)
     try:
         if tag is None:

@@ -116,3 +116,16 @@ class SearchAnd:
 
 
 SearchExpr = SearchKey | SearchNot | SearchOr | SearchAnd
+
+
+def uses_key(expr: SearchExpr, name: str) -> bool:
+    """Does the search program contain a key called name (MODSEQ, SEQSET ...)?"""
+    if isinstance(expr, SearchKey):
+        return expr.name == name
+    if isinstance(expr, SearchNot):
+        return uses_key(expr.key, name)
+    if isinstance(expr, SearchOr):
+        return uses_key(expr.left, name) or uses_key(expr.right, name)
+    if isinstance(expr, SearchAnd):
+        return any(uses_key(k, name) for k in expr.keys)
+    return False

@@ -137,8 +137,8 @@ def group_names(group: EventGroup, name: str, subscribed: set[str]) -> bool:
 DELIMITER = "/"  # the hierarchy delimiter (docs: folders), as LIST says it
 
 
-def _list_line(attrs: str, name: str, extra: bytes = b"") -> bytes:
-    return b"* LIST (" + attrs.encode("ascii") + b') "/" ' + wire_mailbox(name) + extra + b"\r\n"
+def _list_line(attrs: str, name: str, extra: bytes = b"", utf8: bool = False) -> bytes:
+    return b"* LIST (" + attrs.encode("ascii") + b') "/" ' + wire_mailbox(name, utf8) + extra + b"\r\n"
 
 
 @implementer(IFolderListListener)
@@ -167,26 +167,28 @@ class ListWatcher:
         lines: list[bytes] = []
         renamed: set[str] = set()
         wants = self.state.wants_mailbox_event
+        utf8 = self.state.utf8()
         both = old_subscribed | subscribed
         for ident, name in folders.items():
             old = old_folders.get(ident)
             if old is None:
                 if wants("MailboxName", (name,), both):
-                    lines.append(_list_line("", name))  # §5.4: a new mailbox
+                    lines.append(_list_line("", name, utf8=utf8))  # §5.4: a new mailbox
             elif old != name:
                 renamed.update((old, name))
                 if wants("MailboxName", (name, old), both):
                     # §5.4: a rename is told with RFC 5258's OLDNAME
                     lines.append(_list_line("", name, b' ("OLDNAME" ('
-                                            + wire_mailbox(old) + b"))"))
+                                            + wire_mailbox(old, utf8) + b"))", utf8))
         for ident, name in old_folders.items():
             if ident not in folders and wants("MailboxName", (name,), both):
-                lines.append(_list_line("\\NonExistent", name))  # §5.4: deleted
+                lines.append(_list_line("\\NonExistent", name, utf8=utf8))  # §5.4: deleted
         for name in sorted(subscribed ^ old_subscribed):
             if name in renamed:
                 continue  # the subscription moved with its folder
-            if wants("SubscriptionChange", (name,), both):
-                lines.append(_list_line("\\Subscribed" if name in subscribed else "", name))  # §5.5
+            if wants("SubscriptionChange", (name,), both):  # §5.5
+                attrs = "\\Subscribed" if name in subscribed else ""
+                lines.append(_list_line(attrs, name, utf8=utf8))
         for line in lines:
             self.state.add_line(line)
         self.state.folders_changed()
@@ -206,7 +208,8 @@ class NotifyState:
                  render: Callable[[str, frozenset[str]], bytes | None],
                  fetch_new: Callable[[list[int]], list[bytes]] | None = None,
                  rewatch: Callable[[], None] | None = None,
-                 max_backlog: int | None = None):
+                 max_backlog: int | None = None,
+                 utf8: Callable[[], bool] = lambda: False):
         groups = args.groups or ()
         self.selected_group: EventGroup | None = next(
             (g for g in groups if g.filter in SELECTED_FILTERS), None)
@@ -215,6 +218,7 @@ class NotifyState:
         self._render = render
         self._fetch_new = fetch_new
         self._rewatch = rewatch
+        self.utf8 = utf8  # IMAP4rev2 enabled: mailbox names in UTF-8 (RFC 9051 §6.3.1)
         self.list_watcher: ListWatcher | None = None
         self._new_uids: list[int] = []
         self.max_backlog = MAX_BACKLOG if max_backlog is None else max_backlog

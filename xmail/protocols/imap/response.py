@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.protocols.test_imap_response -*-
+# -*- test-case-name: tests.protocols.test_imap_grammar, tests.protocols.test_imap_tokenizer -*-
 """Serialising IMAP data items (RFC 3501 §4, §9) and mailbox names (§5.1.3).
 
 `render(value)` turns Python values into wire bytes:
@@ -8,7 +8,8 @@
 - list / tuple -> a parenthesised, space-separated list
 
 Mailbox names travel as modified UTF-7 (RFC 3501 §5.1.3) via the one codec,
-xmail.message.mutf7.
+xmail.message.mutf7 — or as UTF-8 for a session that enabled IMAP4rev2
+(RFC 9051 §5.1, `utf8=True`).
 """
 
 from __future__ import annotations
@@ -89,24 +90,37 @@ def render(value: Any) -> bytes:
 # --- mailbox names (RFC 3501 §5.1.3) -----------------------------------------
 
 
-def encode_mailbox(name: str) -> bytes:
-    """Modified UTF-7 wire form of a Unicode folder name."""
+def encode_mailbox(name: str, utf8: bool = False) -> bytes:
+    """Wire form of a Unicode folder name: modified UTF-7, or UTF-8 after
+    ENABLE IMAP4rev2 (RFC 9051 §5.1)."""
+    if utf8:
+        return name.encode("utf-8")
     return mutf7.encode(name).encode("ascii")
 
 
-def decode_mailbox(raw: bytes) -> str:
+def decode_mailbox(raw: bytes, utf8: bool = False) -> str:
     """Unicode name from the wire.  Clients that send raw UTF-8 (8-bit bytes,
-    not allowed by RFC 3501 but common) are accepted as UTF-8."""
-    if any(b >= 0x80 for b in raw):
+    not allowed by RFC 3501 but common) are accepted as UTF-8.  With utf8
+    (IMAP4rev2, RFC 9051 §5.1) the name is UTF-8 only: "&" is itself, no
+    modified UTF-7 is decoded (UnicodeDecodeError for bad UTF-8)."""
+    if utf8 or any(b >= 0x80 for b in raw):
         return raw.decode("utf-8")
     # Strict: a name must be canonical so that it comes back byte for byte
     # in LIST (ValueError otherwise).
     return mutf7.decode(raw.decode("ascii"))
 
 
-def mailbox(name: str) -> bytes:
-    """A folder name as an astring on the wire."""
-    return astring(encode_mailbox(name))
+# RFC 9051 §9: QUOTED-CHAR includes UTF8-2 / UTF8-3 / UTF8-4; still no
+# CR, LF or NUL, and short.
+_QUOTABLE_UTF8 = re.compile(rb'[^\x00\r\n]{0,1024}\Z')
+
+
+def mailbox(name: str, utf8: bool = False) -> bytes:
+    """A folder name as an astring on the wire (UTF-8 for IMAP4rev2)."""
+    wire = encode_mailbox(name, utf8)
+    if utf8 and not _ATOM_SAFE.match(wire) and _QUOTABLE_UTF8.match(wire):
+        return quoted(wire)
+    return astring(wire)
 
 
 def flag_list(flags: Any) -> bytes:

@@ -26,10 +26,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from xmail.protocols.imap import esort
 from xmail.protocols.imap import search as searchmod
-from xmail.protocols.imap.model import SearchAnd, SearchKey, SearchNot, SearchOr
+from xmail.protocols.imap.model import SearchAnd, uses_key
 from xmail.protocols.imap.response import quoted
 from xmail.protocols.imap.results import ordered_set
+from xmail.protocols.imap.sort import sort_order_set
 
 MAX_CONTEXTS = 10  # updating searches per session; more get NO [NOUPDATE]
 
@@ -42,6 +44,8 @@ class SearchContext:
     view: Any  # the SelectedFolder it belongs to
     result: set[int]  # UIDs
     modseq: int  # changes up to this MODSEQ are reflected in result
+    criteria: Any = None  # SortCriteria of a SORT RETURN (UPDATE) (esort.py), else None
+    order: list[int] | None = None  # a SORT context's result in sort order
 
 
 def _contexts(session: Any) -> list[SearchContext]:
@@ -54,13 +58,16 @@ def _contexts(session: Any) -> list[SearchContext]:
     return contexts
 
 
-def start(session: Any, tag: bytes, key: SearchAnd, uid: bool, uids: list[int], modseq: int) -> bool:
-    """Remember a SEARCH RETURN (UPDATE); False when the session has too many."""
+def start(session: Any, tag: bytes, key: SearchAnd, uid: bool, uids: list[int], modseq: int,
+          criteria: Any = None) -> bool:
+    """Remember a SEARCH (or, with criteria, SORT) RETURN (UPDATE); False
+    when the session has too many.  For SORT, uids are in sort order."""
     contexts = _contexts(session)
     if len(contexts) >= MAX_CONTEXTS:
         return False
     contexts[:] = [c for c in contexts if c.tag != tag]
-    contexts.append(SearchContext(tag, key, uid, session.selected, set(uids), modseq))
+    order = list(uids) if criteria is not None else None
+    contexts.append(SearchContext(tag, key, uid, session.selected, set(uids), modseq, criteria, order))
     return True
 
 
@@ -73,13 +80,7 @@ def cancel(session: Any, tags: tuple[bytes, ...]) -> list[bytes]:
 
 
 def _uses_seqnumbers(expr: Any) -> bool:
-    if isinstance(expr, SearchKey):
-        return expr.name == "SEQSET"
-    if isinstance(expr, SearchNot):
-        return _uses_seqnumbers(expr.key)
-    if isinstance(expr, SearchOr):
-        return _uses_seqnumbers(expr.left) or _uses_seqnumbers(expr.right)
-    return any(_uses_seqnumbers(k) for k in expr.keys)
+    return uses_key(expr, "SEQSET")
 
 
 def updates(session: Any) -> list[bytes]:
@@ -94,6 +95,8 @@ def updates(session: Any) -> list[bytes]:
     for ctx in contexts:
         current = set(view.uids)
         ctx.result &= current  # expunged: told by EXPUNGE / VANISHED
+        if ctx.order is not None and len(ctx.order) != len(ctx.result):
+            ctx.order = [u for u in ctx.order if u in ctx.result]
         changed = folder.changed_since(ctx.modseq)
         if not changed:
             continue
@@ -117,9 +120,28 @@ def updates(session: Any) -> list[bytes]:
         ctx.result -= set(removed)
         head = b"* ESEARCH (TAG " + quoted(ctx.tag) + b")" + (b" UID" if ctx.uid else b"")
         to_number = (lambda u: u) if ctx.uid else view.seq_of
+        if ctx.order is not None:
+            out.extend(_sorted_updates(ctx, folder, head, to_number, set(removed), added))
+            continue
         for word, uids in ((b"REMOVEFROM", removed), (b"ADDTO", added)):
             if uids:
                 numbers = [n for n in map(to_number, uids) if n]
                 # RFC 5267 §4.3: "ADDTO" / "REMOVEFROM" SP "(" context-position SP sequence-set ")"
                 out.append(head + b" %s (0 %s)\r\n" % (word, ordered_set(numbers).encode("ascii")))
+    return out
+
+
+def _sorted_updates(ctx: SearchContext, folder: Any, head: bytes, to_number: Any,
+                    removed: set[int], added: list[int]) -> list[bytes]:
+    """CONTEXT=SORT (RFC 5267 §4.3): REMOVEFROM / ADDTO with the positions
+    in the sorted result (the rules are in esort.py)."""
+    assert ctx.order is not None
+    out = []
+    runs = [(b"REMOVEFROM", run) for run in esort.removals(ctx.order, removed)]
+    runs += [(b"ADDTO", run) for run in esort.additions(folder, ctx.criteria, ctx.order, added)]
+    for word, (position, uids) in runs:
+        numbers = [n for n in map(to_number, uids) if n]
+        if numbers:
+            # "ADDTO" / "REMOVEFROM" SP "(" context-position SP sequence-set ")"
+            out.append(head + b" %s (%d %s)\r\n" % (word, position, sort_order_set(numbers).encode()))
     return out

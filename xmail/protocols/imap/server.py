@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.protocols.test_imap_server -*-
+# -*- test-case-name: tests.protocols.test_imap_commands, tests.protocols.test_imap_backpressure -*-
 """The Twisted glue: bytes in to the tokenizer, commands to the session,
 bytes out with back-pressure.
 
@@ -45,10 +45,11 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from xmail import metrics
 from xmail.limits import LOGIN, CommandDeadline
-from xmail.ops import metrics
 from xmail.protocols.imap import (
     commands,  # noqa: F401  (fills the command registry)
+    rev2,
     searchres,
     tokenizer,
 )
@@ -446,7 +447,7 @@ class IMAPServerProtocol(Protocol):
             self.session.bad_line(event.tag, event.reason, event.too_big)
             return False
         try:
-            request = parse_command(event.items)
+            request = parse_command(event.items, utf8_names=rev2.utf8_names(self.session))
         except GrammarError as e:
             self._release_spools()
             if getattr(e, "resets_search_result", False):

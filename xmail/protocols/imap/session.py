@@ -29,7 +29,6 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from twisted.internet import defer
@@ -38,6 +37,15 @@ from twisted.logger import Logger
 from xmail.protocols.imap import searchctx, searchres, sync
 from xmail.protocols.imap.grammar import Request
 from xmail.protocols.imap.response import resp_text
+from xmail.protocols.skeleton import (
+    BadSyntax,
+    CommandTable,
+    Denied,
+    Refusal,
+    ServerFault,
+    UserError,
+    gate,
+)
 from xmail.store import interfaces as store_errors
 
 
@@ -54,16 +62,14 @@ AUTH = frozenset({State.AUTHENTICATED, State.SELECTED})
 SELECTED = frozenset({State.SELECTED})
 
 
-class No(Exception):
-    """A user error: tagged NO with an optional response code."""
+class No(UserError):
+    """A user error: tagged NO with an optional response code (RFC 5530)."""
 
     def __init__(self, text: str, code: str | None = None):
-        super().__init__(text)
-        self.text = text
-        self.code = code
+        super().__init__(code, text)
 
 
-class Bad(Exception):
+class Bad(BadSyntax):
     """A protocol error: tagged BAD."""
 
 
@@ -87,25 +93,16 @@ STORE_ERROR_CODES: dict[type, str] = {
 Handler = Callable[["Session", Request], Awaitable[str | None]]
 
 
-@dataclass(frozen=True, slots=True)
-class CommandSpec:
-    name: str
-    handler: Handler
-    states: frozenset[State]
-    forbids_expunge: bool = False  # RFC 3501 §7.4.1, seq-number forms only
-
-
-REGISTRY: dict[str, CommandSpec] = {}
+# The one IMAP command table (xmail/protocols/skeleton.py); handlers
+# register themselves in commands/ with `@command(name, states, ...)`.
+REGISTRY: CommandTable[Handler] = CommandTable("imap")
+FORBIDS_EXPUNGE = "forbids_expunge"  # RFC 3501 §7.4.1, seq-number forms only
 
 
 def command(name: str, states: frozenset[State], *, forbids_expunge: bool = False
             ) -> Callable[[Handler], Handler]:
-    def register(handler: Handler) -> Handler:
-        assert name not in REGISTRY, f"{name} registered twice"
-        REGISTRY[name] = CommandSpec(name, handler, states, forbids_expunge)
-        return handler
-
-    return register
+    """Register an IMAP command handler in REGISTRY."""
+    return REGISTRY.command(name, states, flags={FORBIDS_EXPUNGE} if forbids_expunge else set())
 
 
 class Connection(Protocol):
@@ -152,6 +149,9 @@ class Session:
         self.condstore = False
         self.qresync = False
         self.compressing = False  # RFC 4978
+        # RFC 9051 §6.3.1: ENABLE IMAP4rev2 switches this session to rev2
+        # responses (see rev2.py); never switched back.
+        self.rev2 = False
         self.search_result: tuple[Any, frozenset[int]] | None = None  # RFC 5182, see searchres.py
         # RFC 5465: notify.NotifyState while a NOTIFY SET is in force.
         self.notify: Any = None
@@ -212,14 +212,14 @@ class Session:
 
     async def _execute(self, request: Request) -> None:
         tag = request.tag
-        spec = REGISTRY.get(request.name)
+        checked = gate(REGISTRY, request.name, state=self.state)
+        spec = None if isinstance(checked, Denied) else checked
+        forbids_expunge = spec is not None and FORBIDS_EXPUNGE in spec.flags and not request.uid
         disconnect = False
-        forbids_expunge = spec is not None and spec.forbids_expunge and not request.uid
         try:
             if spec is None:
-                raise Bad(f"unknown command {request.name}")
-            if self.state not in spec.states:
-                raise Bad(f"{request.name} not allowed in the {self.state.value} state")
+                assert isinstance(checked, Denied)
+                raise Bad(self._refusal_text(checked))
             if self.selected is not None:
                 # Changes made by other processes become visible at every command.
                 self.selected.poll()
@@ -231,33 +231,10 @@ class Session:
         except Disconnect:
             disconnect = True
             text = "LOGOUT completed"
-        except No as e:
-            self._tagged_after_changes(tag, b"NO", e.text, e.code, forbids_expunge)
-            if self.close_after_reply:
-                raise Disconnect() from None
-            return
-        except Bad as e:
-            self.bad_commands += 1
-            self.conn.write(tag + b" BAD " + resp_text(str(e)) + b"\r\n")
-            if self.bad_commands >= MAX_BAD_COMMANDS:
-                self.untagged(b"BYE too many invalid commands")
-                raise Disconnect() from None
-            return
-        except store_errors.StoreError as e:
-            code = STORE_ERROR_CODES.get(type(e), "CANNOT")
-            for cls, mapped in STORE_ERROR_CODES.items():
-                if isinstance(e, cls):
-                    code = mapped
-                    break
-            self._tagged_after_changes(tag, b"NO", str(e) or type(e).__name__, code, forbids_expunge)
-            return
         except ConnectionError:
             raise  # the client went away mid-command: nothing to answer
-        except Exception:
-            self._log.failure("IMAP {command} failed for {account}", command=request.name,
-                              account=getattr(self.account, "address", None))
-            self._tagged_after_changes(tag, b"NO", "internal server error, logged", "SERVERBUG",
-                                       forbids_expunge)
+        except Exception as e:
+            self.reply_error(tag, e, request.name, forbids_expunge)
             return
         self.bad_commands = 0
         if self.state is not State.LOGOUT:
@@ -268,6 +245,43 @@ class Session:
         after, self.after_reply = self.after_reply, None
         if after is not None:
             after()
+
+    def _refusal_text(self, denied: Denied) -> str:
+        if denied.refusal is Refusal.UNKNOWN:
+            return f"unknown command {denied.name}"
+        return f"{denied.name} not allowed in the {self.state.value} state"
+
+    def reply_error(self, tag: bytes, error: Exception, name: str, forbids_expunge: bool) -> None:
+        """The one place where a failed command becomes its tagged reply
+        (RFC 3501 §7.1; response codes RFC 5530).  Called from an except
+        clause, so a server fault is logged with its traceback."""
+        if isinstance(error, UserError):
+            self._tagged_after_changes(tag, b"NO", error.text, error.code, forbids_expunge)
+            if self.close_after_reply:
+                raise Disconnect() from None
+            return
+        if isinstance(error, BadSyntax):
+            self.bad_commands += 1
+            self.conn.write(tag + b" BAD " + resp_text(error.text) + b"\r\n")
+            if self.bad_commands >= MAX_BAD_COMMANDS:
+                self.untagged(b"BYE too many invalid commands")
+                raise Disconnect() from None
+            return
+        if isinstance(error, store_errors.StoreError):
+            code = "CANNOT"
+            for cls, mapped in STORE_ERROR_CODES.items():
+                if isinstance(error, cls):
+                    code = mapped
+                    break
+            self._tagged_after_changes(tag, b"NO", str(error) or type(error).__name__, code,
+                                       forbids_expunge)
+            return
+        # ServerFault or anything unexpected: the traceback goes to the log,
+        # the client learns nothing about the server's insides.
+        self._log.failure("IMAP {command} failed for {account}", command=name,
+                          account=getattr(self.account, "address", None))
+        text = error.text if isinstance(error, ServerFault) else "internal server error, logged"
+        self._tagged_after_changes(tag, b"NO", text, "SERVERBUG", forbids_expunge)
 
     def _tagged_after_changes(self, tag: bytes, status: bytes, text: str, code: str | None,
                               forbids_expunge: bool) -> None:

@@ -54,6 +54,7 @@ from xmail.store.interfaces import MessageRecord
 __all__ = [
     "ESORT_RETURNS", "HEADER_BATCH", "SORT_KEYS", "SortArgs", "SortCriteria", "SortCriterion",
     "SortSyntaxError", "cached_headers", "collation_key", "esort_response", "esort_result",
+    "key_values",
     "parse_esort_returns", "parse_sort_criteria", "sent_date", "sort_order_set", "sort_uids",
     "subject_key",
 ]
@@ -63,6 +64,8 @@ SORT_KEYS = frozenset(("ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO",
                        "DISPLAYFROM", "DISPLAYTO"))
 _RECORD_KEYS = frozenset(("ARRIVAL", "SIZE"))
 ESORT_RETURNS = frozenset(("MIN", "MAX", "ALL", "COUNT"))  # RFC 5267 §3.1 (RFC 4731 names)
+# RFC 5267 §4.1: UPDATE (CONTEXT=SORT, esort.py) and CONTEXT (a hint, ignored).
+_CONTEXT_RETURNS = frozenset(("UPDATE", "CONTEXT"))
 HEADER_BATCH = 4096  # UIDs per folder.headers_many call: bounded memory, few transactions
 
 
@@ -226,6 +229,20 @@ def _header_value(key: str, record: MessageRecord, headers: dict[str, str]) -> A
     return collation_key(headers.get(_STRING_KEY_FIELDS[key], ""))
 
 
+def key_values(criteria: SortCriteria, record: MessageRecord, headers: dict[str, str]) -> list[Any]:
+    """The value of each criterion for one message, as sort_uids compares
+    them (CONTEXT=SORT places a new message with these, esort.py)."""
+    out: list[Any] = []
+    for criterion in criteria.criteria:
+        if criterion.key == "ARRIVAL":
+            out.append(record.internaldate)
+        elif criterion.key == "SIZE":
+            out.append(record.size)
+        else:
+            out.append(_header_value(criterion.key, record, headers))
+    return out
+
+
 def cached_headers(folder: Any, uids: Sequence[int]) -> Iterator[dict[str, str]]:
     """The cached headers of uids, in that order ({} for a message gone
     meanwhile), read HEADER_BATCH at a time with folder.headers_many.
@@ -286,17 +303,20 @@ def sort_uids(folder: Any, records: Sequence[MessageRecord], criteria: SortCrite
 
 
 def parse_esort_returns(items: Any) -> frozenset[str]:
-    """`RETURN (...)` options of an extended SORT: MIN, MAX, ALL, COUNT.
-    An empty list means ALL (RFC 4731 §3.1, which RFC 5267 §3 builds on)."""
+    """`RETURN (...)` options of an extended SORT: MIN, MAX, ALL, COUNT,
+    UPDATE, CONTEXT.  Without a result option ALL is meant (RFC 4731 §3.1,
+    which RFC 5267 §3 builds on; `RETURN (UPDATE)` answers ALL, §4.1)."""
     if not isinstance(items, (list, tuple)):
         raise SortSyntaxError("return options must be a parenthesised list")
     out = set()
     for item in items:
         name = _atom_text(item, "return option")
-        if name not in ESORT_RETURNS:
+        if name not in ESORT_RETURNS and name not in _CONTEXT_RETURNS:
             raise SortSyntaxError(f"unsupported SORT return option {name[:30]}")
         out.add(name)
-    return frozenset(out or {"ALL"})
+    if not out & ESORT_RETURNS:
+        out.add("ALL")
+    return frozenset(out)
 
 
 def sort_order_set(numbers: Sequence[int]) -> str:

@@ -142,15 +142,21 @@ class SelectedFolder:
     """The session's view of its selected folder."""
 
     def __init__(self, folder: Any, key: tuple[str, str, int], readonly: bool,
-                 records: list[MessageRecord], recent: RecentTracker):
+                 records: list[MessageRecord], recent: RecentTracker, *, rev2: bool = False):
         self.folder = folder
         self.key = key
         self.readonly = readonly
         self.uids = array("L", (r.uid for r in records))
         self._tracker = recent
-        if not recent.known(key):
-            recent.first_sight(key, records)
-        self.recent: set[int] = set(recent.claim(key, self.uids, take=not readonly))
+        # RFC 9051 Appendix E: IMAP4rev2 has no \\Recent; a rev2 session
+        # neither shows nor claims it (a rev1 session still sees those
+        # messages as recent).
+        self.rev2 = rev2
+        self.recent: set[int] = set()
+        if not rev2:
+            if not recent.known(key):
+                recent.first_sight(key, records)
+            self.recent = set(recent.claim(key, self.uids, take=not readonly))
         self._new: list[int] = []
         self._expunged: set[int] = set()
         self._flag_changes: dict[int, MessageRecord] = {}
@@ -228,9 +234,10 @@ class SelectedFolder:
             new = sorted(self._new)
             self._new = []
             self.uids.extend(new)
-            self.recent.update(self._tracker.claim(self.key, new, take=not self.readonly))
             out.append(b"* %d EXISTS\r\n" % len(self.uids))
-            out.append(b"* %d RECENT\r\n" % len(self.recent))
+            if not self.rev2:  # RFC 9051 Appendix E: no RECENT response
+                self.recent.update(self._tracker.claim(self.key, new, take=not self.readonly))
+                out.append(b"* %d RECENT\r\n" % len(self.recent))
         if self._flag_changes:
             changes, self._flag_changes = self._flag_changes, {}
             out.extend(self.announce_keywords(changes.values()))

@@ -35,10 +35,10 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from xmail import metrics
 from xmail.context import ServerContext
 from xmail.limits import LOGIN, CommandDeadline
 from xmail.message.dotstuff import MultilineEncoder
-from xmail.ops import metrics
 from xmail.protocols.pop3.maildrop import IMaildropLocks, locks_for
 from xmail.protocols.pop3.parser import NEED_DATA, CommandParser
 from xmail.protocols.pop3.session import POP3Session, State

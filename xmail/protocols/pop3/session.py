@@ -1,16 +1,19 @@
 # -*- test-case-name: tests.protocols.test_pop3_session -*-
 """The POP3 state machine: AUTHORIZATION -> TRANSACTION -> UPDATE (RFC 1939 §3).
 
-One table (`COMMANDS`) says which command is valid in which state and how
-many arguments it takes; `POP3Session.handle` checks it before any handler
-runs.  Handlers write replies through a `SessionIO` (the Twisted protocol in
+One table (`COMMANDS`, a skeleton.CommandTable filled by the `@command`
+decorators on the handlers) says which command is valid in which state and
+how many arguments it takes; `POP3Session.handle` runs the shared gate
+(xmail/protocols/skeleton.py) before any handler.  Handlers write replies
+through a `SessionIO` (the Twisted protocol in
 server.py, or a test double); a handler that waits for something (login,
 expunge, a streamed message) returns a Deferred and the protocol reads no
 further command until it fires, which keeps pipelined replies in order
 (RFC 2449 §6.6).
 
-Errors are answered in one place: a user error is `-ERR text`, a temporary
-server fault `-ERR [SYS/TEMP] ...` plus a log line; the session stays usable.
+Errors are answered in one place (`_error_reply`): a user error is
+`-ERR [CODE] text`, a syntax error `-ERR text`, a server fault
+`-ERR [SYS/TEMP] ...` plus a logged traceback; the session stays usable.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from xmail.auth.login import Lease, login
 from xmail.message.dotstuff import MultilineEncoder
 from xmail.protocols.pop3.maildrop import IMaildropLocks
 from xmail.protocols.pop3.parser import BadLine, Command, SaslResponse
+from xmail.protocols.skeleton import BadSyntax, CommandTable, Denied, Refusal, ServerFault, gate
+from xmail.protocols.skeleton import UserError as _UserError
 from xmail.store.interfaces import NoSuchMessage, StoreError
 
 _SASL_NAME = re.compile(r"[A-Z0-9_-]{1,20}")
@@ -73,12 +78,11 @@ class SessionIO(Protocol):
     def close(self) -> None: ...
 
 
-class UserError(Exception):
-    """Answered as `-ERR <text>`; the session goes on."""
+class UserError(_UserError):
+    """Answered as `-ERR [CODE] <text>`; the session goes on."""
 
     def __init__(self, text: str, code: str | None = None):
-        super().__init__(text)
-        self.code = code
+        super().__init__(code, text)
 
     def reply(self) -> bytes:
         return err(str(self), self.code)
@@ -121,31 +125,10 @@ class Maildrop:
         return f"{self.uidvalidity}.{self.uids[number - 1]}"
 
 
-@dataclass(frozen=True, slots=True)
-class _Spec:
-    handler: str
-    states: frozenset[State]
-    min_args: int
-    max_args: int
-
-
-# The one command table: keyword -> handler, states it is valid in, arity.
-COMMANDS: dict[str, _Spec] = {
-    "CAPA": _Spec("do_capa", BOTH, 0, 0),  # RFC 2449 §5
-    "USER": _Spec("do_user", AUTH, 1, 1),  # RFC 1939 §7
-    "PASS": _Spec("do_pass", AUTH, 1, 1),
-    "AUTH": _Spec("do_auth", AUTH, 0, 2),  # RFC 5034 §4
-    "STLS": _Spec("do_stls", AUTH, 0, 0),  # RFC 2595 §4
-    "STAT": _Spec("do_stat", TRANS, 0, 0),  # RFC 1939 §5
-    "LIST": _Spec("do_list", TRANS, 0, 1),
-    "UIDL": _Spec("do_uidl", TRANS, 0, 1),  # RFC 1939 §7
-    "RETR": _Spec("do_retr", TRANS, 1, 1),
-    "TOP": _Spec("do_top", TRANS, 2, 2),  # RFC 1939 §7
-    "DELE": _Spec("do_dele", TRANS, 1, 1),
-    "RSET": _Spec("do_rset", TRANS, 0, 0),
-    "NOOP": _Spec("do_noop", TRANS, 0, 0),
-    "QUIT": _Spec("do_quit", BOTH, 0, 0),  # RFC 1939 §4 and §6
-}
+# The one POP3 command table: keyword -> handler, the states it is valid in
+# and its arity; the `do_*` methods below register themselves.
+COMMANDS: CommandTable[Any] = CommandTable("pop3")
+command = COMMANDS.command
 
 
 class POP3Session:
@@ -197,23 +180,35 @@ class POP3Session:
                 return self._bad(err(event.reason))
             if isinstance(event, SaslResponse):  # pragma: no cover - parser guards this
                 return self._bad(err("unexpected continuation"))
-            spec = COMMANDS.get(event.keyword)
-            if spec is None:
-                return self._bad(err("unknown command"))
-            if self.state not in spec.states:
-                return self._bad(err(f"{event.keyword} not valid in the {self.state.value} state"))
-            if not spec.min_args <= len(event.args) <= spec.max_args:
-                return self._bad(err(f"wrong number of arguments for {event.keyword}"))
-            result = getattr(self, spec.handler)(*event.args)
-        except UserError as e:
-            self.io.write(e.reply())
+            checked = gate(COMMANDS, event.keyword, state=self.state, nargs=len(event.args))
+            if isinstance(checked, Denied):
+                return self._bad(err(self._refusal_text(checked)))
+            result = checked.handler(self, *event.args)
+        except Exception as e:
+            self._error_reply(e)
             return None
-        except Exception:
-            return self._fault("command failed")
         if isinstance(result, defer.Deferred):
             result.addErrback(self._deferred_fault)
             return result
         return None
+
+    def _refusal_text(self, denied: Denied) -> str:
+        if denied.refusal is Refusal.UNKNOWN:
+            return "unknown command"
+        if denied.refusal is Refusal.WRONG_ARITY:
+            return f"wrong number of arguments for {denied.name}"
+        return f"{denied.name} not valid in the {self.state.value} state"
+
+    def _error_reply(self, error: Exception) -> None:
+        """The one place where a handler's exception becomes `-ERR`
+        (RFC 2449 §8 response codes, RFC 3206 SYS/TEMP).  Called from an
+        except clause, so a fault is logged with its traceback."""
+        if isinstance(error, _UserError):
+            self.io.write(err(error.text, error.code))
+        elif isinstance(error, BadSyntax):
+            self.io.write(err(error.text))
+        else:
+            self._fault(error.text if isinstance(error, ServerFault) else "command failed")
 
     def _bad(self, reply: bytes) -> None:
         self.io.write(reply)
@@ -227,11 +222,16 @@ class POP3Session:
         self.io.write(err("internal server error, try again later", "SYS/TEMP"))
 
     def _deferred_fault(self, failure: Any) -> None:
+        if failure.check(_UserError, BadSyntax) and self.state not in (State.UPDATE, State.CLOSED):
+            error = failure.value
+            self.io.write(err(error.text, getattr(error, "code", None)))
+            return
         self._log.failure("POP3 command failed for {client}", failure, client=self.client_ip)
         if self.state not in (State.UPDATE, State.CLOSED):
             self.io.write(err("internal server error, try again later", "SYS/TEMP"))
 
     # -- AUTHORIZATION -------------------------------------------------------
+    @command("CAPA", BOTH, max_args=0)  # RFC 2449 §5
     def do_capa(self) -> None:
         caps = ["TOP", "UIDL"]
         if self.plaintext_auth_allowed:
@@ -249,11 +249,13 @@ class POP3Session:
             raise UserError("plaintext authentication disallowed on an unencrypted connection, use STLS",
                             "AUTH")
 
+    @command("USER", AUTH, min_args=1, max_args=1)  # RFC 1939 §7
     def do_user(self, name: str) -> None:
         self._require_plaintext_auth()
         self._user = name
         self.io.write(ok("send PASS"))
 
+    @command("PASS", AUTH, min_args=1, max_args=1)  # RFC 1939 §7
     def do_pass(self, password: str) -> defer.Deferred:
         self._require_plaintext_auth()
         if self._user is None:
@@ -266,6 +268,7 @@ class POP3Session:
             raise UserError("authentication failed", "AUTH") from None
         return self._login(credentials, "USER")
 
+    @command("AUTH", AUTH, max_args=2)  # RFC 5034 §4
     def do_auth(self, mechanism: str | None = None, initial: str | None = None) -> Any:
         if mechanism is None:
             # Not in RFC 5034 but sent by Outlook and others (RFC 1734 era):
@@ -293,6 +296,7 @@ class POP3Session:
             raise UserError(str(e)) from None
         return self._sasl_feed(response)
 
+    @command("STLS", AUTH, max_args=0)  # RFC 2595 §4
     def do_stls(self) -> None:
         if not self.tls_available:
             raise UserError("TLS already active" if self.secure else "TLS not available")
@@ -400,12 +404,14 @@ class POP3Session:
             raise UserError(f"message {number} already deleted")
         return number
 
+    @command("STAT", TRANS, max_args=0)  # RFC 1939 §5
     def do_stat(self) -> None:
         drop = self.maildrop
         assert drop is not None
         visible = drop.visible()
         self.io.write(ok(f"{len(visible)} {sum(drop.sizes[n - 1] for n in visible)}"))
 
+    @command("LIST", TRANS, max_args=1)  # RFC 1939 §5
     def do_list(self, arg: str | None = None) -> None:
         drop = self.maildrop
         assert drop is not None
@@ -418,6 +424,7 @@ class POP3Session:
         self.io.write(multiline(f"{len(visible)} messages ({total} octets)",
                                 [f"{n} {drop.sizes[n - 1]}" for n in visible]))
 
+    @command("UIDL", TRANS, max_args=1)  # RFC 1939 §7
     def do_uidl(self, arg: str | None = None) -> None:
         drop = self.maildrop
         assert drop is not None
@@ -428,10 +435,12 @@ class POP3Session:
         self.io.write(multiline("unique-id listing follows",
                                 [f"{n} {drop.uidl(n)}" for n in drop.visible()]))
 
+    @command("RETR", TRANS, min_args=1, max_args=1)  # RFC 1939 §5
     def do_retr(self, arg: str) -> defer.Deferred | None:
         number = self._message(arg)
         return self._send(number, None)
 
+    @command("TOP", TRANS, min_args=2, max_args=2)  # RFC 1939 §7
     def do_top(self, arg: str, lines: str) -> defer.Deferred | None:
         number = self._message(arg)
         if not lines.isascii() or not lines.isdigit() or len(lines) > 9:
@@ -470,6 +479,7 @@ class POP3Session:
                           account=self.account)
         self._close()
 
+    @command("DELE", TRANS, min_args=1, max_args=1)  # RFC 1939 §5
     def do_dele(self, arg: str) -> None:
         drop = self.maildrop
         assert drop is not None
@@ -477,15 +487,18 @@ class POP3Session:
         drop.deleted.add(number)  # RFC 1939 §5: marked; removed in UPDATE only
         self.io.write(ok(f"message {number} deleted"))
 
+    @command("RSET", TRANS, max_args=0)  # RFC 1939 §5
     def do_rset(self) -> None:
         drop = self.maildrop
         assert drop is not None
         drop.deleted.clear()
         self.io.write(ok(f"maildrop has {len(drop.uids)} messages ({sum(drop.sizes)} octets)"))
 
+    @command("NOOP", TRANS, max_args=0)  # RFC 1939 §5
     def do_noop(self) -> None:
         self.io.write(ok())
 
+    @command("QUIT", BOTH, max_args=0)  # RFC 1939 §4 and §6
     def do_quit(self) -> Any:
         if self.state is State.AUTHORIZATION:
             self.io.write(ok("bye"))

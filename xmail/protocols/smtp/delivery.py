@@ -13,6 +13,7 @@ import email.utils
 import re
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import defer
@@ -33,7 +34,6 @@ from xmail.protocols.smtp.session import (
 )
 from xmail.protocols.smtp.spool import MessageSpool, discard_copy
 from xmail.queue.interfaces import QueueRecipient
-from xmail.sendsave import SendSaver
 from xmail.store.interfaces import MessageTooLarge, OverQuota, StoreBusy, StoreError
 
 _AUTHOR_FIELDS = frozenset(("from", "sender"))
@@ -82,9 +82,14 @@ class MailAgent:
 
     _log = Logger()
 
-    def __init__(self, ctx: Any, mode: str):
+    def __init__(self, ctx: Any, mode: str, send_saver: Callable[..., Any] | None = None):
         self.ctx = ctx
         self.mode = mode
+        # send_saver(store, directory, tmp_dir) -> an object whose save(...)
+        # puts a submitted message into the sender's Sent folder
+        # (xmail.sendsave.SendSaver, passed in by xmail.service: a protocol
+        # imports no feature package, issue 14).  None: no Sent copies.
+        self.send_saver = send_saver
         settings = ctx.settings
         self.hostname = settings.server.hostname
         self.max_message_size = settings.limits.max_message_size
@@ -93,12 +98,12 @@ class MailAgent:
         # Tests replace this with a slow (Deferred-returning) resolver to
         # check pipelining against asynchronous recipient checks.
         self.recipient_resolver: Any = None
-        # One counter per server, shared by the 587 and 465 listeners.
+        # One counter per server (XmailService builds it, or the workers'
+        # shared table), shared by the 587 and 465 listeners; a context
+        # built without one (unit tests) gets this agent's own.
         counter = ctx.send_counter
         if counter is None:
-            # Shared by the submission and submissions listeners.
             counter = DailySendCounter(settings.limits.daily_send_limit)
-            ctx.send_counter = counter
         self.send_counter: DailySendCounter = counter
 
     @property
@@ -341,7 +346,9 @@ class MailAgent:
 
     @defer.inlineCallbacks
     def _send_save(self, info: SessionInfo, envelope: Envelope, spool: MessageSpool) -> Any:
-        saver = SendSaver(self.ctx.store, self.ctx.directory, self.tmp_dir)
+        if self.send_saver is None:
+            return
+        saver = self.send_saver(self.ctx.store, self.ctx.directory, self.tmp_dir)
         try:
             yield saver.save(info.user, spool.source(), envelope.headers or b"",
                              [r.address for r in envelope.recipients], envelope.message_id)

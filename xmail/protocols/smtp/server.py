@@ -23,6 +23,7 @@ login_timeout of connecting.  The idle timer alone restarted on every byte.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import defer
@@ -229,13 +230,14 @@ class SMTPServerProtocol(Protocol, TimeoutMixin):
 class SMTPFactory(ServerFactory):
     """`smtp` (mode "mx"), `submission` and `submissions` (mode "submission")."""
 
-    def __init__(self, ctx: Any, *, implicit_tls: bool, mode: str = MX):
+    def __init__(self, ctx: Any, *, implicit_tls: bool, mode: str = MX,
+                 send_saver: Callable[..., Any] | None = None):
         if mode not in (MX, SUBMISSION):
             raise ValueError(f"unknown SMTP mode {mode!r}")
         self.ctx = ctx
         self.implicit_tls = implicit_tls
         self.mode = mode
-        self.agent = MailAgent(ctx, mode)
+        self.agent = MailAgent(ctx, mode, send_saver)
         self.idle_timeout = ctx.settings.limits.smtp_idle_timeout
         self.sessions: set[SMTPServerProtocol] = set()
         self.stopping = False

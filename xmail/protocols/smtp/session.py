@@ -13,6 +13,7 @@ objects, so the state machine runs under unit tests without a reactor.
 from __future__ import annotations
 
 import email.utils
+import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,10 +21,21 @@ from typing import Any
 from twisted.cred.error import LoginFailed, UnauthorizedLogin
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
+from xmail import metrics
 from xmail.auth import sasl
 from xmail.auth.interfaces import LoginUnavailable
-from xmail.ops import metrics
+from xmail.protocols.skeleton import (
+    BadSyntax,
+    CommandTable,
+    Denied,
+    Refusal,
+    ServerFault,
+    UserError,
+    gate,
+    settle,
+)
 from xmail.protocols.smtp import replies
 from xmail.protocols.smtp.grammar import (
     GrammarError,
@@ -53,6 +65,29 @@ ENVELOPE_LINE_LIMIT = 2048
 AUTH_LINE_LIMIT = 12288
 MAX_ERRORS = 20  # error replies per session before 421 (Postfix smtpd_hard_error_limit)
 MAX_ENVID = 100  # RFC 3461 §4.4
+
+
+class Tx(enum.Enum):
+    """The mail transaction (RFC 5321 §3.3, RFC 3030 §2): one explicit state
+    instead of "is there an envelope / a spool / a failed chunk"."""
+
+    IDLE = "idle"  # no MAIL yet, or after RSET / EHLO / a finished message
+    MAIL = "mail"  # MAIL accepted, no recipient accepted yet
+    RCPT = "rcpt"  # at least one recipient accepted
+    DATA = "data"  # 354 sent, the body is arriving
+    BDAT = "bdat"  # BDAT chunks are arriving into the spool
+    BDAT_FAILED = "bdat failed"  # a chunk was refused: the rest are, until LAST or RSET
+
+
+ANY_TX = frozenset(Tx)
+IN_ENVELOPE = frozenset({Tx.MAIL, Tx.RCPT})
+
+# The one SMTP command table (xmail/protocols/skeleton.py); handlers are the
+# `do_*` methods of SMTPSession, registered with `@COMMANDS.command(...)`.
+# BDAT is gated on hello only: its chunk must be read even when refused
+# (RFC 3030 §2), so its transaction checks run when the chunk has arrived.
+COMMANDS: CommandTable[Callable[..., Any]] = CommandTable("smtp", line_limit=COMMAND_LINE_LIMIT)
+command = COMMANDS.command
 
 
 @dataclass
@@ -134,9 +169,10 @@ class SMTPSession:
             lease.release()
 
     def _reset_transaction(self) -> None:
+        self.tx = Tx.IDLE
         self.envelope: Envelope | None = None
         self.spool: Any = None
-        self._bdat_failed: Reply | None = None
+        self._bdat_failed: Reply | None = None  # the reply while tx is BDAT_FAILED
         self._chunk_reply: Reply | None = None
         self._chunk_last = False
 
@@ -205,27 +241,71 @@ class SMTPSession:
     def _command(self, line: bytes) -> Any:
         started = metrics.clock()
         command = split_command(line)
-        verb = command.verb
-        limit = {"MAIL": ENVELOPE_LINE_LIMIT, "RCPT": ENVELOPE_LINE_LIMIT,
-                 "AUTH": AUTH_LINE_LIMIT}.get(verb, COMMAND_LINE_LIMIT)
-        if len(line) + 2 > limit:
-            self.reply(replies.LINE_TOO_LONG)
+        checked = gate(COMMANDS, command.verb, state=self.tx, line_length=len(line) + 2,
+                       hello=self.helo is not None,
+                       authenticated=self.mode != SUBMISSION or self.user is not None)
+        if isinstance(checked, Denied):
+            self.reply(self._refused(checked))
             return None
-        handler = self._COMMANDS.get(verb)
-        if handler is None:
-            self.reply(replies.UNKNOWN_COMMAND)
-            return None
-        needs_hello = verb in ("MAIL", "RCPT", "DATA", "BDAT", "AUTH", "STARTTLS")
-        if needs_hello and self.helo is None:
-            self.reply(replies.SEND_HELLO_FIRST)
-            return None
-        return metrics.track("smtp", verb, handler(self, command.argument), started)
+        # Handlers are coroutines; one that does not wait completes here,
+        # synchronously, so pipelined replies keep their order (RFC 2920).
+        done = defer.Deferred.fromCoroutine(checked.handler(self, command.argument))
+        done.addErrback(self._deferred_error, command.verb)
+        return metrics.track("smtp", command.verb, None if done.called else done, started)
+
+    # -- errors to replies: the one place -------------------------------------------------
+    def _refused(self, denied: Denied) -> Reply:
+        """The gate's refusal as an SMTP reply (RFC 5321 §4.2.4, §4.3.2)."""
+        refusal = denied.refusal
+        if refusal is Refusal.LINE_TOO_LONG:
+            return replies.LINE_TOO_LONG  # RFC 5321 §4.5.3.1.4
+        if refusal is Refusal.UNKNOWN:
+            return replies.UNKNOWN_COMMAND
+        if refusal is Refusal.NEEDS_HELLO:
+            return replies.SEND_HELLO_FIRST
+        if refusal is Refusal.NEEDS_AUTH:
+            # RFC 4954 §6 530 5.7.0; RFC 3207 §4: TLS first when it is required.
+            if not self.secure and not self.backend.is_loopback(self.client_ip):
+                return replies.MUST_ISSUE_STARTTLS
+            return replies.AUTH_REQUIRED
+        if refusal is Refusal.WRONG_STATE:
+            # RFC 5321 §4.1.4 (MAIL twice; RCPT/DATA before MAIL), RFC 2920
+            # §3.1 (DATA after only failed RCPTs), RFC 3030 §3 (DATA or RCPT
+            # among BDAT chunks), RFC 4954 §4 (AUTH in a transaction).
+            if denied.name == "MAIL" and self.tx is not Tx.IDLE:
+                return replies.NESTED_MAIL
+            if self.tx is Tx.IDLE:
+                return replies.NEED_MAIL
+            if denied.name == "DATA" and self.tx is Tx.MAIL:
+                return replies.NO_VALID_RECIPIENTS
+        return replies.BAD_SEQUENCE
+
+    def _error_reply(self, failure: Failure, verb: str) -> Reply:
+        """A handler's exception as an SMTP reply: UserError carries its
+        catalog reply, BadSyntax is 501 5.5.4, anything else a server fault
+        (logged with its traceback, 451 4.3.0: the client retries; RFC 5321
+        §4.2.5)."""
+        error = failure.value
+        if isinstance(error, UserError):
+            reply = error.code if isinstance(error.code, Reply) else replies.SYNTAX_ERROR
+            return reply.with_text(error.text) if error.text else reply
+        if isinstance(error, BadSyntax):
+            return replies.SYNTAX_ERROR
+        what = error.text if isinstance(error, ServerFault) else "unexpected error"
+        self._log.failure("SMTP {verb} failed: {what}", failure, verb=verb, what=what)
+        self.discard_transaction()
+        return replies.TEMPORARY_FAILURE
+
+    def _deferred_error(self, failure: Failure, verb: str) -> None:
+        self.reply(self._error_reply(failure, verb))
 
     # -- commands --------------------------------------------------------------------
-    def do_ehlo(self, argument: str) -> None:
+    @command("EHLO")
+    async def do_ehlo(self, argument: str) -> None:
         self._hello(argument, esmtp=True)
 
-    def do_helo(self, argument: str) -> None:
+    @command("HELO")
+    async def do_helo(self, argument: str) -> None:
         self._hello(argument, esmtp=False)
 
     def _hello(self, argument: str, esmtp: bool) -> None:
@@ -249,27 +329,34 @@ class SMTPSession:
         lines += ["CHUNKING", "DSN"]
         self._send(replies.HELO_OK, lines)
 
-    def do_noop(self, argument: str) -> None:
+    @command("NOOP")
+    async def do_noop(self, argument: str) -> None:
         self.reply(replies.OK)
 
-    def do_rset(self, argument: str) -> None:
+    @command("RSET")
+    async def do_rset(self, argument: str) -> None:
         self.discard_transaction()
         self.reply(replies.RESET_OK)
 
-    def do_quit(self, argument: str) -> None:
+    @command("QUIT")
+    async def do_quit(self, argument: str) -> None:
         self.close(replies.CLOSING)
 
-    def do_help(self, argument: str) -> None:
+    @command("HELP")
+    async def do_help(self, argument: str) -> None:
         self.reply(replies.HELP)
 
-    def do_vrfy(self, argument: str) -> None:
+    @command("VRFY")
+    async def do_vrfy(self, argument: str) -> None:
         # RFC 5321 §3.5.3: 252 without disclosing which users exist.
         self.reply(replies.CANNOT_VRFY)
 
-    def do_expn(self, argument: str) -> None:
+    @command("EXPN")
+    async def do_expn(self, argument: str) -> None:
         self.reply(replies.NOT_IMPLEMENTED)
 
-    def do_starttls(self, argument: str) -> None:
+    @command("STARTTLS", needs_hello=True)
+    async def do_starttls(self, argument: str) -> None:
         if argument.strip():
             self.reply(replies.SYNTAX_ERROR)
             return
@@ -289,7 +376,8 @@ class SMTPSession:
         self.io.start_tls()
 
     # -- AUTH (RFC 4954) -------------------------------------------------------------
-    def do_auth(self, argument: str) -> Any:
+    @command("AUTH", frozenset({Tx.IDLE}), line_limit=AUTH_LINE_LIMIT, needs_hello=True)
+    async def do_auth(self, argument: str) -> None:
         if self.mode != SUBMISSION:
             self.reply(replies.AUTH_NOT_ENABLED)
             return None
@@ -299,10 +387,6 @@ class SMTPSession:
         if self.user is not None:
             self.reply(replies.ALREADY_AUTHENTICATED)
             return None
-        if self.envelope is not None:
-            # RFC 4954 §4: not permitted during a mail transaction.
-            self.reply(replies.BAD_SEQUENCE)
-            return None
         mechanism, _, initial = argument.strip().partition(" ")
         exchange = sasl.exchange(mechanism)
         if exchange is None:
@@ -311,7 +395,8 @@ class SMTPSession:
         self._sasl = exchange
         initial = initial.strip()
         if not initial:
-            return self._sasl_step(None)
+            await settle(self._sasl_step(None))
+            return None
         try:
             # RFC 4954 §4: "=" is an empty initial response.
             response = sasl.decode_initial(initial)
@@ -319,7 +404,8 @@ class SMTPSession:
             self._sasl = None
             self.reply(replies.AUTH_BAD_RESPONSE)
             return None
-        return self._sasl_step(response)
+        await settle(self._sasl_step(response))
+        return None
 
     def _sasl_response(self, line: bytes) -> Any:
         if len(line) + 2 > AUTH_LINE_LIMIT:
@@ -376,21 +462,9 @@ class SMTPSession:
         self.reply(reply)
 
     # -- envelope --------------------------------------------------------------------
-    def _submission_gate(self) -> Reply | None:
-        if self.mode == SUBMISSION and self.user is None:
-            if not self.secure and not self.backend.is_loopback(self.client_ip):
-                return replies.MUST_ISSUE_STARTTLS
-            return replies.AUTH_REQUIRED
-        return None
-
-    def do_mail(self, argument: str) -> Any:
-        gate = self._submission_gate()
-        if gate is not None:
-            self.reply(gate)
-            return None
-        if self.envelope is not None:
-            self.reply(replies.NESTED_MAIL)
-            return None
+    @command("MAIL", frozenset({Tx.IDLE}), line_limit=ENVELOPE_LINE_LIMIT, needs_hello=True,
+             needs_auth=True)
+    async def do_mail(self, argument: str) -> None:
         try:
             path = parse_path_argument(argument, "FROM:", allow_null=True)
         except GrammarError as e:
@@ -419,6 +493,7 @@ class SMTPSession:
                 self.reply(replies.SEND_LIMIT_REACHED.format(limit))
                 return None
         self.envelope = envelope
+        self.tx = Tx.MAIL
         self.reply(replies.SENDER_OK)
         return None
 
@@ -458,15 +533,11 @@ class SMTPSession:
             return replies.PARAMETER_UNKNOWN.format(key)
         return None
 
-    def do_rcpt(self, argument: str) -> Any:
-        gate = self._submission_gate()
-        if gate is not None:
-            self.reply(gate)
-            return None
+    @command("RCPT", IN_ENVELOPE, line_limit=ENVELOPE_LINE_LIMIT, needs_hello=True,
+             needs_auth=True)
+    async def do_rcpt(self, argument: str) -> None:
         envelope = self.envelope
-        if envelope is None:
-            self.reply(replies.NEED_MAIL)
-            return None
+        assert envelope is not None  # the gate: tx is MAIL or RCPT
         try:
             path = parse_path_argument(argument, "TO:", allow_null=False)
         except GrammarError as e:
@@ -505,7 +576,8 @@ class SMTPSession:
             return None
         result.addErrback(lambda f: (self._internal_error(f, "recipient check"), None))
         result.addCallback(self._recipient_checked, envelope, recipient)
-        return result
+        await result
+        return None
 
     def _recipient_checked(self, result: tuple[Reply, str | None], envelope: Envelope,
                            recipient: Recipient) -> None:
@@ -513,6 +585,8 @@ class SMTPSession:
         if not reply.is_error and envelope is self.envelope:
             recipient.user = user
             envelope.recipients.append(recipient)
+            if self.tx is Tx.MAIL:
+                self.tx = Tx.RCPT
         self.reply(reply)
 
     def _rcpt_parameter(self, recipient: Recipient, key: str, value: str | None) -> Reply | None:
@@ -537,34 +611,24 @@ class SMTPSession:
         return None
 
     # -- content ---------------------------------------------------------------------
-    def _content_gate(self) -> Reply | None:
-        gate = self._submission_gate()
-        if gate is not None:
-            return gate
-        if self.envelope is None:
-            return replies.NEED_MAIL
-        if not self.envelope.recipients:
-            # RFC 2920 §3.1: DATA after only failed RCPTs
-            return replies.NO_VALID_RECIPIENTS
-        return None
+    def _bdat_gate(self) -> Reply | None:
+        """The gate's rules for the first BDAT chunk, applied once it has
+        been read (RFC 3030 §2): the same replies as for DATA."""
+        checked = gate(COMMANDS, "DATA", state=self.tx, hello=self.helo is not None,
+                       authenticated=self.mode != SUBMISSION or self.user is not None)
+        return self._refused(checked) if isinstance(checked, Denied) else None
 
-    def do_data(self, argument: str) -> None:
+    @command("DATA", frozenset({Tx.RCPT}), needs_hello=True, needs_auth=True)
+    async def do_data(self, argument: str) -> None:
         if argument.strip():
-            self.reply(replies.SYNTAX_ERROR)
-            return
-        if self.spool is not None:  # BDAT in progress (RFC 3030 §3)
-            self.reply(replies.BAD_SEQUENCE)
-            return
-        gate = self._content_gate()
-        if gate is not None:
-            self.reply(gate)
-            return
+            raise BadSyntax("DATA takes no argument")
         self._open_spool()
+        self.tx = Tx.DATA
         self._send(replies.START_MAIL_INPUT)
         self.parser.start_data()
 
     def _open_spool(self) -> None:
-        assert self.envelope is not None
+        assert self.envelope is not None and self.tx is Tx.RCPT
         envelope = self.envelope
         self.spool = self.backend.new_spool(self.info(), envelope,
                                             lambda section: self._check_headers(envelope, section))
@@ -589,7 +653,8 @@ class SMTPSession:
             return None
         return self._finish_message()
 
-    def do_bdat(self, argument: str) -> Any:
+    @command("BDAT", needs_hello=True)
+    async def do_bdat(self, argument: str) -> None:
         parts = argument.split()
         if not parts or len(parts) > 2 or not parts[0].isdigit() or len(parts[0]) > 20 or (
                 len(parts) == 2 and parts[1].upper() != "LAST"):
@@ -600,14 +665,15 @@ class SMTPSession:
         size = int(parts[0])
         self._chunk_last = len(parts) == 2
         self._chunk_reply = None
-        if self._bdat_failed is not None:
+        if self.tx is Tx.BDAT_FAILED:
             self._chunk_reply = self._bdat_failed
-        elif self.spool is None:
-            gate = self._content_gate()
-            if gate is not None:
-                self._chunk_reply = gate
+        elif self.tx is not Tx.BDAT:
+            refused = self._bdat_gate()
+            if refused is not None:
+                self._chunk_reply = refused
             else:
                 self._open_spool()
+                self.tx = Tx.BDAT
         # RFC 3030 §2: the chunk is read even when it will be refused.
         self.parser.start_chunk(size)
         return None
@@ -615,20 +681,18 @@ class SMTPSession:
     def _chunk_end(self, event: ChunkEnd) -> Any:
         if self._chunk_reply is not None:
             reply = self._chunk_reply
-            if self._chunk_last or self.envelope is None:
+            if self._chunk_last or self.tx is Tx.IDLE:
                 self.discard_transaction()
-            elif self.spool is not None:
-                self._bdat_failed = reply
             self.reply(reply)
             return None
         spool = self.spool
         assert spool is not None
         if spool.too_big:
-            self._bdat_failed = replies.MESSAGE_TOO_BIG
             if self._chunk_last:
                 self.discard_transaction()
             else:
-                self.spool.discard()
+                spool.discard()
+                self.tx, self._bdat_failed = Tx.BDAT_FAILED, replies.MESSAGE_TOO_BIG
             self.reply(replies.MESSAGE_TOO_BIG)
             return None
         if not self._chunk_last:
@@ -666,26 +730,6 @@ class SMTPSession:
         """A server fault: logged, answered with a temporary failure."""
         self._log.failure("SMTP {what} failed", failure, what=what)
         return replies.TEMPORARY_FAILURE
-
-    _COMMANDS: dict[str, Callable[..., Any]] = {}
-
-
-SMTPSession._COMMANDS = {
-    "EHLO": SMTPSession.do_ehlo,
-    "HELO": SMTPSession.do_helo,
-    "MAIL": SMTPSession.do_mail,
-    "RCPT": SMTPSession.do_rcpt,
-    "DATA": SMTPSession.do_data,
-    "BDAT": SMTPSession.do_bdat,
-    "RSET": SMTPSession.do_rset,
-    "NOOP": SMTPSession.do_noop,
-    "QUIT": SMTPSession.do_quit,
-    "HELP": SMTPSession.do_help,
-    "VRFY": SMTPSession.do_vrfy,
-    "EXPN": SMTPSession.do_expn,
-    "STARTTLS": SMTPSession.do_starttls,
-    "AUTH": SMTPSession.do_auth,
-}
 
 
 def _is_postmaster(argument: str) -> bool:

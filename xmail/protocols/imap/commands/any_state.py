@@ -1,23 +1,25 @@
 # -*- test-case-name: tests.protocols.test_imap_session -*-
 """Commands valid in every state (RFC 3501 §6.1) and the small extensions
-ID (RFC 2971), ENABLE (RFC 5161, for CONDSTORE and QRESYNC of RFC 7162),
+ID (RFC 2971), ENABLE (RFC 5161, for CONDSTORE and QRESYNC of RFC 7162 and
+IMAP4rev2 of RFC 9051),
 NAMESPACE (RFC 2342) and COMPRESS (RFC 4978)."""
 
 from __future__ import annotations
 
+from xmail.protocols.imap import rev2
 from xmail.protocols.imap.grammar import IdArgs, Request
 from xmail.protocols.imap.response import render
 from xmail.protocols.imap.session import ANY, AUTH, Bad, Disconnect, No, Session, State, command
 
 STATIC_CAPABILITIES = (
-    "IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT",
+    "IMAP4rev1", rev2.CAPABILITY, "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT",
     "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE", "CREATE-SPECIAL-USE", "LIST-EXTENDED",
     "LIST-STATUS", "ESEARCH", "SORT", "SORT=DISPLAY", "ESORT", "THREAD=ORDEREDSUBJECT",
     "THREAD=REFERENCES", "CONDSTORE", "QRESYNC", "QUOTA", "QUOTA=RES-STORAGE",
     "QUOTA=RES-MESSAGE", "COMPRESS=DEFLATE",
     "BINARY",  # RFC 3516
     "MULTIAPPEND", "CATENATE", "SEARCHRES",  # RFC 3502, RFC 4469, RFC 5182
-    "MULTISEARCH", "PARTIAL", "CONTEXT=SEARCH",  # RFC 7377, RFC 9394, RFC 5267
+    "MULTISEARCH", "PARTIAL", "CONTEXT=SEARCH", "CONTEXT=SORT",  # RFC 7377, RFC 9394, RFC 5267
     "NOTIFY",  # RFC 5465
 )
 
@@ -86,7 +88,10 @@ async def enable(session: Session, request: Request) -> str:
         newly = session.enable_condstore(qresync=True)
     elif "CONDSTORE" in wanted:
         newly = session.enable_condstore()
-    session.untagged(" ".join(["ENABLED"] + [n for n in newly if n in wanted]).encode("ascii"))
+    if rev2.CAPABILITY.upper() in wanted and rev2.enable(session):
+        newly.append(rev2.CAPABILITY.upper())  # RFC 9051 §6.3.1
+    enabled = [rev2.CAPABILITY if n == rev2.CAPABILITY.upper() else n for n in newly if n in wanted]
+    session.untagged(" ".join(["ENABLED"] + enabled).encode("ascii"))
     return "ENABLE completed"
 
 

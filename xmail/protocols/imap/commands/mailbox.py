@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.protocols.test_imap_mailbox -*-
+# -*- test-case-name: tests.protocols.test_imap_commands, tests.protocols.test_imap_semantics -*-
 """Authenticated-state mailbox commands (RFC 3501 §6.3): CREATE (with
 CREATE-SPECIAL-USE, RFC 6154), DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE,
 LIST (LIST-EXTENDED RFC 5258, LIST-STATUS RFC 5819, SPECIAL-USE, CHILDREN
@@ -92,7 +92,14 @@ async def delete(session: Session, request: Request) -> str:
     name: str = usable_name(request.args)
     if name == "INBOX":
         raise No("INBOX cannot be deleted", "CANNOT")  # RFC 3501 §6.3.4
-    await session.mailbox.delete_folder(name)
+    try:
+        await session.mailbox.delete_folder(name)
+    except NoSuchFolder:
+        # RFC 9051 §6.3.5, §7.1: a level that exists only above other
+        # folders (LIST: \Noselect / \NonExistent) cannot be deleted.
+        if name in _parents([f.name for f in session.mailbox.list_folders()]):
+            raise No("the folders below must be deleted first", "HASCHILDREN") from None
+        raise
     if session.selected is not None and session.selected.folder.name == name:
         session.deselect()
     return "DELETE completed"
@@ -140,8 +147,10 @@ def _parents(names: list[str]) -> set[str]:
     return out
 
 
-def _list_line(verb: bytes, attrs: list[str], name: str, extra: bytes = b"") -> bytes:
-    return (verb + b" (" + " ".join(attrs).encode("ascii") + b') "/" ' + wire_mailbox(name) + extra)
+def _list_line(verb: bytes, attrs: list[str], name: str, extra: bytes = b"", *, utf8: bool = False
+               ) -> bytes:
+    return (verb + b" (" + " ".join(attrs).encode("ascii") + b') "/" ' + wire_mailbox(name, utf8)
+            + extra)
 
 
 @command("LIST", AUTH)
@@ -183,7 +192,9 @@ async def list_(session: Session, request: Request) -> str:
         if special_only and info.special_use is None:
             continue
         if info.name not in existing_names and info.name in parents:
-            attrs = ["\\NonExistent" if args.extended else "\\Noselect", "\\HasChildren"]
+            # RFC 9051 §7.3.1: rev2 says \\NonExistent (which implies \\Noselect).
+            attrs = ["\\NonExistent" if args.extended or session.rev2 else "\\Noselect",
+                     "\\HasChildren"]
         elif info.name not in existing_names:
             attrs = ["\\NonExistent"]  # RFC 5258 §3.4
         else:
@@ -193,7 +204,7 @@ async def list_(session: Session, request: Request) -> str:
         if show_subscribed and subscribed:
             attrs.append("\\Subscribed")
         extra = b' ("CHILDINFO" ("SUBSCRIBED"))' if childinfo else b""
-        session.untagged(_list_line(b"LIST", attrs, info.name, extra))
+        session.untagged(_list_line(b"LIST", attrs, info.name, extra, utf8=session.rev2))
         if args.status_items and info.name in existing_names:
             # RFC 5819 §2: STATUS right after the folder's LIST response.
             try:
@@ -223,14 +234,14 @@ async def lsub(session: Session, request: Request) -> str:
     # \Noselect ("foo" for "foo/bar"), once.
     for name in subscribed:
         if pattern.matches(name):
-            session.untagged(_list_line(b"LSUB", [], name))
+            session.untagged(_list_line(b"LSUB", [], name, utf8=session.rev2))
             continue
         parts = name.split(DELIMITER)
         for depth in range(1, len(parts)):
             ancestor = DELIMITER.join(parts[:depth])
             if ancestor not in listed and pattern.matches(ancestor):
                 listed.add(ancestor)
-                session.untagged(_list_line(b"LSUB", ["\\Noselect"], ancestor))
+                session.untagged(_list_line(b"LSUB", ["\\Noselect"], ancestor, utf8=session.rev2))
     return "LSUB completed"
 
 
@@ -256,6 +267,7 @@ def status_line(session: Session, folder: Any, name: str, items: tuple[str, ...]
         "UIDNEXT": st.uidnext,
         "UIDVALIDITY": st.uidvalidity,
         "HIGHESTMODSEQ": st.highestmodseq,  # RFC 7162 §3.1.2.3
+        "SIZE": st.size,  # RFC 9051 §6.3.11: total octets of the messages
     }
     if "HIGHESTMODSEQ" in items:
         session.enable_condstore()  # RFC 7162 §3.1: a CONDSTORE enabling command
@@ -269,7 +281,7 @@ def status_line(session: Session, folder: Any, name: str, items: tuple[str, ...]
     for item in items:
         value = recent_count(session, folder, st.uidnext) if item == "RECENT" else values[item]
         out.append(b"%s %d" % (item.encode("ascii"), value))
-    return b"STATUS " + wire_mailbox(name) + b" (" + b" ".join(out) + b")"
+    return b"STATUS " + wire_mailbox(name, session.rev2) + b" (" + b" ".join(out) + b")"
 
 
 @command("STATUS", AUTH)

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.protocols.test_imap_message -*-
+# -*- test-case-name: tests.protocols.test_imap_commands, tests.protocols.test_imap_semantics -*-
 """Selected-state message commands (RFC 3501 §6.4.4-§6.4.8): SEARCH (with
 ESEARCH, RFC 4731), FETCH, STORE, COPY and MOVE (RFC 6851), and their UID
 forms with UIDPLUS data (RFC 4315), and their RFC 7162 parts: FETCH MODSEQ,
@@ -29,7 +29,7 @@ from xmail.protocols.imap import thread as threadmod
 from xmail.protocols.imap.commands.mailbox import note_incoming, usable_name
 from xmail.protocols.imap.commands.selected import vanished_since
 from xmail.protocols.imap.grammar import CopyArgs, FetchArgs, Request, SearchArgs, StoreArgs
-from xmail.protocols.imap.model import FetchAtt, SearchAnd, SearchKey, SearchNot, SearchOr
+from xmail.protocols.imap.model import FetchAtt, uses_key
 from xmail.protocols.imap.response import quoted
 from xmail.protocols.imap.session import SELECTED, Bad, No, Session, command
 from xmail.protocols.imap.sync import SelectedFolder, flags_with_recent
@@ -399,18 +399,7 @@ async def store(session: Session, request: Request) -> str:
 def uid_list(uids: Any) -> str:
     """UIDs in the given order as a set with runs compressed (RFC 4315 §3:
     the source and destination sets correspond element by element)."""
-    out: list[str] = []
-    run_start = prev = None
-    for uid in uids:
-        if run_start is not None and uid == prev + 1:
-            prev = uid
-            continue
-        if run_start is not None:
-            out.append(str(run_start) if run_start == prev else f"{run_start}:{prev}")
-        run_start = prev = uid
-    if run_start is not None:
-        out.append(str(run_start) if run_start == prev else f"{run_start}:{prev}")
-    return ",".join(out)
+    return resultsmod.ordered_set(uids)
 
 
 def _copyuid(result: Any) -> str:
@@ -515,7 +504,11 @@ async def search(session: Session, request: Request) -> str:
                 wanted = {ordered[0] if "MIN" in args.returns else ordered[-1],
                           ordered[-1] if "MAX" in args.returns else ordered[0]}
             highest = max(r.modseq for r in records if r.uid in wanted)
-    if args.returns is None:
+    if args.returns is None and session.rev2:
+        # RFC 9051 §6.4.4: a rev2 SEARCH without RETURN answers ESEARCH as
+        # if RETURN (ALL) were given (Appendix E).
+        _write_esearch(session, request, numbers, frozenset({"ALL"}), highest)
+    elif args.returns is None:
         _write_search(session, numbers, highest)
     elif args.returns != {"SAVE"}:  # RFC 5182 §2.1: SAVE alone answers no ESEARCH
         _write_esearch(session, request, numbers, args.returns, highest, args.partial)
@@ -537,15 +530,7 @@ async def cancelupdate(session: Session, request: Request) -> str:
 
 
 def uses_modseq(expr: Any) -> bool:
-    if isinstance(expr, SearchKey):
-        return expr.name == "MODSEQ"
-    if isinstance(expr, SearchNot):
-        return uses_modseq(expr.key)
-    if isinstance(expr, SearchOr):
-        return uses_modseq(expr.left) or uses_modseq(expr.right)
-    if isinstance(expr, SearchAnd):
-        return any(uses_modseq(k) for k in expr.keys)
-    return False
+    return uses_key(expr, "MODSEQ")
 
 
 def _write_search(session: Session, numbers: list[int], highest: int | None = None) -> None:
@@ -606,7 +591,24 @@ async def sort(session: Session, request: Request) -> str:
         session.untagged(sortmod.esort_response(request.tag, found, args.returns - {"PARTIAL"},
                                                 uid=request.uid)
                          + partial + (b" MODSEQ " + modseq if modseq else b""))
+        if "UPDATE" in args.returns:
+            _start_sort_context(session, request, args, ordered, records)
     return "SORT completed"
+
+
+def _start_sort_context(session: Session, request: Request, args: sortmod.SortArgs,
+                        ordered: list[int], records: list[MessageRecord]) -> None:
+    """RFC 5267 §4.1, CONTEXT=SORT: keep the sorted result current until
+    CANCELUPDATE (esort.py, searchctx.py)."""
+    if args.partial is not None:
+        # RFC 5267 §4.2: a server may decline to keep a context; updates of
+        # a PARTIAL window are not kept (the full result is).
+        session.untagged(b"NO [NOUPDATE " + quoted(request.tag) + b"] no updates for a PARTIAL result")
+        return
+    modseq = max((r.modseq for r in records), default=0)
+    if not searchctx.start(session, request.tag, args.key, request.uid, ordered, modseq,
+                           criteria=args.criteria):
+        session.untagged(b"NO [NOUPDATE " + quoted(request.tag) + b"] too many updating searches")
 
 
 @command("THREAD", SELECTED, forbids_expunge=True)

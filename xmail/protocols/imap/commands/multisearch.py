@@ -91,7 +91,7 @@ async def esearch(session: Session, request: Request) -> str:
         if not uids and not count_only:
             continue
         # RFC 7377 §2: search-correlator =/ SP "MAILBOX" SP astring SP "UIDVALIDITY" SP nz-number
-        head = (b"ESEARCH (TAG " + quoted(request.tag) + b" MAILBOX " + wire_mailbox(name)
+        head = (b"ESEARCH (TAG " + quoted(request.tag) + b" MAILBOX " + wire_mailbox(name, session.rev2)
                 + b" UIDVALIDITY %d) UID" % folder.status().uidvalidity)
         items = resultsmod.esearch_items(uids, returns, search.partial)
         session.untagged(b" ".join([head, *items]))

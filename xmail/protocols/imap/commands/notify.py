@@ -74,7 +74,8 @@ def _new_state(session: Session, args: NotifyArgs) -> notifymod.NotifyState:
             except StoreError:
                 pass  # the next change tries again
 
-    state = notifymod.NotifyState(args, kick=kick, render=render, fetch_new=fetch_new, rewatch=rewatch)
+    state = notifymod.NotifyState(args, kick=kick, render=render, fetch_new=fetch_new, rewatch=rewatch,
+                                  utf8=lambda: session.rev2)
     return state
 
 

@@ -47,7 +47,7 @@ async def getquota(session: Session, request: Request) -> str:
 async def getquotaroot(session: Session, request: Request) -> str:
     # RFC 9208 §4.1.2: the mailbox's roots, then each root's QUOTA.
     folder = open_folder(session, request.args)
-    session.untagged(b"QUOTAROOT " + wire_mailbox(folder.name) + b" " + quoted(ROOT.encode()))
+    session.untagged(b"QUOTAROOT " + wire_mailbox(folder.name, session.rev2) + b" " + quoted(ROOT.encode()))
     session.untagged(quota_line(session))
     return "GETQUOTAROOT completed"
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.protocols.test_imap_select -*-
+# -*- test-case-name: tests.protocols.test_imap_commands, tests.protocols.test_imap_qresync -*-
 """Entering and leaving the selected state, and staying in it: SELECT,
 EXAMINE (RFC 3501 §6.3.1-2), CHECK, CLOSE, EXPUNGE (§6.4.1-3), UID EXPUNGE
 (RFC 4315 §2.1), UNSELECT (RFC 3691) and IDLE (RFC 2177); the CONDSTORE
@@ -10,6 +10,7 @@ import bisect
 from collections.abc import Iterator
 from typing import Any
 
+from xmail.protocols.imap import rev2
 from xmail.protocols.imap.commands.mailbox import folder_key, open_folder
 from xmail.protocols.imap.grammar import QresyncParams, Request, SelectArgs, compress_numbers
 from xmail.protocols.imap.model import SeqSet
@@ -26,9 +27,9 @@ async def _select(session: Session, args: SelectArgs, readonly: bool) -> str:
     # when the new SELECT fails.
     had_selection = session.selected is not None
     session.deselect()
-    if had_selection and session.qresync:
-        # RFC 7162 §3.2.11: the boundary between the old mailbox's responses
-        # and the new one's.
+    if had_selection and (session.qresync or session.rev2):
+        # RFC 7162 §3.2.11, RFC 9051 §6.3.2: the boundary between the old
+        # mailbox's responses and the new one's.
         session.untagged(b"OK [CLOSED] previous mailbox closed")
     if args.condstore:
         session.enable_condstore()  # RFC 7162 §3.1: a CONDSTORE enabling command
@@ -37,7 +38,8 @@ async def _select(session: Session, args: SelectArgs, readonly: bool) -> str:
     # a client resyncing from it later misses nothing (RFC 7162 §3.1.2.1).
     status = folder.status()
     records = folder.records()
-    view = SelectedFolder(folder, folder_key(session, folder), readonly, records, session.recent)
+    view = SelectedFolder(folder, folder_key(session, folder), readonly, records, session.recent,
+                          rev2=session.rev2)
     view.condstore = session.condstore
     view.qresync = session.qresync
     keywords: set[str] = set()
@@ -50,9 +52,14 @@ async def _select(session: Session, args: SelectArgs, readonly: bool) -> str:
     view.keywords = keywords
     send_flags(session, view)
     session.untagged(b"%d EXISTS" % view.exists)
-    session.untagged(b"%d RECENT" % len(view.recent))
-    if first_unseen:
-        session.untagged(b"OK [UNSEEN %d] first unseen" % first_unseen)
+    if session.rev2:
+        # RFC 9051 §6.3.2: a LIST response names the mailbox; no RECENT and
+        # no UNSEEN code (Appendix E).
+        session.untagged(rev2.select_list_line(session, folder))
+    else:
+        session.untagged(b"%d RECENT" % len(view.recent))
+        if first_unseen:
+            session.untagged(b"OK [UNSEEN %d] first unseen" % first_unseen)
     session.untagged(b"OK [UIDVALIDITY %d] UIDs valid" % status.uidvalidity)
     uidnext = max(status.uidnext, view.uids[-1] + 1 if view.uids else 1)
     session.untagged(b"OK [UIDNEXT %d] predicted next UID" % uidnext)

@@ -1,5 +1,8 @@
-# -*- test-case-name: tests.workers.test_workers -*-
-"""Which worker runs the singleton jobs: the one holding an flock.
+# -*- test-case-name: tests.workers.test_shared -*-
+"""Which process of a data directory runs the singleton jobs (the outbound
+queue runner, the Recycle purge, audit log pruning): the one holding an
+flock.  The one election (issue 14): a process on its own wins it at once,
+workers (xmail.workers) compete for it.
 
 Every worker tries a non-blocking flock on data_dir/run/leader.lock once a
 second until it gets it; the kernel drops the lock when its holder exits
@@ -18,6 +21,7 @@ from typing import Any
 from twisted.internet import task
 from twisted.logger import Logger
 
+LEADER_LOCK = "leader.lock"  # in data_dir/run/
 TRY_INTERVAL = 1.0  # seconds between attempts of a follower
 
 
@@ -25,7 +29,7 @@ class LeaderElection:
     _log = Logger()
 
     def __init__(self, path: str, reactor: Any, elected: Callable[[], Any], *,
-                 interval: float = TRY_INTERVAL, name: str = "this worker"):
+                 interval: float = TRY_INTERVAL, name: str = "this process"):
         self.path = path
         self.reactor = reactor
         self.elected = elected
