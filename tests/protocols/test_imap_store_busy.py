@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +16,7 @@ from twisted.internet import defer
 from twisted.logger import globalLogPublisher
 
 from tests.protocols.imap_support import Wire, message
+from tests.support.wait import wait_until
 from xmail.store import runner as store_runner
 from xmail.store.folder import MaildirFolder
 from xmail.store.interfaces import StoreBusy
@@ -36,19 +36,40 @@ def failures(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [e for e in events if "log_failure" in e]
 
 
+def wait_idle(server: Any) -> None:
+    """Until the store's file queue is empty: a job still in flight (the
+    new/ pickup a folder's first open starts) would free its slot later."""
+    runner = server.ctx.store.runner
+    wait_until(lambda: server.call(lambda: runner.pending) == 0, what="the store's file queue to be idle")
+
+
 def fill_file_queue(server: Any) -> tuple[threading.Event, list[defer.Deferred[Any]]]:
     """Occupy every slot of the store's file queue with real jobs that wait
-    for `release`: what thousands of slow fsyncs look like to the store."""
+    for `release`: what thousands of slow fsyncs look like to the store.
+
+    Jobs are added until one is refused (at once, so the queue is full at
+    that moment); they wait for `release` only, never a timer, so no slot
+    frees itself while the test runs.  Called with the queue idle."""
     release = threading.Event()
     runner = server.ctx.store.runner
 
-    def fill() -> list[defer.Deferred[Any]]:
-        return [runner.io(release.wait, 30) for _ in range(store_runner.MAX_PENDING_FILE_JOBS)]
+    def fill() -> tuple[list[defer.Deferred[Any]], list[Any]]:
+        jobs: list[defer.Deferred[Any]] = []
+        refused: list[Any] = []
+        for _ in range(store_runner.MAX_PENDING_FILE_JOBS + 1):
+            d = runner.io(release.wait)
+            d.addErrback(lambda f: refused.append(f.value))  # a refusal fires at once
+            if refused:
+                break
+            jobs.append(d)
+        return jobs, refused
 
-    jobs = server.call(fill)
-    # The queue is full now: one more job is refused at once.
-    refused = server.call(lambda: runner.io(lambda: None).addErrback(lambda f: f.value))
-    assert isinstance(refused, StoreBusy)
+    try:
+        jobs, refused = server.call(fill)
+        assert len(refused) == 1 and isinstance(refused[0], StoreBusy), refused
+    except BaseException:
+        release.set()
+        raise
     return release, jobs
 
 
@@ -56,6 +77,7 @@ def drop_in(server: Any, address: str, name: str, data: bytes) -> None:
     """Another program (procmail, a migration) puts a file into new/."""
     store = server.ctx.store
     folder = server.call(server.mailbox(address).folder, name)
+    wait_idle(server)  # the open's own pickup has looked at new/ already
     with store.env.read() as txn:
         state = store.index.state(txn, folder.fid)
     path = os.path.join(store.folder_dir(state), "new", "1700000000.drop.host")
@@ -72,6 +94,7 @@ def test_list_status_with_the_file_queue_full(server: Any, events: list[dict[str
     server.ctx.store.notifier._new_mtimes.clear()
     drop_in(server, "alice@example.com", "F7", message("dropped"))
     server.ctx.store.notifier._new_mtimes.clear()
+    wait_idle(server)
     release, jobs = fill_file_queue(server)
     try:
         with Wire(server.port("imap")) as wire:
@@ -92,10 +115,8 @@ def test_list_status_with_the_file_queue_full(server: Any, events: list[dict[str
     # background, so the count shows it a moment later), not forgotten.
     with Wire(server.port("imap")) as wire:
         wire.login()
-        deadline = time.monotonic() + 10
-        while wire.ok("STATUS F7 (MESSAGES)") != [b"* STATUS F7 (MESSAGES 1)"]:
-            assert time.monotonic() < deadline, "the dropped-in message was never picked up"
-            time.sleep(0.05)
+        wait_until(lambda: wire.ok("STATUS F7 (MESSAGES)") == [b"* STATUS F7 (MESSAGES 1)"],
+                   what="the dropped-in message to be picked up")
 
 
 def test_status_raising_store_busy_answers_one_no(server: Any, events: list[dict[str, Any]],

@@ -108,6 +108,11 @@ class ThreadedRunner:
     def seconds(self) -> float:
         return self._clock()
 
+    @property
+    def pending(self) -> int:
+        """File jobs queued or running (refused beyond MAX_PENDING_FILE_JOBS)."""
+        return self._pending
+
     def start(self) -> None:
         if self._pool is None:
             self._pool = ThreadPool(minthreads=0, maxthreads=self._threads, name="xmail-store-io")
