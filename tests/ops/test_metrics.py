@@ -112,3 +112,14 @@ def test_metrics_config_is_checked():
         parse('[metrics]\nallow = ["ten"]\n', "x.toml")
     with pytest.raises(ConfigError, match="unknown key 'log.login_dayz'"):
         parse("[log]\nlogin_dayz = 3\n", "x.toml")
+
+
+def test_command_latency_lookups_are_cached_and_bounded() -> None:
+    # The per-command path caches the labelled histogram; client-chosen
+    # names must not grow that cache past its cap (nor the registry).
+    for i in range(metrics.MAX_CACHED_COMMANDS + 50):
+        metrics.command_latency("cachetest", f"V{i}", 0.001)
+    assert len(metrics._latency_children) <= metrics.MAX_CACHED_COMMANDS
+    before = value("xmail_command_duration_seconds_count", protocol="cachetest", command="V1")
+    metrics.command_latency("cachetest", "V1", 0.001)
+    assert value("xmail_command_duration_seconds_count", protocol="cachetest", command="V1") == before + 1

@@ -9,6 +9,8 @@ server are in test_pop3_server.py.
 from __future__ import annotations
 
 import base64
+import dataclasses
+import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +30,8 @@ from xmail.config import Settings, parse
 from xmail.context import CoreServices, ServerContext
 from xmail.protocols.pop3.maildrop import InProcessMaildropLocks
 from xmail.protocols.pop3.server import POP3Factory
+from xmail.protocols.pop3.session import UserError
+from xmail.protocols.skeleton import BadSyntax
 from xmail.store.interfaces import IMailbox
 from xmail.store.memory import MemoryFolder, MemoryMailbox
 
@@ -358,6 +362,76 @@ def test_too_many_bad_commands_close_the_connection(world: World):
         assert client.cmd("BOGUS") == b"-ERR unknown command\r\n"
     assert client.cmd("BOGUS") == b"-ERR unknown command\r\n-ERR too many bad commands, closing\r\n"
     assert client.closed
+
+
+# --- one coroutine path (issue 14, structure 4) -------------------------------------
+
+
+def test_every_handler_is_a_coroutine_function():
+    from xmail.protocols.pop3.session import COMMANDS
+
+    assert len(COMMANDS) == 14
+    for name, command in COMMANDS.items():
+        assert inspect.iscoroutinefunction(command.handler), name
+
+
+class HeldPortal:
+    """The world's portal, but each login answers only when the test says."""
+
+    def __init__(self, portal: Any):
+        self.portal = portal
+        self.held: list[tuple[defer.Deferred, Any]] = []
+
+    def login(self, *args: Any) -> defer.Deferred:
+        d: defer.Deferred = defer.Deferred()
+        self.held.append((d, args))
+        return d
+
+    def release(self) -> None:
+        d, args = self.held.pop(0)
+        self.portal.login(*args).chainDeferred(d)
+
+
+def test_a_waiting_login_holds_back_pipelined_commands(world: World):
+    held = world.ctx.core.portal = HeldPortal(world.ctx.core.portal)
+    client = world.connect()
+    assert client.send(f"USER alice@example.com\r\nPASS {PASSWORD}\r\nSTAT\r\nNOOP\r\n".encode()) == (
+        b"+OK send PASS\r\n")  # RFC 2449 §6.6: nothing after PASS until it is answered
+    held.release()
+    lines = client.take().split(b"\r\n")
+    assert lines[0].startswith(b"+OK maildrop has 3")
+    assert lines[1].startswith(b"+OK 3 ") and lines[2:] == [b"+OK", b""]
+
+
+@pytest.mark.parametrize("error, reply, logged", [
+    (lambda: UserError("refused later", "IN-USE"), b"-ERR [IN-USE] refused later\r\n", False),
+    (lambda: BadSyntax("bad later"), b"-ERR bad later\r\n", False),
+    (lambda: RuntimeError("bug"), b"-ERR [SYS/TEMP] internal server error, try again later\r\n", True),
+])
+def test_an_error_after_a_wait_gets_the_same_replies(world: World, monkeypatch: Any, error: Any,
+                                                     reply: bytes, logged: bool):
+    from xmail.protocols.pop3 import session as pop3
+
+    waiting: defer.Deferred = defer.Deferred()
+
+    async def do_noop(self: Any) -> None:
+        await waiting
+        raise error()
+
+    noop = pop3.COMMANDS["NOOP"]
+    monkeypatch.setitem(pop3.COMMANDS._commands, "NOOP", dataclasses.replace(noop, handler=do_noop))
+    faults: list[Any] = []
+    observer = faults.append
+    globalLogPublisher.addObserver(observer)
+    try:
+        client = world.connect()
+        client.login()
+        assert client.send(b"NOOP\r\nSTAT\r\n") == b""
+        waiting.callback(None)
+        assert client.take() == reply + b"+OK 3 %d\r\n" % sum(map(len, MESSAGES))
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    assert any(e.get("log_failure") is not None for e in faults) is logged
 
 
 # --- random input -> well-formed replies, never an exception -----------------

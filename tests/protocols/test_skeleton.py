@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
-from xmail.protocols.skeleton import Command, CommandTable, Denied, Refusal, gate
+import pytest
+from twisted.internet import defer
+
+from xmail.protocols.skeleton import Command, CommandTable, Denied, Refusal, UserError, gate, start
 
 A, B = "a", "b"
 
@@ -69,3 +72,61 @@ def test_gate_refusals_in_order(name: str, kwargs: dict, refusal: Refusal) -> No
 
 def test_command_without_states_is_valid_everywhere() -> None:
     assert isinstance(gate(_table(), "TOP", state="anything", nargs=1), Command)
+
+
+# -- start: the one coroutine path of a dispatcher -------------------------------------------
+
+def test_start_finishes_a_coroutine_that_never_waits_at_once() -> None:
+    done: list[str] = []
+
+    async def handler() -> None:
+        done.append("answered")
+
+    assert start(handler()) is None
+    assert done == ["answered"]
+
+
+def test_start_raises_what_the_coroutine_raises_before_waiting() -> None:
+    async def handler() -> None:
+        raise UserError("IN-USE", "locked")
+
+    with pytest.raises(UserError):
+        start(handler())
+
+
+def test_start_hands_a_waiting_coroutine_to_a_deferred() -> None:
+    first: defer.Deferred[int] = defer.Deferred()
+    second: defer.Deferred[int] = defer.Deferred()
+    seen: list[Any] = []
+
+    async def handler() -> str:
+        seen.append(await first)
+        seen.append(await defer.succeed(2))  # fired already: no wait
+        try:
+            await second
+        except ValueError as e:
+            seen.append(str(e))
+        return "done"
+
+    d = start(handler())
+    assert isinstance(d, defer.Deferred) and not d.called
+    first.callback(1)
+    assert seen == [1, 2] and not d.called
+    second.errback(ValueError("refused"))
+    assert seen == [1, 2, "refused"]
+    assert d.called and d.result == "done"
+
+
+def test_start_fails_the_deferred_with_an_error_raised_after_a_wait() -> None:
+    waiting: defer.Deferred[None] = defer.Deferred()
+
+    async def handler() -> None:
+        await waiting
+        raise UserError("SYS/TEMP", "later")
+
+    d = start(handler())
+    assert d is not None
+    failures: list[Any] = []
+    d.addErrback(failures.append)
+    waiting.callback(None)
+    assert failures and failures[0].check(UserError)

@@ -4,10 +4,12 @@
 One table (`COMMANDS`, a skeleton.CommandTable filled by the `@command`
 decorators on the handlers) says which command is valid in which state and
 how many arguments it takes; `POP3Session.handle` runs the shared gate
-(xmail/protocols/skeleton.py) before any handler.  Handlers write replies
-through a `SessionIO` (the Twisted protocol in
-server.py, or a test double); a handler that waits for something (login,
-expunge, a streamed message) returns a Deferred and the protocol reads no
+(xmail/protocols/skeleton.py) before any handler.  Handlers are coroutines,
+`async def do_x(self, *args) -> None`, as SMTP's and IMAP's are; they write
+replies through a `SessionIO` (the Twisted protocol in server.py, or a test
+double).  `skeleton.start` runs each to its first wait: most never wait and
+answer at once, with no Deferred made; one that waits (a login, the UPDATE
+expunge, a streamed message) leaves a Deferred and the protocol reads no
 further command until it fires, which keeps pipelined replies in order
 (RFC 2449 §6.6).
 
@@ -26,6 +28,7 @@ from typing import Any, Protocol
 from twisted.cred.error import LoginFailed, UnauthorizedLogin
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from xmail.auth import sasl
 from xmail.auth.interfaces import AuthorizationFailed, LoginUnavailable
@@ -33,7 +36,16 @@ from xmail.auth.login import Lease, login
 from xmail.message.dotstuff import MultilineEncoder
 from xmail.protocols.pop3.maildrop import IMaildropLocks
 from xmail.protocols.pop3.parser import BadLine, Command, SaslResponse
-from xmail.protocols.skeleton import BadSyntax, CommandTable, Denied, Refusal, ServerFault, gate
+from xmail.protocols.skeleton import (
+    BadSyntax,
+    CommandTable,
+    Denied,
+    Refusal,
+    ServerFault,
+    gate,
+    settle,
+    start,
+)
 from xmail.protocols.skeleton import UserError as _UserError
 from xmail.store.interfaces import NoSuchMessage, StoreError
 
@@ -170,27 +182,34 @@ class POP3Session:
 
     # -- dispatch ------------------------------------------------------------
     def handle(self, event: Command | SaslResponse | BadLine) -> defer.Deferred | None:
-        """Answer one parser event; a Deferred means "wait before the next"."""
+        """Answer one parser event; a Deferred means "wait before the next".
+
+        The one coroutine path: an SASL response or the gated command's
+        handler runs through `skeleton.start`; whatever it raises, now or
+        after a wait, is answered by `_error_reply`."""
         if self.state in (State.UPDATE, State.CLOSED):
             return None  # RFC 1939 §6: nothing after QUIT is read
         try:
             if self._sasl is not None:
-                return self._sasl_step(event)
-            if isinstance(event, BadLine):
-                return self._bad(err(event.reason))
-            if isinstance(event, SaslResponse):  # pragma: no cover - parser guards this
-                return self._bad(err("unexpected continuation"))
-            checked = gate(COMMANDS, event.keyword, state=self.state, nargs=len(event.args))
-            if isinstance(checked, Denied):
-                return self._bad(err(self._refusal_text(checked)))
-            result = checked.handler(self, *event.args)
+                waiting = start(self._sasl_step(event))
+            elif isinstance(event, BadLine):
+                self._bad(err(event.reason))
+                return None
+            elif isinstance(event, SaslResponse):  # pragma: no cover - parser guards this
+                self._bad(err("unexpected continuation"))
+                return None
+            else:
+                checked = gate(COMMANDS, event.keyword, state=self.state, nargs=len(event.args))
+                if isinstance(checked, Denied):
+                    self._bad(err(self._refusal_text(checked)))
+                    return None
+                waiting = start(checked.handler(self, *event.args))
         except Exception as e:
             self._error_reply(e)
             return None
-        if isinstance(result, defer.Deferred):
-            result.addErrback(self._deferred_fault)
-            return result
-        return None
+        if waiting is None:
+            return None
+        return waiting.addErrback(self._deferred_error)
 
     def _refusal_text(self, denied: Denied) -> str:
         if denied.refusal is Refusal.UNKNOWN:
@@ -199,16 +218,22 @@ class POP3Session:
             return f"wrong number of arguments for {denied.name}"
         return f"{denied.name} not valid in the {self.state.value} state"
 
-    def _error_reply(self, error: Exception) -> None:
+    def _error_reply(self, error: BaseException, failure: Failure | None = None) -> None:
         """The one place where a handler's exception becomes `-ERR`
         (RFC 2449 §8 response codes, RFC 3206 SYS/TEMP).  Called from an
-        except clause, so a fault is logged with its traceback."""
+        except clause, or with the `failure` of a handler that waited, so
+        a fault is logged with its traceback.  Nothing is written once the
+        session has ended (the connection is gone, or QUIT said goodbye)."""
+        if self.state in (State.UPDATE, State.CLOSED):
+            if not isinstance(error, (_UserError, BadSyntax)):
+                self._log.failure("POP3 command failed for {client}", failure, client=self.client_ip)
+            return
         if isinstance(error, _UserError):
             self.io.write(err(error.text, error.code))
         elif isinstance(error, BadSyntax):
             self.io.write(err(error.text))
         else:
-            self._fault(error.text if isinstance(error, ServerFault) else "command failed")
+            self._fault(error.text if isinstance(error, ServerFault) else "command failed", failure)
 
     def _bad(self, reply: bytes) -> None:
         self.io.write(reply)
@@ -217,22 +242,16 @@ class POP3Session:
             self.io.write(err("too many bad commands, closing"))
             self._close()
 
-    def _fault(self, what: str) -> None:
-        self._log.failure("POP3 {what} for {client}", what=what, client=self.client_ip)
+    def _fault(self, what: str, failure: Failure | None = None) -> None:
+        self._log.failure("POP3 {what} for {client}", failure, what=what, client=self.client_ip)
         self.io.write(err("internal server error, try again later", "SYS/TEMP"))
 
-    def _deferred_fault(self, failure: Any) -> None:
-        if failure.check(_UserError, BadSyntax) and self.state not in (State.UPDATE, State.CLOSED):
-            error = failure.value
-            self.io.write(err(error.text, getattr(error, "code", None)))
-            return
-        self._log.failure("POP3 command failed for {client}", failure, client=self.client_ip)
-        if self.state not in (State.UPDATE, State.CLOSED):
-            self.io.write(err("internal server error, try again later", "SYS/TEMP"))
+    def _deferred_error(self, failure: Failure) -> None:
+        self._error_reply(failure.value, failure)
 
     # -- AUTHORIZATION -------------------------------------------------------
     @command("CAPA", BOTH, max_args=0)  # RFC 2449 §5
-    def do_capa(self) -> None:
+    async def do_capa(self) -> None:
         caps = ["TOP", "UIDL"]
         if self.plaintext_auth_allowed:
             caps += ["USER", "SASL " + " ".join(SASL_MECHANISMS)]
@@ -250,13 +269,13 @@ class POP3Session:
                             "AUTH")
 
     @command("USER", AUTH, min_args=1, max_args=1)  # RFC 1939 §7
-    def do_user(self, name: str) -> None:
+    async def do_user(self, name: str) -> None:
         self._require_plaintext_auth()
         self._user = name
         self.io.write(ok("send PASS"))
 
     @command("PASS", AUTH, min_args=1, max_args=1)  # RFC 1939 §7
-    def do_pass(self, password: str) -> defer.Deferred:
+    async def do_pass(self, password: str) -> None:
         self._require_plaintext_auth()
         if self._user is None:
             raise UserError("send USER first")
@@ -266,15 +285,15 @@ class POP3Session:
         except sasl.SaslError:
             # Same answer as a wrong password: the rule is no oracle.
             raise UserError("authentication failed", "AUTH") from None
-        return self._login(credentials, "USER")
+        await self._login(credentials, "USER")
 
     @command("AUTH", AUTH, max_args=2)  # RFC 5034 §4
-    def do_auth(self, mechanism: str | None = None, initial: str | None = None) -> Any:
+    async def do_auth(self, mechanism: str | None = None, initial: str | None = None) -> None:
         if mechanism is None:
             # Not in RFC 5034 but sent by Outlook and others (RFC 1734 era):
             # list the mechanisms.
             self.io.write(multiline("SASL mechanisms follow", list(SASL_MECHANISMS)))
-            return None
+            return
         mechanism = mechanism.upper()
         exchange = sasl.exchange(mechanism)
         if exchange is None:
@@ -287,17 +306,18 @@ class POP3Session:
         self._user = None
         self._sasl = exchange
         if initial is None:
-            return self._sasl_feed(None)
+            await self._sasl_feed(None)
+            return
         try:
             # RFC 5034 §4: "=" is an empty initial response.
             response = sasl.decode_initial(initial)
         except sasl.SaslError as e:
             self._sasl = None
             raise UserError(str(e)) from None
-        return self._sasl_feed(response)
+        await self._sasl_feed(response)
 
     @command("STLS", AUTH, max_args=0)  # RFC 2595 §4
-    def do_stls(self) -> None:
+    async def do_stls(self) -> None:
         if not self.tls_available:
             raise UserError("TLS already active" if self.secure else "TLS not available")
         self.io.write(ok("Begin TLS negotiation now"))
@@ -307,7 +327,7 @@ class POP3Session:
         self.io.start_tls()
 
     # -- SASL (RFC 5034 §4) --------------------------------------------------
-    def _sasl_step(self, event: Command | SaslResponse | BadLine) -> Any:
+    async def _sasl_step(self, event: Command | SaslResponse | BadLine) -> None:
         if not isinstance(event, SaslResponse):
             self._sasl = None
             raise UserError("authentication aborted: bad response line", "AUTH")
@@ -316,9 +336,9 @@ class POP3Session:
         except sasl.SaslError as e:
             self._sasl = None
             raise UserError(str(e)) from None
-        return self._sasl_feed(response)
+        await self._sasl_feed(response)
 
-    def _sasl_feed(self, response: bytes | None) -> Any:
+    async def _sasl_feed(self, response: bytes | None) -> None:
         exchange = self._sasl
         assert exchange is not None
         try:
@@ -330,16 +350,20 @@ class POP3Session:
             # RFC 5034 §4: "+ " and the base64 challenge.
             self.io.write(b"+ " + sasl.encode_challenge(outcome) + b"\r\n")
             self.io.expect_sasl_response()
-            return None
+            return
         self._sasl = None
-        return self._login(outcome, exchange.name)
+        await self._login(outcome, exchange.name)
 
     # -- login -----------------------------------------------------------------
-    def _login(self, credentials: sasl.Credentials, method: str) -> defer.Deferred:
+    async def _login(self, credentials: sasl.Credentials, method: str) -> None:
         """Through the one login path (xmail.auth.login): it audits."""
-        d = login(self.ctx, credentials, protocol="pop3", client_ip=self.client_ip, method=method)
-        d.addCallbacks(self._logged_in, self._login_failed)
-        return d
+        try:
+            lease = await login(self.ctx, credentials, protocol="pop3", client_ip=self.client_ip,
+                                method=method)
+        except Exception:
+            self._login_failed(Failure())
+            return
+        self._logged_in(lease)
 
     def _logged_in(self, lease: Lease) -> None:
         if self.state is not State.AUTHORIZATION:
@@ -368,7 +392,7 @@ class POP3Session:
         self.state = State.TRANSACTION
         self.io.write(ok(f"maildrop has {len(records)} messages ({sum(self.maildrop.sizes)} octets)"))
 
-    def _login_failed(self, failure: Any) -> None:
+    def _login_failed(self, failure: Failure) -> None:
         # login() has audited the attempt.
         if failure.check(UnauthorizedLogin, LoginFailed):
             # AccountDisabled is an UnauthorizedLogin: answered the same way
@@ -405,14 +429,14 @@ class POP3Session:
         return number
 
     @command("STAT", TRANS, max_args=0)  # RFC 1939 §5
-    def do_stat(self) -> None:
+    async def do_stat(self) -> None:
         drop = self.maildrop
         assert drop is not None
         visible = drop.visible()
         self.io.write(ok(f"{len(visible)} {sum(drop.sizes[n - 1] for n in visible)}"))
 
     @command("LIST", TRANS, max_args=1)  # RFC 1939 §5
-    def do_list(self, arg: str | None = None) -> None:
+    async def do_list(self, arg: str | None = None) -> None:
         drop = self.maildrop
         assert drop is not None
         if arg is not None:
@@ -425,7 +449,7 @@ class POP3Session:
                                 [f"{n} {drop.sizes[n - 1]}" for n in visible]))
 
     @command("UIDL", TRANS, max_args=1)  # RFC 1939 §7
-    def do_uidl(self, arg: str | None = None) -> None:
+    async def do_uidl(self, arg: str | None = None) -> None:
         drop = self.maildrop
         assert drop is not None
         if arg is not None:
@@ -436,18 +460,18 @@ class POP3Session:
                                 [f"{n} {drop.uidl(n)}" for n in drop.visible()]))
 
     @command("RETR", TRANS, min_args=1, max_args=1)  # RFC 1939 §5
-    def do_retr(self, arg: str) -> defer.Deferred | None:
+    async def do_retr(self, arg: str) -> None:
         number = self._message(arg)
-        return self._send(number, None)
+        await self._send(number, None)
 
     @command("TOP", TRANS, min_args=2, max_args=2)  # RFC 1939 §7
-    def do_top(self, arg: str, lines: str) -> defer.Deferred | None:
+    async def do_top(self, arg: str, lines: str) -> None:
         number = self._message(arg)
         if not lines.isascii() or not lines.isdigit() or len(lines) > 9:
             raise UserError("invalid number of lines")
-        return self._send(number, int(lines))
+        await self._send(number, int(lines))
 
-    def _send(self, number: int, body_lines: int | None) -> defer.Deferred | None:
+    async def _send(self, number: int, body_lines: int | None) -> None:
         drop = self.maildrop
         assert drop is not None
         try:
@@ -468,19 +492,19 @@ class POP3Session:
             self._log.failure("POP3 cannot read message {uid} of {account}",
                               uid=drop.uids[number - 1], account=self.account)
             raise UserError("cannot read message, try again later", "SYS/TEMP") from None
-        if d is not None:
-            d.addErrback(self._send_failed, drop.uids[number - 1])
-        return d
-
-    def _send_failed(self, failure: Any, uid: int) -> None:
-        # Part of the message is on the wire already: no reply can follow
-        # that the client would parse correctly, so the connection ends.
-        self._log.failure("POP3 reading message {uid} of {account} failed", failure, uid=uid,
-                          account=self.account)
-        self._close()
+        if d is None:
+            return  # all written (a small message: the common case)
+        try:
+            await d
+        except Exception:
+            # Part of the message is on the wire already: no reply can follow
+            # that the client would parse correctly, so the connection ends.
+            self._log.failure("POP3 reading message {uid} of {account} failed",
+                              uid=drop.uids[number - 1], account=self.account)
+            self._close()
 
     @command("DELE", TRANS, min_args=1, max_args=1)  # RFC 1939 §5
-    def do_dele(self, arg: str) -> None:
+    async def do_dele(self, arg: str) -> None:
         drop = self.maildrop
         assert drop is not None
         number = self._message(arg)
@@ -488,53 +512,47 @@ class POP3Session:
         self.io.write(ok(f"message {number} deleted"))
 
     @command("RSET", TRANS, max_args=0)  # RFC 1939 §5
-    def do_rset(self) -> None:
+    async def do_rset(self) -> None:
         drop = self.maildrop
         assert drop is not None
         drop.deleted.clear()
         self.io.write(ok(f"maildrop has {len(drop.uids)} messages ({sum(drop.sizes)} octets)"))
 
     @command("NOOP", TRANS, max_args=0)  # RFC 1939 §5
-    def do_noop(self) -> None:
+    async def do_noop(self) -> None:
         self.io.write(ok())
 
     @command("QUIT", BOTH, max_args=0)  # RFC 1939 §4 and §6
-    def do_quit(self) -> Any:
+    async def do_quit(self) -> None:
         if self.state is State.AUTHORIZATION:
             self.io.write(ok("bye"))
             self._close()
-            return None
+            return
         # RFC 1939 §6: QUIT in TRANSACTION enters UPDATE and removes the
         # marked messages (into Recycle, per the store).
         drop = self.maildrop
         assert drop is not None
         self.state = State.UPDATE
         uids = [drop.uids[n - 1] for n in sorted(drop.deleted)]
-        d = defer.maybeDeferred(drop.folder.expunge, uids) if uids else defer.succeed([])
-        d.addCallback(self._audit_deleted)
-        d.addCallbacks(self._expunged, self._expunge_failed, callbackArgs=(len(uids),))
-        d.addBoth(self._end_transaction)
-        return d
+        try:
+            removed = await settle(drop.folder.expunge(uids)) if uids else []
+            self._audit_deleted(removed)
+        except Exception:
+            self._log.failure("POP3 UPDATE failed for {account}", account=self.account)
+            # RFC 1939 §6: -ERR when some deleted messages were not removed.
+            self.io.write(err("some deleted messages not removed", "SYS/TEMP"))
+        else:
+            self.io.write(ok(f"{self.ctx.settings.server.hostname} POP3 server signing off "
+                             f"({len(uids)} messages deleted)"))
+        finally:
+            self._release()
+            self._close()
 
-    def _audit_deleted(self, removed: Any) -> Any:
+    def _audit_deleted(self, removed: Any) -> None:
         if self.ctx.audit is not None:
             for uid in removed:  # into Recycle, per the store
                 self.ctx.audit.mail("deleted", account=self.account, folder="INBOX", uid=uid,
                                     recycled=True, result="ok")
-        return removed
-
-    def _expunged(self, removed: Any, marked: int) -> None:
-        self.io.write(ok(f"{self.ctx.settings.server.hostname} POP3 server signing off "
-                         f"({marked} messages deleted)"))
-
-    def _expunge_failed(self, failure: Any) -> None:
-        self._log.failure("POP3 UPDATE failed for {account}", failure, account=self.account)
-        # RFC 1939 §6: -ERR when some deleted messages were not removed.
-        self.io.write(err("some deleted messages not removed", "SYS/TEMP"))
-
-    def _end_transaction(self, _: Any) -> None:
-        self._release()
-        self._close()
 
     # -- end of session ---------------------------------------------------------
     def _close(self) -> None:
