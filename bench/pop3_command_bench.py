@@ -102,8 +102,7 @@ def main() -> None:
     parser.add_argument("--commands", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    import xmail
-    print(f"xmail from {os.path.dirname(xmail.__file__)}")
+    print(f"daemon imports xmail from PYTHONPATH={os.environ.get('PYTHONPATH', '')!r}")
     n = args.commands
     loads = {
         "RETR": ([b"RETR %d\r\n" % (i % MESSAGES + 1) for i in range(n)], True),

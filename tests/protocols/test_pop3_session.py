@@ -269,6 +269,24 @@ def test_plaintext_auth_refused_from_non_loopback_until_tls(world: World):
     assert client.login().startswith(b"+OK maildrop has 3")
 
 
+def test_every_password_command_is_gated_on_tls_or_the_loopback_exemption(world: World):
+    from xmail.protocols.pop3.session import COMMANDS
+
+    # One rule in the table (skeleton needs_tls), not a check per handler.
+    assert {name for name, c in COMMANDS.items() if c.needs_tls} == {"USER", "PASS", "AUTH"}
+    client = world.connect("127.0.0.2")
+    refused = b"-ERR [AUTH] plaintext authentication disallowed on an unencrypted connection, use STLS\r\n"
+    # Before TLS not even the mechanism list (CAPA shows no SASL either),
+    # and the TLS rule comes before the arity check.
+    for line in ("PASS secret", "AUTH", "AUTH CRAM-MD5", "AUTH PLAIN =", "USER", "USER a b") * 2:
+        assert client.cmd(line) == refused, line
+    assert not client.closed  # a refusal, not a bad command (MAX_BAD_COMMANDS is 10)
+    assert world.audit.events == []
+    client.cmd("STLS")
+    assert client.cmd("AUTH") == b"+OK SASL mechanisms follow\r\nPLAIN\r\nLOGIN\r\n.\r\n"
+    assert client.cmd("USER") == b"-ERR wrong number of arguments for USER\r\n"
+
+
 def test_loopback_exemption_can_be_switched_off():
     world = World(parse("[server]\nloopback_plaintext_auth = false\n"))
     client = world.connect("127.0.0.1")

@@ -170,6 +170,44 @@ def test_smtp_submission_gate_needs_auth(tmp_path: Any) -> None:
     assert c.send(b"DATA\r\n") == b"530 5.7.0 Authentication required\r\n"
 
 
+# -- needs_tls: the password rule as a gate flag (TLS or the loopback exemption) --------
+def test_needs_tls_marks_the_password_commands_of_every_table() -> None:
+    from xmail.protocols.imap.session import REGISTRY
+    from xmail.protocols.pop3.session import COMMANDS as POP3
+    from xmail.protocols.smtp.session import COMMANDS as SMTP
+
+    def flagged(table: Any) -> set[str]:
+        return {name for name, command in table.items() if command.needs_tls}
+
+    assert flagged(POP3) == {"USER", "PASS", "AUTH"}
+    assert flagged(SMTP) == {"AUTH"}
+    assert flagged(REGISTRY) == {"LOGIN", "AUTHENTICATE"}
+
+
+def test_needs_tls_refusals_keep_each_protocols_reply(tmp_path: Any) -> None:
+    # A remote client (192.0.2.7) on a clear connection.
+    proto, transport, clock = imap_connect("192.0.2.7")
+    assert exchange(proto, transport, clock, b"a AUTHENTICATE PLAIN\r\n") == (
+        b"a NO [PRIVACYREQUIRED] use STARTTLS first\r\n")
+    wire = _Wire()
+    ctx = ServerContext(settings=Settings(), reactor=task.Clock())
+    pop3 = POP3Session(ctx, wire, client_ip="192.0.2.7", secure=False, locks=InProcessMaildropLocks())
+    pop3.handle(POP3Command("PASS", ("secret",)))
+    assert wire.out == (b"-ERR [AUTH] plaintext authentication disallowed on an unencrypted connection, "
+                        b"use STLS\r\n")
+    c = SMTPClient(tmp_path, mode="submission", ip="192.0.2.7")
+    c.backend.loopback = False
+    c.read()
+    assert c.send(b"AUTH PLAIN\r\n") == b"503 5.5.1 Send EHLO/HELO first\r\n"  # hello comes first
+    c.send(b"EHLO c\r\n")
+    assert c.send(b"AUTH LOGIN\r\n") == replies.AUTH_NEEDS_TLS.to_bytes()
+    mx = SMTPClient(tmp_path, mode="mx", ip="192.0.2.7")  # port 25: no AUTH at all, TLS or not
+    mx.backend.loopback = False
+    mx.read()
+    mx.send(b"EHLO c\r\n")
+    assert mx.send(b"AUTH LOGIN\r\n") == replies.AUTH_NOT_ENABLED.to_bytes()
+
+
 # -- acceptance: the codes reach real clients over real sockets --------------------
 def test_acceptance_smtp_codes(server: RunningServer) -> None:
     with smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=10) as s:

@@ -78,6 +78,16 @@ class Command:
     the arity for protocols whose arguments are split by the parser (POP3);
     `max_args` None: unchecked.  `flags` carry protocol-specific markers the
     dispatcher reads (IMAP "forbids_expunge", RFC 3501 §7.4.1).
+
+    `needs_tls` marks the commands that carry a password (POP3 USER, PASS,
+    AUTH; SMTP AUTH; IMAP LOGIN, AUTHENTICATE): refused on a clear
+    connection unless the client is exempt (a loopback client with
+    [server] loopback_plaintext_auth on; for SMTP also a listener that
+    offers no AUTH at all).  The exemption is per connection, so the
+    dispatcher passes the gate `tls` = "TLS active or exempt", not the bare
+    TLS state, and turns Refusal.NEEDS_TLS into its protocol's reply:
+    POP3 `-ERR [AUTH]` (RFC 3206 §5), SMTP 538 5.7.11 (RFC 4954 §6), IMAP
+    `NO [PRIVACYREQUIRED]` (RFC 5530 §3).
     """
 
     name: str
@@ -174,7 +184,8 @@ def gate(table: CommandTable[Any], name: str, *, state: Hashable = None, line_le
     over-long unknown line is "too long", as aiosmtpd and Postfix answer),
     unknown name, hello, TLS, authentication, state, arity.  `line_length`
     counts the line with its CRLF; 0 skips the check (the tokenizer bounded
-    it already).  `nargs` None skips the arity check.
+    it already).  `tls` is "TLS active or this connection is exempt" (see
+    `Command.needs_tls`).  `nargs` None skips the arity check.
     """
     limit = table.limit_for(name)
     if line_length and limit is not None and line_length > limit:

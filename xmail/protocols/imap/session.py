@@ -99,10 +99,13 @@ REGISTRY: CommandTable[Handler] = CommandTable("imap")
 FORBIDS_EXPUNGE = "forbids_expunge"  # RFC 3501 §7.4.1, seq-number forms only
 
 
-def command(name: str, states: frozenset[State], *, forbids_expunge: bool = False
-            ) -> Callable[[Handler], Handler]:
-    """Register an IMAP command handler in REGISTRY."""
-    return REGISTRY.command(name, states, flags={FORBIDS_EXPUNGE} if forbids_expunge else set())
+def command(name: str, states: frozenset[State], *, forbids_expunge: bool = False,
+            needs_tls: bool = False) -> Callable[[Handler], Handler]:
+    """Register an IMAP command handler in REGISTRY.  needs_tls: refused
+    with NO [PRIVACYREQUIRED] unless TLS is active or the client is exempt
+    (`Session.plaintext_auth_allowed`)."""
+    return REGISTRY.command(name, states, needs_tls=needs_tls,
+                            flags={FORBIDS_EXPUNGE} if forbids_expunge else set())
 
 
 class Connection(Protocol):
@@ -163,6 +166,12 @@ class Session:
         self.after_reply: Callable[[], None] | None = None
         self.close_after_reply = False
 
+    @property
+    def plaintext_auth_allowed(self) -> bool:
+        """RFC 3501 §6.2.3 / §11.1: no clear-text passwords before TLS, except
+        from loopback clients when [server] loopback_plaintext_auth is on."""
+        return self.conn.is_tls or self.ctx.is_loopback(self.conn.client_host)
+
     # -- output helpers --------------------------------------------------------
     def untagged(self, data: bytes) -> None:
         self.conn.write(b"* " + data + b"\r\n")
@@ -212,13 +221,17 @@ class Session:
 
     async def _execute(self, request: Request) -> None:
         tag = request.tag
-        checked = gate(REGISTRY, request.name, state=self.state)
+        # tls: "TLS or exempt", the rule of the needs_tls commands (LOGIN,
+        # AUTHENTICATE: LOGINDISABLED in CAPABILITY when it is False).
+        checked = gate(REGISTRY, request.name, state=self.state, tls=self.plaintext_auth_allowed)
         spec = None if isinstance(checked, Denied) else checked
         forbids_expunge = spec is not None and FORBIDS_EXPUNGE in spec.flags and not request.uid
         disconnect = False
         try:
             if spec is None:
                 assert isinstance(checked, Denied)
+                if checked.refusal is Refusal.NEEDS_TLS:
+                    raise No("use STARTTLS first", "PRIVACYREQUIRED")  # RFC 5530 §3
                 raise Bad(self._refusal_text(checked))
             if self.selected is not None:
                 # Changes made by other processes become visible at every command.

@@ -55,6 +55,7 @@ MAX_AUTH_FAILURES = 3  # then the connection is closed
 MAX_BAD_COMMANDS = 10  # unknown/invalid commands before the connection is closed
 SASL_MECHANISMS = sasl.MECHANISMS
 # RFC 1939 §4: the maildrop is INBOX only (DESIGN.md "POP3 sees only this").
+PLAINTEXT_REFUSED = "plaintext authentication disallowed on an unencrypted connection, use STLS"
 MAILDROP_FOLDER = "INBOX"
 
 
@@ -165,6 +166,8 @@ class POP3Session:
         self._sasl: sasl.Exchange | None = None
         self._auth_failures = 0
         self._bad_commands = 0
+        # Fixed for the connection: the peer address and the setting.
+        self._loopback_exempt = ctx.is_loopback(client_ip)
 
     # -- policy ------------------------------------------------------------
     @property
@@ -175,7 +178,9 @@ class POP3Session:
     def plaintext_auth_allowed(self) -> bool:
         # RFC 2595 §2.3: clear-text logins can be refused until TLS is
         # active; we do, loopback clients excepted ([server] loopback_plaintext_auth).
-        return self.secure or self.ctx.is_loopback(self.client_ip)
+        # The commands that carry a password (USER, PASS, AUTH) say
+        # needs_tls in the table; the gate is given this as "TLS or exempt".
+        return self.secure or self._loopback_exempt
 
     def greeting(self) -> bytes:
         return ok(f"{self.ctx.settings.server.hostname} xmail POP3 server ready")
@@ -199,9 +204,10 @@ class POP3Session:
                 self._bad(err("unexpected continuation"))
                 return None
             else:
-                checked = gate(COMMANDS, event.keyword, state=self.state, nargs=len(event.args))
+                checked = gate(COMMANDS, event.keyword, state=self.state, nargs=len(event.args),
+                               tls=self.plaintext_auth_allowed)
                 if isinstance(checked, Denied):
-                    self._bad(err(self._refusal_text(checked)))
+                    self._refused(checked)
                     return None
                 waiting = start(checked.handler(self, *event.args))
         except Exception as e:
@@ -210,6 +216,15 @@ class POP3Session:
         if waiting is None:
             return None
         return waiting.addErrback(self._deferred_error)
+
+    def _refused(self, denied: Denied) -> None:
+        """The gate's refusal on the wire.  TLS first is the password rule
+        (RFC 2595 §2.3), answered as the user error it always was: RFC 3206
+        §5 [AUTH], not counted as a bad command."""
+        if denied.refusal is Refusal.NEEDS_TLS:
+            self.io.write(err(PLAINTEXT_REFUSED, "AUTH"))
+            return
+        self._bad(err(self._refusal_text(denied)))
 
     def _refusal_text(self, denied: Denied) -> str:
         if denied.refusal is Refusal.UNKNOWN:
@@ -263,20 +278,13 @@ class POP3Session:
         caps += ["EXPIRE NEVER", "LOGIN-DELAY 0", f"IMPLEMENTATION {IMPLEMENTATION}"]
         self.io.write(multiline("Capability list follows", caps))
 
-    def _require_plaintext_auth(self) -> None:
-        if not self.plaintext_auth_allowed:
-            raise UserError("plaintext authentication disallowed on an unencrypted connection, use STLS",
-                            "AUTH")
-
-    @command("USER", AUTH, min_args=1, max_args=1)  # RFC 1939 §7
+    @command("USER", AUTH, min_args=1, max_args=1, needs_tls=True)  # RFC 1939 §7
     async def do_user(self, name: str) -> None:
-        self._require_plaintext_auth()
         self._user = name
         self.io.write(ok("send PASS"))
 
-    @command("PASS", AUTH, min_args=1, max_args=1)  # RFC 1939 §7
+    @command("PASS", AUTH, min_args=1, max_args=1, needs_tls=True)  # RFC 1939 §7
     async def do_pass(self, password: str) -> None:
-        self._require_plaintext_auth()
         if self._user is None:
             raise UserError("send USER first")
         user, self._user = self._user, None
@@ -287,7 +295,10 @@ class POP3Session:
             raise UserError("authentication failed", "AUTH") from None
         await self._login(credentials, "USER")
 
-    @command("AUTH", AUTH, max_args=2)  # RFC 5034 §4
+    # needs_tls: the SASL mechanisms offered (PLAIN, LOGIN) carry the
+    # password in the clear, so before TLS even the list (bare AUTH) and an
+    # unknown name get [AUTH], as CAPA lists no SASL there.
+    @command("AUTH", AUTH, max_args=2, needs_tls=True)  # RFC 5034 §4
     async def do_auth(self, mechanism: str | None = None, initial: str | None = None) -> None:
         if mechanism is None:
             # Not in RFC 5034 but sent by Outlook and others (RFC 1734 era):
@@ -302,7 +313,6 @@ class POP3Session:
             if _SASL_NAME.fullmatch(mechanism):
                 raise UserError(f"unsupported authentication mechanism {mechanism}")
             raise UserError("unsupported authentication mechanism")
-        self._require_plaintext_auth()
         self._user = None
         self._sasl = exchange
         if initial is None:

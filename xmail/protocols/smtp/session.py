@@ -182,6 +182,13 @@ class SMTPSession:
         and only over TLS or from a loopback client."""
         return self.mode == SUBMISSION and (self.secure or self.backend.is_loopback(self.client_ip))
 
+    @property
+    def tls_or_exempt(self) -> bool:
+        """The gate's `tls` for the needs_tls commands (AUTH): TLS is active,
+        or this session need not have it: a loopback client, or a listener
+        that offers no AUTH at all (port 25, where AUTH answers 503)."""
+        return self.secure or self.mode != SUBMISSION or self.backend.is_loopback(self.client_ip)
+
     def info(self) -> SessionInfo:
         return SessionInfo(self.mode, self.client_ip, self.helo or "", self.esmtp, self.secure,
                            self.user, self.spool.name if self.spool is not None else "")
@@ -242,7 +249,7 @@ class SMTPSession:
         started = metrics.clock()
         command = split_command(line)
         checked = gate(COMMANDS, command.verb, state=self.tx, line_length=len(line) + 2,
-                       hello=self.helo is not None,
+                       hello=self.helo is not None, tls=self.tls_or_exempt,
                        authenticated=self.mode != SUBMISSION or self.user is not None)
         if isinstance(checked, Denied):
             self.reply(self._refused(checked))
@@ -263,6 +270,8 @@ class SMTPSession:
             return replies.UNKNOWN_COMMAND
         if refusal is Refusal.NEEDS_HELLO:
             return replies.SEND_HELLO_FIRST
+        if refusal is Refusal.NEEDS_TLS:
+            return replies.AUTH_NEEDS_TLS  # RFC 4954 §6: 538 5.7.11
         if refusal is Refusal.NEEDS_AUTH:
             # RFC 4954 §6 530 5.7.0; RFC 3207 §4: TLS first when it is required.
             if not self.secure and not self.backend.is_loopback(self.client_ip):
@@ -376,13 +385,11 @@ class SMTPSession:
         self.io.start_tls()
 
     # -- AUTH (RFC 4954) -------------------------------------------------------------
-    @command("AUTH", frozenset({Tx.IDLE}), line_limit=AUTH_LINE_LIMIT, needs_hello=True)
+    # needs_tls: RFC 4954 §4 / Postfix smtpd_tls_auth_only, see auth_offered.
+    @command("AUTH", frozenset({Tx.IDLE}), line_limit=AUTH_LINE_LIMIT, needs_hello=True, needs_tls=True)
     async def do_auth(self, argument: str) -> None:
         if self.mode != SUBMISSION:
             self.reply(replies.AUTH_NOT_ENABLED)
-            return None
-        if not self.auth_offered:
-            self.reply(replies.AUTH_NEEDS_TLS)
             return None
         if self.user is not None:
             self.reply(replies.ALREADY_AUTHENTICATED)

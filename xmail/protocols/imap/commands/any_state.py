@@ -24,12 +24,6 @@ STATIC_CAPABILITIES = (
 )
 
 
-def plaintext_auth_allowed(session: Session) -> bool:
-    """RFC 3501 §6.2.3 / §11.1: no clear-text passwords before TLS, except
-    from loopback clients when [server] loopback_plaintext_auth is on."""
-    return session.conn.is_tls or session.ctx.is_loopback(session.conn.client_host)
-
-
 def capabilities(session: Session) -> list[str]:
     caps = list(STATIC_CAPABILITIES)
     # RFC 7889: APPENDLIMIT=n advertises the largest message APPEND accepts.
@@ -37,7 +31,7 @@ def capabilities(session: Session) -> list[str]:
     if session.state is State.NOT_AUTHENTICATED:
         if not session.conn.is_tls and session.conn.tls_available():
             caps.append("STARTTLS")
-        if plaintext_auth_allowed(session):
+        if session.plaintext_auth_allowed:  # RFC 3501 §6.2.3
             caps += ["AUTH=PLAIN", "AUTH=LOGIN"]
         else:
             caps.append("LOGINDISABLED")

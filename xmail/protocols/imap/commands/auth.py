@@ -10,7 +10,7 @@ from twisted.cred.error import LoginFailed, UnauthorizedLogin
 from xmail.auth import sasl
 from xmail.auth.interfaces import AuthorizationFailed, LoginUnavailable, SessionLimit
 from xmail.auth.login import login as one_login
-from xmail.protocols.imap.commands.any_state import capability_line, plaintext_auth_allowed
+from xmail.protocols.imap.commands.any_state import capability_line
 from xmail.protocols.imap.grammar import AuthenticateArgs, Request
 from xmail.protocols.imap.session import (
     MAX_AUTH_FAILURES,
@@ -35,11 +35,6 @@ async def starttls(session: Session, request: Request) -> str:
     return "Begin TLS negotiation now"
 
 
-def _require_privacy(session: Session) -> None:
-    if not plaintext_auth_allowed(session):
-        raise No("use STARTTLS first", "PRIVACYREQUIRED")  # RFC 5530 §3
-
-
 def _decode(line: bytes) -> bytes:
     try:
         return sasl.decode_response(line)
@@ -55,10 +50,11 @@ async def _challenge(session: Session, challenge: bytes) -> bytes:
     return _decode(await session.conn.read_raw_line())
 
 
-@command("AUTHENTICATE", NOT_AUTH)
+# needs_tls: RFC 3501 §6.2.3 LOGINDISABLED, RFC 5530 §3 PRIVACYREQUIRED; the
+# gate answers it before the handler runs (Session._execute).
+@command("AUTHENTICATE", NOT_AUTH, needs_tls=True)
 async def authenticate(session: Session, request: Request) -> str:
     args: AuthenticateArgs = request.args
-    _require_privacy(session)
     exchange = sasl.exchange(args.mechanism)
     if exchange is None:
         raise No(f"unsupported mechanism {args.mechanism}", "CANNOT")
@@ -76,10 +72,9 @@ async def authenticate(session: Session, request: Request) -> str:
     raise Bad("AUTHENTICATE exchange too long")  # pragma: no cover - no mechanism takes more
 
 
-@command("LOGIN", NOT_AUTH)
+@command("LOGIN", NOT_AUTH, needs_tls=True)
 async def login(session: Session, request: Request) -> str:
     user, password = request.args
-    _require_privacy(session)
     try:
         credentials = sasl.credentials(user, password)
     except sasl.SaslError:
