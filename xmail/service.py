@@ -67,6 +67,17 @@ PROTOCOLS: dict[str, tuple[Callable[..., Any], dict[str, Any], bool]] = {
 }
 
 RECYCLE_PURGE_INTERVAL = 3600.0  # seconds between Recycle purges
+# SIGTERM drain (DESIGN "Running"): the time a listener's sessions have to
+# finish the command they are running (a RETR or FETCH being streamed to a
+# slow client, a delivery) once its factory's doStop told them to end;
+# under the supervisor's DRAIN_TIMEOUT (60 s, then SIGKILL).  What is left
+# after it is cut by the reactor's shutdown.
+SESSION_DRAIN_TIMEOUT = 30.0
+# Once every session has said goodbye, the time its last bytes have to
+# leave Twisted's buffers (the reactor's shutdown drops them): a TLS peer
+# that never answers close_notify holds the drain no longer than this.
+SESSION_LINGER = 2.0
+DRAIN_POLL = 0.05
 QUEUE_KICK = b"Q"  # bus datagram kind: "mail was queued, leader please scan"
 
 
@@ -265,7 +276,45 @@ class ListenerService(service.Service):
         ports, self.ports = self.ports, []
         self.ctx.bound_ports.pop(self.name, None)
         self._bound = False
-        return defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in ports])
+        d = defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in ports])
+        # The last port closed: the factory's doStop has told each session
+        # to end after its current command.
+        d.addCallback(lambda _: self.drain())
+        return d
+
+    def drain(self) -> defer.Deferred[None] | None:
+        """Fires when the factory's sessions (SMTP, POP3, IMAP keep a set)
+        have finished their commands and closed: at most
+        SESSION_DRAIN_TIMEOUT, or SESSION_LINGER once all said goodbye.
+        Polled: protocol-neutral, and only while stopping."""
+        sessions = getattr(self.factory, "sessions", None)
+        if not isinstance(sessions, set) or not sessions:
+            return None
+        reactor = self.ctx.reactor
+        started = reactor.seconds()
+        all_closing: list[float] = []  # when every session had said goodbye
+        done: defer.Deferred[None] = defer.Deferred()
+
+        def check() -> None:
+            now = reactor.seconds()
+            if not sessions:
+                done.callback(None)
+                return
+            if not all_closing and all(getattr(p.transport, "disconnecting", True) for p in sessions):
+                all_closing.append(now)
+            if all_closing and now - all_closing[0] >= SESSION_LINGER:
+                done.callback(None)
+                return
+            if now - started >= SESSION_DRAIN_TIMEOUT:
+                self._log.warn("{name}: {count} sessions still busy after {seconds:.0f} s of drain, "
+                               "cutting them", name=self.name, count=len(sessions),
+                               seconds=SESSION_DRAIN_TIMEOUT)
+                done.callback(None)
+                return
+            reactor.callLater(DRAIN_POLL, check)
+
+        check()
+        return done
 
 
 class XmailService(service.MultiService):
@@ -330,11 +379,19 @@ class XmailService(service.MultiService):
         if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGHUP"):
             self._previous_sighup = signal.signal(signal.SIGHUP, self._on_sighup)
 
+    @defer.inlineCallbacks
     def stopService(self) -> Any:
+        """Listeners first, and their sessions drained (ListenerService.drain),
+        then the core: a session finishing its command (a FETCH, a QUIT's
+        expunge) still has its store and index."""
         if self._previous_sighup is not None:
             signal.signal(signal.SIGHUP, self._previous_sighup)
             self._previous_sighup = None
-        return super().stopService()
+        service.Service.stopService(self)
+        others = [child for child in reversed(list(self)) if child is not self.core]
+        yield defer.DeferredList([defer.maybeDeferred(child.stopService) for child in others],
+                                 consumeErrors=True)
+        yield defer.maybeDeferred(self.core.stopService)
 
     def _on_sighup(self, signum: int, frame: Any) -> None:
         # Nothing else here: a signal handler may interrupt code holding a

@@ -82,3 +82,25 @@ def test_drain_lets_the_running_command_finish(tmp_path: Any) -> None:
     assert transport.value() == b"+OK done\r\n-ERR [SYS/TEMP] server shutting down\r\n"
     assert transport.disconnecting
     assert proto.session.state is not State.UPDATE  # nothing deleted
+
+
+def test_drain_over_tls_does_not_wait_for_the_clients_close_notify(tmp_path: Any) -> None:
+    from OpenSSL import SSL
+
+    handle = SSL.Connection(SSL.Context(SSL.TLS_METHOD), None)
+
+    class TLSTransport(StringTransport):
+        def getHandle(self) -> Any:
+            return handle
+
+    settings = Settings(server=ServerSettings(data_dir=str(tmp_path)))
+    factory = POP3Factory(ServerContext(settings=settings, reactor=task.Clock()), implicit_tls=True)
+    proto = factory.buildProtocol(None)
+    transport = TLSTransport(peerAddress=IPv4Address("TCP", "192.0.2.7", 40000))
+    proto.makeConnection(transport)
+    factory.doStop()
+    assert transport.value().endswith(b"-ERR [SYS/TEMP] server shutting down\r\n")
+    # Twisted's TLS layer closes TCP once it holds both close_notify alerts:
+    # the client's counts as received, so only ours is sent before the close.
+    assert handle.get_shutdown() & SSL.RECEIVED_SHUTDOWN
+    assert transport.disconnecting

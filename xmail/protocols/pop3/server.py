@@ -22,12 +22,16 @@ parser and encoder, and the session state machine.
   commands gets `-ERR [SYS/TEMP]` and is closed without entering UPDATE
   (RFC 1939 §6: no deletion happens unless the client said QUIT); one
   running a command (a RETR being streamed) gets it once that is done.
+  The listener (xmail.service.ListenerService.drain) waits for that before
+  the core stops.  Over TLS the close does not wait for the client's
+  close_notify (as IMAP's), so a drained session leaves at once.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from OpenSSL import SSL
 from twisted.internet import defer, protocol, threads
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
@@ -346,7 +350,22 @@ class POP3ServerProtocol(protocol.Protocol, TimeoutMixin):
                 self.deadline.stop()
             # A registered producer would keep the connection open.
             self.transport.unregisterProducer()
+            if self.session is not None and self.session.secure:
+                self._one_way_tls_shutdown()
             self.transport.loseConnection()
+
+    def _one_way_tls_shutdown(self) -> None:
+        # Twisted's TLS layer waits for the client's close_notify before it
+        # closes TCP, and a client that waits for our EOF first (or a drained
+        # session's idle client) would hold the connection.  Send
+        # close_notify and close without waiting, as RFC 8446 §6.1 allows:
+        # the session is over, nothing more is read.
+        try:
+            handle = self.transport.getHandle()
+        except Exception:
+            return
+        if isinstance(handle, SSL.Connection):
+            handle.set_shutdown(handle.get_shutdown() | SSL.RECEIVED_SHUTDOWN)
 
 
 class POP3Factory(protocol.Factory):
