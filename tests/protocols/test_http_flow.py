@@ -104,12 +104,13 @@ def test_pipelined_flood_without_reading_against_the_server(server: Any) -> None
 
 
 def _open_channels() -> list[int]:
-    """Output waiting, plus input not yet parsed, in each open HTTP connection
+    """Output waiting, plus input not yet parsed (the line buffer and the
+    pipelined requests twisted.web holds back), in each open HTTP connection
     over TCP (read on the reactor thread; the Site keeps no list of them)."""
     out = []
     for obj in gc.get_objects():
         if isinstance(obj, http.HTTPChannel) and isinstance(obj.transport, tcp.Server):
             t = obj.transport
             out.append(len(t.dataBuffer) - t.offset + sum(len(d) for d in t._tempDataBuffer)
-                       + len(obj._buffer))
+                       + len(obj._buffer) + sum(len(d) for d in obj._dataBuffer))
     return out
