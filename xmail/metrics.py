@@ -107,13 +107,12 @@ def _command_label(protocol: str, command: str) -> str:
     return name
 
 
-# (protocol, command) as the dispatcher passed them -> the histogram child
-# for their labels: the label rules and prometheus_client's own lookup (a
-# lock, a tuple, a dict) cost more than a POP3 NOOP's handler, once per
-# command.  Bounded like the labels: names past the cap are looked up each
-# time.
-MAX_CACHED_COMMANDS = 1024
+# (protocol, command as the client sent it) -> its histogram child: labels()
+# (sanitising, a lock, a dict of children) costs twice the observation itself
+# and ran on every command.  Bounded like the labels: names longer than a
+# label can be are not kept, and at most _MAX_CHILDREN entries.
 _latency_children: dict[tuple[str, str], Any] = {}
+_MAX_CHILDREN = 8 * MAX_COMMANDS
 
 
 def command_latency(protocol: str, command: str, seconds: float) -> None:
@@ -122,7 +121,7 @@ def command_latency(protocol: str, command: str, seconds: float) -> None:
     if child is None:
         label = _label(protocol)
         child = COMMAND_LATENCY.labels(label, _command_label(label, command))
-        if len(_latency_children) < MAX_CACHED_COMMANDS:
+        if isinstance(command, str) and len(command) <= 20 and len(_latency_children) < _MAX_CHILDREN:
             _latency_children[key] = child
     child.observe(max(seconds, 0.0))
 

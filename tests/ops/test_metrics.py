@@ -117,9 +117,9 @@ def test_metrics_config_is_checked():
 def test_command_latency_lookups_are_cached_and_bounded() -> None:
     # The per-command path caches the labelled histogram; client-chosen
     # names must not grow that cache past its cap (nor the registry).
-    for i in range(metrics.MAX_CACHED_COMMANDS + 50):
+    for i in range(metrics._MAX_CHILDREN + 50):
         metrics.command_latency("cachetest", f"V{i}", 0.001)
-    assert len(metrics._latency_children) <= metrics.MAX_CACHED_COMMANDS
+    assert len(metrics._latency_children) <= metrics._MAX_CHILDREN
     before = value("xmail_command_duration_seconds_count", protocol="cachetest", command="V1")
     metrics.command_latency("cachetest", "V1", 0.001)
     assert value("xmail_command_duration_seconds_count", protocol="cachetest", command="V1") == before + 1
