@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import PASSWORD
-from tests.queue.test_runner import dsn_fields, wait_for
+from tests.queue.test_runner import dsn_fields
+from tests.support.wait import wait_until as wait_for
 
 
 def inbox(server: Any, address: str) -> list[Any]:
