@@ -8,6 +8,7 @@ import socket
 import time
 
 from tests.protocols.imap_support import Wire, deliver, message
+from tests.support.wait import wait_until
 
 
 def _peak_rss_mb() -> float:
@@ -25,7 +26,12 @@ def test_fetch_all_bodies_from_a_client_that_does_not_read(server) -> None:  # t
         w.ok("EXAMINE INBOX")
         before = _peak_rss_mb()
         w.send(b"f1 FETCH 1:* (BODY.PEEK[])\r\n")
-        time.sleep(1.5)  # the server fills the socket buffers and must stop there
+        # The server fills the socket buffers and must stop there: FETCH
+        # parks until the client reads.
+        factory = server.service.listeners["imap"].factory
+        factory = getattr(factory, "wrapped", factory)
+        wait_until(lambda: server.call(lambda: any(p.waiting_for_reader for p in factory.sessions)),
+                   what="FETCH waiting for the client to read")
         grown = _peak_rss_mb() - before
         status, lines = w.until(b"f1")
         assert status.startswith(b"OK")
