@@ -150,6 +150,23 @@ def test_alias_commands(tmp_path):
     assert run(tmp_path, "alias", "list") == (0, "", "")
 
 
+@pytest.mark.parametrize("argv, stdin, line", [
+    (["user", "passwd", "alice@example.com", "--password-stdin"], "new pw\n",
+     "password of alice@example.com changed"),
+    (["user", "disable", "alice@example.com"], "", "user alice@example.com disabled"),
+    (["user", "enable", "alice@example.com"], "", "user alice@example.com enabled"),
+    (["user", "set", "alice@example.com", "send_save=off"], "", "user alice@example.com: send_save=off"),
+    (["user", "remove", "alice@example.com"], "", "user alice@example.com removed"),
+    (["recycle", "restore", "alice@example.com", "--all"], "", "Recycle is empty: nothing restored"),
+])
+def test_every_change_prints_one_confirmation_line(tmp_path, argv, stdin, line):
+    # Issue 16: a successful change printed nothing; now one line on stdout.
+    run(tmp_path, "domain", "add", "example.com")
+    run(tmp_path, "user", "add", "alice@example.com", "--no-password")
+    status, out, _err = run(tmp_path, *argv, stdin=stdin)
+    assert (status, out) == (0, line + "\n")
+
+
 def test_imported_hash_keeps_its_scheme_until_login(tmp_path):
     run(tmp_path, "domain", "add", "example.com")
     legacy = "{MD5-CRYPT}" + md5_crypt.hash("old pw")

@@ -48,6 +48,7 @@ FLOORS: dict[str, int] = {
     "xmail.autoconfig": PROTOCOLS_FEATURES,
     "xmail.ops": PROTOCOLS_FEATURES,
     "xmail.service": TOP,
+    "xmail.daemon": TOP,
     "xmail.workers": TOP,
     "xmail.preflight": TOP,
     "xmail.cli": TOP,

@@ -88,6 +88,22 @@ def test_a_missing_certificate_stops_the_daemon_naming_the_key_and_file(tmp_path
 
 
 @pytest.mark.parametrize("workers", [1, 2])
+def test_an_unreadable_key_stops_the_daemon_naming_the_key_and_file(tmp_path, workers):
+    # A file that cannot be read (tests run as root, so a directory stands
+    # for the mode-0600 file of another user).
+    cert_pem, _ = _self_signed("mail.test.example")
+    (tmp_path / "cert.pem").write_bytes(cert_pem)
+    unreadable = tmp_path / "key.pem"
+    unreadable.mkdir()
+    config = write_config(tmp_path, workers,
+                          tls=f'[tls]\ncert = "{tmp_path / "cert.pem"}"\nkey = "{unreadable}"\n')
+    code, output = run_twistd(tmp_path, config)
+    assert code == 1, output
+    assert_one_line(output, f"[tls] key {unreadable}: Is a directory")
+    assert not (tmp_path / "data" / "run" / "workers.json").exists()  # no worker was started
+
+
+@pytest.mark.parametrize("workers", [1, 2])
 def test_a_certificate_that_is_not_pem_stops_the_daemon(tmp_path, workers):
     cert = tmp_path / "cert.pem"
     cert.write_text("not a certificate\n")

@@ -1,8 +1,8 @@
 # -*- test-case-name: tests.test_slowloris -*-
 """Issue 16 #4 against the running server, with small configured deadlines:
 a client trickling one byte at a time is cut off on every listener, and a
-client that never logs in is cut off on IMAP and POP3 however busy it keeps
-the connection.  Issue 14: SIGTERM drain says goodbye on IMAP and POP3."""
+client that never logs in is cut off on IMAP, POP3 and submission however
+busy it keeps the connection.  Issue 14: SIGTERM drain says goodbye on IMAP and POP3."""
 
 from __future__ import annotations
 
@@ -70,6 +70,7 @@ def test_trickling_client_is_cut_off(slow_server: Any, listener: str) -> None:
 @pytest.mark.parametrize("listener,command,cut", [
     ("imap", b"a NOOP\r\n", b"* BYE login took too long"),
     ("pop3", b"CAPA\r\n", b"-ERR [SYS/TEMP] login took too long"),
+    ("submission", b"NOOP\r\n", b"Authentication took too long"),
 ])
 def test_busy_client_that_never_logs_in_is_cut_off(slow_server: Any, listener: str, command: bytes,
                                                    cut: bytes) -> None:

@@ -64,6 +64,11 @@ class ListenSettings:
     http: tuple[str, ...] = (f"tcp:8080:{_LOCAL}",)
 
 
+# The listener names, one per [listen] key (xmail.service.PROTOCOLS gives
+# each its protocol).
+LISTENERS: tuple[str, ...] = tuple(f.name for f in fields(ListenSettings))
+
+
 @dataclass(frozen=True)
 class LimitSettings:
     max_message_size: int = 41943040

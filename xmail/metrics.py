@@ -36,6 +36,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from twisted.internet.defer import Deferred
 
 MAX_COMMANDS = 64  # distinct command labels per protocol
 _COMMAND = re.compile(r"[A-Z][A-Z0-9_-]{0,19}")
@@ -106,9 +107,23 @@ def _command_label(protocol: str, command: str) -> str:
     return name
 
 
+# (protocol, command as the client sent it) -> its histogram child: labels()
+# (sanitising, a lock, a dict of children) costs twice the observation itself
+# and ran on every command.  Bounded like the labels: names longer than a
+# label can be are not kept, and at most _MAX_CHILDREN entries.
+_latency_children: dict[tuple[str, str], Any] = {}
+_MAX_CHILDREN = 8 * MAX_COMMANDS
+
+
 def command_latency(protocol: str, command: str, seconds: float) -> None:
-    protocol = _label(protocol)
-    COMMAND_LATENCY.labels(protocol, _command_label(protocol, command)).observe(max(seconds, 0.0))
+    key = (protocol, command)
+    child = _latency_children.get(key)
+    if child is None:
+        label = _label(protocol)
+        child = COMMAND_LATENCY.labels(label, _command_label(label, command))
+        if isinstance(command, str) and len(command) <= 20 and len(_latency_children) < _MAX_CHILDREN:
+            _latency_children[key] = child
+    child.observe(max(seconds, 0.0))
 
 
 clock = time.monotonic  # the clock command latencies are measured with
@@ -122,8 +137,6 @@ def track(protocol: str, command: str, result: Any, started: float) -> Any:
         started = metrics.clock()
         return metrics.track("smtp", verb, handler(self, argument), started)
     """
-    from twisted.internet.defer import Deferred
-
     if isinstance(result, Deferred):
         def done(outcome: Any) -> Any:
             command_latency(protocol, command, clock() - started)

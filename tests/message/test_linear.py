@@ -65,6 +65,7 @@ CASES: dict[str, Callable[[int], object]] = {
     "address list of '\"'": lambda n: searchable('"' * n),
     "address list of commas": lambda n: mailboxes("a@b," * (n // 4)),
     "address list of '(('": lambda n: parse_address_list("(" * n),
+    "address list of comments": lambda n: parse_address_list("(a\\)) " * (n // 6) + "c@x"),
     "header section without colons": lambda n: scan_header_section(("x" * 50 + "\r\n") * (n // 52)),
     "header section of one folded field": lambda n: scan_header_section("X: " + folded("y", n)),
     "multipart of boundary prefixes": lambda n: parse_message(

@@ -81,3 +81,37 @@ def test_http_requests_go_to_the_access_log_not_the_main_log(server: Any) -> Non
     assert len(requests) == 20 and requests[0]["path"].startswith("/mail/config-v1.1.xml")
     assert requests[0]["status"] == 200 and requests[0]["ip"] == "127.0.0.1"
     assert not [e for e in main.events if "config-v1.1.xml" in formatEvent(e)]
+
+
+def test_expunge_and_dele_against_the_server_stay_out_of_the_main_log(server: Any) -> None:
+    """Issue 16: an expunge of 10,000 messages was 10,000 main-log lines.
+    Now 20 IMAP expunges and 5 POP3 deletions are 25 audit lines, and the
+    main log gets no line per message."""
+    import imaplib
+    import poplib
+
+    from tests.conftest import PASSWORD
+    from tests.protocols.imap_support import deliver, message
+
+    for n in range(30):
+        deliver(server, "alice@example.com", message(f"m{n}", sender=f"s{n}@example.org"))
+    with Captured() as main:
+        imap = imaplib.IMAP4("127.0.0.1", server.port("imap"))
+        imap.login("alice@example.com", PASSWORD)
+        imap.select("INBOX")
+        assert imap.store("1:20", "+FLAGS", "(\\Deleted)")[0] == "OK"
+        typ, expunged = imap.expunge()
+        assert typ == "OK" and len(expunged) == 20
+        imap.logout()
+        pop = poplib.POP3("127.0.0.1", server.port("pop3"), timeout=10)
+        pop.user("alice@example.com")
+        pop.pass_(PASSWORD)
+        for n in range(1, 6):
+            pop.dele(n)
+        pop.quit()
+    records = _records(server.settings.path("log"), "mail")
+    assert len([r for r in records if r["event"] == "expunged" and r["folder"] == "INBOX"]) == 20
+    assert len([r for r in records if r["event"] == "deleted"]) == 5
+    texts = [formatEvent(e) for e in main.events]
+    assert not [t for t in texts if "expunged" in t or "deleted" in t or "recycled" in t], texts
+    assert len(main.events) < 20, texts  # a few lines per session, none per message

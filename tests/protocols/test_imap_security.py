@@ -114,6 +114,17 @@ def test_preauth_literal_over_a_few_kb_is_refused_unread(wire: Wire) -> None:
     wire.ok("NOOP")  # nothing was read as a command; the session is usable
 
 
+def test_preauth_literals_of_one_command_share_the_limit(wire: Wire) -> None:
+    # Two literals of 5 kB each fit the pre-login cap (8 kB) one by one, not
+    # together: a stranger's command never holds more than the cap.
+    wire.send(b"a LOGIN {5000}\r\n")
+    assert wire.line().startswith(b"+")
+    wire.send(b"u" * 5000 + b" {5000}\r\n")
+    tagged = wire.line()
+    assert tagged.startswith(b"a NO [TOOBIG]"), tagged  # and no "+" for the second
+    wire.ok("NOOP")
+
+
 def test_preauth_nonsync_literal_over_the_limit_closes(wire: Wire) -> None:
     # A few of the announced bytes only: closing with unread input would make
     # the kernel answer RST, which may drop our reply before the client reads it.

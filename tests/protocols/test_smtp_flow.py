@@ -18,6 +18,7 @@ from twisted.internet.address import IPv4Address
 from tests.protocols.flow_support import WriteBoundedTransport
 from tests.protocols.test_smtp_session import FakeBackend
 from tests.protocols.test_smtp_wire import Wire
+from tests.support.wait import wait_until
 from xmail.config import Settings
 from xmail.context import ServerContext
 from xmail.protocols.smtp.server import PAUSE_BUFFERED, SMTPFactory
@@ -159,3 +160,6 @@ def test_ehlo_flood_without_reading_stays_bounded(server: Any) -> None:
             other.close()
     finally:
         flooder.close()
+    # Closed, the flooder leaves nothing behind (the server kept its
+    # 507 MB after the close): its session and buffers are gone.
+    wait_until(lambda: _pending_output(server) == [], what="the flooder's session to be dropped")

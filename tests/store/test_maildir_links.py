@@ -10,6 +10,7 @@ The acceptance tests use imaplib and poplib against the real server.
 
 from __future__ import annotations
 
+import errno
 import imaplib
 import os
 import poplib
@@ -120,6 +121,41 @@ def test_pop3_retr_and_imap_fetch_stop_at_the_recorded_size(server: RunningServe
         imap.logout()
 
 
+@pytest.mark.parametrize("across_file_systems", [False, True], ids=["link", "copy"])
+def test_imap_copy_of_a_planted_symlink_carries_no_target_bytes(server: RunningServer, tmp_path: Any,
+                                                                 monkeypatch: pytest.MonkeyPatch,
+                                                                 across_file_systems: bool) -> None:
+    # COPY hard-links the message file, or copies it when the folders are on
+    # different file systems (EXDEV): neither may turn the link into a file
+    # holding the target's bytes.
+    if across_file_systems:
+        real_link = os.link
+
+        def link(src: str, dest: str, *args: Any, **kw: Any) -> None:
+            if os.path.basename(os.path.dirname(src)) == "cur" and not src.endswith(".copy"):
+                raise OSError(errno.EXDEV, "Invalid cross-device link")
+            real_link(src, dest, *args, **kw)
+        monkeypatch.setattr(maildir.os, "link", link)
+    uids = [server.call(server.ctx.store.deliver, ALICE, _message(f"m{i}")).uid for i in range(2)]
+    _plant_link(server, uids[0], _secret_file(tmp_path))
+    imap = imaplib.IMAP4("127.0.0.1", server.port("imap"))
+    try:
+        imap.login(ALICE, PASSWORD)
+        imap.select("INBOX")
+        try:
+            imap.copy("1:2", "Archive")
+        except imaplib.IMAP4.error:
+            pass  # refusing the copy is fine too
+        imap.select("Archive")
+        _status, data = imap.fetch("1:*", "(BODY.PEEK[])")
+        assert b"TOPSECRET" not in repr(data).encode()
+        _status, data = imap.search(None, "BODY", "TOPSECRET")
+        assert data == [b""]
+        imap.noop()
+    finally:
+        imap.logout()
+
+
 # --- the store -----------------------------------------------------------------------
 
 
@@ -177,3 +213,16 @@ def test_reindex_and_new_pickup_do_not_index_links(sync: SyncStore, tmp_path: An
     os.symlink(secret, os.path.join(new, "1600000002.M1P1.host"))
     assert result_of(pickup_new(sync.store, inbox.fid)) == 0
     assert [r.uid for r in inbox.records()] == [1]
+
+
+def test_copy_across_file_systems_refuses_a_link(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    def cross_device(src: str, dest: str, *args: Any, **kw: Any) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    link = os.path.join(str(tmp_path), "planted")
+    os.symlink(_secret_file(tmp_path), link)
+    with monkeypatch.context() as m:
+        m.setattr(maildir.os, "link", cross_device)
+        with pytest.raises(maildir.NotAMessageFile):
+            maildir.link_or_copy(link, os.path.join(str(tmp_path), "copied"))
+    assert sorted(os.listdir(str(tmp_path))) == ["planted", "shadow"]  # no copy, no temporary file

@@ -88,3 +88,23 @@ def test_who_can_start_a_worker() -> None:
         assert unreachable == closed[0]
     else:
         assert unreachable is None or os.stat(unreachable).st_mode & 0o005 != 0o005
+
+
+def test_every_listener_has_a_protocol() -> None:
+    from xmail.config import LISTENERS
+    from xmail.service import PROTOCOLS
+
+    assert set(PROTOCOLS) == set(LISTENERS)
+
+
+def test_the_supervisor_does_not_load_what_only_workers_serve() -> None:
+    """The multi-worker supervisor binds, forks and watches: the protocols,
+    the store and the auth stack stay out of its memory (issue 15, memory)."""
+    import subprocess
+
+    code = ("import sys, xmail.workers.supervisor, xmail.daemon\n"
+            "print(sorted(m for m in sys.modules if m == 'xmail.service' or m.startswith("
+            "('xmail.protocols', 'xmail.store', 'xmail.auth.portal', 'xmail.queue.runner'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         timeout=60).stdout
+    assert out.strip() == "[]"

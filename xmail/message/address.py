@@ -12,7 +12,7 @@ at MAX_ADDRESSES.
 
 from __future__ import annotations
 
-from xmail.message.headers import decode_words, quoted_string, skip_cfws
+from xmail.message.headers import decode_words, quoted_string
 
 MISSING_HOST = ".MISSING-HOST-NAME."  # what Dovecot uses; NIL host would read as a group
 MAX_ADDRESSES = 1000  # addresses kept per field
@@ -20,6 +20,33 @@ MAX_ADDRESSES = 1000  # addresses kept per field
 _ADDR_SPECIALS = '()<>[]:;@\\,"'
 
 Address = list  # [name, adl, mailbox, host], each str | None
+
+
+def _comment(s: str, i: int) -> tuple[str, int]:
+    """The text of the one comment opening at s[i] == "(" and the index after
+    its closing ")" (RFC 5322 §3.2.2: ccontent may nest comments; a
+    quoted-pair stands for its character).  Nested comments stay in the
+    text, parentheses included, as Dovecot keeps them; an unclosed comment
+    runs to the end.  One pass."""
+    out: list[str] = []
+    depth, start, n = 0, i + 1, len(s)
+    while i < n:
+        c = s[i]
+        if c == "\\":
+            out.append(s[start:i])
+            start = i + 1  # the escaped character is kept, the backslash not
+            i += 2
+            continue
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                out.append(s[start:i])
+                return "".join(out), i + 1
+        i += 1
+    out.append(s[start:n])
+    return "".join(out), n
 
 
 def _address_tokens(s: str) -> list[tuple[str, str]]:
@@ -35,9 +62,10 @@ def _address_tokens(s: str) -> list[tuple[str, str]]:
             text, i = quoted_string(s, i)
             toks.append(("qs", text))
         elif c == "(":
-            j = skip_cfws(s, i)
-            toks.append(("comment", s[i + 1:j - 1] if s[j - 1:j] == ")" else s[i + 1:j]))
-            i = j
+            # One token per comment: the white space after it is not part
+            # of it (it was, and "(Carol) c@x" named its address "Carol)").
+            text, i = _comment(s, i)
+            toks.append(("comment", text))
         elif c == "[":
             j = s.find("]", i)
             j = n - 1 if j < 0 else j
@@ -74,12 +102,24 @@ def _phrase(toks: list[tuple[str, str]]) -> str | None:
     return " ".join(words) if words else None
 
 
+def _comment_name(chunk: list[tuple[str, str]]) -> str | None:
+    """The name of an addr-spec without a phrase: its last comment from the
+    addr-spec on, `c@x (Carol)` -> "Carol" (what Dovecot's
+    message-address.c does: it forgets comments at the start of an
+    addr-spec).  A comment before it is CFWS, not a phrase (RFC 5322 §3.4):
+    `(Carol) c@x` has no name (NIL)."""
+    first = next((k for k, (kind, _text) in enumerate(chunk) if kind != "comment"), len(chunk))
+    comments = [text for kind, text in chunk[first:] if kind == "comment"]
+    return (comments[-1].strip() or None) if comments else None
+
+
 def parse_address_list(value: str, comment_names: bool = True) -> list[list[str | None]] | None:
     """RFC 3501 §7.4.2 address structures for a raw (undecoded) field value.
 
     Display names keep their RFC 2047 words encoded (clients decode them); an
     addr-spec followed by a comment, `a@b (Real Name)`, takes the comment as
-    its name (unless comment_names is false).  Returns None when nothing
+    its name (unless comment_names is false); a comment before it does not,
+    `(Real Name) a@b` has a NIL name (see `_comment_name`).  Returns None when nothing
     address-like is there (NIL).
     """
     toks = _address_tokens(value)
@@ -119,10 +159,9 @@ def parse_address_list(value: str, comment_names: bool = True) -> list[list[str 
         else:
             plain = [t for t in chunk if t[0] != "comment"]
             if plain:
-                comments = [t for kind, t in chunk if kind == "comment"] if comment_names else []
                 local, domain = _addr_spec(plain)
-                name = comments[-1].strip() if comments else None
-                out.append([name or None, None, local, domain])
+                name = _comment_name(chunk) if comment_names else None
+                out.append([name, None, local, domain])
         if stop == ";" and in_group:
             out.append([None, None, None, None])
             in_group = False

@@ -107,9 +107,13 @@ class MaildirFolder:
 
     def meta(self, uid: int) -> MessageMeta:
         with self.store.env.read() as txn:
-            if self._index.get(txn, self.fid, uid) is None:
+            blob = self._index.meta(txn, self.fid, uid)
+            # The meta entries go with the record (RecordEditor.remove), so a
+            # blob means the message exists; only without one is the record
+            # (a whole chunk to decode) consulted.
+            if blob is None and self._index.get(txn, self.fid, uid) is None:
                 raise NoSuchMessage(f"no message with UID {uid}")
-            return decode_meta(self._index.meta(txn, self.fid, uid))
+            return decode_meta(blob)
 
     def body_search(self, needle: str, uids: Any) -> tuple[set[int], set[int]]:
         """SEARCH BODY through the full-text index: of uids -> (those whose

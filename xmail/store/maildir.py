@@ -474,16 +474,27 @@ def deliver_file(folder_dir: str, data: bytes, letters: str, syncer: DirSyncer) 
 
 
 def link_or_copy(src: str, dest: str) -> None:
-    """Hard link src to dest; across file systems, copy and fsync."""
+    """Hard link src to dest; across file systems, copy and fsync.
+
+    A hard link of a planted symlink is a symlink again (link(2) does not
+    follow it), refused wherever it is served; the copy opens src with
+    open_regular, so it never turns a link into a file holding its target's
+    bytes (issue 16 #11: COPY across file systems did).  Raises
+    NotAMessageFile for a src that is no regular file."""
     try:
         os.link(src, dest)
         return
     except OSError as e:
         if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
             raise
+    src_fd, _st = open_regular(src)
     tmp = dest + ".copy"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except BaseException:
+        os.close(src_fd)
+        raise
+    with os.fdopen(src_fd, "rb") as fin, os.fdopen(fd, "wb") as fout:
         while chunk := fin.read(_COPY_CHUNK):
             fout.write(chunk)
         fout.flush()

@@ -64,6 +64,10 @@ class MailStore:
         self._mailboxes: dict[str, Mailbox] = {}
         self._provisioned: set[str] = set()
         self._roots: dict[str, str] = {}  # address -> its Maildir++ root (names.user_root)
+        # Old names of re-flagged files waiting for retire_names' sync, by
+        # folder; one retirement (sync + write) runs at a time.
+        self._stale_names: dict[int, list[tuple[int, str]]] = {}
+        self._retiring = False
         if check_format:
             def synchronous() -> MailStore:
                 return MailStore(env, settings, directory, clock=clock, check_format=False)
@@ -195,27 +199,44 @@ class MailStore:
         """Remove the old names of re-flagged messages, in a later write
         transaction: under the index's cross-process lock, and only a name
         that is not (again) the current one -- two quick flag changes
-        A -> B -> A must not remove A."""
+        A -> B -> A must not remove A.
+
+        The flag change committed without a durable sync; an old name may go
+        only once that commit survives a crash (else the index could come back
+        naming a file that is gone).  So: one sync off the writer thread, then
+        the unlinks under the writer's lock.  Names that arrive while a
+        retirement runs wait for the next one, which needs a sync of its own
+        (their commits may be later than the running sync): under a burst of
+        STOREs that is one sync and one write for many, not three fsyncs each.
+        """
+        self._stale_names.setdefault(fid, []).extend(stale)
+        if not self._retiring:
+            self._retire_pending()
+
+    def _retire_pending(self) -> None:
+        if not self._stale_names:
+            self._retiring = False
+            return
+        batch, self._stale_names = self._stale_names, {}
+        self._retiring = True
         index = self.index
 
         def job(txn: Any) -> None:
-            state = index.state(txn, fid)
-            if state is None:
-                return
-            folder_dir = self.folder_dir(state)
-            current = {t[0]: t for t in index.get_many(txn, fid, [uid for uid, _path in stale])}
-            for uid, path in stale:
-                t = current.get(uid)
-                if t is None or maildir.message_file(folder_dir, t[5], t[1], state.keywords) != path:
-                    maildir.unlink_quiet(path)
+            for fid, stale in batch.items():
+                state = index.state(txn, fid)
+                if state is None:
+                    continue
+                folder_dir = self.folder_dir(state)
+                current = {t[0]: t for t in index.get_many(txn, fid, [uid for uid, _path in stale])}
+                for uid, path in stale:
+                    t = current.get(uid)
+                    if t is None or maildir.message_file(folder_dir, t[5], t[1], state.keywords) != path:
+                        maildir.unlink_quiet(path)
 
-        # The flag change committed without a durable sync; an old name may
-        # go only once that commit survives a crash (else the index could
-        # come back naming a file that is gone).  One sync here, off the
-        # writer thread, then the unlinks under the writer's lock.
         d = self.runner.io(self.env.sync)
         d.addCallback(lambda _: self.runner.write(job, durable=False))
         d.addErrback(lambda f: self._log.failure("cannot remove old names", f))
+        d.addCallback(lambda _: self._retire_pending())
 
     def delete_for_good(self, fid: int, uids: list[int]) -> defer.Deferred[list[int]]:
         """Expunge without Recycle: index first, then the files."""

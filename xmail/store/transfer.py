@@ -78,8 +78,13 @@ def transfer(store: Any, src_fid: int, uids: Any, dest_fid: int, *, remove_sourc
                     continue
                 try:
                     maildir.link_or_copy(src, dest)
-                except FileNotFoundError:
+                except (FileNotFoundError, maildir.NotAMessageFile):
                     continue
+            except maildir.NotAMessageFile as e:
+                # Planted in the Maildir (issue 16 #11): not copied, as if
+                # expunged; the operator learns which file it is.
+                _log.warn("not copying {path}: {why}", path=src, why=e.strerror)
+                continue
             linked.append((t, base, letters))
         if linked and durable:
             store.syncer.sync(dest_cur)

@@ -35,16 +35,9 @@ from twisted.internet import defer, endpoints, protocol
 from twisted.logger import Logger
 
 from xmail import metrics
-from xmail.config import Settings
+from xmail.config import LISTENERS, Settings
+from xmail.daemon import StartupGuard, exit_with_status, stop_cleanly_on_sigterm, stop_with_error
 from xmail.preflight import StartupError, bind_error, preflight
-from xmail.service import (
-    PROTOCOLS,
-    StartupGuard,
-    exit_with_status,
-    makeService,
-    stop_cleanly_on_sigterm,
-    stop_with_error,
-)
 from xmail.workers import shared
 from xmail.workers.worker import START_FAILED, START_FAILED_PREFIX, encode_bootstrap
 
@@ -110,6 +103,10 @@ def make_daemon_service(settings: Settings, uid: int | None = None, gid: int | N
         # must be able to run Python.
         Logger().error("[server] workers = {workers}: the service user cannot reach {path}; "
                        "running one process", workers=workers, path=unreachable)
+    # One process serves everything: only now the protocols, the store and
+    # the auth stack are imported (a supervisor never needs them).
+    from xmail.service import makeService
+
     return makeService(settings)
 
 
@@ -256,7 +253,7 @@ class WorkerSupervisor(service.Service):
         if self.listeners:
             return
         try:
-            for name in PROTOCOLS:
+            for name in LISTENERS:
                 for description in getattr(self.settings.listen, name):
                     try:
                         listener = bind_listener(self.reactor, name, description)
