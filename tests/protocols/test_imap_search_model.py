@@ -1,10 +1,15 @@
 # -*- test-case-name: tests.protocols.test_imap_search_model -*-
 """xmail.protocols.imap.search: every RFC 3501 SEARCH key on a fixture folder.
 
-The fixture is a small in-test IFolder (records + cached metas + files in
-memory) so that each key's result can be checked by hand; the last tests run
-the same searches on the real MailStore (sync mode) to prove the evaluator
-works against the store's own records and metas.
+The fixture is a small folder (records + cached metas + files in memory) so
+that each key's result can be checked by hand.  It is not a store fake: it
+drives the evaluator's accessor choice (xmail.protocols.imap.search's
+contract: `headers`, `headers_many`, `metas_many`, `body_search` are optional
+and picked with getattr) and counts every access, which the package's
+in-memory IFolder cannot do (it offers all of them).  The last tests run the
+same searches on the real MailStore (sync mode) and on that shipped
+xmail.store.memory.MemoryFolder (checked with verifyObject) to prove the
+evaluator works against real records and metas.
 """
 
 from __future__ import annotations
@@ -97,8 +102,8 @@ RECENT = {7, 9}
 NOW = ts(2026, 11, 5, 12, 0, 0)
 
 
-class MemoryFolder:
-    """The parts of IFolder that SEARCH uses, in memory, counting accesses."""
+class AccessPathFolder:
+    """The accessors SEARCH may use, each switchable, counting accesses."""
 
     def __init__(self, messages: dict[int, tuple[bytes, frozenset[str], float]], *, bulk_headers: bool | str,
                  cache: bool = True):
@@ -147,8 +152,8 @@ class MemoryFolder:
 
 
 @pytest.fixture(params=[False, True, "many"], ids=["meta", "headers", "headers-many"])
-def folder(request: Any) -> MemoryFolder:
-    return MemoryFolder(MESSAGES, bulk_headers=request.param)
+def folder(request: Any) -> AccessPathFolder:
+    return AccessPathFolder(MESSAGES, bulk_headers=request.param)
 
 
 def search(folder: Any, *keys: Any, recent: set[int] | None = None) -> list[int]:
@@ -177,17 +182,17 @@ def seqset(*ranges: tuple[int, int]) -> SeqSet:
     ("RECENT", [7, 9]), ("OLD", [1, 2, 5]),
     ("NEW", [7, 9]),  # RECENT and UNSEEN
 ])
-def test_flag_keys_never_touch_meta(folder: MemoryFolder, name: str, expected: list[int]) -> None:
+def test_flag_keys_never_touch_meta(folder: AccessPathFolder, name: str, expected: list[int]) -> None:
     assert search(folder, key(name)) == expected
     assert folder.meta_calls == folder.header_calls == folder.opens == 0
     assert not needs_message_data(key(name))
 
 
-def test_new_excludes_seen_recent(folder: MemoryFolder) -> None:
+def test_new_excludes_seen_recent(folder: AccessPathFolder) -> None:
     assert search(folder, key("NEW"), recent={1, 2}) == [2]
 
 
-def test_keyword(folder: MemoryFolder) -> None:
+def test_keyword(folder: AccessPathFolder) -> None:
     assert search(folder, key("KEYWORD", "$Important")) == [2]
     assert search(folder, key("KEYWORD", "$important")) == [2]  # flags compare case-insensitively
     assert search(folder, key("UNKEYWORD", "$label1")) == [1, 2, 5, 9]
@@ -195,7 +200,7 @@ def test_keyword(folder: MemoryFolder) -> None:
     assert search(folder, key("KEYWORD", "\\Seen")) == [1]
 
 
-def test_sizes(folder: MemoryFolder) -> None:
+def test_sizes(folder: AccessPathFolder) -> None:
     sizes = {uid: len(data) for uid, (data, _f, _d) in MESSAGES.items()}
     threshold = sizes[2]
     assert search(folder, key("LARGER", threshold)) == sorted(u for u, s in sizes.items() if s > threshold)
@@ -212,7 +217,7 @@ def test_sizes(folder: MemoryFolder) -> None:
     ("SINCE", date(2026, 11, 6), []),
     ("BEFORE", date(2026, 11, 1), []),
 ])
-def test_internal_date_keys(folder: MemoryFolder, name: str, day: date, expected: list[int]) -> None:
+def test_internal_date_keys(folder: AccessPathFolder, name: str, day: date, expected: list[int]) -> None:
     assert search(folder, key(name, day)) == expected
     assert folder.meta_calls == folder.header_calls == 0
 
@@ -227,22 +232,22 @@ def test_internal_date_keys(folder: MemoryFolder, name: str, day: date, expected
     ("SENTSINCE", date(1994, 2, 3), [5, 7, 9]),
     ("SENTON", date(2026, 11, 3), [5]),
 ])
-def test_sent_date_keys(folder: MemoryFolder, name: str, day: date, expected: list[int]) -> None:
+def test_sent_date_keys(folder: AccessPathFolder, name: str, day: date, expected: list[int]) -> None:
     assert search(folder, key(name, day)) == expected
     assert folder.opens == 0
 
 
-def test_date_argument_may_be_a_datetime(folder: MemoryFolder) -> None:
+def test_date_argument_may_be_a_datetime(folder: AccessPathFolder) -> None:
     assert search(folder, key("ON", datetime(2026, 11, 2, 5, 0))) == [2]
 
 
-def test_older_younger(folder: MemoryFolder) -> None:
+def test_older_younger(folder: AccessPathFolder) -> None:
     # NOW is Nov 5 12:00 UTC; 9 arrived 4 hours earlier, 7 a day earlier
     assert search(folder, key("YOUNGER", 5 * 3600)) == [9]
     assert search(folder, key("OLDER", 5 * 3600)) == [1, 2, 5, 7]
 
 
-def test_uid_sets(folder: MemoryFolder) -> None:
+def test_uid_sets(folder: AccessPathFolder) -> None:
     assert search(folder, key("UID", seqset((2, 5)))) == [2, 5]
     assert search(folder, key("UID", seqset((7, STAR)))) == [7, 9]
     assert search(folder, key("UID", seqset((STAR, STAR)))) == [9]
@@ -251,7 +256,7 @@ def test_uid_sets(folder: MemoryFolder) -> None:
     assert search(folder, key("UID", seqset((3, 4), (6, 6)))) == []
 
 
-def test_sequence_sets(folder: MemoryFolder) -> None:
+def test_sequence_sets(folder: AccessPathFolder) -> None:
     # sequence numbers: 1->uid 1, 2->2, 3->5, 4->7, 5->9
     assert search(folder, key("SEQSET", seqset((2, 3)))) == [2, 5]
     assert search(folder, key("SEQSET", seqset((STAR, STAR)))) == [9]
@@ -259,7 +264,7 @@ def test_sequence_sets(folder: MemoryFolder) -> None:
     assert search(folder, key("SEQSET", seqset((6, 10)))) == []
 
 
-def test_modseq(folder: MemoryFolder) -> None:
+def test_modseq(folder: AccessPathFolder) -> None:
     # the fixture's MODSEQ is uid * 10; RFC 7162 §3.1.5: MODSEQ n matches modseq >= n
     assert search(folder, key("MODSEQ", 50)) == [5, 7, 9]
     assert search(folder, key("MODSEQ", "/flags/\\draft", "all", 70)) == [7, 9]
@@ -282,12 +287,12 @@ def test_modseq(folder: MemoryFolder) -> None:
     ("CC", "", [5]),  # the field must exist
     ("SUBJECT", "nothing like this", []),
 ])
-def test_header_shortcut_keys(folder: MemoryFolder, name: str, needle: str, expected: list[int]) -> None:
+def test_header_shortcut_keys(folder: AccessPathFolder, name: str, needle: str, expected: list[int]) -> None:
     assert search(folder, key(name, needle)) == expected
     assert folder.opens == 0
 
 
-def test_header_key(folder: MemoryFolder) -> None:
+def test_header_key(folder: AccessPathFolder) -> None:
     assert search(folder, key("HEADER", "Subject", "lunch")) == [1]
     assert folder.opens == 0  # a cached field
     assert search(folder, key("HEADER", "X-Priority", "highest")) == [5]  # from the file
@@ -296,7 +301,7 @@ def test_header_key(folder: MemoryFolder) -> None:
     assert search(folder, key("HEADER", "Received", "")) == []
 
 
-def test_body_key(folder: MemoryFolder) -> None:
+def test_body_key(folder: AccessPathFolder) -> None:
     assert search(folder, key("BODY", "noon")) == [1]
     assert search(folder, key("BODY", "STRASSE")) == [2]  # quoted-printable UTF-8, folded
     assert search(folder, key("BODY", "budget was approved & signed")) == [5]  # HTML, entity decoded
@@ -307,7 +312,7 @@ def test_body_key(folder: MemoryFolder) -> None:
     assert folder.opens - opens_before == 1  # only the message whose digest was cut
 
 
-def test_text_key(folder: MemoryFolder) -> None:
+def test_text_key(folder: AccessPathFolder) -> None:
     assert search(folder, key("TEXT", "lunch")) == [1]  # header
     assert search(folder, key("TEXT", "noon")) == [1]  # body
     assert search(folder, key("TEXT", "highest")) == [5]  # an uncached header field
@@ -318,7 +323,7 @@ def test_text_key(folder: MemoryFolder) -> None:
 # --- combinations ---------------------------------------------------------------------------------------
 
 
-def test_not_or_and_groups(folder: MemoryFolder) -> None:
+def test_not_or_and_groups(folder: AccessPathFolder) -> None:
     assert search(folder, SearchNot(key("SEEN"))) == [2, 5, 7, 9]
     assert search(folder, SearchOr(key("FLAGGED"), key("DRAFT"))) == [2, 7]
     assert search(folder, SearchOr(key("SUBJECT", "lunch"), key("UID", seqset((9, 9))))) == [1, 9]
@@ -328,7 +333,7 @@ def test_not_or_and_groups(folder: MemoryFolder) -> None:
     assert search(folder, SearchNot(SearchNot(key("ANSWERED")))) == [5]
 
 
-def test_cheap_keys_run_first(folder: MemoryFolder) -> None:
+def test_cheap_keys_run_first(folder: AccessPathFolder) -> None:
     # SUBJECT after FLAGGED: only the one flagged message has its headers looked at
     assert search(folder, key("SUBJECT", "munich"), key("FLAGGED")) == [2]
     assert folder.meta_calls + folder.header_calls + len(folder.batches) == 1
@@ -336,7 +341,7 @@ def test_cheap_keys_run_first(folder: MemoryFolder) -> None:
 
 
 def test_bulk_header_reads_are_batched() -> None:
-    folder = MemoryFolder(MESSAGES, bulk_headers="many")
+    folder = AccessPathFolder(MESSAGES, bulk_headers="many")
     assert search(folder, key("SUBJECT", "minutes")) == [5, 9]
     assert folder.batches == [ALL_UIDS] and folder.meta_calls == 0
     folder.batches.clear()
@@ -350,7 +355,7 @@ def test_bulk_header_reads_are_batched() -> None:
 
 
 def test_expunged_meanwhile_does_not_match() -> None:
-    folder = MemoryFolder(MESSAGES, bulk_headers=False)
+    folder = AccessPathFolder(MESSAGES, bulk_headers=False)
     del folder.metas[5]
     del folder.files[5]
     assert search(folder, key("SUBJECT", "minutes")) == [9]
@@ -358,13 +363,13 @@ def test_expunged_meanwhile_does_not_match() -> None:
 
 
 def test_uncached_messages_are_parsed_on_demand() -> None:
-    folder = MemoryFolder(MESSAGES, bulk_headers=False, cache=False)
+    folder = AccessPathFolder(MESSAGES, bulk_headers=False, cache=False)
     assert search(folder, key("SUBJECT", "minutes")) == [5, 9]
     assert search(folder, key("BODY", "strasse")) == [2]
 
 
 def test_bad_keys() -> None:
-    folder = MemoryFolder(MESSAGES, bulk_headers=False)
+    folder = AccessPathFolder(MESSAGES, bulk_headers=False)
     for bad in (key("NOSUCHKEY"), key("LARGER", "big"), key("BEFORE", "yesterday"), key("HEADER", "x"),
                 key("UID", "1:2")):
         with pytest.raises(SearchError):
@@ -378,7 +383,7 @@ def test_seqset_matcher_merges_ranges() -> None:
 
 
 def test_empty_folder() -> None:
-    folder = MemoryFolder({}, bulk_headers=False)
+    folder = AccessPathFolder({}, bulk_headers=False)
     assert search(folder, key("ALL")) == []
     assert search(folder, key("UID", seqset((STAR, STAR)))) == []
 
@@ -407,7 +412,26 @@ def store_folder(tmp_path: Any) -> Any:
     env.close()
 
 
-def test_searches_on_the_real_store(store_folder: Any) -> None:
+@pytest.fixture
+def shipped_memory_folder() -> Any:
+    """The package's in-memory IFolder (xmail.store.memory), every optional
+    accessor present (headers, headers_many, body_search, note_body_text)."""
+    from zope.interface.verify import verifyObject
+
+    from xmail.store.interfaces import IFolder
+    from xmail.store.memory import MemoryFolder as ShippedFolder
+
+    folder = ShippedFolder()
+    for uid in ALL_UIDS:
+        data, flags, when = MESSAGES[uid]
+        folder.add(data, flags, when)
+    assert verifyObject(IFolder, folder)
+    return folder
+
+
+@pytest.mark.parametrize("which", ["store_folder", "shipped_memory_folder"])
+def test_searches_on_the_real_store(request: Any, which: str) -> None:
+    store_folder = request.getfixturevalue(which)
     records = store_folder.records()
     assert len(records) == 5
     uid_of = [r.uid for r in records]  # the store numbers its own UIDs 1..5
@@ -441,7 +465,7 @@ _exprs = st.recursive(_leaves, lambda inner: st.one_of(
     st.tuples(inner, inner).map(lambda pair: SearchOr(*pair)),
     st.lists(inner, min_size=1, max_size=3).map(lambda keys: SearchAnd(tuple(keys))),
 ), max_leaves=6)
-_FOLDER = MemoryFolder(MESSAGES, bulk_headers="many")
+_FOLDER = AccessPathFolder(MESSAGES, bulk_headers="many")
 
 
 def _run(expr: Any) -> list[int]:
