@@ -1,21 +1,18 @@
 # -*- test-case-name: tests.protocols.test_imap_search_model -*-
 """xmail.protocols.imap.search: every RFC 3501 SEARCH key on a fixture folder.
 
-The fixture is a small folder (records + cached metas + files in memory) so
-that each key's result can be checked by hand.  It is not a store fake: it
-drives the evaluator's accessor choice (xmail.protocols.imap.search's
-contract: `headers`, `headers_many`, `metas_many`, `body_search` are optional
-and picked with getattr) and counts every access, which the package's
-in-memory IFolder cannot do (it offers all of them).  The last tests run the
-same searches on the real MailStore (sync mode) and on that shipped
-xmail.store.memory.MemoryFolder (checked with verifyObject) to prove the
-evaluator works against real records and metas.
+The fixture is the package's in-memory IFolder (xmail.store.memory) in a
+thin subclass, AccessPathFolder, so that each key's result can be checked by
+hand: it switches off the accessors the evaluator treats as optional (it
+picks `headers`, `headers_many`, `metas_many`, `body_search` with getattr),
+counts every access, and can lose a message behind the evaluator's back.
+The last tests run the same searches on the real MailStore (sync mode) and on
+the plain MemoryFolder (verifyObject IFolder, every accessor present).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -23,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xmail.message import TEXT_DIGEST_LIMIT, parse_message
+from xmail.message import TEXT_DIGEST_LIMIT
 from xmail.protocols.imap.model import (
     STAR,
     SearchAnd,
@@ -34,7 +31,8 @@ from xmail.protocols.imap.model import (
     SeqSet,
 )
 from xmail.protocols.imap.search import SearchError, SeqSetMatcher, needs_message_data, run_search
-from xmail.store.interfaces import MessageMeta, MessageRecord, NoSuchMessage
+from xmail.store.interfaces import MessageMeta, NoSuchMessage
+from xmail.store.memory import MemoryFolder
 
 
 def ts(*args: int) -> float:
@@ -102,53 +100,75 @@ RECENT = {7, 9}
 NOW = ts(2026, 11, 5, 12, 0, 0)
 
 
-class AccessPathFolder:
-    """The accessors SEARCH may use, each switchable, counting accesses."""
+class AccessPathFolder(MemoryFolder):
+    """The package's in-memory IFolder with the accessors SEARCH may use
+    switched on or off (`bulk_headers`: False -> meta only, True -> headers,
+    "many" -> headers_many + metas_many; body_search and note_body_text are
+    off, so BODY reads cached digests), every access counted, and UIDs
+    exactly as given (gaps are expunged fillers)."""
 
     def __init__(self, messages: dict[int, tuple[bytes, frozenset[str], float]], *, bulk_headers: bool | str,
                  cache: bool = True):
-        self.files = {uid: data for uid, (data, _f, _d) in messages.items()}
-        self.metas = {uid: parse_message(data) if cache else MessageMeta()
-                      for uid, data in self.files.items()}
-        self.recs = [MessageRecord(uid, flags, uid * 10, len(data), when, f"{uid}.eml")
-                     for uid, (data, flags, when) in sorted(messages.items())]
+        super().__init__()
+        top = max(messages, default=0)
+        for uid in range(1, top + 1):
+            data, flags, when = messages.get(uid, (b"Subject: gap\r\n\r\n", frozenset(), 0.0))
+            assert self.add(data, flags, when) == uid
+        self.expunge([uid for uid in range(1, top + 1) if uid not in messages])
+        self.cache = cache
+        self.forgotten: set[int] = set()  # metas gone (forget_meta)
+        self.vanished: set[int] = set()  # files gone too (vanish)
         self.meta_calls = 0
         self.header_calls = 0
         self.opens = 0
         self.batches: list[list[int]] = []
         self.meta_batches: list[list[int]] = []
+        # Instance attributes shadow the methods: search.py picks accessors with getattr.
+        self.body_search = self.note_body_text = None  # type: ignore[assignment]
         if bulk_headers == "many":
-            self.headers_many = self._headers_many
+            self.headers = None  # type: ignore[assignment]
             self.metas_many = self._metas_many
-        elif bulk_headers:
-            self.headers = self._headers
+        else:
+            self.headers_many = None  # type: ignore[assignment]
+            if not bulk_headers:
+                self.headers = None  # type: ignore[assignment]
 
-    def records(self, uids: Any = None) -> list[MessageRecord]:
-        return list(self.recs)
+    def forget_meta(self, uid: int) -> None:
+        """Its meta is gone (expunged meanwhile), its file still readable."""
+        self.forgotten.add(uid)
+
+    def vanish(self, uid: int) -> None:
+        """Expunged by another session after the records were read: the
+        records still list it, nothing else knows it."""
+        self.forgotten.add(uid)
+        self.vanished.add(uid)
+
+    def _parsed(self, uid: int) -> MessageMeta:
+        if uid in self.forgotten:
+            raise NoSuchMessage(str(uid))
+        return super().meta(uid) if self.cache else MessageMeta()
 
     def meta(self, uid: int) -> MessageMeta:
         self.meta_calls += 1
-        if uid not in self.metas:
-            raise NoSuchMessage(uid)
-        return self.metas[uid]
+        return self._parsed(uid)
 
-    def _headers(self, uid: int) -> dict[str, str]:
+    def headers(self, uid: int) -> dict[str, str]:  # type: ignore[override]
         self.header_calls += 1
-        return self.metas[uid].headers
+        return self._parsed(uid).headers
 
-    def _headers_many(self, uids: list[int]) -> Any:
+    def headers_many(self, uids: Any) -> list[tuple[int, dict[str, str]]]:  # type: ignore[override]
         self.batches.append(list(uids))
-        return [(uid, self.metas[uid].headers) for uid in uids if uid in self.metas]
+        return [(uid, self._parsed(uid).headers) for uid in uids if uid not in self.forgotten]
 
     def _metas_many(self, uids: list[int]) -> Any:
         self.meta_batches.append(list(uids))
-        return [(uid, self.metas[uid]) for uid in uids if uid in self.metas]
+        return [(uid, self._parsed(uid)) for uid in uids if uid not in self.forgotten]
 
     def open_message(self, uid: int) -> Any:
         self.opens += 1
-        if uid not in self.files:
-            raise NoSuchMessage(uid)
-        return io.BytesIO(self.files[uid])
+        if uid in self.vanished:
+            raise NoSuchMessage(str(uid))
+        return super().open_message(uid)
 
 
 @pytest.fixture(params=[False, True, "many"], ids=["meta", "headers", "headers-many"])
@@ -265,9 +285,11 @@ def test_sequence_sets(folder: AccessPathFolder) -> None:
 
 
 def test_modseq(folder: AccessPathFolder) -> None:
-    # the fixture's MODSEQ is uid * 10; RFC 7162 §3.1.5: MODSEQ n matches modseq >= n
-    assert search(folder, key("MODSEQ", 50)) == [5, 7, 9]
-    assert search(folder, key("MODSEQ", "/flags/\\draft", "all", 70)) == [7, 9]
+    # MODSEQs grow with the UIDs of the fixture; RFC 7162 §3.1.5: MODSEQ n matches modseq >= n
+    modseq = {r.uid: r.modseq for r in folder.records()}
+    assert modseq[1] < modseq[2] < modseq[5] < modseq[7] < modseq[9]
+    assert search(folder, key("MODSEQ", modseq[5])) == [5, 7, 9]
+    assert search(folder, key("MODSEQ", "/flags/\\draft", "all", modseq[7])) == [7, 9]
 
 
 @pytest.mark.parametrize("name, needle, expected", [
@@ -348,7 +370,7 @@ def test_bulk_header_reads_are_batched() -> None:
     # records the cheap key rules out are still read in the batch, but only one batch
     assert search(folder, key("UNSEEN"), key("FROM", "dave")) == [9]
     assert folder.batches == [[2, 5, 7, 9]]
-    del folder.metas[5]
+    folder.forget_meta(5)
     assert search(folder, key("SUBJECT", "minutes")) == [9]
     assert search(folder, key("BODY", "e")) == [1, 2, 7, 9]
     assert folder.meta_batches == [ALL_UIDS] and folder.meta_calls == 0  # 5's absence is remembered
@@ -356,8 +378,7 @@ def test_bulk_header_reads_are_batched() -> None:
 
 def test_expunged_meanwhile_does_not_match() -> None:
     folder = AccessPathFolder(MESSAGES, bulk_headers=False)
-    del folder.metas[5]
-    del folder.files[5]
+    folder.vanish(5)
     assert search(folder, key("SUBJECT", "minutes")) == [9]
     assert search(folder, key("UNSEEN")) == [2, 5, 7, 9]  # records alone still list it
 
@@ -419,9 +440,7 @@ def shipped_memory_folder() -> Any:
     from zope.interface.verify import verifyObject
 
     from xmail.store.interfaces import IFolder
-    from xmail.store.memory import MemoryFolder as ShippedFolder
-
-    folder = ShippedFolder()
+    folder = MemoryFolder()
     for uid in ALL_UIDS:
         data, flags, when = MESSAGES[uid]
         folder.add(data, flags, when)
