@@ -96,7 +96,11 @@ def test_imap_and_imaps_share_the_cap_and_tls_clients_read_the_refusal(make_serv
         with context.wrap_socket(_connect(server.port("imaps")), server_hostname="mail.example.com") as tls:
             assert _first_line(tls) == REFUSALS["imap"]
         held.pop().close()
-        time.sleep(0.3)
+        # The slot is free once the server has counted the close.
+        deadline = time.monotonic() + 5
+        while server.ctx.peer_connections.count("127.0.0.1", LISTENER_PROTOCOL["imap"]) > 2:
+            assert time.monotonic() < deadline, "the closed connection's slot was not released"
+            time.sleep(0.02)
         with imaplib.IMAP4_SSL("127.0.0.1", server.port("imaps"), ssl_context=context, timeout=10) as conn:
             assert conn.noop()[0] == "OK"
     finally:

@@ -29,6 +29,8 @@ import pytest
 
 from tests.conftest import PASSWORD
 from tests.proof.support import NO_THROTTLE, Daemon, LineClient, pop3_multiline, pop3_status, smtp_reply
+from tests.support.daemon import server_side_sockets
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -79,7 +81,11 @@ def warm_up(daemon: Daemon) -> None:
         while i.line():
             pass
         i.close()
-    time.sleep(0.5)
+    # Settled once the server has handled every close (no connection of
+    # its own left established or half-closed), not after a pause.
+    ports = list(daemon.ports.values())
+    wait_until(lambda: not [s for s in server_side_sockets(ports) if s[0] in (0x01, 0x08)],
+               what="the server closed the warm-up connections")
 
 
 class PeakRSS:
@@ -285,7 +291,12 @@ def test_many_connections_with_partial_lines(daemon: Daemon) -> None:
                 c.line()
                 c.send(b"x" * 1000)
                 clients.append(c)
-            time.sleep(0.5)
+            # Measured once the server has read every partial line (nothing
+            # left in the kernel's receive queues of its 200 sockets).
+            mine = {c.sock.getsockname()[1] for c in clients}
+            ports = list(daemon.ports.values())
+            wait_until(lambda: sum(1 for s in server_side_sockets(ports) if s[2] in mine and not s[1]) == 200,
+                       what="the server read the 200 partial lines")
         growth = rss.peak - rss.baseline
         print(f"200 partial lines: growth {growth} kB")
         assert growth < 40 * 1024

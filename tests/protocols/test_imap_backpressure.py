@@ -21,7 +21,7 @@ def _imap_output(server) -> list[tuple[int, bool]]:  # type: ignore[no-untyped-d
         for proto in factory.sessions:
             t = proto.transport
             waiting = len(t.dataBuffer) - t.offset + sum(len(d) for d in t._tempDataBuffer)
-            out.append((waiting, bool(t.producerPaused and proto._drain_waiters)))
+            out.append((waiting, proto.waiting_for_reader))
         return out
 
     return server.call(sizes)

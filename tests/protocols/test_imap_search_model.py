@@ -1,16 +1,18 @@
 # -*- test-case-name: tests.protocols.test_imap_search_model -*-
 """xmail.protocols.imap.search: every RFC 3501 SEARCH key on a fixture folder.
 
-The fixture is a small in-test IFolder (records + cached metas + files in
-memory) so that each key's result can be checked by hand; the last tests run
-the same searches on the real MailStore (sync mode) to prove the evaluator
-works against the store's own records and metas.
+The fixture is the package's in-memory IFolder (xmail.store.memory) in a
+thin subclass, AccessPathFolder, so that each key's result can be checked by
+hand: it switches off the accessors the evaluator treats as optional (it
+picks `headers`, `headers_many`, `metas_many`, `body_search` with getattr),
+counts every access, and can lose a message behind the evaluator's back.
+The last tests run the same searches on the real MailStore (sync mode) and on
+the plain MemoryFolder (verifyObject IFolder, every accessor present).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -18,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xmail.message import TEXT_DIGEST_LIMIT, parse_message
+from xmail.message import TEXT_DIGEST_LIMIT
 from xmail.protocols.imap.model import (
     STAR,
     SearchAnd,
@@ -29,7 +31,8 @@ from xmail.protocols.imap.model import (
     SeqSet,
 )
 from xmail.protocols.imap.search import SearchError, SeqSetMatcher, needs_message_data, run_search
-from xmail.store.interfaces import MessageMeta, MessageRecord, NoSuchMessage
+from xmail.store.interfaces import MessageMeta, NoSuchMessage
+from xmail.store.memory import MemoryFolder
 
 
 def ts(*args: int) -> float:
@@ -97,58 +100,80 @@ RECENT = {7, 9}
 NOW = ts(2026, 11, 5, 12, 0, 0)
 
 
-class MemoryFolder:
-    """The parts of IFolder that SEARCH uses, in memory, counting accesses."""
+class AccessPathFolder(MemoryFolder):
+    """The package's in-memory IFolder with the accessors SEARCH may use
+    switched on or off (`bulk_headers`: False -> meta only, True -> headers,
+    "many" -> headers_many + metas_many; body_search and note_body_text are
+    off, so BODY reads cached digests), every access counted, and UIDs
+    exactly as given (gaps are expunged fillers)."""
 
     def __init__(self, messages: dict[int, tuple[bytes, frozenset[str], float]], *, bulk_headers: bool | str,
                  cache: bool = True):
-        self.files = {uid: data for uid, (data, _f, _d) in messages.items()}
-        self.metas = {uid: parse_message(data) if cache else MessageMeta()
-                      for uid, data in self.files.items()}
-        self.recs = [MessageRecord(uid, flags, uid * 10, len(data), when, f"{uid}.eml")
-                     for uid, (data, flags, when) in sorted(messages.items())]
+        super().__init__()
+        top = max(messages, default=0)
+        for uid in range(1, top + 1):
+            data, flags, when = messages.get(uid, (b"Subject: gap\r\n\r\n", frozenset(), 0.0))
+            assert self.add(data, flags, when) == uid
+        self.expunge([uid for uid in range(1, top + 1) if uid not in messages])
+        self.cache = cache
+        self.forgotten: set[int] = set()  # metas gone (forget_meta)
+        self.vanished: set[int] = set()  # files gone too (vanish)
         self.meta_calls = 0
         self.header_calls = 0
         self.opens = 0
         self.batches: list[list[int]] = []
         self.meta_batches: list[list[int]] = []
+        # Instance attributes shadow the methods: search.py picks accessors with getattr.
+        self.body_search = self.note_body_text = None  # type: ignore[assignment]
         if bulk_headers == "many":
-            self.headers_many = self._headers_many
+            self.headers = None  # type: ignore[assignment]
             self.metas_many = self._metas_many
-        elif bulk_headers:
-            self.headers = self._headers
+        else:
+            self.headers_many = None  # type: ignore[assignment]
+            if not bulk_headers:
+                self.headers = None  # type: ignore[assignment]
 
-    def records(self, uids: Any = None) -> list[MessageRecord]:
-        return list(self.recs)
+    def forget_meta(self, uid: int) -> None:
+        """Its meta is gone (expunged meanwhile), its file still readable."""
+        self.forgotten.add(uid)
+
+    def vanish(self, uid: int) -> None:
+        """Expunged by another session after the records were read: the
+        records still list it, nothing else knows it."""
+        self.forgotten.add(uid)
+        self.vanished.add(uid)
+
+    def _parsed(self, uid: int) -> MessageMeta:
+        if uid in self.forgotten:
+            raise NoSuchMessage(str(uid))
+        return super().meta(uid) if self.cache else MessageMeta()
 
     def meta(self, uid: int) -> MessageMeta:
         self.meta_calls += 1
-        if uid not in self.metas:
-            raise NoSuchMessage(uid)
-        return self.metas[uid]
+        return self._parsed(uid)
 
-    def _headers(self, uid: int) -> dict[str, str]:
+    def headers(self, uid: int) -> dict[str, str]:  # type: ignore[override]
         self.header_calls += 1
-        return self.metas[uid].headers
+        return self._parsed(uid).headers
 
-    def _headers_many(self, uids: list[int]) -> Any:
+    def headers_many(self, uids: Any) -> list[tuple[int, dict[str, str]]]:  # type: ignore[override]
         self.batches.append(list(uids))
-        return [(uid, self.metas[uid].headers) for uid in uids if uid in self.metas]
+        return [(uid, self._parsed(uid).headers) for uid in uids if uid not in self.forgotten]
 
     def _metas_many(self, uids: list[int]) -> Any:
         self.meta_batches.append(list(uids))
-        return [(uid, self.metas[uid]) for uid in uids if uid in self.metas]
+        return [(uid, self._parsed(uid)) for uid in uids if uid not in self.forgotten]
 
     def open_message(self, uid: int) -> Any:
         self.opens += 1
-        if uid not in self.files:
-            raise NoSuchMessage(uid)
-        return io.BytesIO(self.files[uid])
+        if uid in self.vanished:
+            raise NoSuchMessage(str(uid))
+        return super().open_message(uid)
 
 
 @pytest.fixture(params=[False, True, "many"], ids=["meta", "headers", "headers-many"])
-def folder(request: Any) -> MemoryFolder:
-    return MemoryFolder(MESSAGES, bulk_headers=request.param)
+def folder(request: Any) -> AccessPathFolder:
+    return AccessPathFolder(MESSAGES, bulk_headers=request.param)
 
 
 def search(folder: Any, *keys: Any, recent: set[int] | None = None) -> list[int]:
@@ -177,17 +202,17 @@ def seqset(*ranges: tuple[int, int]) -> SeqSet:
     ("RECENT", [7, 9]), ("OLD", [1, 2, 5]),
     ("NEW", [7, 9]),  # RECENT and UNSEEN
 ])
-def test_flag_keys_never_touch_meta(folder: MemoryFolder, name: str, expected: list[int]) -> None:
+def test_flag_keys_never_touch_meta(folder: AccessPathFolder, name: str, expected: list[int]) -> None:
     assert search(folder, key(name)) == expected
     assert folder.meta_calls == folder.header_calls == folder.opens == 0
     assert not needs_message_data(key(name))
 
 
-def test_new_excludes_seen_recent(folder: MemoryFolder) -> None:
+def test_new_excludes_seen_recent(folder: AccessPathFolder) -> None:
     assert search(folder, key("NEW"), recent={1, 2}) == [2]
 
 
-def test_keyword(folder: MemoryFolder) -> None:
+def test_keyword(folder: AccessPathFolder) -> None:
     assert search(folder, key("KEYWORD", "$Important")) == [2]
     assert search(folder, key("KEYWORD", "$important")) == [2]  # flags compare case-insensitively
     assert search(folder, key("UNKEYWORD", "$label1")) == [1, 2, 5, 9]
@@ -195,7 +220,7 @@ def test_keyword(folder: MemoryFolder) -> None:
     assert search(folder, key("KEYWORD", "\\Seen")) == [1]
 
 
-def test_sizes(folder: MemoryFolder) -> None:
+def test_sizes(folder: AccessPathFolder) -> None:
     sizes = {uid: len(data) for uid, (data, _f, _d) in MESSAGES.items()}
     threshold = sizes[2]
     assert search(folder, key("LARGER", threshold)) == sorted(u for u, s in sizes.items() if s > threshold)
@@ -212,7 +237,7 @@ def test_sizes(folder: MemoryFolder) -> None:
     ("SINCE", date(2026, 11, 6), []),
     ("BEFORE", date(2026, 11, 1), []),
 ])
-def test_internal_date_keys(folder: MemoryFolder, name: str, day: date, expected: list[int]) -> None:
+def test_internal_date_keys(folder: AccessPathFolder, name: str, day: date, expected: list[int]) -> None:
     assert search(folder, key(name, day)) == expected
     assert folder.meta_calls == folder.header_calls == 0
 
@@ -227,22 +252,22 @@ def test_internal_date_keys(folder: MemoryFolder, name: str, day: date, expected
     ("SENTSINCE", date(1994, 2, 3), [5, 7, 9]),
     ("SENTON", date(2026, 11, 3), [5]),
 ])
-def test_sent_date_keys(folder: MemoryFolder, name: str, day: date, expected: list[int]) -> None:
+def test_sent_date_keys(folder: AccessPathFolder, name: str, day: date, expected: list[int]) -> None:
     assert search(folder, key(name, day)) == expected
     assert folder.opens == 0
 
 
-def test_date_argument_may_be_a_datetime(folder: MemoryFolder) -> None:
+def test_date_argument_may_be_a_datetime(folder: AccessPathFolder) -> None:
     assert search(folder, key("ON", datetime(2026, 11, 2, 5, 0))) == [2]
 
 
-def test_older_younger(folder: MemoryFolder) -> None:
+def test_older_younger(folder: AccessPathFolder) -> None:
     # NOW is Nov 5 12:00 UTC; 9 arrived 4 hours earlier, 7 a day earlier
     assert search(folder, key("YOUNGER", 5 * 3600)) == [9]
     assert search(folder, key("OLDER", 5 * 3600)) == [1, 2, 5, 7]
 
 
-def test_uid_sets(folder: MemoryFolder) -> None:
+def test_uid_sets(folder: AccessPathFolder) -> None:
     assert search(folder, key("UID", seqset((2, 5)))) == [2, 5]
     assert search(folder, key("UID", seqset((7, STAR)))) == [7, 9]
     assert search(folder, key("UID", seqset((STAR, STAR)))) == [9]
@@ -251,7 +276,7 @@ def test_uid_sets(folder: MemoryFolder) -> None:
     assert search(folder, key("UID", seqset((3, 4), (6, 6)))) == []
 
 
-def test_sequence_sets(folder: MemoryFolder) -> None:
+def test_sequence_sets(folder: AccessPathFolder) -> None:
     # sequence numbers: 1->uid 1, 2->2, 3->5, 4->7, 5->9
     assert search(folder, key("SEQSET", seqset((2, 3)))) == [2, 5]
     assert search(folder, key("SEQSET", seqset((STAR, STAR)))) == [9]
@@ -259,10 +284,12 @@ def test_sequence_sets(folder: MemoryFolder) -> None:
     assert search(folder, key("SEQSET", seqset((6, 10)))) == []
 
 
-def test_modseq(folder: MemoryFolder) -> None:
-    # the fixture's MODSEQ is uid * 10; RFC 7162 §3.1.5: MODSEQ n matches modseq >= n
-    assert search(folder, key("MODSEQ", 50)) == [5, 7, 9]
-    assert search(folder, key("MODSEQ", "/flags/\\draft", "all", 70)) == [7, 9]
+def test_modseq(folder: AccessPathFolder) -> None:
+    # MODSEQs grow with the UIDs of the fixture; RFC 7162 §3.1.5: MODSEQ n matches modseq >= n
+    modseq = {r.uid: r.modseq for r in folder.records()}
+    assert modseq[1] < modseq[2] < modseq[5] < modseq[7] < modseq[9]
+    assert search(folder, key("MODSEQ", modseq[5])) == [5, 7, 9]
+    assert search(folder, key("MODSEQ", "/flags/\\draft", "all", modseq[7])) == [7, 9]
 
 
 @pytest.mark.parametrize("name, needle, expected", [
@@ -282,12 +309,12 @@ def test_modseq(folder: MemoryFolder) -> None:
     ("CC", "", [5]),  # the field must exist
     ("SUBJECT", "nothing like this", []),
 ])
-def test_header_shortcut_keys(folder: MemoryFolder, name: str, needle: str, expected: list[int]) -> None:
+def test_header_shortcut_keys(folder: AccessPathFolder, name: str, needle: str, expected: list[int]) -> None:
     assert search(folder, key(name, needle)) == expected
     assert folder.opens == 0
 
 
-def test_header_key(folder: MemoryFolder) -> None:
+def test_header_key(folder: AccessPathFolder) -> None:
     assert search(folder, key("HEADER", "Subject", "lunch")) == [1]
     assert folder.opens == 0  # a cached field
     assert search(folder, key("HEADER", "X-Priority", "highest")) == [5]  # from the file
@@ -296,7 +323,7 @@ def test_header_key(folder: MemoryFolder) -> None:
     assert search(folder, key("HEADER", "Received", "")) == []
 
 
-def test_body_key(folder: MemoryFolder) -> None:
+def test_body_key(folder: AccessPathFolder) -> None:
     assert search(folder, key("BODY", "noon")) == [1]
     assert search(folder, key("BODY", "STRASSE")) == [2]  # quoted-printable UTF-8, folded
     assert search(folder, key("BODY", "budget was approved & signed")) == [5]  # HTML, entity decoded
@@ -307,7 +334,7 @@ def test_body_key(folder: MemoryFolder) -> None:
     assert folder.opens - opens_before == 1  # only the message whose digest was cut
 
 
-def test_text_key(folder: MemoryFolder) -> None:
+def test_text_key(folder: AccessPathFolder) -> None:
     assert search(folder, key("TEXT", "lunch")) == [1]  # header
     assert search(folder, key("TEXT", "noon")) == [1]  # body
     assert search(folder, key("TEXT", "highest")) == [5]  # an uncached header field
@@ -318,7 +345,7 @@ def test_text_key(folder: MemoryFolder) -> None:
 # --- combinations ---------------------------------------------------------------------------------------
 
 
-def test_not_or_and_groups(folder: MemoryFolder) -> None:
+def test_not_or_and_groups(folder: AccessPathFolder) -> None:
     assert search(folder, SearchNot(key("SEEN"))) == [2, 5, 7, 9]
     assert search(folder, SearchOr(key("FLAGGED"), key("DRAFT"))) == [2, 7]
     assert search(folder, SearchOr(key("SUBJECT", "lunch"), key("UID", seqset((9, 9))))) == [1, 9]
@@ -328,7 +355,7 @@ def test_not_or_and_groups(folder: MemoryFolder) -> None:
     assert search(folder, SearchNot(SearchNot(key("ANSWERED")))) == [5]
 
 
-def test_cheap_keys_run_first(folder: MemoryFolder) -> None:
+def test_cheap_keys_run_first(folder: AccessPathFolder) -> None:
     # SUBJECT after FLAGGED: only the one flagged message has its headers looked at
     assert search(folder, key("SUBJECT", "munich"), key("FLAGGED")) == [2]
     assert folder.meta_calls + folder.header_calls + len(folder.batches) == 1
@@ -336,35 +363,34 @@ def test_cheap_keys_run_first(folder: MemoryFolder) -> None:
 
 
 def test_bulk_header_reads_are_batched() -> None:
-    folder = MemoryFolder(MESSAGES, bulk_headers="many")
+    folder = AccessPathFolder(MESSAGES, bulk_headers="many")
     assert search(folder, key("SUBJECT", "minutes")) == [5, 9]
     assert folder.batches == [ALL_UIDS] and folder.meta_calls == 0
     folder.batches.clear()
     # records the cheap key rules out are still read in the batch, but only one batch
     assert search(folder, key("UNSEEN"), key("FROM", "dave")) == [9]
     assert folder.batches == [[2, 5, 7, 9]]
-    del folder.metas[5]
+    folder.forget_meta(5)
     assert search(folder, key("SUBJECT", "minutes")) == [9]
     assert search(folder, key("BODY", "e")) == [1, 2, 7, 9]
     assert folder.meta_batches == [ALL_UIDS] and folder.meta_calls == 0  # 5's absence is remembered
 
 
 def test_expunged_meanwhile_does_not_match() -> None:
-    folder = MemoryFolder(MESSAGES, bulk_headers=False)
-    del folder.metas[5]
-    del folder.files[5]
+    folder = AccessPathFolder(MESSAGES, bulk_headers=False)
+    folder.vanish(5)
     assert search(folder, key("SUBJECT", "minutes")) == [9]
     assert search(folder, key("UNSEEN")) == [2, 5, 7, 9]  # records alone still list it
 
 
 def test_uncached_messages_are_parsed_on_demand() -> None:
-    folder = MemoryFolder(MESSAGES, bulk_headers=False, cache=False)
+    folder = AccessPathFolder(MESSAGES, bulk_headers=False, cache=False)
     assert search(folder, key("SUBJECT", "minutes")) == [5, 9]
     assert search(folder, key("BODY", "strasse")) == [2]
 
 
 def test_bad_keys() -> None:
-    folder = MemoryFolder(MESSAGES, bulk_headers=False)
+    folder = AccessPathFolder(MESSAGES, bulk_headers=False)
     for bad in (key("NOSUCHKEY"), key("LARGER", "big"), key("BEFORE", "yesterday"), key("HEADER", "x"),
                 key("UID", "1:2")):
         with pytest.raises(SearchError):
@@ -378,7 +404,7 @@ def test_seqset_matcher_merges_ranges() -> None:
 
 
 def test_empty_folder() -> None:
-    folder = MemoryFolder({}, bulk_headers=False)
+    folder = AccessPathFolder({}, bulk_headers=False)
     assert search(folder, key("ALL")) == []
     assert search(folder, key("UID", seqset((STAR, STAR)))) == []
 
@@ -407,7 +433,24 @@ def store_folder(tmp_path: Any) -> Any:
     env.close()
 
 
-def test_searches_on_the_real_store(store_folder: Any) -> None:
+@pytest.fixture
+def shipped_memory_folder() -> Any:
+    """The package's in-memory IFolder (xmail.store.memory), every optional
+    accessor present (headers, headers_many, body_search, note_body_text)."""
+    from zope.interface.verify import verifyObject
+
+    from xmail.store.interfaces import IFolder
+    folder = MemoryFolder()
+    for uid in ALL_UIDS:
+        data, flags, when = MESSAGES[uid]
+        folder.add(data, flags, when)
+    assert verifyObject(IFolder, folder)
+    return folder
+
+
+@pytest.mark.parametrize("which", ["store_folder", "shipped_memory_folder"])
+def test_searches_on_the_real_store(request: Any, which: str) -> None:
+    store_folder = request.getfixturevalue(which)
     records = store_folder.records()
     assert len(records) == 5
     uid_of = [r.uid for r in records]  # the store numbers its own UIDs 1..5
@@ -441,7 +484,7 @@ _exprs = st.recursive(_leaves, lambda inner: st.one_of(
     st.tuples(inner, inner).map(lambda pair: SearchOr(*pair)),
     st.lists(inner, min_size=1, max_size=3).map(lambda keys: SearchAnd(tuple(keys))),
 ), max_leaves=6)
-_FOLDER = MemoryFolder(MESSAGES, bulk_headers="many")
+_FOLDER = AccessPathFolder(MESSAGES, bulk_headers="many")
 
 
 def _run(expr: Any) -> list[int]:

@@ -21,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.store.conftest import SyncStore, result_of
+from tests.support.folders import RecordingFolder, folder_of
 from xmail.message import base_subject, parse_message
 from xmail.protocols.imap.sort import (
     SortCriteria,
@@ -358,40 +359,30 @@ def test_parse_sort_criteria_rejects(items: Any) -> None:
         parse_sort_criteria(items)
 
 
-class MemoryFolder:
-    def __init__(self, headers: dict[int, dict[str, str]]):
-        self._headers = headers
-        self.calls: list[list[int]] = []
-
-    def headers_many(self, uids: Any) -> list[tuple[int, dict[str, str]]]:
-        uids = list(uids)
-        self.calls.append(uids)
-        return [(u, self._headers[u]) for u in sorted(uids) if u in self._headers]
-
-
 def record(uid: int, size: int = 100, arrival: float = 0.0) -> MessageRecord:
     return MessageRecord(uid, frozenset(), 1, size, arrival, str(uid))
 
 
 def test_record_keys_do_not_read_headers() -> None:
-    folder = MemoryFolder({})
+    folder = RecordingFolder()  # empty: the records alone carry SIZE
     records = [record(10, 300), record(11, 100), record(12, 300), record(13, 200)]
     assert sort_uids(folder, records, SortCriteria.of("SIZE"), search_result_uids=[10, 11, 12, 13]) \
         == [11, 13, 10, 12]
     assert sort_uids(folder, records, SortCriteria.of(("SIZE", True)),
                      search_result_uids=[10, 11, 12, 13]) == [10, 12, 13, 11]
-    assert folder.calls == []
+    assert folder.header_batches == []
 
 
 def test_headers_are_read_in_bounded_batches(monkeypatch: Any) -> None:
     import xmail.protocols.imap.sort as sortmod
 
     monkeypatch.setattr(sortmod, "HEADER_BATCH", 3)
-    folder = MemoryFolder({u: {":sort-from": f"u{100 - u}"} for u in range(1, 9)})
-    records = [record(u) for u in range(1, 9)]
+    froms = [f"From: u{100 - u}@example.com\r\n\r\n".encode() for u in range(1, 9)]
+    folder = folder_of(froms, RecordingFolder)
+    records = folder.records()
     assert sort_uids(folder, records, SortCriteria.of("FROM"), search_result_uids=range(1, 9)) \
         == [8, 7, 6, 5, 4, 3, 2, 1]
-    assert folder.calls == [[1, 2, 3], [4, 5, 6], [7, 8]]
+    assert folder.header_batches == [[1, 2, 3], [4, 5, 6], [7, 8]]
 
 
 def test_collation() -> None:
@@ -412,11 +403,13 @@ def test_collation() -> None:
        st.lists(st.tuples(st.sampled_from(["ARRIVAL", "SIZE", "SUBJECT", "FROM"]), st.booleans()),
                 min_size=1, max_size=3))
 def test_sort_properties(rows: list[tuple[int, str, int]], spec: list[tuple[str, bool]]) -> None:
-    headers = {uid: {":base-subject": subj, ":sort-from": subj[::-1]}
-               for uid, (_, subj, _) in enumerate(rows, 1)}
+    folder = folder_of([f"Subject: {subj}\r\nFrom: {subj[::-1]}x@example.com\r\n\r\n".encode()
+                        for _, subj, _ in rows])
+    headers = dict(folder.headers_many(range(1, len(rows) + 1)))  # what the store derived
+    # Records carry the rows' SIZE and ARRIVAL (sort_uids reads them from the records).
     records = [record(uid, size, float(arrival)) for uid, (size, _, arrival) in enumerate(rows, 1)]
     criteria = SortCriteria.of(*spec)
-    result = sort_uids(MemoryFolder(headers), records, criteria, search_result_uids=range(1, len(rows) + 1))
+    result = sort_uids(folder, records, criteria, search_result_uids=range(1, len(rows) + 1))
     # A permutation of the input ...
     assert sorted(result) == list(range(1, len(rows) + 1))
 

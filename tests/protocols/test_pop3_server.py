@@ -141,9 +141,10 @@ def test_quit_only_deletion_into_recycle_and_rset(server: RunningServer):
     pop.dele(2)
     pop.rset()  # undoes both
     pop.dele(3)
-    time.sleep(0.1)
+    assert pop.noop() == b"+OK"  # DELE was answered and done: the next command ran
     assert inbox_uids(server) == uids  # DELE only marks
     pop.quit()
+    # A DELE that removed at once could not have been undone by RSET:
     assert inbox_uids(server) == [uids[0], uids[1], uids[3]]
     recycled = server.call(lambda: server.ctx.store.mailbox(ALICE).recycle_list())
     assert [r.original_folder for r in recycled] == ["INBOX"]

@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -23,22 +22,13 @@ from twisted.internet import task
 
 from tests.conftest import in_reactor, reactor_running
 from tests.queue.fakesmtp import FakeSMTPPeer
+from tests.support.wait import wait_until as wait_for
 from xmail.queue.interfaces import IOutboundQueue, QueueRecipient
-from xmail.queue.runner import DeliveryQueue
+from xmail.queue.runner import REPORT_RETRY, DeliveryQueue, ScanReport
 from xmail.queue.schedule import RetrySchedule
 from xmail.queue.spool import FAILED, QUEUED
 
 MESSAGE = b"From: alice@example.com\r\nTo: bob@other.test\r\nSubject: hi\r\n\r\nHello Bob.\r\n.dot line\r\n"
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def closed_port() -> int:
@@ -48,9 +38,16 @@ def closed_port() -> int:
 
 
 class QueueFixture:
-    """A real server whose queue is replaced by one on a task.Clock."""
+    """A real server whose queue is replaced by one on a task.Clock.
+
+    `scans` holds the ScanReport of every scan (the runner's "scan finished"
+    signal) and `enqueued` counts durable enqueues, the test's own and the
+    DSNs the queue sends through itself: what did NOT happen is read from
+    them, never waited for."""
 
     def __init__(self, make_server: Any, toml: str, schedule: RetrySchedule | None = None, **queue_kw: Any):
+        self.scans: list[ScanReport] = []
+        self.enqueued = 0
         self.server = make_server(toml=toml)
         self.server.add_domain("example.com")
         self.server.add_user("alice@example.com")
@@ -67,7 +64,11 @@ class QueueFixture:
     def make_queue(self, schedule: RetrySchedule | None = None, **kw: Any) -> DeliveryQueue:
         ctx = self.server.ctx
         return DeliveryQueue(self.env, self.server.settings, ctx.store, ctx.directory, ctx.reactor,
-                             clock=self.clock, schedule=schedule, **kw)
+                             clock=self.clock, schedule=schedule, scanned=self.scans.append,
+                             enqueued=self._count_enqueue, **kw)
+
+    def _count_enqueue(self) -> None:
+        self.enqueued += 1
 
     def enqueue(self, sender: str, recipients: list[QueueRecipient], message: bytes = MESSAGE,
                 **kw: Any) -> str:
@@ -195,11 +196,12 @@ def test_4xx_then_accepted_on_retry(make_server, peer):
     record = q.wait_attempted(queue_id, 1)
     (r,) = record.recipients
     assert r.state == QUEUED and r.status == "4.7.1" and "greylisted" in r.diagnostic
-    assert r.next_attempt == pytest.approx(q.clock.seconds() + 300)
+    attempted = q.clock.seconds()
+    assert r.next_attempt == pytest.approx(attempted + 300)
     assert not peer.transactions
-    q.advance(299)
-    time.sleep(0.3)
-    assert not peer.transactions  # not before the backoff has passed
+    q.advance(299)  # the timer's scan runs inside advance(): it is over when advance returns
+    scan = q.scans[-1]
+    assert (scan.now, scan.due, scan.dispatched) == (attempted + 299, 0, 0)  # not before the backoff
     q.advance(1)
     wait_for(lambda: peer.transactions, what="delivery on retry")
     wait_for(lambda: q.record(queue_id) is None, what="record removed")
@@ -235,8 +237,10 @@ def test_never_bounce_a_bounce(make_server, peer):
     q = QueueFixture(make_server, transport(peer))
     peer.on_rcpt = lambda a: b"550 5.1.1 no such user"
     queue_id = q.enqueue("", [QueueRecipient("nobody@other.test")])
+    # A record goes only once its DSNs are handed off (_report clears it
+    # after the hand-off): its removal is the "finished" signal.
     wait_for(lambda: q.record(queue_id) is None, what="record removed")
-    time.sleep(0.2)
+    assert q.enqueued == 1  # no DSN went back through the queue
     assert q.records() == []
     assert q.inbox("alice@example.com") == []
 
@@ -245,8 +249,8 @@ def test_notify_never_suppresses_the_bounce(make_server, peer):
     q = QueueFixture(make_server, transport(peer))
     peer.on_rcpt = lambda a: b"550 5.1.1 no such user"
     queue_id = q.enqueue("alice@example.com", [QueueRecipient("nobody@other.test", ("NEVER",))])
-    wait_for(lambda: q.record(queue_id) is None, what="record removed")
-    time.sleep(0.2)
+    wait_for(lambda: q.record(queue_id) is None, what="record removed (after any DSN hand-off)")
+    assert q.enqueued == 1
     assert q.inbox("alice@example.com") == []
 
 
@@ -357,10 +361,13 @@ def test_restart_keeps_queue_and_retry_state(make_server):
     try:
         q.queue = q.make_queue()
         q.server.ctx.core.queue = q.queue
+        scans = len(q.scans)
         q.server.call(q.queue.start)
-        time.sleep(0.3)
+        wait_for(lambda: len(q.scans) > scans, what="the first scan after the restart")
+        first = q.scans[scans]
+        assert (first.due, first.dispatched) == (0, 0)  # waits for its backoff
         assert q.record(queue_id).recipients[0].attempts == before.recipients[0].attempts == 1
-        assert not peer.transactions  # waits for its backoff
+        assert not peer.transactions
         q.advance(300)
         wait_for(lambda: peer.transactions, what="delivery after restart")
         wait_for(lambda: q.record(queue_id) is None, what="record removed")
@@ -388,7 +395,10 @@ def test_failed_states_are_kept_until_reported(make_server, peer):
     queue_id = q.enqueue("alice@example.com", [QueueRecipient("nobody@other.test")])
     wait_for(lambda: (r := q.record(queue_id)) is not None and r.recipients[0].state == FAILED,
              what="failure recorded")
-    time.sleep(0.3)
+    # The failed hand-off is over once its retry sits on the clock.
+    wait_for(lambda: q.server.call(lambda: [c for c in q.clock.getDelayedCalls()
+                                            if c.getTime() == q.clock.seconds() + REPORT_RETRY]),
+             what="the DSN hand-off failed and its retry is scheduled")
     record = q.record(queue_id)
     assert record.recipients[0].report == "failed"
     del q.server.ctx.store.deliver
@@ -400,13 +410,18 @@ def test_failed_states_are_kept_until_reported(make_server, peer):
 def test_stop_does_not_wait_for_a_silent_server(make_server):
     from twisted.internet import protocol
 
-    silent = in_reactor(reactor_running().listenTCP, 0, protocol.Factory.forProtocol(protocol.Protocol),
+    accepted: list[protocol.Protocol] = []
+
+    class Silent(protocol.Protocol):
+        def connectionMade(self) -> None:
+            accepted.append(self)  # and never a greeting
+
+    silent = in_reactor(reactor_running().listenTCP, 0, protocol.Factory.forProtocol(Silent),
                         interface="127.0.0.1")
     try:
         q = QueueFixture(make_server, f'[transport]\n"other.test" = "127.0.0.1:{silent.getHost().port}"\n')
         queue_id = q.enqueue("alice@example.com", [QueueRecipient("bob@other.test")])
-        wait_for(lambda: q.queue._destinations, what="a connection waiting for its greeting")
-        time.sleep(0.2)
+        wait_for(lambda: accepted, what="a connection waiting for its greeting")
         started = time.monotonic()
         q.server.call(q.queue.stop)
         assert time.monotonic() - started < 2.0

@@ -9,13 +9,13 @@ import email
 import email.policy
 import smtplib
 import sys
-import time
 from typing import Any
 
 import pytest
 
 from tests.conftest import PASSWORD
-from tests.queue.test_runner import dsn_fields, wait_for
+from tests.queue.test_runner import dsn_fields
+from tests.support.wait import wait_until as wait_for
 
 
 def inbox(server: Any, address: str) -> list[Any]:
@@ -133,4 +133,6 @@ def test_xmailctl_queue_list_retry_delete(make_server, tmp_path):
     assert ctl("queue", "delete", bob_id).returncode == 1
     assert ctl("queue", "retry", "../x").returncode == 1
     assert ctl("queue", "retry", "--all").returncode == 0
-    time.sleep(0.1)
+    # --all reached the running daemon too: carol's message is tried again.
+    wait_for(lambda: all(m.recipients[0].attempts >= 2 for m in _queued(first)), timeout=15,
+             what="retry --all by the daemon")

@@ -9,6 +9,7 @@ import threading
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.support.wait import wait_until
 from xmail.store import maildir
 
 
@@ -64,6 +65,7 @@ def test_dir_syncer_shares_fsyncs(tmp_path, monkeypatch) -> None:
     waiters = [threading.Thread(target=syncer.sync, args=(str(tmp_path),)) for _ in range(8)]
     for t in waiters:
         t.start()
+    wait_until(lambda: syncer.waiting(str(tmp_path)) == 8, what="eight writers waiting")
     release.set()
     for t in [first, *waiters]:
         t.join(5)
@@ -105,7 +107,8 @@ def test_a_failed_directory_fsync_is_never_taken_for_a_success(tmp_path, monkeyp
         time.sleep(0.001)
     threads[1].start()
     threads[2].start()
-    time.sleep(0.1)  # both wait for the generation after the running one
+    # Both wait for the generation after the running one.
+    wait_until(lambda: syncer.waiting(str(tmp_path)) == 2, what="two callers waiting")
     gate.set()
     for t in threads:
         t.join(5)

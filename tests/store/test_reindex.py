@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 
 from tests.store.conftest import SyncStore, result_of
 from xmail.store import maildir
@@ -98,9 +97,12 @@ def test_drop_in_detected_by_running_store_and_listener_hears(threaded) -> None:
 
     mailbox = threaded.mailbox()
     inbox = threaded.call(mailbox.folder, "INBOX")
+    # new/ last changed long ago: the drop below moves its mtime for sure
+    # (a drop in the same coarse clock tick as the folder's creation would
+    # not), without waiting for the clock to move on.
+    os.utime(os.path.join(mailbox.root, "new"), (1_000_000_000, 1_000_000_000))
     listener = Recorder()
     threaded.call(inbox.subscribe_changes, listener)
-    time.sleep(0.05)
     _drop(mailbox.root, "1700000000.99.elsewhere", b"Subject: hello from procmail\n\nx\n")
     changes = listener.wait_for(lambda c: c.new_uids)
     assert changes.new_uids == (1,)

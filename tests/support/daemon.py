@@ -285,3 +285,23 @@ def rss_kb(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise AssertionError(f"no VmRSS for {pid}")
+
+
+def server_side_sockets(ports: Sequence[int]) -> list[tuple[int, int, int]]:
+    """(TCP state, bytes received but not yet read, client port) of every
+    IPv4 connection whose local end is one of `ports`, from the kernel's
+    /proc/net/tcp (which sees every process's sockets, a daemon's too).
+    States: 0x01 established, 0x08 close-wait (the client closed, the
+    server has not yet), 0x0A listening (left out).  What tells a test that
+    a server read what was sent, or handled a close, without sleeping."""
+    wanted = {f"{port:04X}" for port in ports}
+    found = []
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            local_port = fields[1].rsplit(":", 1)[1]
+            state = int(fields[3], 16)
+            if local_port in wanted and state != 0x0A:
+                rx_queue = int(fields[4].split(":")[1], 16)
+                found.append((state, rx_queue, int(fields[2].rsplit(":", 1)[1], 16)))
+    return found

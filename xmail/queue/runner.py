@@ -61,6 +61,18 @@ class Job:
     envelope: Envelope | None = None  # None for local delivery
 
 
+@dataclass(frozen=True)
+class ScanReport:
+    """What one scan of the spool did, handed to the `scanned` callback:
+    the explicit "scan finished" signal tests wait for instead of sleeping
+    (that nothing was sent is then a fact of the scan, not of a pause)."""
+
+    now: float  # the clock's time of the scan
+    due: int  # messages the spool has due now (in flight or not)
+    dispatched: int  # recipients handed to a delivery by this scan
+    next_scan: float  # when the timer wakes the runner again
+
+
 @dataclass
 class Destination:
     key: str
@@ -83,11 +95,14 @@ class DeliveryQueue:
     def __init__(self, env: Any, settings: Settings, store: Any, directory: Any, reactor: Any, *,
                  clock: Any = None, schedule: RetrySchedule | None = None, resolver: Any = None,
                  max_per_destination: int = 4, poll_interval: float = 5.0, idle_linger: float = 2.0,
-                 audit: Any = None, enqueued: Callable[[], None] | None = None):
+                 audit: Any = None, enqueued: Callable[[], None] | None = None,
+                 scanned: Callable[[ScanReport], None] | None = None):
         """Only start() it in the process that won the data directory's
         leader election (xmail.db.leader, CoreService): others only enqueue.
         enqueued: called after each message is durably queued (workers tell
-        the leader over their bus, so that it leaves at once)."""
+        the leader over their bus, so that it leaves at once).
+        scanned: called on the reactor at the end of every scan with its
+        ScanReport (tests; nothing in production needs it)."""
         self.env = env
         self.settings = settings
         self.store = store
@@ -104,6 +119,7 @@ class DeliveryQueue:
         self.idle_linger = idle_linger  # seconds an idle connection waits for more mail
         self.audit = audit  # xmail.auth.interfaces.IAuditLog: "sent" / "bounced" events
         self.enqueued = enqueued
+        self.scanned = scanned
         self._destinations: dict[str, Destination] = {}
         self._in_flight: set[tuple[str, int]] = set()
         self._busy: dict[str, int] = {}  # queue id -> recipients in flight
@@ -209,6 +225,7 @@ class DeliveryQueue:
         try:
             with self.env.read() as txn:
                 ids, next_when = self.spool.due(txn, now)
+                due = len(ids)
                 # A message with recipients in flight waits for them (their
                 # results kick a new scan); this keeps a scan cheap with a
                 # big backlog, and memory bounded.
@@ -216,10 +233,11 @@ class DeliveryQueue:
                 messages = [self.spool.get(txn, queue_id) for queue_id in ids]
         except Exception:
             self._log.failure("queue scan failed")
-            messages, next_when = [], None
+            messages, next_when, due = [], None, 0
+        dispatched = 0
         for message in messages:
             if message is not None:
-                self._dispatch(message, now)
+                dispatched += self._dispatch(message, now)
         wake = now + self.poll_interval
         if next_when is not None:
             wake = min(wake, next_when)
@@ -230,13 +248,16 @@ class DeliveryQueue:
             self._log.info("queue scanned after start: {due} due, next scan in {wait:.0f} s",
                            due=len(messages), wait=max(0.0, wake - now))
         self._schedule_scan(now, wake)
+        if self.scanned is not None:
+            self.scanned(ScanReport(now, due, dispatched, wake))
 
     def _schedule_scan(self, now: float, wake: float) -> None:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = self.clock.callLater(max(0.0, wake - now), self._scan)
 
-    def _dispatch(self, message: QueuedMessage, now: float) -> None:
+    def _dispatch(self, message: QueuedMessage, now: float) -> int:
+        """Hand the due recipients of message to deliveries; -> how many."""
         groups: dict[str, list[int]] = {}
         for index, r in enumerate(message.recipients):
             if r.state != QUEUED or r.next_attempt > now or (message.id, index) in self._in_flight:
@@ -245,7 +266,9 @@ class DeliveryQueue:
             key = LOCAL_KEY if self._is_local(domain) else self.router.destination(domain)
             groups.setdefault(key, []).append(index)
         path = self.spool.path(message.id)
+        dispatched = 0
         for key, indices in groups.items():
+            dispatched += len(indices)
             if key == LOCAL_KEY:
                 self._mark(message.id, indices)
                 self._track(self._deliver_locally(message, indices))
@@ -269,6 +292,7 @@ class DeliveryQueue:
                     self._mark(message.id, chunk)
                     self._add_job(key, Job(message.id, chunk, [r.address for r in envelope.recipients],
                                            envelope))
+        return dispatched
 
     def _is_local(self, domain: str) -> bool:
         if self.directory is None:

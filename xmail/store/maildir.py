@@ -291,6 +291,16 @@ class DirSyncer:
                 state = self._states[path] = _DirState()
         state.sync(path)
 
+    def waiting(self, path: str) -> int:
+        """Callers blocked on `path` waiting for a sync to start after their
+        change: tests wait for this instead of sleeping."""
+        with self._lock:
+            state = self._states.get(path)
+        if state is None:
+            return 0
+        with state.cond:
+            return state.waiting
+
 
 class _DirState:
     def __init__(self) -> None:
@@ -298,13 +308,18 @@ class _DirState:
         self.started = 0
         self.done = 0
         self.running = False
+        self.waiting = 0  # callers in cond.wait() (DirSyncer.waiting)
 
     def sync(self, path: str) -> None:
         with self.cond:
             wanted = self.started + 1
             while self.done < wanted:
                 if self.running:
-                    self.cond.wait()
+                    self.waiting += 1
+                    try:
+                        self.cond.wait()
+                    finally:
+                        self.waiting -= 1
                     continue
                 self.running = True
                 self.started += 1

@@ -362,6 +362,12 @@ class IMAPServerProtocol(Protocol):
             handle.set_shutdown(handle.get_shutdown() | SSL.RECEIVED_SHUTDOWN)
 
     # -- IPushProducer (our output) ------------------------------------------------------------
+    @property
+    def waiting_for_reader(self) -> bool:
+        """A command is parked until the client reads: output paused and a
+        drain() waiter pending (the back-pressure tests' explicit signal)."""
+        return self._paused_output and bool(self._drain_waiters)
+
     def pauseProducing(self) -> None:
         self._paused_output = True
 
