@@ -32,6 +32,7 @@ FLOORS: dict[str, int] = {
     "xmail.db": GROUND,
     "xmail.message": GROUND,
     "xmail.addresses": GROUND,
+    "xmail.dns": GROUND,          # the one resolver factory ([dns] servers)
     "xmail.limits": GROUND,       # connection caps and deadlines every protocol uses
     "xmail.tls": GROUND,          # certificates: config in, context factories out
     "xmail.metrics": GROUND,      # Prometheus counters; imports nothing from xmail

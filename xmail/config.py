@@ -175,6 +175,40 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class DnsSettings:
+    """Where every DNS lookup goes (MX today; SPF, DKIM, DMARC later):
+    "host:port" resolvers (port 53 when left out, "[v6]:port" for IPv6),
+    asked with twisted.names -- never a blocking resolver on the reactor.
+    Empty: the system's (/etc/resolv.conf)."""
+
+    servers: tuple[str, ...] = ()
+
+    def addresses(self) -> list[tuple[str, int]]:
+        """servers as (host, port), checked by parse()."""
+        return [parse_dns_server(server) for server in self.servers]
+
+
+def parse_dns_server(text: str) -> tuple[str, int]:
+    """ "127.0.0.1:5353" -> ("127.0.0.1", 5353); "::1" or "[::1]:53" for
+    IPv6; ValueError for anything that is not an IP address and a port."""
+    import ipaddress
+
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ("" if not rest else "x")
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+    else:
+        host, port_text = text, ""
+    ipaddress.ip_address(host)  # a resolver is an address: no lookup to find the resolver
+    port = int(port_text) if port_text else 53
+    if not 0 < port <= 65535:
+        raise ValueError(f"port {port} out of range")
+    return host, port
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     tls: TLSSettings = field(default_factory=TLSSettings)
@@ -184,6 +218,7 @@ class Settings:
     autoconfig: AutoconfigSettings = field(default_factory=AutoconfigSettings)
     log: LogSettings = field(default_factory=LogSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    dns: DnsSettings = field(default_factory=DnsSettings)
     # domain -> "host:port": deliver mail for a domain to a fixed host
     # instead of its MX (tests deliver to a second instance on loopback).
     transport: dict[str, str] = field(default_factory=dict)
@@ -259,6 +294,12 @@ def parse(text: str, source: str = "<string>") -> Settings:
         raise ConfigError(f"{source}: server.hostname {settings.server.hostname!r} is not a host name")
     _check_autoconfig(settings.autoconfig, source)
     _check_metrics(settings.metrics, source)
+    for i, server in enumerate(settings.dns.servers):
+        try:
+            parse_dns_server(server)
+        except ValueError:
+            raise ConfigError(f"{source}: dns.servers[{i}] {server!r} is not an IP address "
+                              f"with an optional port (\"127.0.0.1:5353\", \"[::1]:53\")") from None
     return replace(settings, source=source)
 
 

@@ -17,6 +17,7 @@ from twisted.internet import defer
 from twisted.names import dns, error
 
 from xmail.config import Settings
+from xmail.dns import make_resolver
 
 SMTP_PORT = 25
 RELAY_KEY = "[relay]"
@@ -65,9 +66,7 @@ class Router:
     @property
     def resolver(self) -> Any:
         if self._resolver is None:
-            from twisted.names import client
-
-            self._resolver = client.createResolver()
+            self._resolver = make_resolver(self.settings.dns)
         return self._resolver
 
     def destination(self, domain: str) -> str:

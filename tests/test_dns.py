@@ -1,0 +1,89 @@
+# -*- test-case-name: tests.test_dns -*-
+"""[dns] servers: every lookup goes to the configured resolvers, here a real
+twisted.names server on a loopback port (xmail.dns.make_resolver)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from twisted.internet import defer
+from twisted.names import common, dns, error, server
+
+from tests.conftest import in_reactor, reactor_running
+from xmail.config import ConfigError, parse, parse_dns_server
+from xmail.dns import make_resolver
+from xmail.queue.routing import RouteError, Router
+
+
+class Zone(common.ResolverBase):
+    """An authority for a few test names: MX records, NXDOMAIN for the rest."""
+
+    def __init__(self, records: dict[tuple[str, int], list[Any]]):
+        super().__init__()
+        self.records = records
+        self.asked: list[tuple[str, int]] = []
+
+    def _lookup(self, name: bytes, cls: int, type: int, timeout: Any) -> defer.Deferred:
+        key = (name.decode("ascii").lower(), type)
+        self.asked.append(key)
+        if not any(n == key[0] for n, _t in self.records):
+            return defer.fail(error.DomainError(name))
+        answers = [dns.RRHeader(name=name, type=type, payload=payload, auth=True)
+                   for payload in self.records.get(key, [])]
+        return defer.succeed((answers, [], []))
+
+
+@pytest.fixture
+def zone() -> Any:
+    records = {("example.test", dns.MX): [dns.Record_MX(20, b"mx2.example.test"),
+                                          dns.Record_MX(10, b"mx1.example.test")]}
+    authority = Zone(records)
+    factory = server.DNSServerFactory(authorities=[authority])
+    reactor = reactor_running()
+    port = in_reactor(reactor.listenUDP, 0, dns.DNSDatagramProtocol(factory), interface="127.0.0.1")
+    authority.port = port.getHost().port
+    yield authority
+    in_reactor(port.stopListening)
+
+
+def router_for(zone: Zone) -> Router:
+    settings = parse(f'[dns]\nservers = ["127.0.0.1:{zone.port}"]\n', "<test>")
+    return Router(settings)
+
+
+def test_mx_lookup_asks_the_configured_resolver(zone: Zone) -> None:
+    # example.test exists nowhere but in this zone: an answer proves the
+    # lookup went to the configured server and not the system's.
+    router = router_for(zone)
+    assert in_reactor(router.mx_hosts, "example.test") == ["mx1.example.test", "mx2.example.test"]
+    assert ("example.test", dns.MX) in zone.asked
+
+
+def test_a_name_the_resolver_denies_is_a_permanent_failure(zone: Zone) -> None:
+    router = router_for(zone)
+    with pytest.raises(RouteError) as caught:
+        in_reactor(router.mx_hosts, "nowhere.test")
+    assert (caught.value.temporary, caught.value.status) == (False, "5.1.2")
+    assert ("nowhere.test", dns.MX) in zone.asked
+
+
+def test_only_the_configured_servers_are_used() -> None:
+    settings = parse('[dns]\nservers = ["127.0.0.1:5353", "[::1]:54", "10.0.0.1"]\n', "<test>")
+    resolver = make_resolver(settings.dns, reactor_running())
+    assert resolver.servers == [("127.0.0.1", 5353), ("::1", 54), ("10.0.0.1", 53)]
+    assert resolver.resolv is None  # /etc/resolv.conf is not read
+
+
+@pytest.mark.parametrize("value", ["dns.example:53", "127.0.0.1:0", "127.0.0.1:70000", "[::1]x",
+                                   "1.2.3.4:abc", ""])
+def test_a_bad_server_names_the_key(value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse(f'[dns]\nservers = ["{value}"]\n', "xmail.toml")
+    assert str(caught.value).startswith(f"xmail.toml: dns.servers[0] {value!r} is not an IP address")
+
+
+def test_parse_dns_server() -> None:
+    assert parse_dns_server("192.0.2.1") == ("192.0.2.1", 53)
+    assert parse_dns_server("::1") == ("::1", 53)
+    assert parse_dns_server("[2001:db8::1]:5300") == ("2001:db8::1", 5300)
