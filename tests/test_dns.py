@@ -7,44 +7,19 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from twisted.internet import defer
-from twisted.names import common, dns, error, server
+from twisted.names import dns
 
 from tests.conftest import in_reactor, reactor_running
+from tests.support.dns import Zone, serve_zone
 from xmail.config import ConfigError, parse, parse_dns_server
 from xmail.dns import make_resolver
 from xmail.queue.routing import RouteError, Router
 
 
-class Zone(common.ResolverBase):
-    """An authority for a few test names: MX records, NXDOMAIN for the rest."""
-
-    def __init__(self, records: dict[tuple[str, int], list[Any]]):
-        super().__init__()
-        self.records = records
-        self.asked: list[tuple[str, int]] = []
-
-    def _lookup(self, name: bytes, cls: int, type: int, timeout: Any) -> defer.Deferred:
-        key = (name.decode("ascii").lower(), type)
-        self.asked.append(key)
-        if not any(n == key[0] for n, _t in self.records):
-            return defer.fail(error.DomainError(name))
-        answers = [dns.RRHeader(name=name, type=type, payload=payload, auth=True)
-                   for payload in self.records.get(key, [])]
-        return defer.succeed((answers, [], []))
-
-
 @pytest.fixture
 def zone() -> Any:
-    records = {("example.test", dns.MX): [dns.Record_MX(20, b"mx2.example.test"),
-                                          dns.Record_MX(10, b"mx1.example.test")]}
-    authority = Zone(records)
-    factory = server.DNSServerFactory(authorities=[authority])
-    reactor = reactor_running()
-    port = in_reactor(reactor.listenUDP, 0, dns.DNSDatagramProtocol(factory), interface="127.0.0.1")
-    authority.port = port.getHost().port
-    yield authority
-    in_reactor(port.stopListening)
+    yield from serve_zone({("example.test", dns.MX): [dns.Record_MX(20, b"mx2.example.test"),
+                                                      dns.Record_MX(10, b"mx1.example.test")]})
 
 
 def router_for(zone: Zone) -> Router:
