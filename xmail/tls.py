@@ -186,3 +186,18 @@ def client_context_factory(hostname: str, verify: bool = False) -> ssl.IOpenSSLC
     if verify:
         return ssl.optionsForClientTLS(hostname)
     return ssl.CertificateOptions(verify=False)
+
+
+def close_notify_without_waiting(transport: Any) -> None:
+    """Before loseConnection() on a TLS connection: send our close_notify
+    and close TCP without waiting for the peer's, as RFC 8446 §6.1 allows
+    once the session is over (nothing more is read).  Twisted's TLS layer
+    otherwise waits for the client's close_notify, and clients such as
+    mbsync, or a drained session's idle client, wait for our EOF first:
+    both would hang.  A no-op on a connection that is not TLS."""
+    try:
+        handle = transport.getHandle()
+    except Exception:
+        return
+    if isinstance(handle, SSL.Connection):
+        handle.set_shutdown(handle.get_shutdown() | SSL.RECEIVED_SHUTDOWN)

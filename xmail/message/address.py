@@ -12,7 +12,7 @@ at MAX_ADDRESSES.
 
 from __future__ import annotations
 
-from xmail.message.headers import decode_words, quoted_string
+from xmail.message.headers import comment, decode_words, quoted_string
 
 MISSING_HOST = ".MISSING-HOST-NAME."  # what Dovecot uses; NIL host would read as a group
 MAX_ADDRESSES = 1000  # addresses kept per field
@@ -20,33 +20,6 @@ MAX_ADDRESSES = 1000  # addresses kept per field
 _ADDR_SPECIALS = '()<>[]:;@\\,"'
 
 Address = list  # [name, adl, mailbox, host], each str | None
-
-
-def _comment(s: str, i: int) -> tuple[str, int]:
-    """The text of the one comment opening at s[i] == "(" and the index after
-    its closing ")" (RFC 5322 §3.2.2: ccontent may nest comments; a
-    quoted-pair stands for its character).  Nested comments stay in the
-    text, parentheses included, as Dovecot keeps them; an unclosed comment
-    runs to the end.  One pass."""
-    out: list[str] = []
-    depth, start, n = 0, i + 1, len(s)
-    while i < n:
-        c = s[i]
-        if c == "\\":
-            out.append(s[start:i])
-            start = i + 1  # the escaped character is kept, the backslash not
-            i += 2
-            continue
-        if c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-            if depth == 0:
-                out.append(s[start:i])
-                return "".join(out), i + 1
-        i += 1
-    out.append(s[start:n])
-    return "".join(out), n
 
 
 def _address_tokens(s: str) -> list[tuple[str, str]]:
@@ -64,7 +37,7 @@ def _address_tokens(s: str) -> list[tuple[str, str]]:
         elif c == "(":
             # One token per comment: the white space after it is not part
             # of it (it was, and "(Carol) c@x" named its address "Carol)").
-            text, i = _comment(s, i)
+            text, i = comment(s, i)
             toks.append(("comment", text))
         elif c == "[":
             j = s.find("]", i)

@@ -188,6 +188,33 @@ _TSPECIAL_TOKEN = re.compile(r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+")
 MAX_PARAMS = 64
 
 
+def comment(s: str, i: int) -> tuple[str, int]:
+    """The text of the one comment opening at s[i] == "(" and the index after
+    its closing ")" (RFC 5322 §3.2.2: ccontent may nest comments; a
+    quoted-pair stands for its character).  Nested comments stay in the
+    text, parentheses included, as Dovecot keeps them; an unclosed comment
+    runs to the end.  One pass."""
+    out: list[str] = []
+    depth, start, n = 0, i + 1, len(s)
+    while i < n:
+        c = s[i]
+        if c == "\\":
+            out.append(s[start:i])
+            start = i + 1  # the escaped character is kept, the backslash not
+            i += 2
+            continue
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                out.append(s[start:i])
+                return "".join(out), i + 1
+        i += 1
+    out.append(s[start:n])
+    return "".join(out), n
+
+
 def skip_cfws(s: str, i: int) -> int:
     """Index after white space and (nested) comments from i (RFC 5322 §3.2.2)."""
     n = len(s)
@@ -196,20 +223,7 @@ def skip_cfws(s: str, i: int) -> int:
         if c in " \t\r\n":
             i += 1
         elif c == "(":
-            depth = 0
-            while i < n:
-                c = s[i]
-                if c == "\\":
-                    i += 2
-                    continue
-                if c == "(":
-                    depth += 1
-                elif c == ")":
-                    depth -= 1
-                    if depth == 0:
-                        i += 1
-                        break
-                i += 1
+            _text, i = comment(s, i)
         else:
             break
     return i

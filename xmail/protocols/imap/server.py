@@ -39,7 +39,6 @@ import tempfile
 import zlib
 from typing import Any
 
-from OpenSSL import SSL
 from twisted.internet import defer, interfaces
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
@@ -57,6 +56,7 @@ from xmail.protocols.imap.commands.any_state import capability_line
 from xmail.protocols.imap.grammar import BadCharset, GrammarError, command_name, parse_command
 from xmail.protocols.imap.session import Disconnect, Session, State
 from xmail.protocols.imap.sync import RecentTracker
+from xmail.tls import close_notify_without_waiting
 
 MAX_LINE = 65536  # bytes of one command line, literals excluded
 MAX_LITERAL = 65536  # literal bytes in any command but APPEND
@@ -346,20 +346,8 @@ class IMAPServerProtocol(Protocol):
                 self._flush_deflate()  # the BYE and last reply
             self._closed = True
             if self.is_tls:
-                self._one_way_tls_shutdown()
+                close_notify_without_waiting(self.transport)
             self.transport.loseConnection()
-
-    def _one_way_tls_shutdown(self) -> None:
-        # Twisted's TLS layer waits for the client's close_notify before it
-        # closes TCP; clients such as mbsync wait for our EOF first, and both
-        # would hang.  Send close_notify and close without waiting, as
-        # RFC 8446 §6.1 allows (the session is over: nothing more to read).
-        try:
-            handle = self.transport.getHandle()
-        except Exception:
-            return
-        if isinstance(handle, SSL.Connection):
-            handle.set_shutdown(handle.get_shutdown() | SSL.RECEIVED_SHUTDOWN)
 
     # -- IPushProducer (our output) ------------------------------------------------------------
     @property

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from OpenSSL import SSL
 from twisted.internet import defer, protocol, threads
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
@@ -46,6 +45,7 @@ from xmail.message.dotstuff import MultilineEncoder
 from xmail.protocols.pop3.maildrop import IMaildropLocks, locks_for
 from xmail.protocols.pop3.parser import NEED_DATA, CommandParser
 from xmail.protocols.pop3.session import POP3Session, State
+from xmail.tls import close_notify_without_waiting
 
 CHUNK_SIZE = 64 * 1024
 # Messages up to this size are read in one go on the reactor thread and sent
@@ -351,21 +351,8 @@ class POP3ServerProtocol(protocol.Protocol, TimeoutMixin):
             # A registered producer would keep the connection open.
             self.transport.unregisterProducer()
             if self.session is not None and self.session.secure:
-                self._one_way_tls_shutdown()
+                close_notify_without_waiting(self.transport)
             self.transport.loseConnection()
-
-    def _one_way_tls_shutdown(self) -> None:
-        # Twisted's TLS layer waits for the client's close_notify before it
-        # closes TCP, and a client that waits for our EOF first (or a drained
-        # session's idle client) would hold the connection.  Send
-        # close_notify and close without waiting, as RFC 8446 §6.1 allows:
-        # the session is over, nothing more is read.
-        try:
-            handle = self.transport.getHandle()
-        except Exception:
-            return
-        if isinstance(handle, SSL.Connection):
-            handle.set_shutdown(handle.get_shutdown() | SSL.RECEIVED_SHUTDOWN)
 
 
 class POP3Factory(protocol.Factory):
