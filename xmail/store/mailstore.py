@@ -68,6 +68,7 @@ class MailStore:
         # folder; one retirement (sync + write) runs at a time.
         self._stale_names: dict[int, list[tuple[int, str]]] = {}
         self._retiring = False
+        self._retired_waiters: list[defer.Deferred[None]] = []
         if check_format:
             def synchronous() -> MailStore:
                 return MailStore(env, settings, directory, clock=clock, check_format=False)
@@ -213,9 +214,21 @@ class MailStore:
         if not self._retiring:
             self._retire_pending()
 
+    def names_retired(self) -> defer.Deferred[None]:
+        """Fires once no old name waits for retirement (now, or when the
+        running retirements end): the explicit signal tests wait for."""
+        if not self._retiring:
+            return defer.succeed(None)
+        d: defer.Deferred[None] = defer.Deferred()
+        self._retired_waiters.append(d)
+        return d
+
     def _retire_pending(self) -> None:
         if not self._stale_names:
             self._retiring = False
+            waiters, self._retired_waiters = self._retired_waiters, []
+            for d in waiters:
+                d.callback(None)
             return
         batch, self._stale_names = self._stale_names, {}
         self._retiring = True
