@@ -46,6 +46,10 @@ FLOORS: dict[str, int] = {
     # their floor and imports nothing of the queue.
     "xmail.queue.interfaces": STORE_AUTH,
     "xmail.sendsave": PROTOCOLS_FEATURES,
+    "xmail.filter": PROTOCOLS_FEATURES,  # the delivery pipeline and its stages (issue 17)
+    # What SMTP hands the pipeline and reads back (Transaction, Review):
+    # the queue interface's floor, for the same reason.
+    "xmail.filter.interfaces": STORE_AUTH,
     "xmail.autoconfig": PROTOCOLS_FEATURES,
     "xmail.ops": PROTOCOLS_FEATURES,
     "xmail.service": TOP,
@@ -77,6 +81,7 @@ PROTOCOL_SURFACE = (
     "xmail.auth.login",
     "xmail.auth.sasl",
     "xmail.queue.interfaces",
+    "xmail.filter.interfaces",
     "xmail.context",
 )
 # The context is built from interfaces only, so handing it to a protocol

@@ -209,6 +209,30 @@ def parse_dns_server(text: str) -> tuple[str, int]:
 
 
 @dataclass(frozen=True)
+class FilterSettings:
+    """The delivery pipeline's scanners and thresholds (issue 17,
+    DESIGN.md [filter]).  Per-domain overrides of the scores and of the
+    DMARC reject policy: `xmailctl domain set D spam_score=.. ...`."""
+
+    rspamd: str = ""            # "http://127.0.0.1:11333"; "" = off
+    rspamd_controller: str = ""  # "http://127.0.0.1:11334" for learning; "" = off
+    rspamd_password: str = ""   # the controller's password, if it asks for one
+    clamd: str = ""             # "unix:/run/clamav/clamd.ctl" or "tcp:127.0.0.1:3310"; "" = off
+    scan_timeout: int = 20      # seconds per scanner
+    on_scanner_failure: str = "tempfail"  # or "accept" (delivered, X-Spam-Status: unscanned)
+    spam_score: float = 6.0     # at or above: into Junk
+    reject_score: float = 15.0  # at or above: 550 5.7.1
+    # SPF, DKIM, DMARC and ARC on MX mail (off: no Authentication-Results).
+    authenticate: bool = True
+    dkim_max_signatures: int = 5  # DKIM-Signature fields evaluated per message; the rest ignored
+    # Submissions per user and minute before the burst rule refuses (0 = off).
+    burst_per_minute: int = 0
+
+
+SCANNER_POLICIES = ("tempfail", "accept")
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     tls: TLSSettings = field(default_factory=TLSSettings)
@@ -219,6 +243,7 @@ class Settings:
     log: LogSettings = field(default_factory=LogSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     dns: DnsSettings = field(default_factory=DnsSettings)
+    filter: FilterSettings = field(default_factory=FilterSettings)
     # domain -> "host:port": deliver mail for a domain to a fixed host
     # instead of its MX (tests deliver to a second instance on loopback).
     transport: dict[str, str] = field(default_factory=dict)
@@ -245,6 +270,10 @@ def _check(value: Any, typ: Any, key: str, source: str) -> Any:
         if value < 0:
             raise ConfigError(f"{source}: {key} must not be negative, not {value}")
         return value
+    if typ is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{source}: {key} must be a number, not {value!r}")
+        return float(value)
     if typ is str:
         if not isinstance(value, str):
             raise ConfigError(f"{source}: {key} must be a string, not {value!r}")
@@ -300,7 +329,24 @@ def parse(text: str, source: str = "<string>") -> Settings:
         except ValueError:
             raise ConfigError(f"{source}: dns.servers[{i}] {server!r} is not an IP address "
                               f"with an optional port (\"127.0.0.1:5353\", \"[::1]:53\")") from None
+    _check_filter(settings.filter, source)
     return replace(settings, source=source)
+
+
+def _check_filter(settings: FilterSettings, source: str) -> None:
+    if settings.on_scanner_failure not in SCANNER_POLICIES:
+        raise ConfigError(f"{source}: filter.on_scanner_failure {settings.on_scanner_failure!r} "
+                          f"must be \"tempfail\" or \"accept\"")
+    for key in ("rspamd", "rspamd_controller"):
+        url = getattr(settings, key)
+        if url and not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{source}: filter.{key} {url!r} is not an http:// or https:// URL")
+    if settings.clamd and not settings.clamd.startswith(("unix:", "tcp:")):
+        raise ConfigError(f"{source}: filter.clamd {settings.clamd!r} must be \"unix:PATH\" "
+                          f"or \"tcp:HOST:PORT\"")
+    if settings.spam_score > settings.reject_score:
+        raise ConfigError(f"{source}: filter.spam_score {settings.spam_score} is above "
+                          f"filter.reject_score {settings.reject_score}")
 
 
 def _check_metrics(metrics: MetricsSettings, source: str) -> None:

@@ -1,0 +1,1 @@
+"""Mail protection: the delivery pipeline and its stages (issue 17)."""

@@ -1,0 +1,156 @@
+# -*- test-case-name: tests.filter.test_pipeline -*-
+"""The delivery pipeline as the SMTP side sees it (issue 17).
+
+MX and submission hand every message, once its content is spooled, to one
+pipeline of named stages (list checks, SPF/DKIM/DMARC/ARC, virus and spam
+scanners; later filter rules, approval holds, the journal).  Each stage
+reads the `Transaction`, records what it found in the shared `Review` and
+may decide; the pipeline yields one `Verdict` plus what delivery needs:
+header fields to prepend (Authentication-Results, X-Spam-*) and, per local
+recipient, the folder (INBOX or Junk) or a discard.
+
+These types sit on the store/auth floor, like the queue's interface: the
+SMTP protocol builds a Transaction and reads a Review without importing
+the pipeline (xmail.filter), which the service builds and hands over in
+the context.
+"""
+
+from __future__ import annotations
+
+import enum
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from zope.interface import Attribute, Interface
+
+MX = "mx"
+SUBMISSION = "submission"
+JUNK_FOLDER = "Junk"  # DESIGN.md folder names: the \Junk special-use folder
+
+
+class Action(enum.Enum):
+    ACCEPT = "accept"      # delivered (each recipient to its folder)
+    TEMPFAIL = "tempfail"  # 4xx: the client tries again later
+    REJECT = "reject"      # 5xx: refused, nothing stored
+    HOLD = "hold"          # accepted, kept in the queue until released (issue 22)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The pipeline's one answer to a message (and the SMTP reply for
+    TEMPFAIL / REJECT: code, RFC 3463 enhanced status, text)."""
+
+    action: Action
+    code: int = 250
+    status: str = "2.0.0"
+    text: str = ""
+    stage: str = ""  # which stage decided (logs)
+
+    @classmethod
+    def reject(cls, text: str, *, code: int = 550, status: str = "5.7.1", stage: str = "") -> Verdict:
+        return cls(Action.REJECT, code, status, text, stage)
+
+    @classmethod
+    def tempfail(cls, text: str, *, code: int = 451, status: str = "4.7.1", stage: str = "") -> Verdict:
+        return cls(Action.TEMPFAIL, code, status, text, stage)
+
+
+ACCEPT = Verdict(Action.ACCEPT)
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    address: str
+    user: str | None  # the local account, None for a remote recipient
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """One message under review: its envelope, the connection's facts and a
+    way to stream its content (never a second copy in memory: `open()`
+    reads the spool file, or the spool's own bytes for a small message)."""
+
+    mode: str                 # MX or SUBMISSION
+    id: str                   # the transaction id (Received, logs)
+    client_ip: str
+    helo: str
+    mail_from: str            # "" for the null reverse-path
+    recipients: tuple[Recipient, ...]
+    user: str | None          # the authenticated submitter (SUBMISSION)
+    header_section: bytes     # the message's header section, ending with the empty line
+    size: int                 # content octets
+    hostname: str             # our host name: the authserv-id (RFC 8601 §2.5)
+    source: Callable[[], bytes | str] = field(repr=False, default=lambda: b"")
+
+    def open(self) -> IO[bytes]:
+        """The message as received (trace fields included), for streaming."""
+        source = self.source()
+        if isinstance(source, str):
+            return open(source, "rb")
+        return io.BytesIO(source)
+
+    @property
+    def local_users(self) -> list[str]:
+        users: list[str] = []
+        for r in self.recipients:
+            if r.user is not None and r.user not in users:
+                users.append(r.user)
+        return users
+
+
+@dataclass
+class Review:
+    """What the stages found so far; each stage reads and adds to it."""
+
+    transaction: Transaction
+    verdict: Verdict = ACCEPT
+    # Fields to prepend, each complete ("Name: value\r\n", folded as needed).
+    headers: list[bytes] = field(default_factory=list)
+    folders: dict[str, str] = field(default_factory=dict)  # user -> folder other than INBOX
+    discarded: dict[str, str] = field(default_factory=dict)  # user -> why (not delivered, logged)
+    # Findings later stages use: "spf", "dkim", "dmarc", "arc" (results),
+    # "spam_score", "virus", "allowed" (sender on an allow list), ...
+    facts: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # one line each for the mail log
+
+    @property
+    def final(self) -> bool:
+        """A TEMPFAIL or REJECT ends the review: later stages do not run."""
+        return self.verdict.action in (Action.TEMPFAIL, Action.REJECT)
+
+    def decide(self, verdict: Verdict) -> None:
+        if not self.final:
+            self.verdict = verdict
+
+    def add_header(self, name: str, value: str) -> None:
+        self.headers.append(f"{name}: {value}\r\n".encode())
+
+    def junk(self, user: str | None = None) -> None:
+        """File into Junk: one local recipient, or all of them."""
+        for u in [user] if user is not None else self.transaction.local_users:
+            self.folders[u] = JUNK_FOLDER
+
+    def discard(self, user: str, why: str) -> None:
+        self.discarded[user] = why
+
+    def folder(self, user: str) -> str:
+        return self.folders.get(user, "INBOX")
+
+    def prefix(self) -> bytes:
+        return b"".join(self.headers)
+
+
+class IDeliveryPipeline(Interface):
+    stages = Attribute("the stages in order (each with .name)")
+
+    def review(transaction: Transaction) -> Any:
+        """-> Deferred[Review]; never fails: a stage's fault is handled by
+        its failure policy (a TEMPFAIL verdict or an unscanned mark)."""
+
+    def check_header_section(mode: str, section: bytes) -> tuple[bytes, Verdict | None]:
+        """Called once the header section is complete, while the body still
+        streams in: the section as it will be stored (for MX, fields that
+        forge our Authentication-Results removed, RFC 8601 §5) and a
+        refusal to answer at the end of DATA, or None."""

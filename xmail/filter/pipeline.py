@@ -1,0 +1,144 @@
+# -*- test-case-name: tests.filter.test_pipeline -*-
+"""One delivery pipeline of named stages (issue 17).
+
+A stage is an object with a `name`, a `timeout` (seconds, 0 = none), an
+`on_failure` policy and `review(review) -> None | Deferred`: it reads
+`review.transaction` and what earlier stages put into `review.facts`,
+and may add header fields, file recipients into Junk, discard a
+recipient's copy or decide (REJECT / TEMPFAIL / HOLD).  `applies(tx)`
+lets a stage sit out (an inbound-only check on a submission, say).
+
+Failure policies, applied when a stage raises or outlives its timeout:
+- TEMPFAIL: `451 4.7.1`, nothing delivered unscanned (scanners' default,
+  `[filter] on_scanner_failure = "tempfail"`);
+- ACCEPT: go on, the message marked `X-Spam-Status: unscanned` and the
+  fault logged (`on_scanner_failure = "accept"`);
+- IGNORE: go on, logged (checks whose own result already says "could not
+  tell", such as SPF's temperror).
+
+Stages run in order; a TEMPFAIL or REJECT ends the review.  Later
+capabilities (Sieve, approval holds, the journal) are further stages.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from xmail.filter.interfaces import (
+    MX,
+    IDeliveryPipeline,
+    Review,
+    Transaction,
+    Verdict,
+)
+from xmail.message import scan_header_section
+
+TEMPFAIL = "tempfail"
+ACCEPT = "accept"
+IGNORE = "ignore"
+POLICIES = (TEMPFAIL, ACCEPT, IGNORE)
+
+UNSCANNED = "X-Spam-Status"
+_AUTHOR = frozenset(("from",))
+
+
+class Stage:
+    """A base for stages: subclasses set `name` and implement `review`."""
+
+    name = "stage"
+    timeout: float = 0.0
+    on_failure: str = IGNORE
+
+    def applies(self, transaction: Transaction) -> bool:
+        return True
+
+    def review(self, review: Review) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+@implementer(IDeliveryPipeline)
+class DeliveryPipeline:
+    _log = Logger()
+
+    def __init__(self, stages: Iterable[Any], reactor: Any, hostname: str):
+        self.stages = list(stages)
+        self.reactor = reactor
+        self.hostname = hostname
+
+    # -- while the body streams in -----------------------------------------------------------
+    def check_header_section(self, mode: str, section: bytes) -> tuple[bytes, Verdict | None]:
+        if mode != MX:
+            return section, None
+        header = scan_header_section(section, _AUTHOR)
+        # RFC 5322 §3.6: exactly one From.  Two From fields let a reader
+        # show one author while DMARC checks the other: refused.
+        if len(header.all("from")) > 1:
+            return section, Verdict.reject("Message has more than one From header field",
+                                           status="5.7.1", stage="headers")
+        return remove_forged_results(section, self.hostname), None
+
+    # -- once the message is spooled --------------------------------------------------------
+    @defer.inlineCallbacks
+    def review(self, transaction: Transaction) -> Any:
+        review = Review(transaction)
+        for stage in self.stages:
+            if review.final:
+                break
+            if not stage.applies(transaction):
+                continue
+            started = time.monotonic()
+            try:
+                d = defer.maybeDeferred(stage.review, review)
+                if stage.timeout:
+                    d.addTimeout(stage.timeout, self.reactor)
+                yield d
+            except Exception:
+                self._stage_failed(stage, review, Failure(), time.monotonic() - started)
+        return review
+
+    def _stage_failed(self, stage: Any, review: Review, failure: Failure, elapsed: float) -> None:
+        tx = review.transaction
+        timed_out = failure.check(defer.TimeoutError, defer.CancelledError) is not None
+        why = f"timed out after {elapsed:.1f} s" if timed_out else failure.getErrorMessage() or \
+            failure.type.__name__
+        review.notes.append(f"{stage.name}: failed ({why})")
+        policy = getattr(stage, "on_failure", IGNORE)
+        if timed_out:
+            self._log.warn("{id}: stage {stage} {why}; policy {policy}", id=tx.id, stage=stage.name,
+                           why=why, policy=policy)
+        else:
+            self._log.failure("{id}: stage {stage} failed; policy {policy}", failure, id=tx.id,
+                              stage=stage.name, policy=policy)
+        if policy == TEMPFAIL:
+            review.decide(Verdict.tempfail(f"{stage.name} unavailable, try again later", stage=stage.name))
+        elif policy == ACCEPT and not review.facts.get("unscanned"):
+            review.facts["unscanned"] = True
+            review.add_header(UNSCANNED, "unscanned")
+
+
+# A field name at the start of a line, then its value with folded lines.
+_FIELD = re.compile(rb"(?im)^authentication-results[ \t]*:((?:[^\r\n]|\r\n[ \t])*)\r\n")
+_AUTHSERV_ID = re.compile(rb"^[ \t\r\n]*(?:\([^)]*\)[ \t\r\n]*)*([^ \t\r\n;(]+)")
+
+
+def remove_forged_results(section: bytes, authserv_id: str) -> bytes:
+    """Drop Authentication-Results fields that claim to be ours (RFC 8601
+    §5: an MTA "MUST" remove or rename such fields arriving from outside,
+    or a sender could forge our verdict).  Linear: one regex pass."""
+    ours = authserv_id.lower().encode("ascii", "replace")
+
+    def keep(match: re.Match[bytes]) -> bytes:
+        found = _AUTHSERV_ID.match(match.group(1))
+        if found and found.group(1).lower() == ours:
+            return b""
+        return match.group(0)
+
+    return _FIELD.sub(keep, section)
