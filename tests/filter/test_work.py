@@ -1,0 +1,43 @@
+"""The pipeline's bounded pool runs work off the reactor thread, at most THREADS at once."""
+
+from __future__ import annotations
+
+import threading
+
+from twisted.internet import defer
+
+from tests.support.server import in_reactor, reactor_running
+from tests.support.wait import wait_until
+from xmail.filter.work import FilterWork
+
+
+def test_work_runs_off_the_reactor_thread_and_is_bounded() -> None:
+    reactor = reactor_running()
+    work = FilterWork(reactor, threads=2)
+    gate = threading.Event()
+    running: list[int] = []
+    peak: list[int] = []
+    lock = threading.Lock()
+
+    def job() -> str:
+        with lock:
+            running.append(1)
+            peak.append(len(running))
+        gate.wait(10)
+        with lock:
+            running.pop()
+        return threading.current_thread().name
+
+    def start() -> defer.Deferred:
+        return defer.gatherResults([work.run(job) for _ in range(5)])
+
+    result: list = []
+    in_reactor(lambda: start().addBoth(result.append))
+    wait_until(lambda: len(running) == 2, what="two jobs running")
+    # Three jobs wait for a thread: the pool never grows past its bound.
+    assert len(work._pool.threads) == 2 and not result
+    gate.set()
+    wait_until(lambda: result, timeout=10)
+    assert all(name.startswith("xmail-filter") for name in result[0])
+    assert max(peak) <= 2
+    in_reactor(work.stop)
