@@ -32,7 +32,7 @@ def test_work_runs_off_the_reactor_thread_and_is_bounded() -> None:
         return defer.gatherResults([work.run(job) for _ in range(5)])
 
     result: list = []
-    in_reactor(lambda: start().addBoth(result.append))
+    in_reactor(lambda: start().addBoth(result.append) and None)
     wait_until(lambda: len(running) == 2, what="two jobs running")
     # Three jobs wait for a thread: the pool never grows past its bound.
     assert len(work._pool.threads) == 2 and not result
