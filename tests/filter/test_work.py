@@ -38,6 +38,6 @@ def test_work_runs_off_the_reactor_thread_and_is_bounded() -> None:
     assert len(work._pool.threads) == 2 and not result
     gate.set()
     wait_until(lambda: result, timeout=10)
-    assert all(name.startswith("xmail-filter") for name in result[0])
+    assert all("xmail-filter" in name for name in result[0])
     assert max(peak) <= 2
     in_reactor(work.stop)
