@@ -86,7 +86,8 @@ PROTOCOL_SURFACE = (
 )
 # The context is built from interfaces only, so handing it to a protocol
 # hands over no implementation.
-CONTEXT_SURFACE = ("xmail.store.interfaces", "xmail.auth.interfaces", "xmail.queue.interfaces")
+CONTEXT_SURFACE = ("xmail.store.interfaces", "xmail.auth.interfaces", "xmail.queue.interfaces",
+                   "xmail.filter.interfaces")
 
 
 def _within(name: str, prefix: str) -> bool:

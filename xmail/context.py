@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from twisted.cred.portal import Portal
 
     from xmail.auth.interfaces import IAuditLog, IDirectory, IFailureCounts
+    from xmail.filter.interfaces import IDeliveryPipeline
     from xmail.limits import PeerConnections, UserConnections
     from xmail.queue.interfaces import IOutboundQueue
     from xmail.store.interfaces import IMessageStore
@@ -105,6 +106,7 @@ class CoreServices:
     portal: Portal | None = None  # avatar: xmail.auth.interfaces.IMailAccount
     audit: IAuditLog | None = None
     queue: IOutboundQueue | None = None  # remote recipients
+    pipeline: IDeliveryPipeline | None = None  # mail protection (xmail.filter); None: none
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +148,10 @@ class ServerContext:
     @property
     def queue(self) -> IOutboundQueue | None:
         return self.core.queue
+
+    @property
+    def pipeline(self) -> IDeliveryPipeline | None:
+        return self.core.pipeline
 
     def is_loopback(self, host: str) -> bool:
         """May this client use plaintext auth without TLS?  Loopback clients

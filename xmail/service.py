@@ -32,6 +32,7 @@ from xmail.context import ServerContext, SharedTables
 from xmail.daemon import stop_with_error
 from xmail.db.environment import IndexEnvironment
 from xmail.db.leader import LEADER_LOCK, LeaderElection
+from xmail.filter.build import build_pipeline
 from xmail.metrics import count_connections, index_write
 from xmail.ops.audit import AuditLog
 from xmail.ops.http import mount_metrics
@@ -135,10 +136,11 @@ class CoreService(service.Service):
                               enqueued=None if bus is None else (lambda: bus.broadcast(QUEUE_KICK)))
         if bus is not None:
             bus.register(QUEUE_KICK, lambda payload: queue.kick())
+        pipeline = build_pipeline(settings, self.env, directory, reactor, audit)
         # Filled once, here: the context itself stays as built.
         core = self.ctx.core
         core.audit, core.directory, core.store = audit, directory, store
-        core.portal, core.queue = portal, queue
+        core.portal, core.queue, core.pipeline = portal, queue, pipeline
         if bus is not None:
             bus.open()
         store.start()

@@ -149,6 +149,11 @@ class IDeliveryPipeline(Interface):
         """-> Deferred[Review]; never fails: a stage's fault is handled by
         its failure policy (a TEMPFAIL verdict or an unscanned mark)."""
 
+    def check_sender(mail_from: str, user: str) -> Verdict | None:
+        """At RCPT time on MX: a refusal when the envelope sender is on the
+        recipient's (or its domain's) block list, else None.  A short index
+        read, safe on the reactor."""
+
     def check_header_section(mode: str, section: bytes) -> tuple[bytes, Verdict | None]:
         """Called once the header section is complete, while the body still
         streams in: the section as it will be stored (for MX, fields that

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from twisted.internet import defer
@@ -68,10 +68,19 @@ class Stage:
 class DeliveryPipeline:
     _log = Logger()
 
-    def __init__(self, stages: Iterable[Any], reactor: Any, hostname: str):
+    def __init__(self, stages: Iterable[Any], reactor: Any, hostname: str,
+                 sender_check: Callable[[str, str], Verdict | None] | None = None):
         self.stages = list(stages)
         self.reactor = reactor
         self.hostname = hostname
+        # (envelope sender, local user) -> refusal at RCPT time (the lists).
+        self.sender_check = sender_check
+
+    # -- at RCPT ----------------------------------------------------------------------------
+    def check_sender(self, mail_from: str, user: str) -> Verdict | None:
+        if self.sender_check is None or not mail_from:
+            return None
+        return self.sender_check(mail_from, user)
 
     # -- while the body streams in -----------------------------------------------------------
     def check_header_section(self, mode: str, section: bytes) -> tuple[bytes, Verdict | None]:

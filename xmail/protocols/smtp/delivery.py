@@ -21,6 +21,8 @@ from twisted.logger import Logger
 
 from xmail.auth.login import login
 from xmail.auth.sasl import Credentials
+from xmail.filter.interfaces import JUNK_FOLDER, Action, Review, Transaction, Verdict
+from xmail.filter.interfaces import Recipient as FilterRecipient
 from xmail.message import mailboxes, scan_header_section
 from xmail.protocols.smtp import replies
 from xmail.protocols.smtp.limits import DailySendCounter
@@ -34,7 +36,7 @@ from xmail.protocols.smtp.session import (
 )
 from xmail.protocols.smtp.spool import MessageSpool, discard_copy
 from xmail.queue.interfaces import QueueRecipient
-from xmail.store.interfaces import MessageTooLarge, OverQuota, StoreBusy, StoreError
+from xmail.store.interfaces import MessageTooLarge, NoSuchFolder, OverQuota, StoreBusy, StoreError
 
 _AUTHOR_FIELDS = frozenset(("from", "sender"))
 _DATE_FIELD = frozenset(("date",))
@@ -174,6 +176,15 @@ class MailAgent:
     def _local_recipient(self, user: str | None, envelope: Envelope) -> tuple[Reply, str | None]:
         if user is None:
             return replies.UNKNOWN_USER, None
+        pipeline = self.ctx.pipeline
+        if pipeline is not None and self.mode == MX:
+            # A sender on this recipient's block list is refused here, per
+            # recipient, before any content is sent.
+            verdict = pipeline.check_sender(envelope.mail_from, user)
+            if verdict is not None:
+                reply = verdict_reply(verdict)
+                if reply is not None:
+                    return reply, None
         if self._over_quota(user, envelope.size or 0):
             return replies.MAILBOX_FULL, None
         return replies.RECIPIENT_OK, user
@@ -206,7 +217,11 @@ class MailAgent:
         if match:
             message_id = " ".join(match.group(1).decode("utf-8", "replace").split()) or None
         if self.mode != SUBMISSION:
-            return section, message_id, None
+            pipeline = self.ctx.pipeline
+            if pipeline is None:
+                return section, message_id, None
+            section, verdict = pipeline.check_header_section(self.mode, section)
+            return section, message_id, verdict_reply(verdict) if verdict is not None else None
         assert info.user is not None
         refusal = self.check_author_fields(info.user, section)
         if refusal is not None:
@@ -249,42 +264,77 @@ class MailAgent:
                 return replies.FROM_NOT_OWNED.format(address, user)
         return None
 
+    def transaction(self, info: SessionInfo, envelope: Envelope, spool: MessageSpool) -> Transaction:
+        """What the delivery pipeline reviews (xmail.filter.interfaces)."""
+        return Transaction(
+            mode=self.mode, id=info.transaction_id, client_ip=info.client_ip, helo=info.helo,
+            mail_from=envelope.mail_from,
+            recipients=tuple(FilterRecipient(r.address, r.user) for r in envelope.recipients),
+            user=info.user, header_section=envelope.headers or b"", size=spool.size,
+            hostname=self.hostname, source=spool.source)
+
     @defer.inlineCallbacks
     def accept_message(self, info: SessionInfo, envelope: Envelope, spool: MessageSpool) -> Any:
-        """-> Deferred[Reply]: deliver, queue, send-save; 250 only once durable."""
+        """-> Deferred[Reply]: review, deliver, queue, send-save; 250 only once durable."""
         if info.user is not None and self.send_counter.reached(info.user):
             return replies.SEND_LIMIT_REACHED.format(self.send_counter.limit)
+        review: Review | None = None
+        pipeline = self.ctx.pipeline
+        if pipeline is not None:
+            review = yield pipeline.review(self.transaction(info, envelope, spool))
+            refusal = verdict_reply(review.verdict)
+            if refusal is not None:
+                self._audit_refused(info, envelope, spool, review)
+                return refusal
+        # What the pipeline adds (Authentication-Results, X-Spam-*, DKIM-Signature)
+        # goes in front of the spooled message, for the queue and the store alike.
+        added = review.prefix() if review is not None else b""
+        discarded = review.discarded if review is not None else {}
+        copies: list[bytes | str] = []
+        try:
+            return (yield self._deliver(info, envelope, spool, review, added, discarded, copies))
+        finally:
+            for copy in copies:
+                discard_copy(copy)
+
+    @defer.inlineCallbacks
+    def _deliver(self, info: SessionInfo, envelope: Envelope, spool: MessageSpool, review: Review | None,
+                 added: bytes, discarded: dict[str, str], copies: list[bytes | str]) -> Any:
         local_users: list[str] = []
         for recipient in envelope.recipients:
-            if recipient.user is not None and recipient.user not in local_users:
-                local_users.append(recipient.user)
+            user = recipient.user
+            if user is not None and user not in local_users and user not in discarded:
+                local_users.append(user)
         remote = [r for r in envelope.recipients if r.user is None]
         failures: list[tuple[str, Any]] = []
-        delivered: list[str] = []
+        delivered: list[str] = [u for u in discarded]  # accepted, then dropped by a rule (logged)
 
+        # The queue takes bytes or a path (IOutboundQueue.enqueue).
+        queued_source: bytes | str = spool.source()
+        if added and (remote or local_users):
+            queued_source = yield spool.with_prefix(added, "filtered")
+            copies.append(queued_source)
         if remote:
             try:
                 yield self.ctx.queue.enqueue(
                     envelope.mail_from,
                     [QueueRecipient(r.address, r.notify, r.orcpt) for r in remote],
-                    spool.to_file(), envid=envelope.envid, ret=envelope.ret)
+                    queued_source, envid=envelope.envid, ret=envelope.ret)
                 delivered += [r.address for r in remote]
             except Exception:
                 failures += [(r.address, _failure_of_current()) for r in remote]
 
         if local_users:
             if self.mode == MX:
-                source: bytes | str = spool.source()
-                copy = None
+                source: bytes | str = queued_source
             else:
-                copy = source = yield spool.with_prefix(return_path_field(envelope), "local")
-            try:
-                results = yield defer.DeferredList(
-                    [defer.maybeDeferred(self.ctx.store.deliver, user, source) for user in local_users],
-                    consumeErrors=True)
-            finally:
-                if copy is not None:
-                    discard_copy(copy)
+                # Final delivery here: Return-Path goes in now (RFC 5321 §4.4).
+                source = yield spool.with_prefix(return_path_field(envelope) + added, "local")
+                copies.append(source)
+            folder = review.folder if review is not None else (lambda _user: "INBOX")
+            results = yield defer.DeferredList(
+                [self._store_copy(user, source, folder(user)) for user in local_users],
+                consumeErrors=True)
             for user, (ok, value) in zip(local_users, results, strict=True):
                 if ok:
                     delivered.append(user)
@@ -306,7 +356,7 @@ class MailAgent:
             try:
                 yield self.ctx.queue.enqueue(
                     envelope.mail_from, [QueueRecipient(r.address, r.notify, r.orcpt) for r in retry],
-                    spool.to_file(), envid=envelope.envid, ret=envelope.ret)
+                    queued_source, envid=envelope.envid, ret=envelope.ret)
                 delivered += [address for address, _f in failures]
                 handed_over = True
                 self._log.info("{id}: {count} recipient(s) handed to the queue after a failed delivery",
@@ -328,21 +378,56 @@ class MailAgent:
             # whole message again (the delivered ones get a duplicate, which
             # §6.1 prefers to a loss).
             return replies.TEMPORARY_FAILURE
-        self._audit_received(info, envelope, spool, delivered)
+        self._audit_received(info, envelope, spool, delivered, review)
 
         if self.mode == SUBMISSION and info.user is not None:
             self.send_counter.record(info.user)
             yield self._send_save(info, envelope, spool)
         return replies.MESSAGE_ACCEPTED.format(info.transaction_id)
 
-    def _audit_received(self, info: SessionInfo, envelope: Envelope, spool: MessageSpool,
-                        delivered: list[str]) -> None:
+    def _store_copy(self, user: str, source: bytes | str, folder: str) -> Any:
+        d = defer.maybeDeferred(self.ctx.store.deliver, user, source, folder)
+        if folder != "INBOX":
+            def fall_back(failure: Any) -> Any:
+                # A user who deleted their Junk folder still gets the mail.
+                failure.trap(NoSuchFolder)
+                return self.ctx.store.deliver(user, source, "INBOX")
+            d.addErrback(fall_back)
+        return d
+
+    def _audit_refused(self, info: SessionInfo, envelope: Envelope, spool: MessageSpool,
+                       review: Review) -> None:
+        verdict = review.verdict
+        self._log.info("{id}: {action} by {stage}: {code} {text}", id=info.transaction_id,
+                       action=verdict.action.value, stage=verdict.stage or "filter", code=verdict.code,
+                       text=verdict.text)
         if self.ctx.audit is None:
             return
+        self.ctx.audit.mail("refused", id=info.transaction_id, protocol=info.mode,
+                            client_ip=info.client_ip, user=info.user or "", sender=envelope.mail_from,
+                            recipients=",".join(r.address for r in envelope.recipients), size=spool.size,
+                            message_id=envelope.message_id or "", result=verdict.action.value,
+                            stage=verdict.stage, reply=f"{verdict.code} {verdict.status} {verdict.text}",
+                            notes="; ".join(review.notes))
+
+    def _audit_received(self, info: SessionInfo, envelope: Envelope, spool: MessageSpool,
+                        delivered: list[str], review: Review | None) -> None:
+        if self.ctx.audit is None:
+            return
+        extra: dict[str, str] = {}
+        if review is not None:
+            # The pipeline's findings go to the mail log with the delivery.
+            junk = sorted(user for user, folder in review.folders.items() if folder == JUNK_FOLDER)
+            if junk:
+                extra["junk"] = ",".join(junk)
+            if review.discarded:
+                extra["discarded"] = ",".join(f"{u} ({why})" for u, why in sorted(review.discarded.items()))
+            if review.notes:
+                extra["notes"] = "; ".join(review.notes)
         self.ctx.audit.mail("received", id=info.transaction_id, protocol=info.mode,
                             client_ip=info.client_ip, user=info.user or "", sender=envelope.mail_from,
                             recipients=",".join(delivered), size=spool.size,
-                            message_id=envelope.message_id or "")
+                            message_id=envelope.message_id or "", **extra)
 
     @defer.inlineCallbacks
     def _send_save(self, info: SessionInfo, envelope: Envelope, spool: MessageSpool) -> Any:
@@ -355,6 +440,21 @@ class MailAgent:
         except Exception:
             # The mail is on its way; a missing Sent copy must not fail it.
             self._log.failure("send-save for {user} failed", user=info.user)
+
+
+def verdict_reply(verdict: Verdict) -> Reply | None:
+    """The SMTP reply for a pipeline verdict that refuses the message."""
+    if verdict.action is Action.REJECT:
+        return Reply(verdict.code if 500 <= verdict.code <= 599 else 550, verdict.status or "5.7.1",
+                     verdict.text or "Message refused")
+    if verdict.action is Action.TEMPFAIL:
+        return Reply(verdict.code if 400 <= verdict.code <= 499 else 451, verdict.status or "4.7.1",
+                     verdict.text or "Try again later")
+    if verdict.action is Action.HOLD:
+        # Holding in the queue arrives with issue 22; until then nothing
+        # accepted may be held, so a stage asking for it gets a retry.
+        return Reply(451, "4.7.1", "Message cannot be held now, try again later")
+    return None
 
 
 def _failure_of_current() -> Any:

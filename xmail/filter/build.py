@@ -1,0 +1,31 @@
+# -*- test-case-name: tests.filter.test_build -*-
+"""The delivery pipeline as configured: which stages, in which order.
+
+Order (each stage's reason):
+1. lists -- a blocked sender ends it cheaply; an allowed one is known to
+   the spam stage;
+2. authentication -- SPF, DKIM, DMARC, ARC (MX): the results feed the
+   scanners' and later the filter rules' decisions;
+3. antivirus -- a virus is refused whatever the lists say;
+4. antispam -- skipped for allowed senders;
+5. burst -- submissions only;
+6. dkim-sign -- last, so only what every other stage let through is signed.
+Later capabilities (Sieve, approval holds, the journal) go before signing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from xmail.config import Settings
+from xmail.filter.burst import BurstStage
+from xmail.filter.lists import SenderLists, SenderListStage, sender_check
+from xmail.filter.pipeline import DeliveryPipeline
+
+
+def build_pipeline(settings: Settings, env: Any, directory: Any, reactor: Any,
+                   audit: Any = None) -> DeliveryPipeline:
+    lists = SenderLists(env)
+    stages: list[Any] = [SenderListStage(lists)]
+    stages.append(BurstStage(settings.filter.burst_per_minute, reactor.seconds, audit))
+    return DeliveryPipeline(stages, reactor, settings.server.hostname, sender_check=sender_check(lists))
