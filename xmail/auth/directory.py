@@ -254,6 +254,45 @@ class Directory:
         with self.env.read() as txn:
             return [(k.decode(), json.loads(v).get("alias_of")) for k, v in txn.cursor(db=self._domains)]
 
+    def domain_settings(self, domain: str) -> dict[str, str]:
+        """Per-domain settings (`xmailctl domain set D KEY=VALUE`); an alias
+        domain has its primary's.  {} for an unknown domain.  A short read."""
+        try:
+            domain = normalize_domain(domain)
+        except DirectoryError:
+            return {}
+        with self.env.read() as txn:
+            data = _load(txn.get(_key(domain), db=self._domains))
+            if data is not None and data.get("alias_of"):
+                data = _load(txn.get(_key(data["alias_of"]), db=self._domains))
+        return dict(data.get("settings", {})) if data else {}
+
+    def set_domain_setting(self, domain: str, key: str, value: str | None) -> None:
+        """Set a per-domain setting of a primary domain; None or "" removes it.
+        The caller (the CLI) checks keys and values against what it knows."""
+        domain = normalize_domain(domain)
+        if not isinstance(key, str) or not _SETTING_KEY.match(key.lower()):
+            raise DirectoryError(f"invalid setting name {key!r}: letters, digits, '_', '.', '-'")
+        key = key.lower()
+        if value and (any(c in value for c in "\r\n\0") or len(value) > MAX_SETTING_VALUE):
+            raise DirectoryError(f"invalid value for {key}")
+
+        def txn_fn(txn: Any) -> None:
+            data = _load(txn.get(_key(domain), db=self._domains))
+            if data is None:
+                raise DirectoryError(f"no such domain {domain}")
+            if data.get("alias_of"):
+                raise DirectoryError(f"{domain} is an alias domain: set it on {data['alias_of']}")
+            settings = dict(data.get("settings", {}))
+            if value:
+                settings[key] = value
+            else:
+                settings.pop(key, None)
+            data["settings"] = settings
+            txn.put(_key(domain), _dump(data), db=self._domains)
+
+        self.env.write_sync(txn_fn)
+
     # -- users -----------------------------------------------------------------------
     def add_user(self, address: str, password: str | None = None, password_hash: str | None = None,
                  quota_bytes: int | None = None, quota_messages: int | None = None) -> UserRecord:

@@ -90,6 +90,10 @@ class IDirectory(Interface):
     def setting(user: str, key: str, default: str | None = None) -> str | None:
         """A per-user setting (`xmailctl user set ADDRESS KEY=VALUE`)."""
 
+    def domain_settings(domain: str) -> dict[str, str]:
+        """Per-domain settings (`xmailctl domain set DOMAIN KEY=VALUE`); an
+        alias domain answers its primary's; {} when there are none."""
+
 
 class IMailAccount(Interface):
     """The avatar the realm hands to every protocol after login."""

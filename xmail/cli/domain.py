@@ -1,12 +1,14 @@
 # -*- test-case-name: tests.test_cli -*-
-"""`xmailctl domain add|remove|list [DOMAIN]`, `domain alias ALIAS_DOMAIN --to DOMAIN`."""
+"""`xmailctl domain add|remove|list [DOMAIN]`, `domain alias ALIAS_DOMAIN --to DOMAIN`,
+`domain set DOMAIN KEY=VALUE ...`, `domain show DOMAIN`."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from xmail.cli.context import CliContext, command, group
+from xmail.cli.context import CliContext, CliError, command, group
+from xmail.filter.policy import DOMAIN_KEYS, check_setting
 
 
 def register(subparsers: Any) -> None:
@@ -20,6 +22,12 @@ def register(subparsers: Any) -> None:
                            "make ALIAS_DOMAIN receive for every user and alias of DOMAIN")
     alias_domain.add_argument("alias_domain", metavar="ALIAS_DOMAIN")
     alias_domain.add_argument("--to", metavar="DOMAIN", required=True)
+    setter = command(domain, "set", domain_set,
+                     f"set per-domain settings ({', '.join(sorted(DOMAIN_KEYS))}; KEY= removes)")
+    setter.add_argument("domain", metavar="DOMAIN")
+    setter.add_argument("settings", metavar="KEY=VALUE", nargs="+")
+    command(domain, "show", domain_show, "per-domain settings: KEY<TAB>VALUE").add_argument(
+        "domain", metavar="DOMAIN")
 
 
 def domain_add(ctx: CliContext, args: argparse.Namespace) -> None:
@@ -37,6 +45,33 @@ def domain_list(ctx: CliContext, args: argparse.Namespace) -> None:
             ctx.out(domain, "alias-of", alias_of)
         else:
             ctx.out(domain)
+
+
+def domain_set(ctx: CliContext, args: argparse.Namespace) -> None:
+    if not ctx.directory.is_local_domain(args.domain):
+        raise CliError(f"no such domain {args.domain}")
+    changes = []
+    for item in args.settings:
+        key, eq, value = item.partition("=")
+        key = key.strip().lower()
+        if not eq or not key:
+            raise CliError(f"expected KEY=VALUE, not {item!r}")
+        if key not in DOMAIN_KEYS:
+            raise CliError(f"unknown domain setting {key!r} (known: {', '.join(sorted(DOMAIN_KEYS))})")
+        try:
+            changes.append((key, check_setting(DOMAIN_KEYS, key, value.strip())))
+        except ValueError as e:
+            raise CliError(str(e)) from None
+    for key, value in changes:
+        ctx.directory.set_domain_setting(args.domain, key, value)
+    ctx.done(f"domain {args.domain.strip().lower()}: {' '.join(args.settings)}")
+
+
+def domain_show(ctx: CliContext, args: argparse.Namespace) -> None:
+    if not ctx.directory.is_local_domain(args.domain):
+        raise CliError(f"no such domain {args.domain}")
+    for key, value in sorted(ctx.directory.domain_settings(args.domain).items()):
+        ctx.out(key, value)
 
 
 def domain_alias(ctx: CliContext, args: argparse.Namespace) -> None:

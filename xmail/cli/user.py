@@ -18,6 +18,7 @@ from xmail.cli.context import (
     read_password,
     utc_time,
 )
+from xmail.filter.policy import USER_KEYS, check_setting
 
 
 def register(subparsers: Any) -> None:
@@ -141,6 +142,11 @@ def user_set(ctx: CliContext, args: argparse.Namespace) -> None:
     for key, value in changes:
         if key in ("quota_bytes", "quota_messages"):
             ctx.directory.set_quota(args.address, **{key: _parse_quota(key, value)})
+        elif key in USER_KEYS:
+            try:
+                ctx.directory.set_setting(args.address, key, check_setting(USER_KEYS, key, value))
+            except ValueError as e:
+                raise CliError(str(e)) from None
         else:
             ctx.directory.set_setting(args.address, key, value)
     ctx.done(f"user {args.address}: {' '.join(args.settings)}")

@@ -1,0 +1,98 @@
+"""Sender lists, the header checks and the burst rule against a real `twistd -n xmail`."""
+
+from __future__ import annotations
+
+import imaplib
+import smtplib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.support.daemon import Daemon
+
+BOB = "bob@example.com"
+CAROL = "carol@example.com"
+PASSWORD = "lists test password 1"
+
+
+@pytest.fixture
+def daemon(tmp_path: Any) -> Iterator[Daemon]:
+    daemon = Daemon(tmp_path, listeners=("smtp", "submission", "imap"),
+                    extra="[filter]\nburst_per_minute = 2\n")
+    daemon.ctl("domain", "add", "example.com")
+    for user in (BOB, CAROL):
+        daemon.ctl("user", "add", user, "--password-stdin", stdin=PASSWORD + "\n")
+    daemon.start()
+    yield daemon
+    daemon.stop()
+
+
+def messages(daemon: Daemon, user: str, folder: str = "INBOX") -> list[bytes]:
+    with imaplib.IMAP4("127.0.0.1", daemon.ports["imap"]) as imap:
+        imap.login(user, PASSWORD)
+        imap.select(folder, readonly=True)
+        _typ, data = imap.fetch("1:*", "(BODY.PEEK[])")
+        return [item[1] for item in data if isinstance(item, tuple)]
+
+
+def test_a_blocked_envelope_sender_is_refused_at_rcpt_for_that_recipient_only(daemon: Daemon) -> None:
+    daemon.ctl("spam", "block", "add", "--user", BOB, "*.evil.example")
+    with smtplib.SMTP("127.0.0.1", daemon.ports["smtp"], timeout=30) as smtp:
+        smtp.ehlo("client.example")
+        smtp.mail("news@mail.evil.example")
+        code, text = smtp.rcpt(BOB)
+        assert (code, text[:5]) == (550, b"5.7.1")
+        assert smtp.rcpt(CAROL)[0] == 250
+        assert smtp.data(b"From: news@mail.evil.example\r\nSubject: hi\r\n\r\nbody\r\n")[0] == 250
+    assert len(messages(daemon, CAROL)) == 1 and messages(daemon, BOB) == []
+    # Removing the entry takes effect at once, no restart.
+    daemon.ctl("spam", "block", "remove", "--user", BOB, "*.evil.example")
+    with smtplib.SMTP("127.0.0.1", daemon.ports["smtp"], timeout=30) as smtp:
+        smtp.sendmail("news@mail.evil.example", [BOB], b"From: x@y.example\r\n\r\nagain\r\n")
+    assert len(messages(daemon, BOB)) == 1
+
+
+def test_a_blocked_from_author_is_dropped_per_recipient_and_refused_when_all_block(daemon: Daemon) -> None:
+    daemon.ctl("spam", "block", "add", "--domain", "example.com", "@evil.example")
+    daemon.ctl("spam", "allow", "add", "--user", CAROL, "ceo@evil.example")
+    message = b"From: CEO <ceo@evil.example>\r\nSubject: invoice\r\n\r\npay now\r\n"
+    with smtplib.SMTP("127.0.0.1", daemon.ports["smtp"], timeout=30) as smtp:
+        # The envelope sender is innocent: the From header decides.
+        assert smtp.sendmail("bounce@other.example", [BOB, CAROL], message) == {}
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            smtp.sendmail("bounce@other.example", [BOB], message)
+        assert (refused.value.smtp_code, refused.value.smtp_error[:5]) == (550, b"5.7.1")
+    assert len(messages(daemon, CAROL)) == 1 and messages(daemon, BOB) == []
+    mail_log = daemon.ctl("log", "mail").stdout
+    assert "discarded" in mail_log and "sender blocked" in mail_log
+    assert "refused" in mail_log
+
+
+def test_two_from_fields_are_refused_and_forged_results_removed(daemon: Daemon) -> None:
+    with smtplib.SMTP("127.0.0.1", daemon.ports["smtp"], timeout=30) as smtp:
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            smtp.sendmail("a@other.example", [BOB],
+                          b"From: a@other.example\r\nFrom: boss@example.com\r\n\r\nx\r\n")
+        assert refused.value.smtp_code == 550
+        smtp.sendmail("a@other.example", [BOB],
+                      b"Authentication-Results: mail.example.com; dmarc=pass header.from=example.com\r\n"
+                      b"Authentication-Results: elsewhere.example; spf=fail\r\n"
+                      b"From: a@other.example\r\nSubject: forged\r\n\r\nx\r\n")
+    (stored,) = messages(daemon, BOB)
+    assert b"mail.example.com; dmarc=pass" not in stored
+    assert b"Authentication-Results: elsewhere.example; spf=fail" in stored
+
+
+def test_the_burst_rule_refuses_the_third_message_in_a_minute(daemon: Daemon) -> None:
+    with smtplib.SMTP("127.0.0.1", daemon.ports["submission"], timeout=30) as smtp:
+        smtp.login(BOB, PASSWORD)
+        message = f"From: {BOB}\r\nTo: {CAROL}\r\nSubject: burst\r\n\r\nx\r\n".encode()
+        for _ in range(2):
+            assert smtp.sendmail(BOB, [CAROL], message) == {}
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            smtp.sendmail(BOB, [CAROL], message)
+        assert (refused.value.smtp_code, refused.value.smtp_error[:5]) == (450, b"4.7.1")
+    assert len(messages(daemon, CAROL)) == 2
+    admin_log = daemon.ctl("log", "admin").stdout
+    assert "burst rule" in admin_log and BOB in admin_log
