@@ -265,8 +265,9 @@ class MaildirFolder:
             dest_fid = self._dest_fid(dest)
         except StoreError:
             return defer.fail()
-        return transfer(self.store, self.fid, uids, dest_fid, remove_source=False,
-                        recycle=self.mailbox.is_recycle(dest_fid))
+        d = transfer(self.store, self.fid, uids, dest_fid, remove_source=False,
+                     recycle=self.mailbox.is_recycle(dest_fid))
+        return d.addCallback(self._transferred, dest, dest_fid)
 
     def move(self, uids: Any, dest: str) -> defer.Deferred[CopyResult]:
         try:
@@ -275,8 +276,14 @@ class MaildirFolder:
             return defer.fail()
         # Into the same folder too: RFC 6851 §3.3 makes MOVE a COPY plus an
         # expunge, so the messages get new UIDs (transfer handles src == dest).
-        return transfer(self.store, self.fid, uids, dest_fid, remove_source=True, check_quota=False,
-                        recycle=self.mailbox.is_recycle(dest_fid))
+        d = transfer(self.store, self.fid, uids, dest_fid, remove_source=True, check_quota=False,
+                     recycle=self.mailbox.is_recycle(dest_fid))
+        return d.addCallback(self._transferred, dest, dest_fid)
+
+    def _transferred(self, result: CopyResult, dest: str, dest_fid: int) -> CopyResult:
+        if result.dest_uids and self.store.transfer_observers:
+            self.store.transferred(self.mailbox.address, self.name, dest, dest_fid, result.dest_uids)
+        return result
 
     def discard(self, uids: Any) -> defer.Deferred[list[int]]:
         return self.store.delete_for_good(self.fid, sorted(set(int(u) for u in uids)))

@@ -69,6 +69,11 @@ class MailStore:
         self._stale_names: dict[int, list[tuple[int, str]]] = {}
         self._retiring = False
         self._retired_waiters: list[defer.Deferred[None]] = []
+        # Told of every COPY/MOVE between folders once it is committed:
+        # observer(address, source folder, dest folder, dest fid, dest uids).
+        # The spam filter learns from moves into and out of Junk (issue 17)
+        # without the store knowing of it.
+        self.transfer_observers: list[Callable[[str, str, str, int, tuple[int, ...]], None]] = []
         if check_format:
             def synchronous() -> MailStore:
                 return MailStore(env, settings, directory, clock=clock, check_format=False)
@@ -157,6 +162,14 @@ class MailStore:
         from xmail.store.reindex import reindex
 
         return reindex(self, address)
+
+    def transferred(self, address: str, source: str, dest: str, dest_fid: int,
+                    dest_uids: tuple[int, ...]) -> None:
+        for observer in self.transfer_observers:
+            try:
+                observer(address, source, dest, dest_fid, dest_uids)
+            except Exception:
+                self._log.failure("transfer observer failed")
 
     # -- helpers shared by the modules of this package ---------------------------------------------
     def user_root(self, address: str) -> str:
