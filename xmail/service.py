@@ -32,7 +32,8 @@ from xmail.context import ServerContext, SharedTables
 from xmail.daemon import stop_with_error
 from xmail.db.environment import IndexEnvironment
 from xmail.db.leader import LEADER_LOCK, LeaderElection
-from xmail.filter.build import build_pipeline
+from xmail.filter.build import build_protection
+from xmail.filter.digest import RUN_INTERVAL
 from xmail.metrics import count_connections, index_write
 from xmail.ops.audit import AuditLog
 from xmail.ops.http import mount_metrics
@@ -69,6 +70,7 @@ PROTOCOLS: dict[str, tuple[Callable[..., Any], dict[str, Any], bool]] = {
 }
 
 RECYCLE_PURGE_INTERVAL = 3600.0  # seconds between Recycle purges
+DIGEST_INTERVAL = RUN_INTERVAL  # xmail.filter.digest: hourly look for due spam digests
 # SIGTERM drain (DESIGN "Running"): the time a listener's sessions have to
 # finish the command they are running (a RETR or FETCH being streamed to a
 # slow client, a delivery) once its factory's doStop told them to end;
@@ -95,6 +97,8 @@ class CoreService(service.Service):
         self.shared = shared or SharedTables()
         self.env: IndexEnvironment | None = None
         self._purge: task.LoopingCall | None = None
+        self._digest: task.LoopingCall | None = None
+        self.protection: Any = None
         # The one election of a data directory (issue 14): whoever holds
         # run/leader.lock runs the singleton jobs, the queue runner among
         # them; a process on its own wins it at once.
@@ -136,7 +140,8 @@ class CoreService(service.Service):
                               enqueued=None if bus is None else (lambda: bus.broadcast(QUEUE_KICK)))
         if bus is not None:
             bus.register(QUEUE_KICK, lambda payload: queue.kick())
-        pipeline = build_pipeline(settings, self.env, directory, reactor, audit)
+        self.protection = build_protection(settings, self.env, directory, store, reactor, audit)
+        pipeline = self.protection.pipeline
         # Filled once, here: the context itself stays as built.
         core = self.ctx.core
         core.audit, core.directory, core.store = audit, directory, store
@@ -160,6 +165,15 @@ class CoreService(service.Service):
         self._purge = task.LoopingCall(self._purge_recycle)
         self._purge.clock = self.ctx.reactor
         self._purge.start(RECYCLE_PURGE_INTERVAL, now=True)
+        # Spam digests that are due (README "Mail protection").
+        self._digest = task.LoopingCall(self._send_digests)
+        self._digest.clock = self.ctx.reactor
+        self._digest.start(DIGEST_INTERVAL, now=False)
+
+    def _send_digests(self) -> Any:
+        d = self.protection.digest.send_due()
+        d.addErrback(lambda f: self._log.failure("spam digests failed", f))
+        return d
 
     def _purge_recycle(self) -> Any:
         return self._purge_recycle_at(None)
@@ -179,8 +193,9 @@ class CoreService(service.Service):
     def stopService(self) -> Any:
         service.Service.stopService(self)
         self.singletons = False
-        if self._purge is not None and self._purge.running:
-            self._purge.stop()
+        for loop in (self._purge, self._digest):
+            if loop is not None and loop.running:
+                loop.stop()
         if self.ctx.queue is not None:
             yield defer.maybeDeferred(self.ctx.queue.stop)
         # Leadership goes once the runner has nothing in flight: the next

@@ -96,3 +96,18 @@ def test_the_burst_rule_refuses_the_third_message_in_a_minute(daemon: Daemon) ->
     assert len(messages(daemon, CAROL)) == 2
     admin_log = daemon.ctl("log", "admin").stdout
     assert "burst rule" in admin_log and BOB in admin_log
+
+
+def test_the_spam_digest_lists_junk_in_the_inbox(daemon: Daemon) -> None:
+    with imaplib.IMAP4("127.0.0.1", daemon.ports["imap"]) as imap:
+        imap.login(BOB, PASSWORD)
+        typ, _ = imap.append("Junk", None, None,
+                             b"From: Pills <pills@spam.example>\r\nSubject: Cheap pills\r\n\r\nbuy\r\n")
+        assert typ == "OK"
+    assert "sent to 0 user(s)" in daemon.ctl("spam", "digest").stdout  # nobody asked for one
+    daemon.ctl("user", "set", BOB, "spam_digest=daily")
+    assert daemon.ctl("spam", "digest", "--user", BOB).stdout == f"spam digest sent to 1 user(s): {BOB}\n"
+    (digest,) = messages(daemon, BOB)
+    assert b"pills@spam.example" in digest and b"Cheap pills" in digest
+    # Sent: not due again today.
+    assert "sent to 0 user(s)" in daemon.ctl("spam", "digest", "--user", BOB).stdout

@@ -1,5 +1,6 @@
 # -*- test-case-name: tests.filter.test_cli_spam -*-
-"""`xmailctl spam allow|block add|remove|list (--domain D | --user U) [PATTERN]`.
+"""`xmailctl spam allow|block add|remove|list (--domain D | --user U) [PATTERN]`,
+`xmailctl spam digest [--user U] [--force]`.
 
 PATTERN: an address, `@domain` (that domain) or `*.domain` (it and its
 subdomains).  Precedence and effect: xmail.filter.lists.  The running
@@ -13,6 +14,7 @@ import argparse
 from typing import Any
 
 from xmail.cli.context import CliContext, CliError, command, group
+from xmail.filter.digest import SpamDigest
 from xmail.filter.lists import KINDS, ListError, SenderLists, scope_of
 
 
@@ -31,6 +33,11 @@ def register(subparsers: Any) -> None:
             if action != "list":
                 parser.add_argument("pattern", metavar="PATTERN")
             parser.set_defaults(kind=kind)
+    digest = command(spam, "digest", spam_digest,
+                     "send the spam digests that are due now (the daemon does this hourly)")
+    digest.add_argument("--user", metavar="ADDRESS", help="only this user")
+    digest.add_argument("--force", action="store_true",
+                        help="send even if the period has not passed (still nothing for an empty list)")
 
 
 def _scope(ctx: CliContext, args: argparse.Namespace) -> str:
@@ -67,6 +74,21 @@ def spam_remove(ctx: CliContext, args: argparse.Namespace) -> None:
     if not removed:
         raise CliError(f"{args.pattern} is not on the {args.kind} list of {_where(args)}")
     ctx.done(f"{args.kind} {args.pattern.strip().lower()} removed for {_where(args)}")
+
+
+def spam_digest(ctx: CliContext, args: argparse.Namespace) -> None:
+    from twisted.internet import defer
+
+    user = None
+    if args.user is not None:
+        record = ctx.directory.user(args.user)
+        if record is None:
+            raise CliError(f"no such user {args.user}")
+        user = record.address
+    digest = SpamDigest(ctx.store, ctx.directory, ctx.settings.server.hostname,
+                        lambda fn, *a: defer.maybeDeferred(fn, *a))
+    sent = ctx.wait(digest.send_due(only=user, force=args.force))
+    ctx.done(f"spam digest sent to {len(sent)} user(s)" + (f": {', '.join(sent)}" if sent else ""))
 
 
 def spam_list(ctx: CliContext, args: argparse.Namespace) -> None:

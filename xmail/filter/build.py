@@ -15,16 +15,38 @@ Later capabilities (Sieve, approval holds, the journal) go before signing.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from xmail.config import Settings
 from xmail.filter.burst import BurstStage
+from xmail.filter.digest import SpamDigest
 from xmail.filter.lists import SenderLists, SenderListStage, sender_check
 from xmail.filter.pipeline import DeliveryPipeline
+from xmail.filter.work import FilterWork
+
+
+@dataclass
+class Protection:
+    """What the service runs of mail protection: the pipeline SMTP uses,
+    the digest the leader sends hourly, the thread pool behind both."""
+
+    pipeline: DeliveryPipeline
+    digest: SpamDigest
+    work: FilterWork
+
+
+def build_protection(settings: Settings, env: Any, directory: Any, store: Any, reactor: Any,
+                     audit: Any = None) -> Protection:
+    work = FilterWork(reactor)
+    return Protection(build_pipeline(settings, env, directory, reactor, audit, work),
+                      SpamDigest(store, directory, settings.server.hostname, work.run, reactor.seconds),
+                      work)
 
 
 def build_pipeline(settings: Settings, env: Any, directory: Any, reactor: Any,
-                   audit: Any = None) -> DeliveryPipeline:
+                   audit: Any = None, work: FilterWork | None = None) -> DeliveryPipeline:
+    work = work or FilterWork(reactor)
     lists = SenderLists(env)
     stages: list[Any] = [SenderListStage(lists)]
     stages.append(BurstStage(settings.filter.burst_per_minute, reactor.seconds, audit))
