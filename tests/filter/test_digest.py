@@ -38,8 +38,8 @@ def test_digest_lists_new_junk_once_per_period(tmp_path: Any) -> None:
         digest = SpamDigest(sync.store, directory, "mail.example.com",
                             lambda fn, *a: defer.maybeDeferred(fn, *a), clock=sync.clock)
         junk = sync.mailbox(BOB).folder("Junk")
-        result_of(junk.append(b"From: =?utf-8?b?5byg5Lyf?= <zw@spam.example>\r\nSubject: Cheap pills\r\n\r\nx\r\n",
-                              internaldate=sync.clock.now - 3600))
+        spam = b"From: =?utf-8?b?5byg5Lyf?= <zw@spam.example>\r\nSubject: Cheap pills\r\n\r\nx\r\n"
+        result_of(junk.append(spam, internaldate=sync.clock.now - 3600))
         assert result_of(digest.send_due()) == []  # nobody asked for one
         directory.set_setting(BOB, "spam_digest", "daily")
         directory.set_setting("carol@example.com", "spam_digest", "weekly")  # her Junk is empty
