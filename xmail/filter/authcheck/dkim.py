@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.filter.authcheck.test_dkim -*-
+# -*- test-case-name: tests.filter.authcheck.test_dkim,tests.filter.authcheck.test_arc -*-
 """DKIM verification (RFC 6376) and ARC chain validation (RFC 8617) with
 dkimpy, in a worker thread, keys fetched through the DnsBridge.
 

@@ -60,6 +60,7 @@ class AuthenticationStage(Stage):
         self.timeout = timeout
         self.query_timeout = query_timeout
         self.chance = chance
+        organizational_domain("example.com")  # read the suffix list now, not on the reactor later
 
     def applies(self, transaction: Transaction) -> bool:
         return transaction.mode == MX and self.settings.authenticate
@@ -87,7 +88,12 @@ class AuthenticationStage(Stage):
         spf_d = self.work.run(check_spf, bridge, tx.client_ip, tx.mail_from, tx.helo, tx.hostname)
         dkim_d = self.work.run(self._verify, tx, bridge, len(header.all("dkim-signature")),
                                len(header.all("arc-seal")))
-        spf, report, policy = yield defer.gatherResults([spf_d, dkim_d, policy_d], consumeErrors=True)
+        try:
+            spf, report, policy = yield defer.gatherResults([spf_d, dkim_d, policy_d], consumeErrors=True)
+        except defer.FirstError as e:
+            # the one underlying failure, so a cancellation reaches the
+            # pipeline as one (its timeout policy) rather than as a fault
+            e.subFailure.raiseException()
         dmarc = check_dmarc(policy, spf, report.signatures, self.chance)
         review.facts.update(spf=spf, dkim=report.signatures, dmarc=dmarc, arc=report.arc)
         review.add_header(results.FIELD, self._field(tx, spf, report, dmarc))
@@ -96,7 +102,6 @@ class AuthenticationStage(Stage):
 
     def _verify(self, tx: Transaction, bridge: DnsBridge, signatures: int, arc_sets: int) -> DkimReport:
         """In a worker thread: read the message only when it is signed."""
-        organizational_domain("example.com")  # load the suffix list here, not on the reactor
         if not signatures and not arc_sets:
             return verify_message(b"", bridge, 0, 0, 0)
         try:
