@@ -21,7 +21,7 @@ from twisted.logger import Logger
 
 from xmail.config import FilterSettings
 from xmail.filter.authcheck import results
-from xmail.filter.authcheck.dkim import DkimReport, DkimResult, verify_message
+from xmail.filter.authcheck.dkim import ArcResult, DkimReport, DkimResult, verify_message
 from xmail.filter.authcheck.dmarc import (
     QUARANTINE,
     REJECT,
@@ -101,17 +101,13 @@ class AuthenticationStage(Stage):
         self._apply(review, dmarc)
 
     def _verify(self, tx: Transaction, bridge: DnsBridge, signatures: int, arc_sets: int) -> DkimReport:
-        """In a worker thread: read the message only when it is signed."""
-        if not signatures and not arc_sets:
-            return verify_message(b"", bridge, 0, 0, 0)
+        """In a worker thread: DKIM and ARC, streaming the message."""
         try:
-            with tx.open() as f:
-                message = f.read()
+            return verify_message(tx.open, bridge, self.settings.dkim_max_signatures, signatures, arc_sets)
         except OSError as e:
             self._log.warn("{id}: cannot read the message for DKIM: {e}", id=tx.id, e=e)
-            failed = [DkimResult("temperror", "", "", reason="message unreadable")]
-            return DkimReport(failed, 0, verify_message(b"", bridge, 0, 0, 0).arc)
-        return verify_message(message, bridge, self.settings.dkim_max_signatures, signatures, arc_sets)
+            failed = [DkimResult("temperror", "", "", reason="message unreadable")] if signatures else []
+            return DkimReport(failed, 0, ArcResult("none", 0, "message unreadable" if arc_sets else ""))
 
     # -- the results ------------------------------------------------------------------------
     @staticmethod
