@@ -8,12 +8,12 @@ import hashlib
 import io
 import time
 
+from dkim import rfc822_parse
+from dkim.canonicalization import Relaxed, Simple
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet import task
 
-from dkim import rfc822_parse
-from dkim.canonicalization import Relaxed, Simple
 from tests.filter.authcheck.conftest import Env, Key, message, publish, sign
 from tests.support.server import in_reactor
 from xmail.filter.authcheck.body import BodyCanonicalizer, body_hash, split_header

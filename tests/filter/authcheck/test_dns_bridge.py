@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import pytest
+from twisted.internet.protocol import DatagramProtocol
 from twisted.names import dns
 
 from tests.filter.authcheck.conftest import Env, txt
@@ -70,3 +71,37 @@ def test_a_silent_server_costs_one_query_timeout(silent_env: Env) -> None:
     started = time.monotonic()
     assert isinstance(in_thread(lambda: bridge.txt("example.net")), DnsTemporary)
     assert 0.4 < time.monotonic() - started < 2
+
+
+class Garbage(DatagramProtocol):
+    """Answers every query with its id and a header that promises a
+    question and five answers, then noise that is neither."""
+
+    def datagramReceived(self, data: bytes, addr: Any) -> None:
+        self.transport.write(data[:2] + b"\x81\x80\x00\x01\x00\x05\x00\x00\x00\x00\xff\xff\xff", addr)
+
+
+def test_garbage_replies_are_a_temporary_error(env: Env) -> None:
+    port = in_reactor(env.reactor.listenUDP, 0, Garbage(), interface="127.0.0.1")
+    try:
+        from xmail.config import DnsSettings
+        from xmail.dns import make_resolver
+
+        resolver = make_resolver(DnsSettings(servers=(f"127.0.0.1:{port.getHost().port}",)), env.reactor)
+        bridge = DnsBridge(resolver, env.reactor, 10, query_timeout=0.5)
+        started = time.monotonic()
+        assert isinstance(in_thread(lambda: bridge.txt("example.net")), DnsTemporary)
+        assert time.monotonic() - started < 2
+    finally:
+        in_reactor(port.stopListening)
+
+
+def test_the_system_resolver_chain_works_too(env: Env, tmp_path: Any) -> None:
+    # [dns] servers empty: twisted.names' resolver chain, hosts file first
+    from twisted.names import client
+
+    hosts = tmp_path / "hosts"
+    hosts.write_text("192.0.2.77 sys.example\n")
+    resolver = in_reactor(client.createResolver, None, str(tmp_path / "none"), str(hosts))
+    bridge = DnsBridge(resolver, env.reactor, 10, query_timeout=1)
+    assert [a.data for a in in_thread(lambda: bridge.ask("sys.example", dns.A))] == ["192.0.2.77"]

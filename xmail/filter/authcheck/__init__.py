@@ -6,6 +6,7 @@ Authentication-Results field (RFC 8601).
 - dnsbridge: every DNS question, from pyspf/dkimpy in worker threads or
   from the reactor, answered by twisted.names under a deadline;
 - spf, dkim (with ARC), dmarc: the checks, each turning faults into results;
+- body: DKIM body hashes streamed from the spool file (dkimpy sees headers only);
 - results: the field, with client data escaped;
 - stage: AuthenticationStage, the pipeline stage that ties them together.
 """

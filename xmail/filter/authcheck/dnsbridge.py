@@ -104,10 +104,24 @@ class DnsBridge:
         except Exception as e:  # a name twisted.names cannot encode (bad label)
             return defer.succeed([]) if isinstance(e, ValueError) else defer.fail(e)
         self.asked += 1
-        d = defer.maybeDeferred(self.resolver.query, query, timeout=_attempts(timeout))
+        if hasattr(self.resolver, "queryUDP") and hasattr(self.resolver, "filterAnswers"):
+            # twisted.names' client.Resolver ([dns] servers): read the reply
+            # ourselves to check it answers our question -- its decoder takes
+            # a cut-off or garbage datagram for an empty answer, which would
+            # read as "no such record" instead of "could not tell".
+            d = self.resolver.queryUDP([query], _attempts(timeout))
+            d.addCallback(self._answering, query)
+        else:  # the system resolver chain (hosts file, cache, resolv.conf)
+            d = defer.maybeDeferred(self.resolver.query, query, timeout=_attempts(timeout))
         d.addTimeout(timeout, self.reactor)
         d.addCallbacks(self._decoded, self._failed, callbackArgs=(qtype,), errbackArgs=(name,))
         return d
+
+    def _answering(self, message: Any, query: dns.Query) -> Any:
+        """RFC 5452 §9.1: a reply's question section must be our question."""
+        if message.queries != [query]:
+            raise DnsTemporary(f"reply to the DNS query for {query.name} does not answer it")
+        return self.resolver.filterAnswers(message)  # rcode, truncation (retried over TCP)
 
     @staticmethod
     def _decoded(result: Any, qtype: int) -> list[Answer]:
