@@ -105,3 +105,17 @@ def test_the_system_resolver_chain_works_too(env: Env, tmp_path: Any) -> None:
     resolver = in_reactor(client.createResolver, None, str(tmp_path / "none"), str(hosts))
     bridge = DnsBridge(resolver, env.reactor, 10, query_timeout=1)
     assert [a.data for a in in_thread(lambda: bridge.ask("sys.example", dns.A))] == ["192.0.2.77"]
+
+
+def test_a_worker_never_waits_on_a_busy_reactor_past_the_deadline(env: Env) -> None:
+    # The reactor is held (as when it stops the worker pool at shutdown and
+    # joins the threads): the worker gives up at the deadline (+1 s grace).
+    bridge = DnsBridge(env.resolver, env.reactor, 0.5)
+    held = threading.Event()
+    env.reactor.callFromThread(held.wait, 5)
+    started = time.monotonic()
+    try:
+        outcome = in_thread(lambda: bridge.txt("example.net"))
+    finally:
+        held.set()
+    assert isinstance(outcome, DnsTemporary) and time.monotonic() - started < 2.5

@@ -15,21 +15,23 @@ DMARC's one lookup runs on the reactor directly (`txt_async`).
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet import defer
-from twisted.internet.threads import blockingCallFromThread
 from twisted.names import dns, error
 from twisted.python import threadable
+from twisted.python.failure import Failure
 
 QUERY_TIMEOUT = 4.0  # seconds for one question (twisted.names retransmits within it)
 # A TXT record's text (its strings joined) longer than this is refused:
 # SPF, DKIM key and DMARC records are a few hundred octets (an RSA-4096 key
 # is about 750); a bigger one is a mistake or an attack (issue 17).
 MAX_TXT_OCTETS = 4096
+_GRACE = 1.0  # seconds a worker waits past the deadline for the reactor's reply
 MAX_ANSWERS = 64  # records of one answer looked at; the rest ignored
 
 
@@ -90,7 +92,23 @@ class DnsBridge:
             raise RuntimeError("DnsBridge.ask called on the reactor thread; use ask_async")
         if self._cancelled.is_set():
             raise DnsTemporary("authentication check cancelled")
-        return blockingCallFromThread(self.reactor, self.ask_async, name, qtype)
+        # Not blockingCallFromThread: that waits for the reactor without
+        # end, and a reactor shutting down joins this very thread (FilterWork
+        # stops its pool during shutdown) -- a deadlock.  We wait until the
+        # deadline and a little more, then give up with a temporary error.
+        replies: queue.Queue[Any] = queue.Queue(maxsize=1)
+
+        def start() -> None:
+            self.ask_async(name, qtype).addBoth(replies.put)
+
+        self.reactor.callFromThread(start)
+        try:
+            reply = replies.get(timeout=max(self.remaining(), 0.0) + _GRACE)
+        except queue.Empty:
+            raise DnsTemporary(f"no answer for {name} from the reactor in time") from None
+        if isinstance(reply, Failure):
+            reply.raiseException()
+        return reply
 
     # -- on the reactor ----------------------------------------------------------------------
     def ask_async(self, name: str, qtype: int) -> defer.Deferred[list[Answer]]:
