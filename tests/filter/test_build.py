@@ -17,6 +17,6 @@ def test_the_default_pipeline(tmp_path) -> None:
     try:
         pipeline = build_pipeline(parse("[filter]\nburst_per_minute = 30\n"), env, None, task.Clock())
         assert verifyObject(IDeliveryPipeline, pipeline)
-        assert [s.name for s in pipeline.stages] == ["lists", "burst"]
+        assert [s.name for s in pipeline.stages] == ["lists", "authentication", "burst"]
     finally:
         env.close()

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.filter.test_cli_spam -*-
+# -*- test-case-name: tests.filter.test_lists_daemon,tests.filter.test_policy -*-
 """`xmailctl spam allow|block add|remove|list (--domain D | --user U) [PATTERN]`,
 `xmailctl spam digest [--user U] [--force]`.
 

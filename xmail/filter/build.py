@@ -19,10 +19,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from xmail.config import Settings
+from xmail.dns import make_resolver
+from xmail.filter.authcheck import AuthenticationStage
 from xmail.filter.burst import BurstStage
 from xmail.filter.digest import SpamDigest
 from xmail.filter.lists import SenderLists, SenderListStage, sender_check
 from xmail.filter.pipeline import DeliveryPipeline
+from xmail.filter.policy import dmarc_reject_to_junk
 from xmail.filter.work import FilterWork
 
 
@@ -49,5 +52,8 @@ def build_pipeline(settings: Settings, env: Any, directory: Any, reactor: Any,
     work = work or FilterWork(reactor)
     lists = SenderLists(env)
     stages: list[Any] = [SenderListStage(lists)]
+    # MX only; applies() also honours [filter] authenticate.
+    stages.append(AuthenticationStage(make_resolver(settings.dns, reactor), work, settings.filter, reactor,
+                                      dmarc_reject_to_junk=dmarc_reject_to_junk(directory)))
     stages.append(BurstStage(settings.filter.burst_per_minute, reactor.seconds, audit))
     return DeliveryPipeline(stages, reactor, settings.server.hostname, sender_check=sender_check(lists))
