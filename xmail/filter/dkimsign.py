@@ -49,6 +49,7 @@ MAX_INSTANCES = 3  # per field name in h=: keeps h= (and the field) short whatev
 CHUNK = 64 * 1024
 _AUTHOR = frozenset(("from",))
 _WSP_RUN = re.compile(rb"[ \t]+")
+_LINE_BREAK = re.compile(rb"\r?\n")  # unfolding; a bare LF goes too, as in dkimpy
 
 
 class RelaxedBodyHash:
@@ -99,8 +100,10 @@ class RelaxedBodyHash:
 
     def digest(self) -> bytes:
         # §3.4.4 c: empty lines at the end are ignored; a last line without
-        # CRLF gets one; an empty body hashes as nothing at all.
-        self._content(self._carry.rstrip(b" "))
+        # CRLF gets one (before which, like dkimpy, its white space stays:
+        # "at the end of lines" is read as "before a CRLF"; SMTP never
+        # delivers such a body); an empty body hashes as nothing at all.
+        self._content(self._carry)
         self._carry = b""
         if self._line_started:
             self._end_line()
@@ -130,7 +133,7 @@ def relaxed_header(raw: bytes) -> bytes:
     """RFC 6376 §3.4.2: name lower-cased, value unfolded, WSP runs reduced to
     one SP, WSP removed around the colon and at the end; CRLF appended."""
     name, _, value = raw.partition(b":")
-    value = _WSP_RUN.sub(b" ", value.replace(b"\r\n", b"")).strip(b" ")
+    value = _WSP_RUN.sub(b" ", _LINE_BREAK.sub(b"", value)).strip(b" ")
     return name.rstrip(b" \t").lower() + b":" + value + b"\r\n"
 
 
