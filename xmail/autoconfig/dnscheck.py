@@ -118,10 +118,14 @@ def check_record(resolver: Any, record: Record) -> Any:
             matched = record.value in values
         else:  # pragma: no cover - records() makes no other type
             raise ValueError(record.rtype)
-    except (error.DomainError, error.AuthoritativeDomainError):
+    except (error.DNSNameError, error.AuthoritativeDomainError):
         return Finding(record, MISSING, ())  # NXDOMAIN
-    except Exception as e:  # timeouts, SERVFAIL, garbage: cannot tell
-        return Finding(record, FAILED, (), why=f"{type(e).__name__}: {e}".strip(": "))
+    except (error.DNSQueryTimeoutError, defer.TimeoutError):
+        return Finding(record, FAILED, (), why="no answer (timed out)")
+    except error.DNSServerError:  # (a DomainError too: before the catch-all, not with NXDOMAIN)
+        return Finding(record, FAILED, (), why="server failure (SERVFAIL)")
+    except Exception as e:  # REFUSED, FORMERR, garbage: cannot tell
+        return Finding(record, FAILED, (), why=shown(f"{type(e).__name__}: {e}"))
     if matched:
         return Finding(record, OK, ())
     return Finding(record, DIFFERENT if found else MISSING, tuple(shown(f) for f in found))
