@@ -435,3 +435,9 @@ def test_signatures_fold_under_the_line_limit(signing: Signing) -> None:
     field = message.split(b"\r\nReceived:")[0]
     assert re.match(rb"DKIM-Signature: v=1; a=rsa-sha256;", field)
     assert max(len(line) for line in field.split(b"\r\n")) < 400  # b= alone on its line
+
+
+def test_many_empty_lines_inside_and_at_the_end() -> None:
+    body = b"a\r\n" + b"\r\n" * 200000 + b"b \r\n" + b"\r\n" * 100000
+    assert fed(body, CHUNK) == dkimpy_body_hash(body)
+    assert fed(body, 1000) == dkimpy_body_hash(body)
