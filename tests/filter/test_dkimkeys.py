@@ -130,3 +130,9 @@ def test_a_damaged_state_file_names_the_domain(store: DkimKeyStore, tmp_path: Pa
     (tmp_path / "dkim" / "example.com" / "state.json").write_text("{not json")
     with pytest.raises(DkimKeyError, match="example.com: unreadable DKIM state"):
         store.signing_keys("example.com")
+
+
+def test_remove_for_a_domain_without_keys_creates_nothing(store: DkimKeyStore, tmp_path: Path) -> None:
+    with pytest.raises(DkimKeyError, match="example.org has no DKIM selector 'x1'"):
+        store.remove("example.org", "x1")
+    assert not (tmp_path / "dkim" / "example.org").exists()

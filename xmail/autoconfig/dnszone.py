@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.autoconfig.test_dnszone -*-
+# -*- test-case-name: tests.autoconfig.test_dnszone,tests.test_cli_dns -*-
 """The DNS records an operator adds for a hosted domain (`xmailctl dns`),
 as a zone-file fragment (RFC 1035 §5 master file syntax), and the same
 records as data for `xmailctl dns check` (xmail.autoconfig.dnscheck)."""

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.autoconfig.test_cli -*-
+# -*- test-case-name: tests.autoconfig.test_cli,tests.test_cli_dns -*-
 """`xmailctl dns DOMAIN`: the zone fragment an operator adds for a domain
 (MX, SPF, DKIM selectors, DMARC, autoconfig, SRV).
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.filter.test_dkimkeys -*-
+# -*- test-case-name: tests.filter.test_dkimkeys,tests.test_cli_dkim -*-
 """The DKIM signing keys of the hosted domains (issue 17, "Outbound signing").
 
 Layout under `data_dir/dkim/` (every directory 0700, every file 0600):
@@ -276,6 +276,8 @@ class DkimKeyStore:
     def remove(self, domain: str, selector: str) -> Selector:
         """Forget a retired selector and delete its key."""
         domain = key_domain(domain)
+        if not os.path.isdir(self._domain_dir(domain)):
+            raise DkimKeyError(f"{domain} has no DKIM selector {selector!r}")
         with self._locked(domain) as selectors:
             found = [s for s in selectors if s.name == selector]
             if not found:
