@@ -213,8 +213,8 @@ def test_every_command_group_is_in_the_one_package():
     assert "importlib" not in open(sys.modules["xmail.cli.main"].__file__).read()
     parser = build_parser()
     groups = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
-    assert set(groups) == {"domain", "user", "alias", "recycle", "reindex", "queue", "log", "stats", "dns",
-                           "spam"}
+    assert set(groups) == {"domain", "user", "alias", "recycle", "reindex", "queue", "log", "stats", "dkim",
+                           "dns", "spam"}
     for module in GROUPS:
         assert module.__name__.startswith("xmail.cli.")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from twisted.internet import task
 from zope.interface.verify import verifyObject
 
+from xmail.auth.directory import Directory
 from xmail.config import parse
 from xmail.db.environment import IndexEnvironment
 from xmail.filter.build import build_pipeline
@@ -15,8 +16,9 @@ def test_the_default_pipeline(tmp_path) -> None:
     env = IndexEnvironment(str(tmp_path / "index"))
     env.open()
     try:
-        pipeline = build_pipeline(parse("[filter]\nburst_per_minute = 30\n"), env, None, task.Clock())
+        settings = parse(f"[server]\ndata_dir = \"{tmp_path}\"\n[filter]\nburst_per_minute = 30\n")
+        pipeline = build_pipeline(settings, env, Directory(env, settings), task.Clock())
         assert verifyObject(IDeliveryPipeline, pipeline)
-        assert [s.name for s in pipeline.stages] == ["lists", "authentication", "burst"]
+        assert [s.name for s in pipeline.stages] == ["lists", "authentication", "burst", "dkim-sign"]
     finally:
         env.close()

@@ -23,6 +23,8 @@ from xmail.dns import make_resolver
 from xmail.filter.authcheck import AuthenticationStage
 from xmail.filter.burst import BurstStage
 from xmail.filter.digest import SpamDigest
+from xmail.filter.dkimkeys import DkimKeyStore
+from xmail.filter.dkimsign import DkimSignStage
 from xmail.filter.lists import SenderLists, SenderListStage, sender_check
 from xmail.filter.pipeline import DeliveryPipeline
 from xmail.filter.policy import dmarc_reject_to_junk
@@ -56,4 +58,7 @@ def build_pipeline(settings: Settings, env: Any, directory: Any, reactor: Any,
     stages.append(AuthenticationStage(make_resolver(settings.dns, reactor), work, settings.filter, reactor,
                                       dmarc_reject_to_junk=dmarc_reject_to_junk(directory)))
     stages.append(BurstStage(settings.filter.burst_per_minute, reactor.seconds, audit))
+    # Last: only what every other stage let through is signed.
+    if directory is not None:
+        stages.append(DkimSignStage(DkimKeyStore(settings.path("dkim")), directory.is_local_domain, work))
     return DeliveryPipeline(stages, reactor, settings.server.hostname, sender_check=sender_check(lists))
