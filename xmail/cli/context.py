@@ -12,6 +12,7 @@ and `ctx.wait(deferred)` returns the result of an already-fired Deferred.
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime
 import getpass
 from collections.abc import Callable
@@ -175,3 +176,36 @@ def password_options(parser: argparse.ArgumentParser, allow_none: bool) -> None:
     if allow_none:
         source.add_argument("--no-password", action="store_true",
                             help="no password: the user receives mail but cannot log in")
+
+
+class TableOutput:
+    """Rows of a table: tab-separated (field_text escaping), or with --csv
+    RFC 4180 rows after a header row; a CSV text cell a spreadsheet would
+    run as a formula (= + - @) gets a leading apostrophe."""
+
+    def __init__(self, ctx: Any, as_csv: bool, header: tuple[str, ...], *, tsv_header: bool = False):
+        self.ctx = ctx
+        self.writer = csv.writer(ctx.stdout, lineterminator="\r\n") if as_csv else None
+        if self.writer is not None:
+            self.writer.writerow(header)
+        elif tsv_header:
+            ctx.out(*header)
+
+    def row(self, values: list[Any]) -> None:
+        if self.writer is None:
+            self.ctx.out(*values)
+        else:
+            self.writer.writerow([_csv_cell(v) for v in values])
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        return value
+    # Control characters escaped as in the tab-separated output, so that no
+    # cell spans lines even for a reader that splits on newlines.
+    value = "".join(c if c.isprintable() else repr(c)[1:-1] for c in value)
+    if value[:1] in ("=", "+", "-", "@"):
+        return "'" + value
+    return value

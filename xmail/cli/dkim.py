@@ -19,8 +19,7 @@ import argparse
 from typing import Any
 
 from xmail.autoconfig.model import AddressError, parse_domain
-from xmail.cli.context import CliContext, CliError, command, group, utc_time
-from xmail.cli.logs import _Output
+from xmail.cli.context import CliContext, CliError, TableOutput, command, group, utc_time
 from xmail.filter.dkimkeys import ALGORITHMS, RSA, DkimKeyError, DkimKeyStore
 
 LIST_HEADER = ("selector", "algorithm", "state", "created", "dns_name")
@@ -87,7 +86,7 @@ def dkim_list(ctx: CliContext, args: argparse.Namespace) -> None:
         selectors = _store(ctx).selectors(domain)
     except DkimKeyError as e:
         raise CliError(str(e)) from None
-    out = _Output(ctx, args.csv, LIST_HEADER)
+    out = TableOutput(ctx, args.csv, LIST_HEADER)
     for s in selectors:
         out.row([s.name, s.algorithm, s.state, utc_time(s.created), s.dns_name(domain)])
 

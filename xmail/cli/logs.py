@@ -16,41 +16,11 @@ apostrophe.
 from __future__ import annotations
 
 import argparse
-import csv
 import time
 from typing import Any
 
-from xmail.cli.context import CliError
+from xmail.cli.context import CliError, TableOutput
 from xmail.ops import logfiles, queries
-
-
-class _Output:
-    def __init__(self, ctx: Any, as_csv: bool, header: tuple[str, ...], *, tsv_header: bool = False):
-        self.ctx = ctx
-        self.writer = csv.writer(ctx.stdout, lineterminator="\r\n") if as_csv else None
-        if self.writer is not None:
-            self.writer.writerow(header)
-        elif tsv_header:
-            ctx.out(*header)
-
-    def row(self, values: list[Any]) -> None:
-        if self.writer is None:
-            self.ctx.out(*values)
-        else:
-            self.writer.writerow([_csv_cell(v) for v in values])
-
-
-def _csv_cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        return value
-    # Control characters escaped as in the tab-separated output, so that no
-    # cell spans lines even for a reader that splits on newlines.
-    value = "".join(c if c.isprintable() else repr(c)[1:-1] for c in value)
-    if value[:1] in ("=", "+", "-", "@"):
-        return "'" + value
-    return value
 
 
 def _since(ctx: Any, args: argparse.Namespace) -> float | None:
@@ -65,20 +35,20 @@ def _since(ctx: Any, args: argparse.Namespace) -> float | None:
 def show_log(ctx: Any, args: argparse.Namespace) -> None:
     file_kind, columns, _row = queries.LOGS[args.command]
     records = logfiles.read_events(ctx.settings.path("log"), file_kind, _since(ctx, args))
-    output = _Output(ctx, args.csv, columns)
+    output = TableOutput(ctx, args.csv, columns)
     for row in queries.log_rows(args.command, records, args.user, args.domain):
         output.row(row)
 
 
 def stats_traffic(ctx: Any, args: argparse.Namespace) -> None:
     traffic = logfiles.read_traffic(ctx.settings.path("log"), _since(ctx, args))
-    output = _Output(ctx, args.csv, queries.TRAFFIC_HEADER, tsv_header=True)
+    output = TableOutput(ctx, args.csv, queries.TRAFFIC_HEADER, tsv_header=True)
     for row in queries.traffic_rows(traffic, args.user, args.domain):
         output.row(row)
 
 
 def stats_usage(ctx: Any, args: argparse.Namespace) -> None:
-    output = _Output(ctx, args.csv, queries.USAGE_COLUMNS, tsv_header=True)
+    output = TableOutput(ctx, args.csv, queries.USAGE_COLUMNS, tsv_header=True)
     records = ctx.directory.list_users(args.domain)
     store = ctx.store
     for record in records:
