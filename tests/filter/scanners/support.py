@@ -46,7 +46,8 @@ def transaction(source: bytes | str, mode: str = MX, **kw: Any) -> Transaction:
         mode=mode, id="Q" + os.urandom(4).hex(), client_ip="192.0.2.1", helo="mx.example.net",
         mail_from="alice@example.net",
         recipients=(Recipient("bob@example.com", "bob@example.com"),),
-        user=None, header_section=b"", size=len(source) if isinstance(source, bytes) else os.path.getsize(source),
+        user=None, header_section=b"",
+        size=len(source) if isinstance(source, bytes) else os.path.getsize(source),
         hostname="mail.example.com", source=lambda: source)
     values.update(kw)
     return Transaction(**values)

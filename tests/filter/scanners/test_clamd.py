@@ -105,8 +105,10 @@ def test_a_big_message_streams_in_small_chunks(clamd: Any, work: Any, tmp_path: 
     assert scan(client, spool(tmp_path, data)).virus == EICAR_NAME + ".UNOFFICIAL"
 
 
-def test_a_message_over_stream_max_length_is_a_limit_error(clamd: Any, work: Any, tmp_path: Any) -> None:
-    path = spool(tmp_path, message("Huge", body="x" * 76 + "\r\n") + b"y" * (clamd.stream_max_length + 100_000))
+def test_a_message_over_stream_max_length_is_a_limit_error(clamd: Any, work: Any,
+                                                           tmp_path: Any) -> None:
+    over = b"y" * (clamd.stream_max_length + 100_000)
+    path = spool(tmp_path, message("Huge", body="x" * 76 + "\r\n") + over)
     client = ClamdClient(clamd.tcp, reactor_running(), work)
     with pytest.raises(ScannerLimitError):
         scan(client, path)

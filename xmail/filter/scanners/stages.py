@@ -126,7 +126,8 @@ class SpamStage(Stage):
             if user is not None:
                 review.junk(user)
         if over_spam:
-            review.notes.append(f"antispam: score {_format(score)}, Junk for {', '.join(map(str, over_spam))}")
+            who = ", ".join(map(str, over_spam))
+            review.notes.append(f"antispam: score {_format(score)}, Junk for {who}")
 
 
 def default_thresholds(settings: Any) -> Thresholds:
@@ -136,7 +137,8 @@ def default_thresholds(settings: Any) -> Thresholds:
     return lambda _user: pair
 
 
-def scanner_stages(settings: Any, reactor: Any, work: Any, thresholds: Thresholds | None = None) -> list[Stage]:
+def scanner_stages(settings: Any, reactor: Any, work: Any,
+                   thresholds: Thresholds | None = None) -> list[Stage]:
     """The configured scanner stages, virus first (a virus is refused
     whatever its spam score, and rspamd need not see it): none, one or
     both, from `[filter] clamd` and `[filter] rspamd`."""
