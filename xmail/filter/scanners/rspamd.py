@@ -178,6 +178,10 @@ def post_spool(agent: Agent, work: Any, url: bytes, headers: Headers, opener: An
         raise
     except Exception as e:
         producer.stopProducing()
+        if _cancelled(e):
+            # twisted.web wraps our own cancel (the stage's timeout):
+            # unwrapped, so addTimeout reports it as the timeout it is.
+            raise defer.CancelledError() from e
         raise ScannerError(f"{what} at {url.decode('ascii', 'replace')}: {_reason(e)}") from e
     body = BoundedBody(limit, what)
     response.deliverBody(body)
@@ -185,11 +189,15 @@ def post_spool(agent: Agent, work: Any, url: bytes, headers: Headers, opener: An
     return response.code, data
 
 
+def _cancelled(e: Exception) -> bool:
+    return any(r.check(defer.CancelledError) for r in getattr(e, "reasons", None) or [])
+
+
 def _reason(e: Exception) -> str:
     # twisted.web wraps the interesting failure (refused, reset) in a list.
     reasons = getattr(e, "reasons", None)
     if reasons:
-        return "; ".join(r.getErrorMessage() for r in reasons)
+        return "; ".join(r.getErrorMessage() or r.type.__name__ for r in reasons)
     return str(e) or e.__class__.__name__
 
 
