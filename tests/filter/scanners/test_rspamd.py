@@ -55,7 +55,8 @@ def test_any_body_parses_or_raises_scanner_error(body: bytes) -> None:
 
 def test_the_envelope_travels_in_headers_without_line_breaks() -> None:
     tx = transaction(b"x", helo="evil\r\nX-Injected: 1", mail_from="",
-                     recipients=(Recipient("a@example.com", "a@example.com"), Recipient("b@remote.net", None)))
+                     recipients=(Recipient("a@example.com", "a@example.com"),
+                                 Recipient("b@remote.net", None)))
     headers = envelope_headers(tx)
     assert headers.getRawHeaders(b"IP") == [b"192.0.2.1"]
     assert headers.getRawHeaders(b"Helo") == [b"evil  X-Injected: 1"]
