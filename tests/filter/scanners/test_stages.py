@@ -166,6 +166,14 @@ def test_scanners_down_with_the_accept_policy_mark_the_message_unscanned(work: A
     assert r.facts["unscanned"] and any("antivirus: failed" in n for n in r.notes)
 
 
+def test_a_failed_virus_scan_stays_marked_unscanned_though_spam_scored(rspamd: Any, work: Any) -> None:
+    p = pipeline(work, scan_timeout=1, on_scanner_failure="accept", clamd=f"tcp:127.0.0.1:{closed_port()}",
+                 rspamd=rspamd.url)
+    r = review(p, transaction(message("XMAIL-SCORE=7.5")))
+    assert r.verdict.action is Action.ACCEPT and r.folder(BOB) == "Junk"
+    assert header(r, "X-Spam-Status") == ["unscanned"] and header(r, "X-Spam-Score") == ["7.5"]
+
+
 def test_garbage_and_cut_off_replies_follow_the_policy(work: Any) -> None:
     garbage = MisbehavingServer(b"HTTP/1.0 200 OK\r\n\r\nhello")
     try:

@@ -112,8 +112,13 @@ class SpamStage(Stage):
         required = min(spam for spam, _reject in limits.values())
 
         review.add_header("X-Spam-Score", _format(score))
-        status = "Yes" if over_spam else "No"
-        review.add_header("X-Spam-Status", f"{status}, score={_format(score)} required={_format(required)}")
+        # When the virus scan failed under the accept policy the message
+        # already says `X-Spam-Status: unscanned`: that mark stays the one
+        # X-Spam-Status (a second one would read as "scanned, clean").
+        if not review.facts.get("unscanned"):
+            status = "Yes" if over_spam else "No"
+            review.add_header("X-Spam-Status",
+                              f"{status}, score={_format(score)} required={_format(required)}")
 
         if len(over_reject) == len(users):
             review.notes.append(f"antispam: score {_format(score)} rejected")
