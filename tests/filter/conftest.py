@@ -19,10 +19,9 @@ from xmail.filter.work import FilterWork
 
 @pytest.fixture(scope="session")
 def scanner_zone() -> Iterator[Any]:
-    """rspamd's resolver: answers NXDOMAIN at once for every name."""
-    zone = serve_zone({})
-    yield next(zone)
-    zone.close()
+    """rspamd's resolver: NXDOMAIN at once for every name but what a test
+    adds to `.records` (DKIM keys for rspamd's DKIM check)."""
+    yield from serve_zone({})
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +33,7 @@ def clamd(tmp_path_factory: Any) -> Iterator[Clamd]:
 
 @pytest.fixture(scope="session")
 def rspamd(tmp_path_factory: Any, scanner_zone: Any) -> Iterator[Rspamd]:
-    daemon = start_rspamd(str(tmp_path_factory.mktemp("rspamd")), dns_port=scanner_zone.port)
+    daemon = start_rspamd(str(tmp_path_factory.mktemp("rspamd")), dns_port=scanner_zone.port, dkim=True)
     yield daemon
     daemon.stop()
 
