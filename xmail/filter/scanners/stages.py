@@ -30,7 +30,7 @@ from twisted.logger import Logger
 from xmail.filter.interfaces import MX, SUBMISSION, Review, Transaction, Verdict
 from xmail.filter.pipeline import ACCEPT, TEMPFAIL, Stage
 from xmail.filter.scanners.clamd import ClamdClient
-from xmail.filter.scanners.rspamd import RspamdClient
+from xmail.filter.scanners.rspamd import RspamdClient, RspamdResult
 
 Thresholds = Callable[[str | None], tuple[float, float]]
 
@@ -92,7 +92,7 @@ class SpamStage(Stage):
             return None
         return self.scanner.check(review.transaction).addCallback(self._judge, review)
 
-    def _judge(self, result: Any, review: Review) -> None:
+    def _judge(self, result: RspamdResult, review: Review) -> None:
         tx = review.transaction
         score = result.score
         review.facts["spam_score"] = score
