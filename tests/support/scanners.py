@@ -89,7 +89,7 @@ def _spawn(name: str, argv: list[str], directory: str) -> Daemon:
     out = os.path.join(directory, f"{name}.out")
     with open(out, "wb") as f:
         process = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   cwd=directory, start_new_session=True)
+                                   cwd=directory)
     return Daemon(name, process, directory, out)
 
 

@@ -55,14 +55,19 @@ def transaction(source: bytes | str, mode: str = MX, **kw: Any) -> Transaction:
 
 class Misbehaving(protocol.Protocol):
     """A scanner that is no scanner: answers `reply` (once it has seen
-    `after` octets) and then closes, or keeps quiet (`reply` None)."""
+    `after` octets, or data ending with `until`) and then closes, or keeps
+    quiet (`reply` None)."""
 
-    def __init__(self, reply: bytes | None, after: int, close: bool):
-        self.reply, self.after, self.close = reply, after, close
+    def __init__(self, reply: bytes | None, after: int, close: bool, until: bytes = b""):
+        self.reply, self.after, self.close, self.until = reply, after, close, until
         self.seen = 0
+        self.tail = b""
 
     def dataReceived(self, data: bytes) -> None:
         self.seen += len(data)
+        self.tail = (self.tail + data)[-max(len(self.until), 1):]
+        if self.until and not self.tail.endswith(self.until):
+            return
         if self.reply is not None and self.seen >= self.after:
             self.transport.write(self.reply)
             self.reply = None
@@ -73,8 +78,8 @@ class Misbehaving(protocol.Protocol):
 class MisbehavingServer:
     """A real listening socket on loopback; `stop()` closes it."""
 
-    def __init__(self, reply: bytes | None, after: int = 1, close: bool = True):
-        factory = protocol.Factory.forProtocol(lambda: Misbehaving(reply, after, close))
+    def __init__(self, reply: bytes | None, after: int = 1, close: bool = True, until: bytes = b""):
+        factory = protocol.Factory.forProtocol(lambda: Misbehaving(reply, after, close, until))
         self.connections: list[Any] = []
         original = factory.buildProtocol
 

@@ -151,11 +151,29 @@ def test_an_http_server_answering_garbage_is_a_scanner_error(work: Any, code: in
     (b"", "rspamd at"),
 ])
 def test_a_cut_off_reply_is_a_scanner_error(work: Any, reply: bytes, error: str) -> None:
-    srv = MisbehavingServer(reply, after=1, close=True)
+    # Answered once the whole request is in, as rspamd would.
+    srv = MisbehavingServer(reply, close=True, until=message()[-12:])
     try:
         client = RspamdClient(f"http://127.0.0.1:{srv.port}", reactor_running(), work, timeout=5)
         with pytest.raises(ScannerError, match=error):
             check(client, transaction(message()))
+    finally:
+        srv.stop()
+
+
+def test_a_reply_before_the_request_is_sent_ends_within_the_timeout(work: Any, tmp_path: Any) -> None:
+    # Garbage at the first octet of a 2 MB request: a ScannerError, or (a
+    # twisted.web race: the request may then never be answered) the
+    # client's own timeout -- never a hang.
+    srv = MisbehavingServer(b"SMTP 220 hello\r\n", after=1, close=True)
+    try:
+        client = RspamdClient(f"http://127.0.0.1:{srv.port}", reactor_running(), work, timeout=1)
+        big = spool(tmp_path, message("Big", body=("b" * 76 + "\r\n") * 25_000))
+        for _ in range(2):
+            started = time.monotonic()
+            with pytest.raises((ScannerError, defer.TimeoutError)):
+                check(client, transaction(big))
+            assert time.monotonic() - started < 2
     finally:
         srv.stop()
 

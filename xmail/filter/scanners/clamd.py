@@ -213,10 +213,14 @@ class ClamdClient:
         self.chunk_size = chunk_size
         self.endpoint = clamd_endpoint(reactor, spec, timeout)
 
+    def scan(self, opener: Callable[[], IO[bytes]]) -> defer.Deferred[ClamdResult]:
+        """-> Deferred[ClamdResult]; fails with ScannerError, or with
+        TimeoutError after `timeout` seconds (a clamd that never answers).
+        `opener` opens the message (`Transaction.open`); it runs on the pool."""
+        return self._scan(opener).addTimeout(self.timeout, self.reactor)
+
     @defer.inlineCallbacks
-    def scan(self, opener: Callable[[], IO[bytes]]) -> Any:
-        """-> Deferred[ClamdResult]; fails with ScannerError.  `opener`
-        opens the message (`Transaction.open`); it runs on the pool."""
+    def _scan(self, opener: Callable[[], IO[bytes]]) -> Any:
         f = yield self.work.run(opener)
         protocol = ClamdScanProtocol(f, self.work, self.chunk_size)
         try:

@@ -208,11 +208,18 @@ class RspamdClient:
         self.url = url.rstrip("/").encode("ascii") + b"/checkv2"
         self.reactor = reactor
         self.work = work
+        self.timeout = timeout
         self.agent = http_agent(reactor, timeout)
 
+    def check(self, tx: Transaction) -> defer.Deferred[RspamdResult]:
+        """-> Deferred[RspamdResult]; fails with ScannerError, or with
+        TimeoutError after `timeout` seconds whatever the server does (a
+        reply that starts before the request is sent can leave
+        twisted.web's request unanswered: the timeout ends it)."""
+        return self._check(tx).addTimeout(self.timeout, self.reactor)
+
     @defer.inlineCallbacks
-    def check(self, tx: Transaction) -> Any:
-        """-> Deferred[RspamdResult]; fails with ScannerError."""
+    def _check(self, tx: Transaction) -> Any:
         code, body = yield post_spool(self.agent, self.work, self.url, envelope_headers(tx), tx.open,
                                       "rspamd")
         if code != 200:
