@@ -52,8 +52,10 @@ class ChunkPump:
     the number of octets written once the file is exhausted; `stop()`
     ends the copy early (the Deferred then never fires)."""
 
-    def __init__(self, f: IO[bytes], work: Any, write: Callable[[bytes], None], chunk_size: int = CHUNK):
+    def __init__(self, f: IO[bytes], work: Any, write: Callable[[bytes], None], chunk_size: int = CHUNK,
+                 length: int | None = None):
         self.f = f
+        self.length = length
         self.work = work
         self.write = write
         self.chunk_size = chunk_size
@@ -85,13 +87,21 @@ class ChunkPump:
                 if self._paused is not None:
                     yield self._paused
                     continue
-                chunk = yield self.work.run(self.f.read, self.chunk_size)
+                size = self.chunk_size
+                if self.length is not None:
+                    size = min(size, self.length - self.written)  # never past the announced length
+                chunk = yield self.work.run(self.f.read, size)
                 if self._stopped:
                     break
                 if not chunk:
                     return self.written
                 self.written += len(chunk)
                 self.write(chunk)
+                if self.length is not None and self.written >= self.length:
+                    # Done in the same turn as the last write, not one pool
+                    # read later: an HTTP client still "transmitting" when
+                    # the reply arrives mishandles a bad one (twisted.web).
+                    return self.written
         finally:
             self.f.close()
         # Stopped: the caller has given up on this copy; say so to it.
@@ -125,7 +135,7 @@ class SpoolBodyProducer:
         self._pump: ChunkPump | None = None
 
     def startProducing(self, consumer: Any) -> defer.Deferred[None]:
-        self._pump = ChunkPump(self.f, self.work, consumer.write, self.chunk_size)
+        self._pump = ChunkPump(self.f, self.work, consumer.write, self.chunk_size, self.length)
         return self._pump.run().addCallback(lambda _n: None)
 
     def pauseProducing(self) -> None:
