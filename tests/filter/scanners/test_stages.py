@@ -108,6 +108,19 @@ def test_thresholds_are_per_recipient(clamd: Any, rspamd: Any, work: Any) -> Non
     assert (r.verdict.action, r.verdict.code) == (Action.REJECT, 550)
 
 
+def test_without_local_recipients_the_filter_defaults_apply(clamd: Any, rspamd: Any, work: Any) -> None:
+    # The thresholds callable is asked about local users only (it looks
+    # up the user's domain); remote-only mail gets [filter]'s pair.
+    p = pipeline(work, thresholds=lambda user: {BOB: (1.0, 2.0)}[user], reject_score=30.0,
+                 **daemons(clamd, rspamd))
+    remote = (Recipient("x@remote.net", None),)
+    r = review(p, transaction(message("XMAIL-TEST-SPAM"), recipients=remote))
+    assert r.verdict.action is Action.ACCEPT
+    assert header(r, "X-Spam-Status") == ["Yes, score=20.0 required=6.0"]
+    r = review(p, transaction(message("XMAIL-SCORE=3"), recipients=(Recipient(BOB, BOB),)))
+    assert (r.verdict.action, r.verdict.code) == (Action.REJECT, 550)
+
+
 class Allow(Stage):
     name = "lists"
 

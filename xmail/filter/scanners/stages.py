@@ -32,7 +32,7 @@ from xmail.filter.pipeline import ACCEPT, TEMPFAIL, Stage
 from xmail.filter.scanners.clamd import ClamdClient
 from xmail.filter.scanners.rspamd import RspamdClient, RspamdResult
 
-Thresholds = Callable[[str | None], tuple[float, float]]
+Thresholds = Callable[[str], tuple[float, float]]  # user -> (spam_score, reject_score)
 
 
 def failure_policy(setting: str) -> str:
@@ -77,9 +77,12 @@ class SpamStage(Stage):
     _log = Logger()
 
     def __init__(self, scanner: RspamdClient, thresholds: Thresholds, *, timeout: float,
-                 on_failure: str = TEMPFAIL):
+                 on_failure: str = TEMPFAIL, default: tuple[float, float] = (6.0, 15.0)):
         self.scanner = scanner
         self.thresholds = thresholds
+        # `[filter]`'s pair, for mail with no local user to ask about
+        # (MX mail only for remote recipients, a submission without a user).
+        self.default = default
         self.timeout = timeout
         self.on_failure = on_failure
 
@@ -105,7 +108,7 @@ class SpamStage(Stage):
             users: list[str | None] = [tx.user]
         else:
             users = list(tx.local_users) or [None]
-        limits = {user: self.thresholds(user) for user in users}
+        limits = {user: self.thresholds(user) if user is not None else self.default for user in users}
         over_reject = [u for u, (_spam, reject) in limits.items() if score >= reject]
         # Over its reject score but not everyone's: that recipient gets Junk.
         over_spam = [u for u, (spam, reject) in limits.items() if score >= min(spam, reject)]
@@ -135,10 +138,14 @@ class SpamStage(Stage):
             review.notes.append(f"antispam: score {_format(score)}, Junk for {who}")
 
 
+def default_pair(settings: Any) -> tuple[float, float]:
+    return float(settings.filter.spam_score), float(settings.filter.reject_score)
+
+
 def default_thresholds(settings: Any) -> Thresholds:
-    """`[filter] spam_score` / `reject_score` for everyone (the lead's
-    per-domain overrides replace this callable)."""
-    pair = (float(settings.filter.spam_score), float(settings.filter.reject_score))
+    """`[filter] spam_score` / `reject_score` for everyone (per-domain
+    overrides: xmail.filter.policy.thresholds replaces this callable)."""
+    pair = default_pair(settings)
     return lambda _user: pair
 
 
@@ -156,5 +163,5 @@ def scanner_stages(settings: Any, reactor: Any, work: Any,
     if f.rspamd:
         stages.append(SpamStage(RspamdClient(f.rspamd, reactor, work, timeout=f.scan_timeout),
                                 thresholds or default_thresholds(settings),
-                                timeout=f.scan_timeout, on_failure=policy))
+                                timeout=f.scan_timeout, on_failure=policy, default=default_pair(settings)))
     return stages
