@@ -4,6 +4,7 @@ never reach the caller, and the rate limit and queue bound hold."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from twisted.internet import defer
@@ -12,8 +13,10 @@ from twisted.web import resource, server
 
 from tests.filter.scanners.support import closed_port, message, spool
 from tests.support.server import in_reactor, reactor_running
+from tests.support.wait import wait_until
 from xmail.filter.scanners.learn import RspamdLearner
 from xmail.filter.scanners.rspamd import RspamdClient
+from xmail.filter.work import FilterWork
 
 SPAM_TEXT = ("Cheap replica watches and discount pharmacy pills shipped overnight, claim your "
              "exclusive casino bonus today, limited offer for selected winners only, act now. ") * 3
@@ -46,6 +49,30 @@ def test_learned_messages_count_and_change_bayes(rspamd: Any, work: Any, tmp_pat
     assert "BAYES_SPAM" in result.symbol_names
     result = in_reactor(client.check, transaction(message("Budget again", body=HAM_TEXT)))
     assert "BAYES_HAM" in result.symbol_names
+
+
+def test_a_queued_message_survives_its_file_being_renamed(rspamd: Any, tmp_path: Any) -> None:
+    # Flag changes rename Maildir files; the learner holds the file open.
+    reactor = reactor_running()
+    serial = FilterWork(reactor, threads=1)  # FIFO: a later job done = the open done
+    try:
+        teacher = RspamdLearner(rspamd.controller, reactor, serial, password=rspamd.password, per_second=0.5)
+        path = spool(tmp_path, message("Renamed", body=SPAM_TEXT))
+        first: list[bool] = []
+        second: list[bool] = []
+
+        def queue_two() -> Any:
+            teacher.learn(message("First", body=SPAM_TEXT), spam=True).addCallback(first.append)
+            teacher.learn(path, spam=True).addCallback(second.append)
+            return serial.run(lambda: None)
+
+        in_reactor(queue_two)
+        os.rename(path, path + ":2,S")
+        assert second == [], "sent before the rename: the test proves nothing"
+        wait_until(lambda: second, 15, "the second message to be learned")
+        assert first == [True] and second == [True]
+    finally:
+        in_reactor(serial.stop)
 
 
 def test_faults_are_logged_never_raised(rspamd: Any, work: Any, tmp_path: Any) -> None:

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from typing import Any
+from typing import IO, Any
 
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 
 from xmail.filter.scanners.rspamd import http_agent, post_spool
@@ -43,7 +44,7 @@ class RspamdLearner:
         self.queue_size = queue_size
         self.timeout = timeout
         self.agent = http_agent(reactor, timeout)
-        self._queue: deque[tuple[bytes | str, bool, defer.Deferred[bool]]] = deque()
+        self._queue: deque[tuple[defer.Deferred[IO[bytes]], bool, defer.Deferred[bool]]] = deque()
         self._busy = False
         self._next_start = 0.0
         self._call: Any = None
@@ -62,8 +63,13 @@ class RspamdLearner:
                 self._log.warn("rspamd learning: queue full ({size}), {kind} dropped",
                                size=self.queue_size, kind="spam" if spam else "ham")
                 return defer.succeed(False)
+            # A path is opened now, on the pool: the open file survives the
+            # Maildir renames (flag changes, expunge) that may follow the
+            # move before the request is sent.
+            opened = self.work.run(opener_for(source))
+            opened.addErrback(_OpenFailed)
             done: defer.Deferred[bool] = defer.Deferred()
-            self._queue.append((source, spam, done))
+            self._queue.append((opened, spam, done))
             self._schedule()
             return done
         except Exception:
@@ -86,14 +92,20 @@ class RspamdLearner:
     @defer.inlineCallbacks
     def _send_next(self) -> Any:
         self._call = None
-        source, spam, done = self._queue.popleft()
+        opened, spam, done = self._queue.popleft()
         self._next_start = self.reactor.seconds() + self.interval
         ok = False
+        f: Any = None
         try:
-            ok = yield self._post(source, spam)
+            f = yield opened
+            if isinstance(f, _OpenFailed):
+                f.failure.raiseException()
+            ok = yield self._post(f, spam)
         except Exception:
             self._log.failure("rspamd learning: {kind} not learned", kind="spam" if spam else "ham")
         finally:
+            if f is not None:
+                _close(f)  # closed already unless the request gave up early
             if ok:
                 self.learned += 1
             else:
@@ -103,12 +115,12 @@ class RspamdLearner:
             self._schedule()
 
     @defer.inlineCallbacks
-    def _post(self, source: bytes | str, spam: bool) -> Any:
+    def _post(self, f: IO[bytes], spam: bool) -> Any:
         url = self.base + (b"/learnspam" if spam else b"/learnham")
         headers = Headers()
         if self.password:
             headers.addRawHeader(b"Password", self.password.encode("utf-8"))
-        d = post_spool(self.agent, self.work, url, headers, opener_for(source), "rspamd controller",
+        d = post_spool(self.agent, self.work, url, headers, lambda: f, "rspamd controller",
                        limit=64 * 1024)
         d.addTimeout(self.timeout, self.reactor)
         code, body = yield d
@@ -127,9 +139,23 @@ class RspamdLearner:
         if self._queue:
             self._log.info("rspamd learning: {n} queued messages dropped at shutdown", n=len(self._queue))
         while self._queue:
-            _source, _spam, done = self._queue.popleft()
+            opened, _spam, done = self._queue.popleft()
+            opened.addCallback(_close)
             self.dropped += 1
             done.callback(False)
+
+
+class _OpenFailed:
+    """An open that failed, kept as a value until the message's turn
+    (then logged as that message's fault, never "unhandled in Deferred")."""
+
+    def __init__(self, failure: Failure):
+        self.failure = failure
+
+
+def _close(f: Any) -> None:
+    if not isinstance(f, _OpenFailed):
+        f.close()
 
 
 def _error_text(body: bytes) -> str:
