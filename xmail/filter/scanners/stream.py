@@ -11,6 +11,7 @@ transport's buffer: memory stays flat whatever the message size.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from typing import IO, Any
 
@@ -38,8 +39,6 @@ def open_sized(opener: Callable[[], IO[bytes]]) -> tuple[IO[bytes], int]:
 
 def opener_for(source: bytes | str) -> Callable[[], IO[bytes]]:
     """A path or the message's bytes -> something `open_sized` can call."""
-    import io
-
     if isinstance(source, str):
         return lambda: open(source, "rb")
     return lambda: io.BytesIO(source)
