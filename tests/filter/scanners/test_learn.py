@@ -14,7 +14,7 @@ from twisted.web import resource, server
 from tests.filter.scanners.support import closed_port, message, spool
 from tests.support.server import in_reactor, reactor_running
 from tests.support.wait import wait_until
-from xmail.filter.scanners.learn import RspamdLearner
+from xmail.filter.scanners.learn import RspamdLearner, learner_from_settings
 from xmail.filter.scanners.rspamd import RspamdClient
 from xmail.filter.work import FilterWork
 
@@ -31,6 +31,16 @@ def learner(rspamd: Any, work: Any, **kw: Any) -> RspamdLearner:
 
 def learn(learn_with: RspamdLearner, source: bytes | str, spam: bool) -> bool:
     return in_reactor(learn_with.learn, source, spam)
+
+
+def test_the_learner_follows_the_settings(work: Any) -> None:
+    from xmail.config import parse
+
+    reactor = reactor_running()
+    assert learner_from_settings(parse("", "<test>"), reactor, work) is None
+    on = learner_from_settings(parse('[filter]\nrspamd_controller = "http://127.0.0.1:11334/"\n'
+                                     'rspamd_password = "pw"\nscan_timeout = 7\n', "<test>"), reactor, work)
+    assert on is not None and (on.base, on.password, on.timeout) == (b"http://127.0.0.1:11334", "pw", 7)
 
 
 def test_learned_messages_count_and_change_bayes(rspamd: Any, work: Any, tmp_path: Any) -> None:

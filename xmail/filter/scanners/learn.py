@@ -10,7 +10,9 @@ The IMAP command must not wait for rspamd nor fail because of it, and a
 user moving 10 000 messages must not flood the controller: `learn()`
 only queues (a bounded queue; when full the request is dropped with a
 log line), one request is sent at a time and at most `per_second`
-start per second, and every fault is logged, never raised.
+start per second, and every fault is logged, never raised.  A path is
+opened when queued (so a Maildir rename before the send loses nothing):
+at most `queue_size` files are held open.
 """
 
 from __future__ import annotations
@@ -156,6 +158,15 @@ class _OpenFailed:
 def _close(f: Any) -> None:
     if not isinstance(f, _OpenFailed):
         f.close()
+
+
+def learner_from_settings(settings: Any, reactor: Any, work: Any) -> RspamdLearner | None:
+    """The learner `[filter] rspamd_controller` asks for, or None (off)."""
+    f = settings.filter
+    if not f.rspamd_controller:
+        return None
+    return RspamdLearner(f.rspamd_controller, reactor, work, password=f.rspamd_password,
+                         timeout=f.scan_timeout)
 
 
 def _error_text(body: bytes) -> str:
