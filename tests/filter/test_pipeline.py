@@ -127,3 +127,12 @@ def test_forged_authentication_results_with_our_id_are_removed() -> None:
 def test_removing_forged_results_is_linear() -> None:
     section = b"Authentication-Results: " + b"(" * 200_000 + b"\r\n\r\n"
     assert remove_forged_results(section, "h") == section
+
+
+def test_fields_a_stage_writes_are_removed_from_arriving_mail() -> None:
+    pipeline = DeliveryPipeline([], task.Clock(), "mx.example.com",
+                                own_fields=("X-Spam-Status", "X-Spam-Flag"))
+    section = (b"X-Spam-Status: No, score=-5\r\n\tforged=yes\r\nSubject: x\r\nx-spam-flag:NO\r\n"
+               b"X-Spam-Statusx: kept\r\n\r\n")
+    assert pipeline.check_header_section(MX, section) == (b"Subject: x\r\nX-Spam-Statusx: kept\r\n\r\n", None)
+    assert pipeline.check_header_section(SUBMISSION, section) == (section, None)

@@ -27,7 +27,10 @@ from xmail.filter.dkimkeys import DkimKeyStore
 from xmail.filter.dkimsign import DkimSignStage
 from xmail.filter.lists import SenderLists, SenderListStage, sender_check
 from xmail.filter.pipeline import DeliveryPipeline
-from xmail.filter.policy import dmarc_reject_to_junk
+from xmail.filter.policy import dmarc_reject_to_junk, thresholds
+from xmail.filter.scanners.learn import learner_from_settings
+from xmail.filter.scanners.stages import scanner_stages
+from xmail.filter.training import JunkTraining
 from xmail.filter.work import FilterWork
 
 
@@ -44,6 +47,11 @@ class Protection:
 def build_protection(settings: Settings, env: Any, directory: Any, store: Any, reactor: Any,
                      audit: Any = None) -> Protection:
     work = FilterWork(reactor)
+    # Moves into and out of Junk train rspamd ([filter] rspamd_controller).
+    learner = learner_from_settings(settings, reactor, work)
+    if learner is not None:
+        store.transfer_observers.append(JunkTraining(store, learner).moved)
+        reactor.addSystemEventTrigger("before", "shutdown", learner.stop)
     return Protection(build_pipeline(settings, env, directory, reactor, audit, work),
                       SpamDigest(store, directory, settings.server.hostname, work.run, reactor.seconds),
                       work)
@@ -57,8 +65,12 @@ def build_pipeline(settings: Settings, env: Any, directory: Any, reactor: Any,
     # MX only; applies() also honours [filter] authenticate.
     stages.append(AuthenticationStage(make_resolver(settings.dns, reactor), work, settings.filter, reactor,
                                       dmarc_reject_to_junk=dmarc_reject_to_junk(directory)))
+    # antivirus, then antispam (each only when configured).
+    stages.extend(scanner_stages(settings, reactor, work, thresholds(directory, settings.filter)))
     stages.append(BurstStage(settings.filter.burst_per_minute, reactor.seconds, audit))
     # Last: only what every other stage let through is signed.
     if directory is not None:
         stages.append(DkimSignStage(DkimKeyStore(settings.path("dkim")), directory.is_local_domain, work))
-    return DeliveryPipeline(stages, reactor, settings.server.hostname, sender_check=sender_check(lists))
+    own = ("X-Spam-Status", "X-Spam-Score", "X-Spam-Flag") if settings.filter.rspamd else ()
+    return DeliveryPipeline(stages, reactor, settings.server.hostname, sender_check=sender_check(lists),
+                            own_fields=own)

@@ -69,8 +69,13 @@ class DeliveryPipeline:
     _log = Logger()
 
     def __init__(self, stages: Iterable[Any], reactor: Any, hostname: str,
-                 sender_check: Callable[[str, str], Verdict | None] | None = None):
+                 sender_check: Callable[[str, str], Verdict | None] | None = None,
+                 own_fields: Iterable[str] = ()):
         self.stages = list(stages)
+        # Header fields a stage writes (X-Spam-Status ...): arriving ones
+        # are removed on MX, or a sender could forge "No" for the users'
+        # client-side filter rules.
+        self._own_fields = _field_pattern(own_fields)
         self.reactor = reactor
         self.hostname = hostname
         # (envelope sender, local user) -> refusal at RCPT time (the lists).
@@ -92,7 +97,10 @@ class DeliveryPipeline:
         if len(header.all("from")) > 1:
             return section, Verdict.reject("Message has more than one From header field",
                                            status="5.7.1", stage="headers")
-        return remove_forged_results(section, self.hostname), None
+        section = remove_forged_results(section, self.hostname)
+        if self._own_fields is not None:
+            section = self._own_fields.sub(b"", section)
+        return section, None
 
     # -- once the message is spooled --------------------------------------------------------
     @defer.inlineCallbacks
@@ -131,6 +139,14 @@ class DeliveryPipeline:
         elif policy == ACCEPT and not review.facts.get("unscanned"):
             review.facts["unscanned"] = True
             review.add_header(UNSCANNED, "unscanned")
+
+
+def _field_pattern(names: Iterable[str]) -> re.Pattern[bytes] | None:
+    """Whole fields (folded lines included) with one of these names."""
+    names = [re.escape(n.encode("ascii")) for n in names]
+    if not names:
+        return None
+    return re.compile(rb"(?im)^(?:" + b"|".join(names) + rb")[ \t]*:(?:[^\r\n]|\r\n[ \t])*\r\n")
 
 
 # A field name at the start of a line, then its value with folded lines.
