@@ -137,3 +137,26 @@ def test_submitted_mail_is_signed_and_the_signature_verifies_on_mx(daemon: Daemo
         smtp.sendmail(BOB, [CAROL], relayed.replace("Grüße".encode(), b"Gruesse"))
     field = results_field(fetch(daemon, CAROL)[-1])
     assert field.count("dkim=fail") == 2 and "dkim=pass" not in field
+
+
+def test_hostile_headers_get_a_clear_result_and_the_connection_stays_usable(daemon: Daemon) -> None:
+    signatures = "".join(f"DKIM-Signature: v=1; a=rsa-sha256; d=good.example; s=s{i}; c=relaxed/relaxed;\r\n"
+                         f"\th=from:subject; bh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hXELU=; b=AAAA\r\n"
+                         for i in range(50))
+    # 10,000-character fields, folded (an SMTP line stays under 1,000 octets).
+    subject = "\r\n ".join(["x" * 900] * 11)
+    long_field = "\r\n ".join(["a;b(c)\"d " * 90] * 12)
+    hostile = (signatures + f"From: news@good.example\r\nSubject: {subject}\r\n"
+               f"X-Long: {long_field}\r\n\r\nbody\r\n").encode()
+    with smtplib.SMTP("127.0.0.1", daemon.ports["smtp"], timeout=60) as smtp:
+        smtp.ehlo("evil;host(x)")
+        assert smtp.sendmail("news@good.example", [BOB], hostile) == {}
+        assert smtp.noop()[0] == 250
+    (message,) = fetch(daemon, BOB)
+    field = results_field(message)
+    # At most dkim_max_signatures (5) evaluated, each failing on its body hash.
+    assert field.count("dkim=fail") == 5 and field.count("dkim=") == 5
+    assert "evil;" not in field
+    assert "spf=pass" in field and "dmarc=" in field
+    assert re.findall(r"header\.s=(\w+)", field) == ["s0", "s1", "s2", "s3", "s4"]
+    assert "45 more not evaluated" in daemon.ctl("log", "mail").stdout
