@@ -62,3 +62,36 @@ def test_parse_dns_server() -> None:
     assert parse_dns_server("192.0.2.1") == ("192.0.2.1", 53)
     assert parse_dns_server("::1") == ("::1", 53)
     assert parse_dns_server("[2001:db8::1]:5300") == ("2001:db8::1", 5300)
+
+
+def test_a_udp_port_serves_many_queries_then_is_replaced(monkeypatch: Any) -> None:
+    from twisted.internet import defer
+
+    from xmail import dns as xmail_dns
+
+    monkeypatch.setattr(xmail_dns, "QUERIES_PER_PORT", 4)
+    records = {(f"h{i}.example.test", dns.A): [dns.Record_A(f"192.0.2.{i}")] for i in range(1, 7)}
+    zone_gen = serve_zone(records)
+    zone = next(zone_gen)
+    try:
+        settings = parse(f'[dns]\nservers = ["127.0.0.1:{zone.port}"]\n', "<test>")
+        resolver = make_resolver(settings.dns, reactor_running())
+
+        def addresses(names: list[str]) -> Any:
+            def first_address(result: Any) -> str:
+                answers, _authority, _additional = result
+                return answers[0].payload.dottedQuad()
+
+            return defer.gatherResults([resolver.lookupAddress(n).addCallback(first_address) for n in names])
+
+        # Concurrent queries on one port: each gets its own answer.
+        assert in_reactor(addresses, ["h1.example.test", "h2.example.test", "h3.example.test"]) == \
+            ["192.0.2.1", "192.0.2.2", "192.0.2.3"]
+        first = resolver._ports[""]
+        assert first.uses == 3 and first.protocol.transport is not None
+        assert in_reactor(addresses, ["h4.example.test", "h5.example.test"]) == ["192.0.2.4", "192.0.2.5"]
+        second = resolver._ports[""]
+        assert second is not first and first.retired and first.protocol.transport is None
+        assert second.uses == 1
+    finally:
+        zone_gen.close()

@@ -242,18 +242,27 @@ class Rspamd(Daemon):
             self.redis.stop()
 
 
+def _milter_worker(port: int | None) -> str:
+    if port is None:
+        return ""
+    return (f'worker "rspamd_proxy" {{ bind_socket = "127.0.0.1:{port}"; count = 1; milter = yes; '
+            'timeout = 120s; upstream "local" { default = yes; self_scan = yes; } }')
+
+
 def _http_ping(port: int) -> bool:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as reply:
         return reply.read().strip() == b"pong"
 
 
 def start_rspamd(directory: str, dns_port: int, password: str = "test-controller-password",
-                 dkim: bool = False) -> Rspamd:
+                 dkim: bool = False, milter_port: int | None = None) -> Rspamd:
     """rspamd in `directory`: a normal worker and a controller (with
     `password`; loopback is not a secure_ip, so the password is really
     checked) on free loopback ports, its resolver the loopback zone at
     `dns_port`, Bayes in a private redis.  dkim=True also runs rspamd's
-    DKIM check (symbols R_DKIM_ALLOW / R_DKIM_REJECT), keys from the zone."""
+    DKIM check (symbols R_DKIM_ALLOW / R_DKIM_REJECT), keys from the zone.
+    milter_port: also a proxy worker speaking the milter protocol there,
+    scanning itself (Postfix's `smtpd_milters`, bench/protection_bench.py)."""
     os.makedirs(directory, exist_ok=True)
     redis, redis_port = start_redis(os.path.join(directory, "redis"))
     port, controller_port = free_port(), free_port()
@@ -288,6 +297,7 @@ lua = "{rules}";
 actions {{ reject = 15; add_header = 6; greylist = 4; }}
 {'dkim { }' if dkim else ''}
 worker "normal" {{ bind_socket = "127.0.0.1:{port}"; count = 1; mime = true; }}
+{_milter_worker(milter_port)}
 worker "controller" {{
   bind_socket = "127.0.0.1:{controller_port}";
   count = 1;
