@@ -41,3 +41,29 @@ def test_work_runs_off_the_reactor_thread_and_is_bounded() -> None:
     assert all("xmail-filter" in name for name in result[0])
     assert max(peak) <= 2
     in_reactor(work.stop)
+
+
+def test_bytes_in_memory_skip_the_pool(tmp_path) -> None:
+    import io
+
+    from xmail.filter.interfaces import Transaction
+
+    reactor = reactor_running()
+    work = FilterWork(reactor)
+    tx = Transaction(mode="mx", id="1", client_ip="", helo="", mail_from="", recipients=(), user=None,
+                     header_section=b"", size=1, hostname="h", source=lambda: b"x")
+    assert getattr(tx.opener, "in_memory", False)
+    in_reactor(work.open, tx.opener)
+    in_reactor(work.read, io.BytesIO(b"abc"), 2)
+    path = tmp_path / "m"
+    path.write_bytes(b"on disk")
+    on_disk = Transaction(mode="mx", id="1", client_ip="", helo="", mail_from="", recipients=(), user=None,
+                          header_section=b"", size=7, hostname="h", source=lambda: str(path))
+    assert not getattr(on_disk.opener, "in_memory", False)
+    f = in_reactor(work.open, on_disk.opener)
+    assert in_reactor(work.read, f, 100) == b"on disk"
+    f.close()
+    where_opened: list[str] = []
+    in_reactor(work.open, lambda: where_opened.append(threading.current_thread().name) or io.BytesIO())
+    assert where_opened and "xmail-filter" in where_opened[0]  # an unmarked opener runs on the pool
+    in_reactor(work.stop)

@@ -92,12 +92,30 @@ class Transaction:
         return io.BytesIO(source)
 
     @property
+    def opener(self) -> Callable[[], IO[bytes]]:
+        """`open`, marked `in_memory` when the message is held in memory
+        (FilterWork.open then skips the thread pool)."""
+        if isinstance(self.source(), str):
+            return self.open
+        return _MemoryOpener(self.open)
+
+    @property
     def local_users(self) -> list[str]:
         users: list[str] = []
         for r in self.recipients:
             if r.user is not None and r.user not in users:
                 users.append(r.user)
         return users
+
+
+class _MemoryOpener:
+    in_memory = True
+
+    def __init__(self, open_: Callable[[], IO[bytes]]):
+        self._open = open_
+
+    def __call__(self) -> IO[bytes]:
+        return self._open()
 
 
 @dataclass

@@ -11,8 +11,9 @@ once (issue 17: memory flat with 40 MB messages).
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from twisted.internet import defer
 from twisted.internet.threads import deferToThreadPool
@@ -36,6 +37,21 @@ class FilterWork:
             self._pool.start()
             self.reactor.addSystemEventTrigger("during", "shutdown", self.stop)
         return deferToThreadPool(self.reactor, self._pool, fn, *args, **kwargs)
+
+    def open(self, opener: Callable[[], IO[bytes]]) -> defer.Deferred[IO[bytes]]:
+        """opener() on the pool -- or at once for a message held in memory
+        (an opener with `in_memory` set, Transaction.open for a small
+        message): no thread trip for bytes that are already here."""
+        if getattr(opener, "in_memory", False):
+            return defer.maybeDeferred(opener)
+        return self.run(opener)
+
+    def read(self, f: IO[bytes], size: int) -> defer.Deferred[bytes]:
+        """f.read(size) on the pool, or at once from memory (exactly a
+        BytesIO: what Transaction.open gives for a small message)."""
+        if type(f) is io.BytesIO:
+            return defer.succeed(f.read(size))
+        return self.run(f.read, size)
 
     def stop(self) -> None:
         pool, self._pool = self._pool, None

@@ -86,8 +86,11 @@ class AuthenticationStage(Stage):
         froms = header.all("from")
         policy_d = find_policy(bridge, froms[0] if len(froms) == 1 else None)
         spf_d = self.work.run(check_spf, bridge, tx.client_ip, tx.mail_from, tx.helo, tx.hostname)
-        dkim_d = self.work.run(self._verify, tx, bridge, len(header.all("dkim-signature")),
-                               len(header.all("arc-seal")))
+        signatures, arc_sets = len(header.all("dkim-signature")), len(header.all("arc-seal"))
+        if signatures or arc_sets:
+            dkim_d = self.work.run(self._verify, tx, bridge, signatures, arc_sets)
+        else:  # nothing to verify: no trip through the pool
+            dkim_d = defer.succeed(DkimReport([], 0, ArcResult("none")))
         try:
             spf, report, policy = yield defer.gatherResults([spf_d, dkim_d, policy_d], consumeErrors=True)
         except defer.FirstError as e:

@@ -234,7 +234,7 @@ class ClamdClient:
 
     @defer.inlineCallbacks
     def _scan(self, opener: Callable[[], IO[bytes]]) -> Any:
-        f = yield self.work.run(opener)
+        f = yield self.work.open(opener)
         protocol = ClamdScanProtocol(f, self.work, self.chunk_size)
         try:
             yield self.endpoint.connect(_OneConnection(protocol))

@@ -180,7 +180,10 @@ def post_spool(agent: Agent, work: Any, url: bytes, headers: Headers, opener: An
                what: str, limit: int = MAX_REPLY) -> Any:
     """POST a message streamed from `opener` -> Deferred[(status, body)];
     ScannerError for a failed connection or a bad or cut-off reply."""
-    f, length = yield work.run(open_sized, opener)
+    if getattr(opener, "in_memory", False):
+        f, length = open_sized(opener)  # bytes already here: no thread trip
+    else:
+        f, length = yield work.run(open_sized, opener)
     producer = SpoolBodyProducer(f, length, work)
     try:
         response = yield agent.request(b"POST", url, headers, producer)
@@ -231,7 +234,7 @@ class RspamdClient:
 
     @defer.inlineCallbacks
     def _check(self, tx: Transaction) -> Any:
-        code, body = yield post_spool(self.agent, self.work, self.url, envelope_headers(tx), tx.open,
+        code, body = yield post_spool(self.agent, self.work, self.url, envelope_headers(tx), tx.opener,
                                       "rspamd")
         if code != 200:
             raise ScannerError(f"rspamd answered HTTP {code}: {body[:200].decode('utf-8', 'replace')!r}")

@@ -58,7 +58,7 @@ class VirusStage(Stage):
 
     @defer.inlineCallbacks
     def review(self, review: Review) -> Any:
-        result = yield self.scanner.scan(review.transaction.open)
+        result = yield self.scanner.scan(review.transaction.opener)
         if result.virus is None:
             return
         name = _printable(result.virus)

@@ -89,7 +89,7 @@ class ChunkPump:
                 size = self.chunk_size
                 if self.length is not None:
                     size = min(size, self.length - self.written)  # never past the announced length
-                chunk = yield self.work.run(self.f.read, size)
+                chunk = yield self.work.read(self.f, size)
                 if self._stopped:
                     break
                 if not chunk:

@@ -266,12 +266,14 @@ class MailAgent:
 
     def transaction(self, info: SessionInfo, envelope: Envelope, spool: MessageSpool) -> Transaction:
         """What the delivery pipeline reviews (xmail.filter.interfaces)."""
+        # Once: a small message's source() joins its chunks at every call.
+        source = spool.source()
         return Transaction(
             mode=self.mode, id=info.transaction_id, client_ip=info.client_ip, helo=info.helo,
             mail_from=envelope.mail_from,
             recipients=tuple(FilterRecipient(r.address, r.user) for r in envelope.recipients),
             user=info.user, header_section=envelope.headers or b"", size=spool.size,
-            hostname=self.hostname, source=spool.source)
+            hostname=self.hostname, source=lambda: source)
 
     @defer.inlineCallbacks
     def accept_message(self, info: SessionInfo, envelope: Envelope, spool: MessageSpool) -> Any:
