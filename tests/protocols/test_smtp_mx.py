@@ -27,8 +27,10 @@ def test_delivery_with_trace_fields(server: Any) -> None:
         assert s.ehlo()[0] == 250
         assert s.sendmail("x@remote.org", ["alice@example.com"], MESSAGE) == {}
     [stored] = inbox(server, "alice@example.com")
-    # RFC 5321 §4.4: Return-Path first, then our Received, then the message.
-    assert stored.startswith(b"Return-Path: <x@remote.org>\r\nReceived: from ")
+    # RFC 5321 §4.4: Return-Path first, then what the delivery pipeline
+    # adds (Authentication-Results), our Received, then the message.
+    assert stored.startswith(b"Return-Path: <x@remote.org>\r\nAuthentication-Results: mail.example.com; ")
+    assert b"\r\nReceived: from " in stored.split(b"\r\n\r\n")[0]
     received = stored.split(b"\r\n\r\n")[0].decode()
     assert "by mail.example.com (xmail) with ESMTP id " in received
     assert "for <alice@example.com>;" in received

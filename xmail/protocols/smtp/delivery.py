@@ -202,10 +202,9 @@ class MailAgent:
     # -- content ------------------------------------------------------------------------
     def new_spool(self, info: SessionInfo, envelope: Envelope, on_headers: Any) -> MessageSpool:
         info.transaction_id = transaction_id()
+        # Return-Path is added at final delivery, above what the pipeline adds
+        # (RFC 5321 §4.4: "at the beginning of the mail data").
         prefix = received_field(info, envelope, self.hostname)
-        if self.mode == MX:
-            # Final delivery happens here: Return-Path goes in now (RFC 5321 §4.4).
-            prefix = return_path_field(envelope) + prefix
         return MessageSpool(self.tmp_dir, info.transaction_id, max_size=self.max_message_size,
                             prefix=prefix, on_headers=on_headers)
 
@@ -327,12 +326,10 @@ class MailAgent:
                 failures += [(r.address, _failure_of_current()) for r in remote]
 
         if local_users:
-            if self.mode == MX:
-                source: bytes | str = queued_source
-            else:
-                # Final delivery here: Return-Path goes in now (RFC 5321 §4.4).
-                source = yield spool.with_prefix(return_path_field(envelope) + added, "local")
-                copies.append(source)
+            # Final delivery here: Return-Path goes in now, first (RFC 5321 §4.4);
+            # the queue adds its own to what it delivers.
+            source: bytes | str = yield spool.with_prefix(return_path_field(envelope) + added, "local")
+            copies.append(source)
             folder = review.folder if review is not None else (lambda _user: "INBOX")
             results = yield defer.DeferredList(
                 [self._store_copy(user, source, folder(user)) for user in local_users],
