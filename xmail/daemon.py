@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.application import service
+from twisted.internet.error import ReactorNotRunning
 from twisted.logger import Logger
 
 from xmail.preflight import StartupError
@@ -59,7 +60,10 @@ def stop_with_error(line: str, reactor: Any) -> None:
     if not _exit_status:
         _exit_status.append(1)
     if reactor.running:
-        reactor.stop()
+        try:
+            reactor.stop()
+        except ReactorNotRunning:
+            pass  # already stopping: a SIGTERM came first
 
 
 def exit_with_status() -> None:
@@ -94,7 +98,10 @@ def stop_cleanly_on_sigterm(reactor: Any = None) -> None:
     def stop() -> None:
         if not stopping:  # a second SIGTERM while draining is a no-op
             stopping.append(True)
-            reactor.stop()
+            try:
+                reactor.stop()
+            except ReactorNotRunning:
+                pass  # already stopping for another reason (a worker that cannot start)
 
     def on_sigterm(signum: int, frame: Any) -> None:
         Logger().info("received SIGTERM, stopping")

@@ -121,6 +121,7 @@ def main() -> None:
     os.umask(boot.get("umask", 0o077))
 
     from twisted.internet import reactor, task
+    from twisted.internet.error import ReactorNotRunning
     from twisted.logger import FileLogObserver, Logger, eventAsText, globalLogBeginner
 
     log_stream = BatchedLogStream(sys.stderr)
@@ -129,8 +130,14 @@ def main() -> None:
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
     task.LoopingCall(log_stream.drain).start(LOG_FLUSH_SECONDS, now=False)
 
+    from xmail.daemon import stop_cleanly_on_sigterm
     from xmail.service import XmailService
     from xmail.workers import runtime
+
+    # Twisted's own SIGTERM handler stops the reactor unconditionally: a
+    # SIGTERM from the supervisor reaching a worker that is already
+    # stopping (it could not start) logged a ReactorNotRunning traceback.
+    stop_cleanly_on_sigterm(reactor)
 
     settings = worker_settings(boot["settings"], boot["listeners"])
     server = XmailService(settings, reactor, shared=runtime.worker_tables(settings, boot, reactor))
@@ -157,7 +164,10 @@ def main() -> None:
                 Logger().failure("worker {number} start failed", number=boot["number"])
             Logger().error("{prefix}{reason}", prefix=START_FAILED_PREFIX, reason=describe(e))
             failed.append(True)
-            reactor.stop()
+            try:
+                reactor.stop()
+            except ReactorNotRunning:
+                pass  # a SIGTERM from the supervisor stopped it first
 
     reactor.callWhenRunning(start)
     reactor.addSystemEventTrigger("before", "shutdown", server.stopService)
