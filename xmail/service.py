@@ -32,7 +32,7 @@ from xmail.context import ServerContext, SharedTables
 from xmail.daemon import stop_with_error
 from xmail.db.environment import IndexEnvironment
 from xmail.db.leader import LEADER_LOCK, LeaderElection
-from xmail.filter.build import build_protection
+from xmail.filter.build import build_protection, load_package_data
 from xmail.filter.digest import RUN_INTERVAL
 from xmail.metrics import count_connections, index_write
 from xmail.ops.audit import AuditLog
@@ -427,4 +427,7 @@ class XmailService(service.MultiService):
 
 
 def makeService(settings: Settings, reactor: Any = None) -> XmailService:
+    # Before twistd drops privileges (--uid): package data the service user
+    # may not be able to read later (a Python under /root).
+    load_package_data()
     return XmailService(settings, reactor)

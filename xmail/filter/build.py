@@ -21,6 +21,7 @@ from typing import Any
 from xmail.config import Settings
 from xmail.dns import make_resolver
 from xmail.filter.authcheck import AuthenticationStage
+from xmail.filter.authcheck.dmarc import organizational_domain
 from xmail.filter.burst import BurstStage
 from xmail.filter.digest import SpamDigest
 from xmail.filter.dkimkeys import DkimKeyStore
@@ -32,6 +33,13 @@ from xmail.filter.scanners.learn import learner_from_settings
 from xmail.filter.scanners.stages import scanner_stages
 from xmail.filter.training import JunkTraining
 from xmail.filter.work import FilterWork
+
+
+def load_package_data() -> None:
+    """Read the data files the stages need (the Public Suffix List) now:
+    the daemon calls this before dropping privileges, since the service
+    user may not be able to read the installed package later."""
+    organizational_domain("example.com")
 
 
 @dataclass
