@@ -9,7 +9,6 @@ TXT record `xmailctl dns` prints -- two independent implementations.
 
 from __future__ import annotations
 
-import imaplib
 import re
 import smtplib
 from collections.abc import Iterator
@@ -18,12 +17,10 @@ from typing import Any
 import pytest
 from twisted.names import dns
 
+from tests.filter.daemon_support import BOB, CAROL, PASSWORD, fetch, start_daemon
 from tests.support.daemon import Daemon
 from tests.support.dns import Zone, serve_zone
 
-BOB = "bob@example.com"
-CAROL = "carol@example.com"
-PASSWORD = "auth test password 1"
 HOST = "mail.example.com"  # the authserv-id: tests.support.daemon's host name
 
 
@@ -46,22 +43,9 @@ def zone() -> Iterator[Zone]:
 
 @pytest.fixture
 def daemon(tmp_path: Any, zone: Zone) -> Iterator[Daemon]:
-    daemon = Daemon(tmp_path, listeners=("smtp", "submission", "imap"),
-                    extra=f'[dns]\nservers = ["127.0.0.1:{zone.port}"]\n')
-    daemon.ctl("domain", "add", "example.com")
-    for user in (BOB, CAROL):
-        daemon.ctl("user", "add", user, "--password-stdin", stdin=PASSWORD + "\n")
-    daemon.start()
+    daemon = start_daemon(tmp_path, f'[dns]\nservers = ["127.0.0.1:{zone.port}"]\n')
     yield daemon
     daemon.stop()
-
-
-def fetch(daemon: Daemon, user: str, folder: str = "INBOX") -> list[bytes]:
-    with imaplib.IMAP4("127.0.0.1", daemon.ports["imap"]) as imap:
-        imap.login(user, PASSWORD)
-        imap.select(folder, readonly=True)
-        _typ, data = imap.fetch("1:*", "(BODY.PEEK[])")
-        return [item[1] for item in data if isinstance(item, tuple)]
 
 
 def results_field(message: bytes) -> str:

@@ -9,31 +9,15 @@ from typing import Any
 
 import pytest
 
+from tests.filter.daemon_support import BOB, CAROL, PASSWORD, fetch, start_daemon
 from tests.support.daemon import Daemon
-
-BOB = "bob@example.com"
-CAROL = "carol@example.com"
-PASSWORD = "lists test password 1"
 
 
 @pytest.fixture
 def daemon(tmp_path: Any) -> Iterator[Daemon]:
-    daemon = Daemon(tmp_path, listeners=("smtp", "submission", "imap"),
-                    extra="[filter]\nburst_per_minute = 2\n")
-    daemon.ctl("domain", "add", "example.com")
-    for user in (BOB, CAROL):
-        daemon.ctl("user", "add", user, "--password-stdin", stdin=PASSWORD + "\n")
-    daemon.start()
+    daemon = start_daemon(tmp_path, "[filter]\nburst_per_minute = 2\n")
     yield daemon
     daemon.stop()
-
-
-def messages(daemon: Daemon, user: str, folder: str = "INBOX") -> list[bytes]:
-    with imaplib.IMAP4("127.0.0.1", daemon.ports["imap"]) as imap:
-        imap.login(user, PASSWORD)
-        imap.select(folder, readonly=True)
-        _typ, data = imap.fetch("1:*", "(BODY.PEEK[])")
-        return [item[1] for item in data if isinstance(item, tuple)]
 
 
 def test_a_blocked_envelope_sender_is_refused_at_rcpt_for_that_recipient_only(daemon: Daemon) -> None:
@@ -45,12 +29,12 @@ def test_a_blocked_envelope_sender_is_refused_at_rcpt_for_that_recipient_only(da
         assert (code, text[:5]) == (550, b"5.7.1")
         assert smtp.rcpt(CAROL)[0] == 250
         assert smtp.data(b"From: news@mail.evil.example\r\nSubject: hi\r\n\r\nbody\r\n")[0] == 250
-    assert len(messages(daemon, CAROL)) == 1 and messages(daemon, BOB) == []
+    assert len(fetch(daemon, CAROL)) == 1 and fetch(daemon, BOB) == []
     # Removing the entry takes effect at once, no restart.
     daemon.ctl("spam", "block", "remove", "--user", BOB, "*.evil.example")
     with smtplib.SMTP("127.0.0.1", daemon.ports["smtp"], timeout=30) as smtp:
         smtp.sendmail("news@mail.evil.example", [BOB], b"From: x@y.example\r\n\r\nagain\r\n")
-    assert len(messages(daemon, BOB)) == 1
+    assert len(fetch(daemon, BOB)) == 1
 
 
 def test_a_blocked_from_author_is_dropped_per_recipient_and_refused_when_all_block(daemon: Daemon) -> None:
@@ -63,7 +47,7 @@ def test_a_blocked_from_author_is_dropped_per_recipient_and_refused_when_all_blo
         with pytest.raises(smtplib.SMTPDataError) as refused:
             smtp.sendmail("bounce@other.example", [BOB], message)
         assert (refused.value.smtp_code, refused.value.smtp_error[:5]) == (550, b"5.7.1")
-    assert len(messages(daemon, CAROL)) == 1 and messages(daemon, BOB) == []
+    assert len(fetch(daemon, CAROL)) == 1 and fetch(daemon, BOB) == []
     mail_log = daemon.ctl("log", "mail").stdout
     assert "discarded" in mail_log and "sender blocked" in mail_log
     assert "refused" in mail_log
@@ -79,7 +63,7 @@ def test_two_from_fields_are_refused_and_forged_results_removed(daemon: Daemon) 
                       b"Authentication-Results: mail.example.com; dmarc=pass header.from=example.com\r\n"
                       b"Authentication-Results: elsewhere.example; spf=fail\r\n"
                       b"From: a@other.example\r\nSubject: forged\r\n\r\nx\r\n")
-    (stored,) = messages(daemon, BOB)
+    (stored,) = fetch(daemon, BOB)
     assert b"mail.example.com; dmarc=pass" not in stored
     assert b"Authentication-Results: elsewhere.example; spf=fail" in stored
 
@@ -93,7 +77,7 @@ def test_the_burst_rule_refuses_the_third_message_in_a_minute(daemon: Daemon) ->
         with pytest.raises(smtplib.SMTPDataError) as refused:
             smtp.sendmail(BOB, [CAROL], message)
         assert (refused.value.smtp_code, refused.value.smtp_error[:5]) == (450, b"4.7.1")
-    assert len(messages(daemon, CAROL)) == 2
+    assert len(fetch(daemon, CAROL)) == 2
     admin_log = daemon.ctl("log", "admin").stdout
     assert "burst rule" in admin_log and BOB in admin_log
 
@@ -107,7 +91,7 @@ def test_the_spam_digest_lists_junk_in_the_inbox(daemon: Daemon) -> None:
     assert "sent to 0 user(s)" in daemon.ctl("spam", "digest").stdout  # nobody asked for one
     daemon.ctl("user", "set", BOB, "spam_digest=daily")
     assert daemon.ctl("spam", "digest", "--user", BOB).stdout == f"spam digest sent to 1 user(s): {BOB}\n"
-    (digest,) = messages(daemon, BOB)
+    (digest,) = fetch(daemon, BOB)
     assert b"pills@spam.example" in digest and b"Cheap pills" in digest
     # Sent: not due again today.
     assert "sent to 0 user(s)" in daemon.ctl("spam", "digest", "--user", BOB).stdout

@@ -14,25 +14,15 @@ from typing import Any
 import pytest
 from imapclient import IMAPClient
 
+from tests.filter.daemon_support import BOB, CAROL, PASSWORD, start_daemon
 from tests.filter.scanners.support import closed_port, eicar_message, message
 from tests.support.daemon import Daemon
 from tests.support.scanners import Clamd, Rspamd
 from tests.support.wait import wait_until
 
-BOB = "bob@example.com"
-CAROL = "carol@example.com"
-PASSWORD = "scanner test password 1"
-
 
 def start(tmp_path: Any, filter_settings: str) -> Daemon:
-    os.makedirs(tmp_path, exist_ok=True)
-    daemon = Daemon(tmp_path, listeners=("smtp", "submission", "imap"),
-                    extra=f"[filter]\n{filter_settings}\nauthenticate = false\n")
-    daemon.ctl("domain", "add", "example.com")
-    for user in (BOB, CAROL):
-        daemon.ctl("user", "add", user, "--password-stdin", stdin=PASSWORD + "\n")
-    daemon.start()
-    return daemon
+    return start_daemon(tmp_path, f"[filter]\n{filter_settings}\nauthenticate = false\n")
 
 
 @pytest.fixture

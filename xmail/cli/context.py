@@ -209,3 +209,16 @@ def _csv_cell(value: Any) -> Any:
     if value[:1] in ("=", "+", "-", "@"):
         return "'" + value
     return value
+
+
+def hosted_domain(ctx: Any, text: str) -> str:
+    """A hosted or alias domain, normalised; CliError naming it otherwise."""
+    from xmail.autoconfig.model import AddressError, parse_domain
+
+    try:
+        domain = parse_domain(text)
+    except AddressError:
+        raise CliError(f"{text!r} is not a domain name") from None
+    if not ctx.directory.is_local_domain(domain):
+        raise CliError(f"{domain} is not a hosted domain (add it with `xmailctl domain add {domain}`)")
+    return domain

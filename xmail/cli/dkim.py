@@ -18,8 +18,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from xmail.autoconfig.model import AddressError, parse_domain
-from xmail.cli.context import CliContext, CliError, TableOutput, command, group, utc_time
+from xmail.cli.context import CliContext, CliError, TableOutput, command, group, hosted_domain, utc_time
 from xmail.filter.dkimkeys import ALGORITHMS, RSA, DkimKeyError, DkimKeyStore
 
 LIST_HEADER = ("selector", "algorithm", "state", "created", "dns_name")
@@ -48,19 +47,8 @@ def _store(ctx: CliContext) -> DkimKeyStore:
     return DkimKeyStore(ctx.settings.path("dkim"))
 
 
-def _hosted(ctx: CliContext, text: str) -> str:
-    """A hosted or alias domain (both are signed), normalised."""
-    try:
-        domain = parse_domain(text)
-    except AddressError:
-        raise CliError(f"{text!r} is not a domain name") from None
-    if not ctx.directory.is_local_domain(domain):
-        raise CliError(f"{domain} is not a hosted domain (add it with `xmailctl domain add {domain}`)")
-    return domain
-
-
 def dkim_add(ctx: CliContext, args: argparse.Namespace) -> None:
-    domain = _hosted(ctx, args.domain)
+    domain = hosted_domain(ctx, args.domain)
     try:
         selector = _store(ctx).add(domain, args.algorithm)
     except DkimKeyError as e:
@@ -70,7 +58,7 @@ def dkim_add(ctx: CliContext, args: argparse.Namespace) -> None:
 
 
 def dkim_rotate(ctx: CliContext, args: argparse.Namespace) -> None:
-    domain = _hosted(ctx, args.domain)
+    domain = hosted_domain(ctx, args.domain)
     try:
         new, retired = _store(ctx).rotate(domain, args.algorithm)
     except DkimKeyError as e:
@@ -81,7 +69,7 @@ def dkim_rotate(ctx: CliContext, args: argparse.Namespace) -> None:
 
 
 def dkim_list(ctx: CliContext, args: argparse.Namespace) -> None:
-    domain = _hosted(ctx, args.domain)
+    domain = hosted_domain(ctx, args.domain)
     try:
         selectors = _store(ctx).selectors(domain)
     except DkimKeyError as e:

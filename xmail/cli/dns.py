@@ -15,8 +15,8 @@ from typing import Any
 
 from xmail.autoconfig.dnscheck import OK, check, report_line
 from xmail.autoconfig.dnszone import DkimKey, records, zone_fragment
-from xmail.autoconfig.model import AddressError, client_settings, parse_domain
-from xmail.cli.context import CliError
+from xmail.autoconfig.model import client_settings
+from xmail.cli.context import CliError, hosted_domain
 from xmail.filter.dkimkeys import DkimKeyError, DkimKeyStore
 
 CHECK = "check"
@@ -49,16 +49,6 @@ def dns_command(ctx: Any, args: argparse.Namespace) -> int | None:
     return None
 
 
-def _hosted(ctx: Any, text: str) -> str:
-    try:
-        domain = parse_domain(text)
-    except AddressError:
-        raise CliError(f"{text!r} is not a domain name") from None
-    if not ctx.directory.is_local_domain(domain):
-        raise CliError(f"{domain} is not a hosted domain (add it with `xmailctl domain add {domain}`)")
-    return domain
-
-
 def dkim_keys(ctx: Any, domain: str) -> list[DkimKey]:
     """The domain's selectors, active and retired (a retired key stays
     published until removed: mail signed before a rotation still verifies)."""
@@ -70,7 +60,7 @@ def dkim_keys(ctx: Any, domain: str) -> list[DkimKey]:
 
 
 def print_zone(ctx: Any, text: str, ttl: int) -> None:
-    domain = _hosted(ctx, text)
+    domain = hosted_domain(ctx, text)
     # From the config (with [autoconfig] overrides): the running server's
     # bound ports are not visible from here, and DNS must name fixed ports.
     ctx.stdout.write(zone_fragment(domain, client_settings(ctx.settings), ttl=ttl,
@@ -78,7 +68,7 @@ def print_zone(ctx: Any, text: str, ttl: int) -> None:
 
 
 def check_zone(ctx: Any, text: str) -> int:
-    domain = _hosted(ctx, text)
+    domain = hosted_domain(ctx, text)
     wanted = records(domain, client_settings(ctx.settings), dkim_keys(ctx, domain))
     findings = run_in_reactor(lambda reactor: check(_resolver(ctx, reactor), wanted))
     for finding in findings:
