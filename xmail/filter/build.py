@@ -81,4 +81,4 @@ def build_pipeline(settings: Settings, env: Any, directory: Any, reactor: Any,
         stages.append(DkimSignStage(DkimKeyStore(settings.path("dkim")), directory.is_local_domain, work))
     own = ("X-Spam-Status", "X-Spam-Score", "X-Spam-Flag") if settings.filter.rspamd else ()
     return DeliveryPipeline(stages, reactor, settings.server.hostname, sender_check=sender_check(lists),
-                            own_fields=own)
+                            own_fields=own, work=work)

@@ -168,11 +168,13 @@ def relaxed_header(raw: bytes) -> bytes:
     return name.rstrip(b" \t").lower() + b":" + value + b"\r\n"
 
 
-def author_domain(section: bytes) -> str | None:
+def author_domain(section: bytes, found: list[str] | None = None) -> str | None:
     """The RFC 5322.From domain, normalised, or None when there is not exactly
     one From field or its mailboxes are not all of one domain (such a
-    message aligns with no single signing domain, RFC 7489 §6.6.1)."""
-    found = scan_header_section(section, _AUTHOR).all("from")
+    message aligns with no single signing domain, RFC 7489 §6.6.1).
+    `found`: the From values already read (Review.fields), if any."""
+    if found is None:
+        found = scan_header_section(section, _AUTHOR).all("from")
     if len(found) != 1:
         return None
     domains = set()
@@ -310,7 +312,7 @@ class DkimSignStage(Stage):
 
     def review(self, review: Review) -> Any:
         tx = review.transaction
-        domain = author_domain(tx.header_section)
+        domain = author_domain(tx.header_section, review.fields("from"))
         if domain is None:
             review.notes.append("dkim-sign: not signed (no single From domain)")
             return None

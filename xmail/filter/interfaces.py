@@ -25,6 +25,9 @@ from typing import IO, Any
 
 from zope.interface import Attribute, Interface
 
+from xmail.message import scan_header_section
+from xmail.message.headers import HeaderSection
+
 MX = "mx"
 SUBMISSION = "submission"
 JUNK_FOLDER = "Junk"  # DESIGN.md folder names: the \Junk special-use folder
@@ -132,6 +135,16 @@ class Review:
     # "spam_score", "virus", "allowed" (sender on an allow list), ...
     facts: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # one line each for the mail log
+    # The header section read once for every stage (DeliveryPipeline.review;
+    # in the thread pool when it is big); None when a stage runs alone.
+    header: HeaderSection | None = None
+
+    def fields(self, name: str) -> list[str]:
+        """The values of every `name` field (lower-case name)."""
+        header = self.header
+        if header is None:
+            header = self.header = scan_header_section(self.transaction.header_section)
+        return header.all(name)
 
     @property
     def final(self) -> bool:

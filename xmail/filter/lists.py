@@ -32,7 +32,7 @@ from xmail import addresses
 from xmail.db.environment import IndexEnvironment
 from xmail.filter.interfaces import MX, Review, Transaction, Verdict
 from xmail.filter.pipeline import IGNORE, Stage
-from xmail.message import mailboxes, scan_header_section
+from xmail.message import mailboxes
 
 SENDERS_DB = "filter.senders"
 ALLOW, BLOCK = "allow", "block"
@@ -178,8 +178,7 @@ class SenderListStage(Stage):
 
     def review(self, review: Review) -> Any:
         tx = review.transaction
-        header = scan_header_section(tx.header_section, _AUTHOR)
-        senders = [tx.mail_from] + [a for value in header.all("from") for a in mailboxes(value)][:10]
+        senders = [tx.mail_from] + [a for value in review.fields("from") for a in mailboxes(value)][:10]
         users = tx.local_users
         allowed: list[str] = []
         blocked: list[str] = []

@@ -34,7 +34,6 @@ from xmail.filter.authcheck.dnsbridge import QUERY_TIMEOUT, DnsBridge
 from xmail.filter.authcheck.spf import HELO, SpfResult, check_spf
 from xmail.filter.interfaces import MX, Review, Transaction, Verdict
 from xmail.filter.pipeline import IGNORE, Stage
-from xmail.message import scan_header_section
 
 TIMEOUT = 30.0  # seconds for the whole stage (the pipeline cancels it then)
 _WANTED = frozenset(("from", "dkim-signature", "arc-seal"))
@@ -82,11 +81,10 @@ class AuthenticationStage(Stage):
     @defer.inlineCallbacks
     def _review(self, review: Review, bridge: DnsBridge) -> Any:
         tx = review.transaction
-        header = scan_header_section(tx.header_section, _WANTED)
-        froms = header.all("from")
+        froms = review.fields("from")
         policy_d = find_policy(bridge, froms[0] if len(froms) == 1 else None)
         spf_d = self.work.run(check_spf, bridge, tx.client_ip, tx.mail_from, tx.helo, tx.hostname)
-        signatures, arc_sets = len(header.all("dkim-signature")), len(header.all("arc-seal"))
+        signatures, arc_sets = len(review.fields("dkim-signature")), len(review.fields("arc-seal"))
         if signatures or arc_sets:
             dkim_d = self.work.run(self._verify, tx, bridge, signatures, arc_sets)
         else:  # nothing to verify: no trip through the pool
