@@ -310,17 +310,27 @@ class MailAgent:
         failures: list[tuple[str, Any]] = []
         delivered: list[str] = [u for u in discarded]  # accepted, then dropped by a rule (logged)
 
-        # The queue takes bytes or a path (IOutboundQueue.enqueue).
-        queued_source: bytes | str = spool.source()
-        if added and (remote or local_users):
-            queued_source = yield spool.with_prefix(added, "filtered")
-            copies.append(queued_source)
+        queued: list[bytes | str] = []
+
+        @defer.inlineCallbacks
+        def queue_source() -> Any:
+            """What the queue gets (bytes or a path, IOutboundQueue.enqueue):
+            made when first needed -- for an MX message only if a local
+            delivery fails, so a big one is not copied for nothing."""
+            if not queued:
+                source = spool.source()
+                if added:
+                    source = yield spool.with_prefix(added, "filtered")
+                    copies.append(source)
+                queued.append(source)
+            return queued[0]
+
         if remote:
             try:
                 yield self.ctx.queue.enqueue(
                     envelope.mail_from,
                     [QueueRecipient(r.address, r.notify, r.orcpt) for r in remote],
-                    queued_source, envid=envelope.envid, ret=envelope.ret)
+                    (yield queue_source()), envid=envelope.envid, ret=envelope.ret)
                 delivered += [r.address for r in remote]
             except Exception:
                 failures += [(r.address, _failure_of_current()) for r in remote]
@@ -355,7 +365,7 @@ class MailAgent:
             try:
                 yield self.ctx.queue.enqueue(
                     envelope.mail_from, [QueueRecipient(r.address, r.notify, r.orcpt) for r in retry],
-                    queued_source, envid=envelope.envid, ret=envelope.ret)
+                    (yield queue_source()), envid=envelope.envid, ret=envelope.ret)
                 delivered += [address for address, _f in failures]
                 handed_over = True
                 self._log.info("{id}: {count} recipient(s) handed to the queue after a failed delivery",
