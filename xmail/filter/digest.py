@@ -37,13 +37,20 @@ MAX_ITEMS = 200
 RUN_INTERVAL = 3600.0  # the leader looks for due digests hourly
 
 
-def junk_since(store: Any, user: str, since: float) -> list[tuple[float, str, str]]:
-    """(internal date, sender, subject) of Junk messages that arrived after
-    `since`, oldest first (blocking index reads: run in a thread)."""
+def junk_folder(store: Any, user: str) -> Any:
+    """The user's Junk folder, or None (never received mail, or no Junk);
+    on the reactor thread, where the store hands out its folder objects."""
     try:
-        folder = store.mailbox(user).folder(JUNK_FOLDER)
+        return store.mailbox(user).folder(JUNK_FOLDER)
     except NoSuchFolder:
-        return []  # never received mail (not provisioned) or no Junk folder
+        return None
+
+
+def junk_since(folder: Any, since: float) -> list[tuple[float, str, str]]:
+    """(internal date, sender, subject) of the folder's messages that arrived
+    after `since`, oldest first (blocking index reads: run in a thread)."""
+    if folder is None:
+        return []
     records = [r for r in folder.records() if r.internaldate > since]
     headers = dict(folder.headers_many([r.uid for r in records[-MAX_ITEMS:]]))
     items = []
@@ -117,7 +124,7 @@ class SpamDigest:
             if not force and now - last < period:
                 continue
             try:
-                items = yield self.run(junk_since, self.store, record.address, last)
+                items = yield self.run(junk_since, junk_folder(self.store, record.address), last)
                 if items:
                     yield self.store.deliver(record.address,
                                              digest_message(record.address, self.hostname, items, now))
