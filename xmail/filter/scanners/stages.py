@@ -114,11 +114,16 @@ class SpamStage(Stage):
         over_spam = [u for u, (spam, reject) in limits.items() if score >= min(spam, reject)]
         required = min(spam for spam, _reject in limits.values())
 
-        review.add_header("X-Spam-Score", _format(score))
+        if tx.mode == SUBMISSION:
+            # Outgoing mail carries no verdict of ours: other servers' filters
+            # would read it.  The score goes to the mail log.
+            review.notes.append(f"antispam: score {_format(score)}")
+        else:
+            review.add_header("X-Spam-Score", _format(score))
         # When the virus scan failed under the accept policy the message
         # already says `X-Spam-Status: unscanned`: that mark stays the one
         # X-Spam-Status (a second one would read as "scanned, clean").
-        if not review.facts.get("unscanned"):
+        if tx.mode == MX and not review.facts.get("unscanned"):
             status = "Yes" if over_spam else "No"
             review.add_header("X-Spam-Status",
                               f"{status}, score={_format(score)} required={_format(required)}")
