@@ -3,7 +3,6 @@ prints, run through xmail.cli.main on a real data directory."""
 
 from __future__ import annotations
 
-import io
 import os
 import stat
 from pathlib import Path
@@ -12,23 +11,13 @@ import pytest
 
 from tests.autoconfig.conftest import PRODUCTION_TOML
 from tests.autoconfig.test_dnszone import records
-from xmail import cli
+from tests.support.cli import hosting_config, run
 from xmail.filter.dkimkeys import DkimKeyStore
-
-
-def run(*argv: str) -> tuple[int, str, str]:
-    stdout, stderr = io.StringIO(), io.StringIO()
-    status = cli.main(list(argv), stdout=stdout, stderr=stderr, stdin=io.StringIO())
-    return status, stdout.getvalue(), stderr.getvalue()
 
 
 @pytest.fixture
 def config(tmp_path: Path) -> str:
-    path = tmp_path / "xmail.toml"
-    path.write_text(PRODUCTION_TOML.replace("[server]\n", f'[server]\ndata_dir = "{tmp_path / "data"}"\n'))
-    assert run("--config", str(path), "domain", "add", "example.com")[0] == 0
-    assert run("--config", str(path), "domain", "alias", "example.cn", "--to", "example.com")[0] == 0
-    return str(path)
+    return hosting_config(tmp_path, PRODUCTION_TOML)
 
 
 def dkim(config: str, *argv: str) -> tuple[int, str, str]:

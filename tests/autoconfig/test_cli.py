@@ -3,30 +3,19 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pytest
 
-from xmail import cli
+from tests.support.cli import hosting_config, run
 
 from .conftest import PRODUCTION_TOML
 from .test_dnszone import records
 
 
-def run(*argv: str) -> tuple[int, str, str]:
-    stdout, stderr = io.StringIO(), io.StringIO()
-    status = cli.main(list(argv), stdout=stdout, stderr=stderr, stdin=io.StringIO())
-    return status, stdout.getvalue(), stderr.getvalue()
-
-
 @pytest.fixture
 def config(tmp_path: Path) -> str:
-    path = tmp_path / "xmail.toml"
-    path.write_text(PRODUCTION_TOML.replace("[server]\n", f'[server]\ndata_dir = "{tmp_path / "data"}"\n'))
-    assert run("--config", str(path), "domain", "add", "example.com")[0] == 0
-    assert run("--config", str(path), "domain", "alias", "example.cn", "--to", "example.com")[0] == 0
-    return str(path)
+    return hosting_config(tmp_path, PRODUCTION_TOML)
 
 
 def test_dns_prints_the_zone_of_a_hosted_domain(config: str) -> None:

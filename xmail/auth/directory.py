@@ -92,6 +92,16 @@ def _record(address: str, data: dict[str, Any]) -> UserRecord:
     )
 
 
+def _set_setting(data: dict[str, Any], key: str, value: str | None) -> None:
+    """A user's or domain's record: set `settings[key]`, or remove it for None/""."""
+    settings = dict(data.get("settings", {}))
+    if value:
+        settings[key] = value
+    else:
+        settings.pop(key, None)
+    data["settings"] = settings
+
+
 def _check_quota(name: str, value: int | None) -> int | None:
     if value is None:
         return None
@@ -283,12 +293,7 @@ class Directory:
                 raise DirectoryError(f"no such domain {domain}")
             if data.get("alias_of"):
                 raise DirectoryError(f"{domain} is an alias domain: set it on {data['alias_of']}")
-            settings = dict(data.get("settings", {}))
-            if value:
-                settings[key] = value
-            else:
-                settings.pop(key, None)
-            data["settings"] = settings
+            _set_setting(data, key, value)
             txn.put(_key(domain), _dump(data), db=self._domains)
 
         self.env.write_sync(txn_fn)
@@ -358,15 +363,7 @@ class Directory:
             if len(value) > MAX_SETTING_VALUE:
                 raise DirectoryError(f"value for {key} longer than {MAX_SETTING_VALUE} characters")
 
-        def change(data: dict[str, Any]) -> None:
-            settings = dict(data.get("settings", {}))
-            if value:
-                settings[key] = value
-            else:
-                settings.pop(key, None)
-            data["settings"] = settings
-
-        self._update_user(address, change)
+        self._update_user(address, lambda data: _set_setting(data, key, value))
 
     def remove_user(self, address: str) -> list[str]:
         """Remove a user and the aliases pointing at it (returned).  The
