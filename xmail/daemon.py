@@ -98,13 +98,17 @@ def stop_cleanly_on_sigterm(reactor: Any = None) -> None:
     def stop() -> None:
         if not stopping:  # a second SIGTERM while draining is a no-op
             stopping.append(True)
+            Logger().info("received SIGTERM, stopping")
             try:
                 reactor.stop()
             except ReactorNotRunning:
                 pass  # already stopping for another reason (a worker that cannot start)
 
     def on_sigterm(signum: int, frame: Any) -> None:
-        Logger().info("received SIGTERM, stopping")
+        # Nothing but the hand-over here: a signal handler runs between two
+        # bytecodes of whatever the main thread was doing, and logging from
+        # it could wait forever on a lock the interrupted code holds (a
+        # worker writing its log when the supervisor's SIGTERM came).
         reactor.callFromThread(stop)
 
     reactor.callWhenRunning(signal.signal, signal.SIGTERM, on_sigterm)
