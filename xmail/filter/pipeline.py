@@ -79,7 +79,9 @@ class DeliveryPipeline:
         # Header fields a stage writes (X-Spam-Status ...): arriving ones
         # are removed on MX, or a sender could forge "No" for the users'
         # client-side filter rules.
+        own_fields = tuple(own_fields)
         self._own_fields = _field_pattern(own_fields)
+        self._own_names = tuple(n.lower().encode("ascii") for n in own_fields)
         self.reactor = reactor
         self.hostname = hostname
         # (envelope sender, local user) -> refusal at RCPT time (the lists).
@@ -104,7 +106,9 @@ class DeliveryPipeline:
                                            status="5.7.1", stage="headers")
         section = remove_forged_results(section, self.hostname)
         if self._own_fields is not None:
-            section = self._own_fields.sub(b"", section)
+            lowered = section.lower()
+            if any(name in lowered for name in self._own_names):  # the regex pass only when needed
+                section = self._own_fields.sub(b"", section)
         return section, None
 
     # -- once the message is spooled --------------------------------------------------------
