@@ -108,3 +108,13 @@ def test_allowed_by_every_recipient_is_a_fact_for_the_spam_stage(lists) -> None:
 
 def test_the_stage_leaves_submissions_alone(lists) -> None:
     assert not SenderListStage(lists).applies(transaction(SUBMISSION))
+
+
+def test_a_thousand_padding_fields_do_not_hide_the_from_author(lists) -> None:
+    lists.add(scope_of(domain="example.com"), BLOCK, "@evil.example")
+    padding = b"".join(b"X-Pad-%d: x\r\n" % i for i in range(1500))
+    header = padding + b"From: ceo@evil.example\r\n\r\n"
+    (review,) = run(DeliveryPipeline([SenderListStage(lists)], task.Clock(), "h"),
+                    transaction(mail_from="bounce@other.example", recipients=(Recipient(BOB, BOB),),
+                                header_section=header))
+    assert review.verdict.action is Action.REJECT

@@ -31,6 +31,8 @@ from xmail.message.headers import HeaderSection
 MX = "mx"
 SUBMISSION = "submission"
 JUNK_FOLDER = "Junk"  # DESIGN.md folder names: the \Junk special-use folder
+# The header fields the stages read (Review.fields): read once per message.
+STAGE_FIELDS = frozenset(("from", "dkim-signature", "arc-seal"))
 
 
 class Action(enum.Enum):
@@ -140,10 +142,15 @@ class Review:
     header: HeaderSection | None = None
 
     def fields(self, name: str) -> list[str]:
-        """The values of every `name` field (lower-case name)."""
+        """The values of every `name` field (lower-case name).  Only the
+        STAGE_FIELDS are kept by the one read: the reader keeps at most
+        MAX_FIELDS fields, and a sender must not push From or a signature
+        out of sight by padding the header with a thousand others."""
         header = self.header
+        if name not in STAGE_FIELDS:
+            return scan_header_section(self.transaction.header_section, frozenset((name,))).all(name)
         if header is None:
-            header = self.header = scan_header_section(self.transaction.header_section)
+            header = self.header = scan_header_section(self.transaction.header_section, STAGE_FIELDS)
         return header.all(name)
 
     @property

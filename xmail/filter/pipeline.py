@@ -34,6 +34,7 @@ from zope.interface import implementer
 
 from xmail.filter.interfaces import (
     MX,
+    STAGE_FIELDS,
     IDeliveryPipeline,
     Review,
     Transaction,
@@ -117,9 +118,9 @@ class DeliveryPipeline:
         review = Review(transaction)
         section = transaction.header_section
         if self.work is not None and len(section) > INLINE_HEADER:
-            review.header = yield self.work.run(scan_header_section, section)
+            review.header = yield self.work.run(scan_header_section, section, STAGE_FIELDS)
         else:
-            review.header = scan_header_section(section)
+            review.header = scan_header_section(section, STAGE_FIELDS)
         for stage in self.stages:
             if review.final:
                 break
