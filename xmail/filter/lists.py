@@ -38,7 +38,6 @@ SENDERS_DB = "filter.senders"
 ALLOW, BLOCK = "allow", "block"
 KINDS = (ALLOW, BLOCK)
 MAX_PATTERN = 320
-_AUTHOR = frozenset(("from",))
 
 
 class ListError(ValueError):

@@ -45,7 +45,6 @@ from xmail.message import scan_header_section
 TEMPFAIL = "tempfail"
 ACCEPT = "accept"
 IGNORE = "ignore"
-POLICIES = (TEMPFAIL, ACCEPT, IGNORE)
 
 UNSCANNED = "X-Spam-Status"
 # A header section bigger than this is read in the thread pool.

@@ -36,7 +36,6 @@ from xmail.filter.interfaces import MX, Review, Transaction, Verdict
 from xmail.filter.pipeline import IGNORE, Stage
 
 TIMEOUT = 30.0  # seconds for the whole stage (the pipeline cancels it then)
-_WANTED = frozenset(("from", "dkim-signature", "arc-seal"))
 
 
 class AuthenticationStage(Stage):
