@@ -50,6 +50,10 @@ FLOORS: dict[str, int] = {
     # What SMTP hands the pipeline and reads back (Transaction, Review):
     # the queue interface's floor, for the same reason.
     "xmail.filter.interfaces": STORE_AUTH,
+    "xmail.sieve": PROTOCOLS_FEATURES,   # filter rules: engine, stage, storage (issue 18)
+    # What ManageSieve and the context reach of scripts: the filter
+    # interfaces' floor, for the same reason.
+    "xmail.sieve.interfaces": STORE_AUTH,
     "xmail.autoconfig": PROTOCOLS_FEATURES,
     "xmail.ops": PROTOCOLS_FEATURES,
     "xmail.service": TOP,
@@ -82,12 +86,13 @@ PROTOCOL_SURFACE = (
     "xmail.auth.sasl",
     "xmail.queue.interfaces",
     "xmail.filter.interfaces",
+    "xmail.sieve.interfaces",
     "xmail.context",
 )
 # The context is built from interfaces only, so handing it to a protocol
 # hands over no implementation.
 CONTEXT_SURFACE = ("xmail.store.interfaces", "xmail.auth.interfaces", "xmail.queue.interfaces",
-                   "xmail.filter.interfaces")
+                   "xmail.filter.interfaces", "xmail.sieve.interfaces")
 
 
 def _within(name: str, prefix: str) -> bool:

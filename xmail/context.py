@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from xmail.filter.interfaces import IDeliveryPipeline
     from xmail.limits import PeerConnections, UserConnections
     from xmail.queue.interfaces import IOutboundQueue
+    from xmail.sieve.interfaces import ISieveScripts
     from xmail.store.interfaces import IMessageStore
 
 
@@ -107,6 +108,7 @@ class CoreServices:
     audit: IAuditLog | None = None
     queue: IOutboundQueue | None = None  # remote recipients
     pipeline: IDeliveryPipeline | None = None  # mail protection (xmail.filter); None: none
+    sieve_scripts: ISieveScripts | None = None  # filter rules (xmail.sieve): ManageSieve's store
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +154,10 @@ class ServerContext:
     @property
     def pipeline(self) -> IDeliveryPipeline | None:
         return self.core.pipeline
+
+    @property
+    def sieve_scripts(self) -> ISieveScripts | None:
+        return self.core.sieve_scripts
 
     def is_loopback(self, host: str) -> bool:
         """May this client use plaintext auth without TLS?  Loopback clients
