@@ -45,6 +45,7 @@ from xmail.protocols.smtp.limits import DailySendCounter
 from xmail.protocols.smtp.server import SMTPFactory
 from xmail.queue.runner import DeliveryQueue
 from xmail.sendsave import SendSaver
+from xmail.sieve.storage import SieveScripts
 from xmail.store.mailstore import MailStore
 
 
@@ -146,6 +147,7 @@ class CoreService(service.Service):
         core = self.ctx.core
         core.audit, core.directory, core.store = audit, directory, store
         core.portal, core.queue, core.pipeline = portal, queue, pipeline
+        core.sieve_scripts = SieveScripts(self.env, write=self.env.write)
         if bus is not None:
             bus.open()
         store.start()

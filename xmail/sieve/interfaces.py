@@ -79,6 +79,7 @@ class ISieveScripts(Interface):
 
     max_script_size = Attribute("octets one script may hold")
     max_scripts = Attribute("scripts one owner may keep")
+    extensions = Attribute("the Sieve extensions scripts may require (ManageSieve's SIEVE capability)")
 
     def check(text: bytes) -> Any:
         """Parse and validate (UTF-8, size, nesting, extensions); raises

@@ -53,6 +53,11 @@ class SieveScripts:
         self._scripts = env.db(SCRIPTS_DB)
         self._active = env.db(ACTIVE_DB)
 
+    @property
+    def extensions(self) -> tuple[str, ...]:
+        from xmail.sieve.compiler import EXTENSIONS
+        return tuple(EXTENSIONS)
+
     # -- validation ------------------------------------------------------------------
     def check(self, text: bytes) -> Any:
         from xmail.sieve.compiler import compile_script
