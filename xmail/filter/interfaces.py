@@ -123,6 +123,33 @@ class _MemoryOpener:
         return self._open()
 
 
+@dataclass(frozen=True, slots=True)
+class Filing:
+    """One copy for a local recipient: its folder, IMAP flags, and whether a
+    missing folder is created (Sieve fileinto :create, RFC 5490 §3.2) or
+    the copy falls back to INBOX (RFC 5228 §4.1 leaves it to us)."""
+
+    folder: str = "INBOX"
+    flags: tuple[str, ...] = ()
+    create: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message the review sends on through the queue, before the 250:
+    a redirect (the message itself, `data` None, with `prefix` fields in
+    front) or a new message (a vacation reply, a rejection notice: `data`).
+    `required`: a redirect that replaces delivery must be queued or the
+    whole message fails (4xx); a vacation reply is best effort."""
+
+    kind: str                    # "redirect", "vacation", "reject" (logs)
+    mail_from: str
+    recipients: tuple[str, ...]
+    data: bytes | None = None
+    prefix: bytes = b""
+    required: bool = False
+
+
 @dataclass
 class Review:
     """What the stages found so far; each stage reads and adds to it."""
@@ -133,6 +160,12 @@ class Review:
     headers: list[bytes] = field(default_factory=list)
     folders: dict[str, str] = field(default_factory=dict)  # user -> folder other than INBOX
     discarded: dict[str, str] = field(default_factory=dict)  # user -> why (not delivered, logged)
+    # Filter rules (xmail.sieve): user -> the copies to store, when not the
+    # one copy in folder(user); messages to send on; a submission dropped
+    # as a whole (a domain rule's discard: accepted, nothing delivered).
+    filings: dict[str, list[Filing]] = field(default_factory=dict)
+    outgoing: list[Outgoing] = field(default_factory=list)
+    dropped: str = ""
     # Findings later stages use: "spf", "dkim", "dmarc", "arc" (results),
     # "spam_score", "virus", "allowed" (sender on an allow list), ...
     facts: dict[str, Any] = field(default_factory=dict)
@@ -175,6 +208,10 @@ class Review:
 
     def folder(self, user: str) -> str:
         return self.folders.get(user, "INBOX")
+
+    def copies(self, user: str) -> list[Filing]:
+        """What to store for a local recipient (one or more copies)."""
+        return self.filings.get(user) or [Filing(self.folder(user))]
 
     def prefix(self) -> bytes:
         return b"".join(self.headers)

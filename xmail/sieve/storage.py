@@ -137,6 +137,20 @@ class SieveScripts:
             add(after, self._names(txn, after))
         return out
 
+    def domain_chain(self, domain: str) -> list[tuple[str, str, str]]:
+        """The domain's before then after scripts: what runs on a
+        submission from one of its users."""
+        out: list[tuple[str, str, str]] = []
+        with self.env.read() as txn:
+            if txn.stat(self._scripts)["entries"] == 0:
+                return out
+            for owner in (domain_owner(domain, BEFORE), domain_owner(domain, AFTER)):
+                for name in self._names(txn, owner):
+                    value = txn.get(_key(owner, name), db=self._scripts)
+                    if value is not None:
+                        out.append((owner, name, value.decode()))
+        return out
+
     # -- writes --------------------------------------------------------------------------
     def put(self, owner: str, name: str, text: str) -> Any:
         data = text.encode()

@@ -21,7 +21,7 @@ from twisted.logger import Logger
 
 from xmail.auth.login import login
 from xmail.auth.sasl import Credentials
-from xmail.filter.interfaces import JUNK_FOLDER, Action, Review, Transaction, Verdict
+from xmail.filter.interfaces import JUNK_FOLDER, Action, Filing, Review, Transaction, Verdict
 from xmail.filter.interfaces import Recipient as FilterRecipient
 from xmail.message import mailboxes, scan_header_section
 from xmail.protocols.smtp import replies
@@ -309,6 +309,11 @@ class MailAgent:
         remote = [r for r in envelope.recipients if r.user is None]
         failures: list[tuple[str, Any]] = []
         delivered: list[str] = [u for u in discarded]  # accepted, then dropped by a rule (logged)
+        if review is not None and review.dropped:
+            # A domain rule discarded the message as a whole: accepted (250),
+            # nothing delivered or sent, logged with the rule's reason.
+            delivered += local_users + [r.address for r in remote]
+            local_users, remote = [], []
 
         queued: list[bytes | str] = []
 
@@ -340,15 +345,34 @@ class MailAgent:
             # the queue adds its own to what it delivers.
             source: bytes | str = yield spool.with_prefix(return_path_field(envelope) + added, "local")
             copies.append(source)
-            folder = review.folder if review is not None else (lambda _user: "INBOX")
+            # Each user's copies: one in INBOX or Junk, or what filter rules chose.
+            plan = [(user, filing) for user in local_users
+                    for filing in (review.copies(user) if review is not None else [Filing()])]
             results = yield defer.DeferredList(
-                [self._store_copy(user, source, folder(user)) for user in local_users],
-                consumeErrors=True)
-            for user, (ok, value) in zip(local_users, results, strict=True):
-                if ok:
+                [self._store_copy(user, source, filing) for user, filing in plan], consumeErrors=True)
+            failed_users: dict[str, Any] = {}
+            for (user, _filing), (ok, value) in zip(plan, results, strict=True):
+                if not ok:
+                    failed_users.setdefault(user, value)
+            for user in local_users:
+                # A user with one copy stored has the message: the other
+                # copies' faults are logged, not retried (a retry would
+                # duplicate the stored ones).
+                stored = any(ok for (u, _f), (ok, _v) in zip(plan, results, strict=True) if u == user)
+                if stored:
                     delivered.append(user)
+                    if user in failed_users:
+                        self._log.failure("{id}: a filed copy for {user} failed", failed_users[user],
+                                          id=info.transaction_id, user=user)
                 else:
-                    failures.append((user, value))
+                    failures.append((user, failed_users[user]))
+
+        if review is not None and review.outgoing and (delivered or not failures):
+            # Redirects and replies the filter rules asked for, queued before the
+            # 250: a redirect that replaced delivery is part of accepting it.
+            sent = yield self._send_on(info, review, spool, added, copies)
+            if not sent:
+                return replies.TEMPORARY_FAILURE
 
         handed_over = False
         if delivered and failures and self.ctx.queue is not None:
@@ -394,15 +418,50 @@ class MailAgent:
             yield self._send_save(info, envelope, spool)
         return replies.MESSAGE_ACCEPTED.format(info.transaction_id)
 
-    def _store_copy(self, user: str, source: bytes | str, folder: str) -> Any:
-        d = defer.maybeDeferred(self.ctx.store.deliver, user, source, folder)
-        if folder != "INBOX":
+    def _store_copy(self, user: str, source: bytes | str, filing: Filing) -> Any:
+        store = self.ctx.store
+        d = defer.maybeDeferred(store.deliver, user, source, filing.folder, filing.flags)
+        if filing.folder != "INBOX":
+            @defer.inlineCallbacks
             def fall_back(failure: Any) -> Any:
-                # A user who deleted their Junk folder still gets the mail.
                 failure.trap(NoSuchFolder)
-                return self.ctx.store.deliver(user, source, "INBOX")
+                if filing.create:
+                    # Sieve fileinto :create (RFC 5490 §3.2).
+                    try:
+                        mailbox = yield store.provision(user)
+                        yield mailbox.create_folder(filing.folder)
+                        return (yield store.deliver(user, source, filing.folder, filing.flags))
+                    except Exception:
+                        self._log.failure("{user}: cannot create {folder}; delivered to INBOX",
+                                          user=user, folder=filing.folder)
+                # A user who deleted their Junk folder, or a rule naming a
+                # missing folder, still gets the mail.
+                return (yield store.deliver(user, source, "INBOX", filing.flags))
             d.addErrback(fall_back)
         return d
+
+    @defer.inlineCallbacks
+    def _send_on(self, info: SessionInfo, review: Review, spool: MessageSpool, added: bytes,
+                 copies: list[bytes | str]) -> Any:
+        """Queue what the filter rules send on; False when a required one
+        (a redirect) could not be queued."""
+        ok = True
+        for out in review.outgoing:
+            try:
+                if out.data is not None:
+                    source: bytes | str = out.data
+                else:
+                    source = yield spool.with_prefix(out.prefix + added, "redirect")
+                    copies.append(source)
+                yield self.ctx.queue.enqueue(out.mail_from, [QueueRecipient(r) for r in out.recipients],
+                                             source)
+                self._log.info("{id}: {kind} to {rcpt} queued", id=info.transaction_id, kind=out.kind,
+                               rcpt=",".join(out.recipients))
+            except Exception:
+                self._log.failure("{id}: cannot queue the {kind} to {rcpt}", id=info.transaction_id,
+                                  kind=out.kind, rcpt=",".join(out.recipients))
+                ok = ok and not out.required
+        return ok
 
     def _audit_refused(self, info: SessionInfo, envelope: Envelope, spool: MessageSpool,
                        review: Review) -> None:
@@ -431,6 +490,8 @@ class MailAgent:
                 extra["junk"] = ",".join(junk)
             if review.discarded:
                 extra["discarded"] = ",".join(f"{u} ({why})" for u, why in sorted(review.discarded.items()))
+            if review.dropped:
+                extra["discarded"] = f"all ({review.dropped})"
             if review.notes:
                 extra["notes"] = "; ".join(review.notes)
         self.ctx.audit.mail("received", id=info.transaction_id, protocol=info.mode,
