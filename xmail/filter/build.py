@@ -9,8 +9,11 @@ Order (each stage's reason):
 3. antivirus -- a virus is refused whatever the lists say;
 4. antispam -- skipped for allowed senders;
 5. burst -- submissions only;
-6. dkim-sign -- last, so only what every other stage let through is signed.
-Later capabilities (Sieve, approval holds, the journal) go before signing.
+6. sieve -- the filter rules (xmail.sieve): they see every verdict above
+   (spamtest, virustest, the added X-Spam-* fields) and decide folders,
+   redirects, replies; on submission the sender's domain rules;
+7. dkim-sign -- last, so only what every other stage let through is signed.
+Later capabilities (approval holds, the journal) go before signing.
 """
 
 from __future__ import annotations
@@ -33,6 +36,10 @@ from xmail.filter.scanners.learn import learner_from_settings
 from xmail.filter.scanners.stages import scanner_stages
 from xmail.filter.training import JunkTraining
 from xmail.filter.work import FilterWork
+from xmail.sieve.srs import SECRET_FILE, SRS, load_secret
+from xmail.sieve.stage import SieveStage
+from xmail.sieve.storage import SieveScripts
+from xmail.sieve.vacation import VacationMemory
 
 
 def load_package_data() -> None:
@@ -60,13 +67,13 @@ def build_protection(settings: Settings, env: Any, directory: Any, store: Any, r
     if learner is not None:
         store.transfer_observers.append(JunkTraining(store, learner).moved)
         reactor.addSystemEventTrigger("before", "shutdown", learner.stop)
-    return Protection(build_pipeline(settings, env, directory, reactor, audit, work),
+    return Protection(build_pipeline(settings, env, directory, reactor, audit, work, store),
                       SpamDigest(store, directory, settings.server.hostname, work.run, reactor.seconds),
                       work)
 
 
 def build_pipeline(settings: Settings, env: Any, directory: Any, reactor: Any,
-                   audit: Any = None, work: FilterWork | None = None) -> DeliveryPipeline:
+                   audit: Any = None, work: FilterWork | None = None, store: Any = None) -> DeliveryPipeline:
     work = work or FilterWork(reactor)
     lists = SenderLists(env)
     stages: list[Any] = [SenderListStage(lists)]
@@ -76,9 +83,16 @@ def build_pipeline(settings: Settings, env: Any, directory: Any, reactor: Any,
     # antivirus, then antispam (each only when configured).
     stages.extend(scanner_stages(settings, reactor, work, thresholds(directory, settings.filter)))
     stages.append(BurstStage(settings.filter.burst_per_minute, reactor.seconds, audit))
+    srs = None
+    if store is not None and directory is not None:
+        srs = SRS(load_secret(settings.path(SECRET_FILE)))
+        stages.append(SieveStage(SieveScripts(env, write=env.write), store, directory, work,
+                                 VacationMemory(env), srs, settings.server.hostname,
+                                 thresholds=thresholds(directory, settings.filter),
+                                 virus_scanning=bool(settings.filter.clamd)))
     # Last: only what every other stage let through is signed.
     if directory is not None:
         stages.append(DkimSignStage(DkimKeyStore(settings.path("dkim")), directory.is_local_domain, work))
     own = ("X-Spam-Status", "X-Spam-Score", "X-Spam-Flag") if settings.filter.rspamd else ()
     return DeliveryPipeline(stages, reactor, settings.server.hostname, sender_check=sender_check(lists),
-                            own_fields=own, work=work)
+                            own_fields=own, work=work, srs_reverse=srs.reverse if srs is not None else None)

@@ -229,6 +229,12 @@ class IDeliveryPipeline(Interface):
         recipient's (or its domain's) block list, else None.  A short index
         read, safe on the reactor."""
 
+    def bounce_target(address: str) -> str | None:
+        """On MX, for a bounce (null sender) to one of our hosted domains:
+        the original sender when `address` is one of our SRS addresses
+        (a redirect's rewritten envelope sender, xmail.sieve.srs), the
+        bounce then being sent on to it; None otherwise."""
+
     def check_header_section(mode: str, section: bytes) -> tuple[bytes, Verdict | None]:
         """Called once the header section is complete, while the body still
         streams in: the section as it will be stored (for MX, fields that

@@ -72,8 +72,10 @@ class DeliveryPipeline:
 
     def __init__(self, stages: Iterable[Any], reactor: Any, hostname: str,
                  sender_check: Callable[[str, str], Verdict | None] | None = None,
-                 own_fields: Iterable[str] = (), work: Any = None):
+                 own_fields: Iterable[str] = (), work: Any = None,
+                 srs_reverse: Callable[[str], str | None] | None = None):
         self.stages = list(stages)
+        self.srs_reverse = srs_reverse
         # FilterWork: a big header section is read there, off the reactor.
         self.work = work
         # Header fields a stage writes (X-Spam-Status ...): arriving ones
@@ -92,6 +94,11 @@ class DeliveryPipeline:
         if self.sender_check is None or not mail_from:
             return None
         return self.sender_check(mail_from, user)
+
+    def bounce_target(self, address: str) -> str | None:
+        if self.srs_reverse is None:
+            return None
+        return self.srs_reverse(address)
 
     # -- while the body streams in -----------------------------------------------------------
     def check_header_section(self, mode: str, section: bytes) -> tuple[bytes, Verdict | None]:

@@ -14,6 +14,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from twisted.internet import defer
@@ -166,6 +167,12 @@ class MailAgent:
                 return replies.RELAY_DENIED, None
             if self.ctx.queue is None:
                 return replies.QUEUE_UNAVAILABLE, None
+            return replies.RECIPIENT_OK, None
+        pipeline = self.ctx.pipeline
+        if (self.mode == MX and not envelope.mail_from and pipeline is not None
+                and self.ctx.queue is not None and pipeline.bounce_target(address) is not None):
+            # A bounce to a redirect's SRS sender: sent on to the original
+            # sender (the address is rewritten when queued, see _deliver).
             return replies.RECIPIENT_OK, None
         resolver = self.recipient_resolver or self.ctx.directory.resolve
         user = resolver(address)
@@ -331,6 +338,10 @@ class MailAgent:
             return queued[0]
 
         if remote:
+            pipeline = self.ctx.pipeline
+            if self.mode == MX and pipeline is not None:
+                # MX accepts a remote recipient only as an SRS bounce address.
+                remote = [replace(r, address=pipeline.bounce_target(r.address) or r.address) for r in remote]
             try:
                 yield self.ctx.queue.enqueue(
                     envelope.mail_from,
