@@ -45,6 +45,8 @@ from xmail.protocols.smtp.limits import DailySendCounter
 from xmail.protocols.smtp.server import SMTPFactory
 from xmail.queue.runner import DeliveryQueue
 from xmail.sendsave import SendSaver
+from xmail.sieve.srs import SECRET_FILE as SRS_SECRET
+from xmail.sieve.srs import SRS, load_secret
 from xmail.sieve.storage import SieveScripts
 from xmail.store.mailstore import MailStore
 
@@ -137,11 +139,15 @@ class CoreService(service.Service):
         portal = make_portal(directory, store, settings, reactor, failures=self.shared.login_failures)
         # Every worker enqueues; only the leader's runner sends.  A worker
         # that queues mail tells the leader at once (QUEUE_KICK).
+        # Redirects rewrite the envelope sender (SRS); the queue sends their
+        # DSNs back to the original sender.
+        srs = SRS(load_secret(settings.path(SRS_SECRET)))
         queue = DeliveryQueue(self.env, settings, store, directory, reactor, audit=audit,
-                              enqueued=None if bus is None else (lambda: bus.broadcast(QUEUE_KICK)))
+                              enqueued=None if bus is None else (lambda: bus.broadcast(QUEUE_KICK)),
+                              sender_origin=srs.reverse)
         if bus is not None:
             bus.register(QUEUE_KICK, lambda payload: queue.kick())
-        self.protection = build_protection(settings, self.env, directory, store, reactor, audit)
+        self.protection = build_protection(settings, self.env, directory, store, reactor, audit, srs=srs)
         pipeline = self.protection.pipeline
         # Filled once, here: the context itself stays as built.
         core = self.ctx.core

@@ -60,20 +60,21 @@ class Protection:
 
 
 def build_protection(settings: Settings, env: Any, directory: Any, store: Any, reactor: Any,
-                     audit: Any = None) -> Protection:
+                     audit: Any = None, srs: SRS | None = None) -> Protection:
     work = FilterWork(reactor)
     # Moves into and out of Junk train rspamd ([filter] rspamd_controller).
     learner = learner_from_settings(settings, reactor, work)
     if learner is not None:
         store.transfer_observers.append(JunkTraining(store, learner).moved)
         reactor.addSystemEventTrigger("before", "shutdown", learner.stop)
-    return Protection(build_pipeline(settings, env, directory, reactor, audit, work, store),
+    return Protection(build_pipeline(settings, env, directory, reactor, audit, work, store, srs),
                       SpamDigest(store, directory, settings.server.hostname, work.run, reactor.seconds),
                       work)
 
 
 def build_pipeline(settings: Settings, env: Any, directory: Any, reactor: Any,
-                   audit: Any = None, work: FilterWork | None = None, store: Any = None) -> DeliveryPipeline:
+                   audit: Any = None, work: FilterWork | None = None, store: Any = None,
+                   srs: SRS | None = None) -> DeliveryPipeline:
     work = work or FilterWork(reactor)
     lists = SenderLists(env)
     stages: list[Any] = [SenderListStage(lists)]
@@ -83,9 +84,8 @@ def build_pipeline(settings: Settings, env: Any, directory: Any, reactor: Any,
     # antivirus, then antispam (each only when configured).
     stages.extend(scanner_stages(settings, reactor, work, thresholds(directory, settings.filter)))
     stages.append(BurstStage(settings.filter.burst_per_minute, reactor.seconds, audit))
-    srs = None
     if store is not None and directory is not None:
-        srs = SRS(load_secret(settings.path(SECRET_FILE)))
+        srs = srs or SRS(load_secret(settings.path(SECRET_FILE)))
         stages.append(SieveStage(SieveScripts(env, write=env.write), store, directory, work,
                                  VacationMemory(env), srs, settings.server.hostname,
                                  thresholds=thresholds(directory, settings.filter),

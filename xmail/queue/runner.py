@@ -96,7 +96,8 @@ class DeliveryQueue:
                  clock: Any = None, schedule: RetrySchedule | None = None, resolver: Any = None,
                  max_per_destination: int = 4, poll_interval: float = 5.0, idle_linger: float = 2.0,
                  audit: Any = None, enqueued: Callable[[], None] | None = None,
-                 scanned: Callable[[ScanReport], None] | None = None):
+                 scanned: Callable[[ScanReport], None] | None = None,
+                 sender_origin: Callable[[str], str | None] | None = None):
         """Only start() it in the process that won the data directory's
         leader election (xmail.db.leader, CoreService): others only enqueue.
         enqueued: called after each message is durably queued (workers tell
@@ -107,6 +108,9 @@ class DeliveryQueue:
         self.settings = settings
         self.store = store
         self.directory = directory
+        # A redirect's SRS envelope sender -> the original sender
+        # (xmail.sieve.srs): its DSNs go back to whoever wrote the message.
+        self.sender_origin = sender_origin
         self.reactor = reactor
         # Retry timing runs on `clock` (a task.Clock in tests); network I/O
         # and its timeouts always run on the real reactor.
@@ -678,6 +682,8 @@ class DeliveryQueue:
         from xmail.store.interfaces import OverQuota
 
         sender = message.mail_from
+        if self.sender_origin is not None:
+            sender = self.sender_origin(sender) or sender
         user = None
         if self.directory is not None:
             user = yield defer.maybeDeferred(self.directory.resolve, sender)
