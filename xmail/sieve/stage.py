@@ -22,10 +22,17 @@ turns the outcome into what delivery does:
 - vacation: a reply unless RFC 5230 §4.5 / RFC 3834 say no or the sender
   had one within the period (xmail.sieve.vacation).
 
-On submission only the sender's domain scripts run (location "MS"): a
-discard drops the message, a reject refuses it, a redirect sends a copy
-(to a tracking mailbox, say); fileinto and vacation have nothing to act on
-there and are logged as ignored.
+On submission the sender's domain scripts run first, once for the message
+(environment "location" is "MS"): a discard drops the message, a reject
+refuses it, a redirect sends a copy (to a tracking mailbox, say); fileinto
+and vacation have nothing to act on there and are logged as ignored.  Then
+each hosted recipient's chain runs as on MX (location "MDA"): a colleague's
+rules apply to internal mail too.  Domain scripts that must act once per
+message test `environment :is "location" "MS"`.
+
+A redirect to a hosted address is not sent through the queue: that user
+becomes one more local recipient, their own rules run, and a redirect back
+to anyone the message came through is a loop (kept where it is).
 
 A runtime error keeps the message (RFC 5228 §2.10.6); a fault of the stage
 itself does too (on_failure IGNORE): a filter rule never loses mail.
@@ -134,31 +141,37 @@ class SieveStage(Stage):
     @defer.inlineCallbacks
     def review(self, review: Review) -> Any:
         tx = review.transaction
-        if tx.mode == SUBMISSION:
-            if tx.user is not None:
-                yield self._submission(review)
-            return
+        if tx.mode == SUBMISSION and tx.user is not None:
+            yield self._submission(review)
+            if review.final or review.dropped:
+                return
         rejected: list[tuple[str, str]] = []
-        for user in tx.local_users:
-            if user in review.discarded:
-                continue
+        # (user, the address the message came to, the users it was
+        # redirected through): envelope recipients first, then hosted users
+        # a rule redirected to, whose own rules run too.
+        work = [(user, next(r.address for r in tx.recipients if r.user == user), (user,))
+                for user in tx.local_users if user not in review.discarded]
+        receiving = {user for user, _rcpt, _path in work}
+        while work:
+            user, rcpt, path = work.pop(0)
             chain = self.scripts.chain(user)
             if not chain:
+                if len(path) > 1:
+                    review.filings[user] = [Filing()]
                 continue
-            outcome = yield self._evaluate(review, user, chain)
-            yield self._apply(review, user, outcome, rejected)
+            outcome = yield self._evaluate(review, user, rcpt, chain)
+            targets = yield self._apply(review, user, outcome, rejected, path, receiving)
+            work += targets
         if rejected:
             self._rejections(review, rejected)
 
     @defer.inlineCallbacks
-    def _evaluate(self, review: Review, user: str, chain: list[tuple[str, str, str]],
+    def _evaluate(self, review: Review, user: str, rcpt: str, chain: list[tuple[str, str, str]],
                   location: str = "MDA") -> Any:
-        tx = review.transaction
         folders: set[str] = set()
         if location == "MDA":
             mailbox = yield self.store.provision(user)
             folders = {info.name for info in mailbox.list_folders()}
-        rcpt = next((r.address for r in tx.recipients if r.user == user), user)
         message = self._message(review, rcpt, folders, location)
         return (yield self.work.run(self._run, chain, message, user))
 
@@ -222,14 +235,18 @@ class SieveStage(Stage):
                          "phase": "during", "name": "xmail", "version": VERSION,
                          "remote-host": tx.helo, "remote-ip": tx.client_ip})
 
-    # -- MX: one recipient's outcome -----------------------------------------------------------
+    # -- one recipient's outcome -------------------------------------------------------------------
     @defer.inlineCallbacks
-    def _apply(self, review: Review, user: str, outcome: Outcome, rejected: list[tuple[str, str]]) -> Any:
+    def _apply(self, review: Review, user: str, outcome: Outcome, rejected: list[tuple[str, str]],
+               path: tuple[str, ...], receiving: set[str]) -> Any:
+        """Record one user's actions; -> the hosted users it redirected to
+        (work items for review)."""
         tx = review.transaction
         for error in outcome.errors:
             self._log.warn("{id}: sieve error for {user}: {error}", id=tx.id, user=user, error=error)
             review.notes.append(f"sieve {user}: error: {error}")
         filings: list[Filing] = []
+        targets: list[tuple[str, str, tuple[str, ...]]] = []
         why = "sieve discard"
         for action in outcome.actions:
             if isinstance(action, Keep):
@@ -237,14 +254,22 @@ class SieveStage(Stage):
             elif isinstance(action, FileInto):
                 filings.append(Filing(action.mailbox, action.flags, action.create))
             elif isinstance(action, Redirect):
-                if self._looping(tx, user):
+                target = self._hosted_user(action.address)
+                if target in path or (target is None and self._looping(tx, user)) or len(path) > MAX_HOPS:
+                    # Back to someone it came through: a loop.  Kept here.
                     review.notes.append(f"sieve {user}: redirect to {action.address} skipped (loop), kept")
                     filings.append(Filing(review.folder(user)))
+                    continue
+                why = "sieve redirect"
+                if target is not None:
+                    # A hosted user: stored here, after their own rules.
+                    if target not in receiving:
+                        receiving.add(target)
+                        targets.append((target, action.address, (*path, target)))
                     continue
                 review.outgoing.append(Outgoing(
                     "redirect", self.srs.forward(tx.mail_from, user.rpartition("@")[2]), (action.address,),
                     prefix=f"{REDIRECT_MARK}: <{user}>\r\n".encode(), required=True))
-                why = "sieve redirect"
             elif isinstance(action, Reject):
                 rejected.append((user, action.reason))
                 why = "sieve reject"
@@ -257,8 +282,15 @@ class SieveStage(Stage):
         filings = _unique(filings)
         if not filings:
             review.discard(user, why)
-        elif filings != [Filing(review.folder(user))]:
+        elif len(path) > 1 or filings != [Filing(review.folder(user))]:
             review.filings[user] = filings
+        return targets
+
+    def _hosted_user(self, address: str) -> str | None:
+        try:
+            return self.directory.resolve(address.lower())
+        except ValueError:
+            return None
 
     def _looping(self, tx: Transaction, user: str) -> bool:
         if REDIRECT_MARK.lower().encode() not in tx.header_section.lower():
@@ -299,7 +331,9 @@ class SieveStage(Stage):
 
     def _rejections(self, review: Review, rejected: list[tuple[str, str]]) -> None:
         tx = review.transaction
-        everyone = len(rejected) == len(tx.local_users) and not any(r.user is None for r in tx.recipients)
+        refusing = {user for user, _reason in rejected}
+        everyone = set(tx.local_users) <= refusing and not any(r.user is None for r in tx.recipients) \
+            and not review.filings and not review.outgoing
         if everyone:
             # RFC 5429 §2.1: refusing in the SMTP dialogue is the preferred
             # way to reject; nothing is stored or sent.
@@ -320,7 +354,7 @@ class SieveStage(Stage):
         chain = self.scripts.domain_chain(domain)
         if not chain:
             return
-        outcome: Outcome = yield self._evaluate(review, tx.user or "", chain, location="MS")
+        outcome: Outcome = yield self._evaluate(review, tx.user or "", tx.user or "", chain, location="MS")
         for error in outcome.errors:
             review.notes.append(f"sieve {domain}: error: {error}")
         kept = False

@@ -316,6 +316,10 @@ class MailAgent:
         remote = [r for r in envelope.recipients if r.user is None]
         failures: list[tuple[str, Any]] = []
         delivered: list[str] = [u for u in discarded]  # accepted, then dropped by a rule (logged)
+        if review is not None:
+            # Hosted users a filter rule redirected the message to: stored
+            # here like the envelope's own (their own rules already ran).
+            local_users += [u for u in review.filings if u not in local_users and u not in discarded]
         if review is not None and review.dropped:
             # A domain rule discarded the message as a whole: accepted (250),
             # nothing delivered or sent, logged with the rule's reason.
@@ -391,15 +395,17 @@ class MailAgent:
             # retries them (over quota may clear) and bounces to the sender
             # if they never succeed.  Nothing accepted is dropped.
             failed = {address for address, _f in failures}
-            retry = []
+            retry: list[QueueRecipient] = []
             for r in envelope.recipients:
                 key = r.user or r.address
                 if key in failed:
                     failed.discard(key)  # one copy per user, as in the first attempt
-                    retry.append(r)
+                    retry.append(QueueRecipient(r.address, r.notify, r.orcpt))
+            # Users a redirect added (not in the envelope) are retried too.
+            retry += [QueueRecipient(user) for user in sorted(failed)]
             try:
                 yield self.ctx.queue.enqueue(
-                    envelope.mail_from, [QueueRecipient(r.address, r.notify, r.orcpt) for r in retry],
+                    envelope.mail_from, retry,
                     (yield queue_source()), envid=envelope.envid, ret=envelope.ret)
                 delivered += [address for address, _f in failures]
                 handed_over = True
