@@ -53,7 +53,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from xmail.filter.interfaces import MX, SUBMISSION, Filing, Outgoing, Review, Transaction, Verdict
-from xmail.filter.pipeline import IGNORE, Stage
+from xmail.filter.pipeline import IGNORE, INLINE_HEADER, Stage
 from xmail.message import mailboxes, scan_header_section
 from xmail.sieve.actions import Discard, FileInto, Keep, Outcome, Redirect, Reject, Vacation, describe
 from xmail.sieve.interfaces import AFTER, BEFORE, SieveScriptError, domain_owner
@@ -303,7 +303,10 @@ class SieveStage(Stage):
     @defer.inlineCallbacks
     def _vacation(self, review: Review, user: str, action: Vacation) -> Any:
         tx = review.transaction
-        header = scan_header_section(tx.header_section)
+        if len(tx.header_section) > INLINE_HEADER:
+            header = yield self.work.run(scan_header_section, tx.header_section)
+        else:
+            header = scan_header_section(tx.header_section)
 
         def own(address: str) -> bool:
             try:
