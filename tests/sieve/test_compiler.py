@@ -115,6 +115,8 @@ def test_extensions_list():
 def test_multiline_strings_are_dot_unstuffed():
     script = compile_script(b'require "vacation";\nvacation text: # comment\r\nline 1\r\n..dot\r\n.\r\n;\n')
     assert script.commands[0].args["reason"] == "line 1\r\n.dot\r\n"
+    lf = compile_script(b'require "vacation";\nvacation text:\na\nb\n.\n;\n')
+    assert lf.commands[0].args["reason"] == "a\r\nb\r\n"  # CRLF, as Pigeonhole has it
 
 
 def test_variables_become_templates_and_encoded_characters_decode():

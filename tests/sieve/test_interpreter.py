@@ -280,3 +280,42 @@ def test_compiled_scripts_are_reusable():
     second = evaluate([script], message())
     assert first.actions == second.actions == [FileInto("Example.org>")] or \
         first.actions == second.actions
+
+
+# --- Pigeonhole's answers where the RFCs leave room (checked with sieve-test) -----------
+
+def test_same_folder_again_takes_the_new_flags_and_keeps_the_implicit_keep():
+    assert outcome_of('require ["imap4flags", "fileinto"]; fileinto :flags "a" "X"; fileinto :flags "b" "X";'
+                      ).actions == [FileInto("X", ("b",))]
+    assert outcome_of('require ["copy", "fileinto"]; fileinto :copy "A"; fileinto "A";').actions == [
+        FileInto("A", copy=True), Keep(implicit=True)]
+
+
+def test_flags_carry_over_the_sequence():
+    assert outcome_of('require "imap4flags"; addflag "before";',
+                      'require ["imap4flags", "fileinto"]; addflag "q"; fileinto "INBOX";').actions == [
+        FileInto("INBOX", ("before", "q"))]
+
+
+def test_vacation_once_per_sequence_and_clamped_to_a_day():
+    (vacation, keep) = outcome_of('require "vacation"; vacation "b";',
+                                  'require "vacation"; vacation "u";').actions
+    assert vacation.reason == "b" and keep == Keep(implicit=True)
+    for period in (':days 0', ':seconds 10', ':seconds 0'):
+        script = f'require ["vacation", "vacation-seconds"]; vacation {period} "x";'
+        (vacation, _) = outcome_of(script).actions
+        assert vacation.seconds == 86400
+    (vacation, _) = outcome_of('require "vacation"; vacation :days 100 "x";').actions
+    assert vacation.seconds == 100 * 86400
+
+
+def test_default_handle_uses_the_strings_as_written():
+    (vacation, _) = outcome_of('require ["vacation", "variables"]; set "s" "S";'
+                               'vacation :subject "${s}" :mime "x";').actions
+    assert vacation.subject == "S" and vacation.handle == "x${s}<default-from><MIME>"
+
+
+def test_reject_conflicts_with_vacation():
+    outcome = outcome_of('require ["vacation", "reject"]; vacation "hi"; reject "x";')
+    assert outcome.actions == [Keep()] and "conflicts" in outcome.errors[0]
+    assert run('require "reject"; discard; reject "b";') == ["discard", "reject 'b'"]

@@ -426,6 +426,15 @@ class _Builder:
                     raise self.fail(node, f":{key} needs a number")
             if "days" in tags and "seconds" in tags:
                 raise self.fail(node, ":days and :seconds exclude each other")
+            # RFC 5230 §4.2: without :handle, replies differ when reason,
+            # subject, from or mime differ.  Pigeonhole's form of that
+            # handle, from the strings as written (variables unexpanded).
+            raw = {key: _unquote(node.extra_arguments[key]) for key in ("subject", "from")
+                   if key in node.extra_arguments}
+            tags["default-handle"] = (_unquote(node.arguments["reason"])
+                                      + raw.get("subject", "<default-subject>")
+                                      + raw.get("from", "<default-from>")
+                                      + ("<MIME>" if tags.get("mime") else "<NO-MIME>"))
         elif name in ("fileinto", "keep", "redirect", "reject", "ereject", "discard", "stop",
                       "return", "notify"):
             pass
@@ -455,10 +464,11 @@ def _unquote(raw: str) -> str:
     if raw[:5].lower() == "text:":
         # text: [spaces] [hash comment] CRLF, lines, "." CRLF; a line
         # starting with "." had it doubled ("dot-stuffing", §2.4.2).
+        # Lines end in CRLF whatever the script used (as in Pigeonhole).
         start = raw.find("\n") + 1
-        stop = raw.rfind("\n") + 1
-        lines = raw[start:stop].split("\n")
-        return "\n".join(line[1:] if line.startswith("..") else line for line in lines)
+        stop = raw.rfind("\n")
+        lines = [line.removesuffix("\r") for line in raw[start:stop].split("\n")] if stop >= start else []
+        return "".join((line[1:] if line.startswith("..") else line) + "\r\n" for line in lines)
     return raw
 
 

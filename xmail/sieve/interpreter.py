@@ -28,6 +28,7 @@ capped at MAX_VARIABLE_SIZE characters and MAX_VARIABLES names.
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import email.utils
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta, timezone
@@ -46,7 +47,6 @@ MAX_VARIABLE_SIZE = 4096    # characters of one variable's value (Pigeonhole's d
 MAX_STRING = matching.MAX_VALUE  # characters of one expanded string
 DEFAULT_VACATION_DAYS = 7   # RFC 5230 §4.1
 MIN_VACATION_SECONDS = 86400        # Pigeonhole's sieve_vacation_min_period (1d)
-MAX_VACATION_SECONDS = 60 * 86400   # Pigeonhole's sieve_vacation_max_period (60d)
 
 
 class SieveRuntimeError(Exception):
@@ -77,24 +77,38 @@ class _Result:
         self.actions: list[Action] = []
         self.redirects: set[str] = set()
         self.steps = 0
+        # RFC 5232 §3's internal variable; Pigeonhole carries it from one
+        # script of the sequence to the next.
+        self.flags: list[str] = []
+        self.vacation_run: object = None
 
-    def add(self, action: Action, line: int) -> bool:
+    def add(self, action: Action, line: int, run: object = None) -> bool:
         """Add unless a duplicate (-> False); raise on a conflict or limit."""
-        for other in self.actions:
+        for i, other in enumerate(self.actions):
             if _same(other, action):
+                if _folder(other) is not None and other.flags != action.flags:  # type: ignore[union-attr]
+                    # Pigeonhole: the same folder again takes the new flags.
+                    self.actions[i] = dataclasses.replace(other, flags=action.flags)  # type: ignore[arg-type]
                 return False
         rejecting = any(isinstance(a, Reject) for a in self.actions)
+        # RFC 5429 §2.1 / RFC 5230 §4.7: reject is incompatible with
+        # delivering the message and with other responses to the sender.
+        delivers = Keep | FileInto | Redirect | Vacation
         if isinstance(action, Reject):
             if rejecting:
                 raise SieveRuntimeError("more than one reject/ereject", line)
             for other in self.actions:
-                if isinstance(other, Keep | FileInto | Redirect):
+                if isinstance(other, delivers):
                     raise SieveRuntimeError(
-                        "reject/ereject conflicts with an action that delivers the message", line)
-        elif rejecting and isinstance(action, Keep | FileInto | Redirect):
-            raise SieveRuntimeError("reject/ereject conflicts with an action that delivers the message", line)
-        if isinstance(action, Vacation) and any(isinstance(a, Vacation) for a in self.actions):
-            raise SieveRuntimeError("more than one vacation action", line)
+                        f"reject/ereject conflicts with an earlier {type(other).__name__.lower()}", line)
+        elif rejecting and isinstance(action, delivers):
+            raise SieveRuntimeError(f"{type(action).__name__.lower()} conflicts with reject/ereject", line)
+        if isinstance(action, Vacation) and self.vacation_run is not None:
+            if self.vacation_run is run:
+                raise SieveRuntimeError("more than one vacation action", line)
+            return False  # an earlier script of the sequence answered already
+        if isinstance(action, Vacation):
+            self.vacation_run = run
         if isinstance(action, Redirect):
             self.redirects.add(action.address.lower())
             if len(self.redirects) > MAX_REDIRECTS:
@@ -134,7 +148,6 @@ class _Run:
         self.include = include
         self.implicit_keep = True
         self.explicit_keep: Keep | None = None
-        self.flags: list[str] = []          # RFC 5232 §3 internal variable
         self.globals: dict[str, str] = {}   # RFC 6609 §3.4
         self.included: set[tuple[str, bool]] = set()
         self.stack: list[tuple[str, bool]] = []
@@ -172,7 +185,7 @@ def evaluate(scripts: Sequence[Script], message: SieveMessage, *,
             if run.explicit_keep is None and not run.implicit_keep:
                 keep = None  # nothing kept: the sequence ends here
                 break
-            keep = run.explicit_keep or Keep(tuple(run.flags), implicit=True)
+            keep = run.explicit_keep or Keep(tuple(result.flags), implicit=True)
             if position < len(scripts) - 1:
                 # Not the last script: its keep only lets the next one run.
                 result.actions[before:] = [a for a in result.actions[before:] if not isinstance(a, Keep)]
@@ -269,7 +282,7 @@ def _flag_list(values: list[str]) -> list[str]:
 def _flags_of(frame: _Frame, command: Command) -> tuple[str, ...]:
     if "flags" in command.tags:
         return tuple(_flag_list(_expand_list(frame, command.tags["flags"])))
-    return tuple(frame.run.flags)
+    return tuple(frame.run.result.flags)
 
 
 def _keep(frame: _Frame, command: Command) -> None:
@@ -283,9 +296,9 @@ def _keep(frame: _Frame, command: Command) -> None:
 def _fileinto(frame: _Frame, command: Command) -> None:
     mailbox = _expand(frame, command.args["mailbox"])
     copy = bool(command.tags.get("copy"))
-    frame.run.result.add(FileInto(mailbox, _flags_of(frame, command), bool(command.tags.get("create")), copy),
-                         command.line)
-    if not copy:
+    action = FileInto(mailbox, _flags_of(frame, command), bool(command.tags.get("create")), copy)
+    added = frame.run.result.add(action, command.line)
+    if added and not copy:  # Pigeonhole: a duplicate leaves the implicit keep as it was
         frame.run.implicit_keep = False
 
 
@@ -295,8 +308,8 @@ def _redirect(frame: _Frame, command: Command) -> None:
     if found is None:
         raise SieveRuntimeError(f"invalid redirect address {address[:200]!r}", command.line)
     copy = bool(command.tags.get("copy"))
-    frame.run.result.add(Redirect(found, copy), command.line)
-    if not copy:
+    added = frame.run.result.add(Redirect(found, copy), command.line)
+    if added and not copy:
         frame.run.implicit_keep = False
 
 
@@ -338,19 +351,16 @@ def _vacation(frame: _Frame, command: Command) -> None:
     mime = bool(tags.get("mime"))
     if "seconds" in tags:
         seconds = int(tags["seconds"])   # RFC 6131 §2
-        if seconds != 0:
-            seconds = min(max(seconds, MIN_VACATION_SECONDS), MAX_VACATION_SECONDS)
     else:
-        days = int(tags.get("days", DEFAULT_VACATION_DAYS))  # RFC 5230 §4.1
-        seconds = min(max(days * 86400, MIN_VACATION_SECONDS), MAX_VACATION_SECONDS)
+        seconds = int(tags.get("days", DEFAULT_VACATION_DAYS)) * 86400  # RFC 5230 §4.1
+    # Pigeonhole's sieve_vacation_min_period (1 day) holds even for :seconds 0.
+    seconds = max(seconds, MIN_VACATION_SECONDS)
     if "handle" in tags:
         handle = _expand(frame, tags["handle"])
     else:
-        # RFC 5230 §4.2: without :handle, replies differ when reason,
-        # subject, from or mime differ; Pigeonhole's form of that handle.
-        handle = (reason + (subject if subject is not None else "<default-subject>")
-                  + (from_ if from_ is not None else "<default-from>") + ("<MIME>" if mime else "<NO-MIME>"))
-    frame.run.result.add(Vacation(reason, subject, from_, addresses, seconds, handle, mime), command.line)
+        handle = tags["default-handle"]  # the compiler's, from the strings as written
+    frame.run.result.add(Vacation(reason, subject, from_, addresses, seconds, handle, mime), command.line,
+                         frame.run)
 
 
 def _set(frame: _Frame, command: Command) -> None:
@@ -401,14 +411,14 @@ def _removeflag(frame: _Frame, command: Command) -> None:
 def _current_flags(frame: _Frame, command: Command) -> list[str]:
     variable = _flag_variable(frame, command)
     if variable is None:
-        return list(frame.run.flags)
+        return list(frame.run.result.flags)
     return _flag_list([_lookup(frame, Var(variable))])
 
 
 def _store_flags(frame: _Frame, command: Command, flags: list[str]) -> None:
     variable = _flag_variable(frame, command)
     if variable is None:
-        frame.run.flags = flags
+        frame.run.result.flags = flags
     else:
         _assign(frame, variable, " ".join(flags), command.line)
 
@@ -598,7 +608,7 @@ def _virustest(frame: _Frame, test: Test) -> bool:
 def _hasflag(frame: _Frame, test: Test) -> bool:
     names = test.args.get("variable-list")
     if names is None:
-        values = list(frame.run.flags)
+        values = list(frame.run.result.flags)
     else:
         values = _flag_list([_lookup(frame, Var(n.lower())) for n in _expand_list(frame, names)])
     keys = _flag_list(_expand_list(frame, test.args["list-of-flags"]))
