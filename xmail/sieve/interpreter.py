@@ -36,9 +36,9 @@ from typing import Any
 
 from xmail.sieve import match as matching
 from xmail.sieve.actions import Action, Discard, FileInto, Keep, Outcome, Redirect, Reject, Vacation
-from xmail.sieve.compiler import Command, Script, Test, Text, Var
+from xmail.sieve.compiler import Command, Script, Test, Text, Var, valid_address
 from xmail.sieve.interfaces import MAX_INCLUDE_DEPTH, MAX_REDIRECTS
-from xmail.sieve.message import SieveMessage
+from xmail.sieve.message import BODY_LIMIT, SieveMessage
 
 MAX_ACTIONS = 32            # actions one message may collect (Pigeonhole's sieve_max_actions)
 MAX_STEPS = 100_000         # commands and tests evaluated per message (includes can repeat)
@@ -75,6 +75,7 @@ class _Result:
 
     def __init__(self) -> None:
         self.actions: list[Action] = []
+        self.owners: list[object] = []  # the _Run that added each action
         self.redirects: set[str] = set()
         self.steps = 0
         # RFC 5232 §3's internal variable; Pigeonhole carries it from one
@@ -82,22 +83,25 @@ class _Result:
         self.flags: list[str] = []
         self.vacation_run: object = None
 
-    def add(self, action: Action, line: int, run: object = None) -> bool:
-        """Add unless a duplicate (-> False); raise on a conflict or limit."""
+    def add(self, action: Action, line: int, run: object) -> bool:
+        """Add unless a duplicate (-> False: Pigeonhole drops it wholesale,
+        so it cancels no implicit keep); raise on a conflict or a limit."""
         for i, other in enumerate(self.actions):
             if _same(other, action):
                 if _folder(other) is not None and other.flags != action.flags:  # type: ignore[union-attr]
                     # Pigeonhole: the same folder again takes the new flags.
                     self.actions[i] = dataclasses.replace(other, flags=action.flags)  # type: ignore[arg-type]
                 return False
-        rejecting = any(isinstance(a, Reject) for a in self.actions)
         # RFC 5429 §2.1 / RFC 5230 §4.7: reject is incompatible with
-        # delivering the message and with other responses to the sender.
+        # delivering the message and with other responses to the sender --
+        # within one script: an earlier script's actions stand (Pigeonhole).
+        mine = [a for a, owner in zip(self.actions, self.owners, strict=True) if owner is run]
+        rejecting = any(isinstance(a, Reject) for a in mine)
         delivers = Keep | FileInto | Redirect | Vacation
         if isinstance(action, Reject):
             if rejecting:
                 raise SieveRuntimeError("more than one reject/ereject", line)
-            for other in self.actions:
+            for other in mine:
                 if isinstance(other, delivers):
                     raise SieveRuntimeError(
                         f"reject/ereject conflicts with an earlier {type(other).__name__.lower()}", line)
@@ -116,7 +120,15 @@ class _Result:
         if len(self.actions) >= MAX_ACTIONS:
             raise SieveRuntimeError(f"more than {MAX_ACTIONS} actions", line)
         self.actions.append(action)
+        self.owners.append(run)
         return True
+
+    def drop_keeps(self, run: object) -> None:
+        """A script's keep that only handed over to the next script."""
+        kept = [(a, o) for a, o in zip(self.actions, self.owners, strict=True)
+                if not (o is run and isinstance(a, Keep))]
+        self.actions = [a for a, _o in kept]
+        self.owners = [o for _a, o in kept]
 
 
 def _folder(action: Action) -> str | None:
@@ -176,7 +188,6 @@ def evaluate(scripts: Sequence[Script], message: SieveMessage, *,
     try:
         for position, script in enumerate(scripts):
             current = script.name
-            before = len(result.actions)
             run = _Run(result, message, include)
             try:
                 _execute(_Frame(run, script), script.commands)
@@ -188,7 +199,7 @@ def evaluate(scripts: Sequence[Script], message: SieveMessage, *,
             keep = run.explicit_keep or Keep(tuple(result.flags), implicit=True)
             if position < len(scripts) - 1:
                 # Not the last script: its keep only lets the next one run.
-                result.actions[before:] = [a for a in result.actions[before:] if not isinstance(a, Keep)]
+                result.drop_keeps(run)
         if keep is not None and keep.implicit and not any(_folder(a) == "INBOX" for a in result.actions):
             result.actions.append(keep)
     except SieveRuntimeError as e:
@@ -288,7 +299,7 @@ def _flags_of(frame: _Frame, command: Command) -> tuple[str, ...]:
 def _keep(frame: _Frame, command: Command) -> None:
     flags = _flags_of(frame, command)
     action = Keep(flags)
-    frame.run.result.add(action, command.line)
+    frame.run.result.add(action, command.line, frame.run)
     frame.run.explicit_keep = action
     frame.run.implicit_keep = False
 
@@ -297,7 +308,7 @@ def _fileinto(frame: _Frame, command: Command) -> None:
     mailbox = _expand(frame, command.args["mailbox"])
     copy = bool(command.tags.get("copy"))
     action = FileInto(mailbox, _flags_of(frame, command), bool(command.tags.get("create")), copy)
-    added = frame.run.result.add(action, command.line)
+    added = frame.run.result.add(action, command.line, frame.run)
     if added and not copy:  # Pigeonhole: a duplicate leaves the implicit keep as it was
         frame.run.implicit_keep = False
 
@@ -308,29 +319,25 @@ def _redirect(frame: _Frame, command: Command) -> None:
     if found is None:
         raise SieveRuntimeError(f"invalid redirect address {address[:200]!r}", command.line)
     copy = bool(command.tags.get("copy"))
-    added = frame.run.result.add(Redirect(found, copy), command.line)
+    added = frame.run.result.add(Redirect(found, copy), command.line, frame.run)
     if added and not copy:
         frame.run.implicit_keep = False
 
 
 def _one_address(text: str) -> str | None:
-    from xmail.message import parse_address_list
-    parsed = parse_address_list(text[:1000]) or []
-    mailboxes = [(local, host) for _n, _a, local, host in parsed if local is not None and host is not None]
-    if len(mailboxes) != 1 or mailboxes[0][1].startswith(".MISSING"):
-        return None
-    local, host = mailboxes[0]
-    return f"{local}@{host}"
+    """RFC 5228 §4.2: one address, an addr-spec (RFC 5322 §3.4.1), maybe
+    in angle brackets; anything else is a runtime error."""
+    return valid_address(text)
 
 
 def _reject(frame: _Frame, command: Command) -> None:
     reason = _expand(frame, command.args["text"])
-    frame.run.result.add(Reject(reason, extended=command.name == "ereject"), command.line)
+    frame.run.result.add(Reject(reason, extended=command.name == "ereject"), command.line, frame.run)
     frame.run.implicit_keep = False
 
 
 def _discard(frame: _Frame, command: Command) -> None:
-    frame.run.result.add(Discard(), command.line)
+    frame.run.result.add(Discard(), command.line, frame.run)
     frame.run.implicit_keep = False
 
 
@@ -478,12 +485,13 @@ def _test(frame: _Frame, test: Test) -> bool:
     return handler(frame, test)
 
 
-def _compare(frame: _Frame, test: Test, values: list[str], keys: list[str] | None = None) -> bool:
+def _compare(frame: _Frame, test: Test, values: list[str], keys: list[str] | None = None,
+             limit: int = matching.MAX_VALUE) -> bool:
     tags = test.tags
     if keys is None:
         keys = _expand_list(frame, test.args["key-list"])
     ok, captured = matching.test(values, keys, tags.get("match", "is"),
-                                 tags.get("comparator", "i;ascii-casemap"), tags.get("relation"))
+                                 tags.get("comparator", "i;ascii-casemap"), tags.get("relation"), limit)
     if ok and captured is not None:
         frame.match = captured  # RFC 5229 §3.2: set by a successful :matches
     return ok
@@ -504,17 +512,21 @@ def _header(frame: _Frame, test: Test) -> bool:
 
 
 def _address_part(local: str, domain: str | None, part: str) -> str | None:
+    """`domain` None: not an address (the field's text, as Pigeonhole
+    gives it), which only :all sees."""
+    if domain is None:
+        return local if part == "all" else None
     if part == "localpart":
         return local
     if part == "domain":
-        return domain if domain is not None else ""
+        return domain
     if part in ("user", "detail"):
         # RFC 5233 §4: "+" separates user and detail; no "+", no detail.
         user, plus, detail = local.partition("+")
         if part == "user":
             return user
         return detail if plus else None
-    return f"{local}@{domain}" if domain is not None else local
+    return f"{local}@{domain}"
 
 
 def _address(frame: _Frame, test: Test) -> bool:
@@ -544,9 +556,10 @@ def _envelope(frame: _Frame, test: Test) -> bool:
                 values.append("")
             continue
         local, at, domain = address.rpartition("@")
-        if not at:
-            local, domain = address, None
-        value = _address_part(local, domain, part)
+        if at:
+            value = _address_part(local, domain, part)
+        else:
+            value = address if part in ("all", "localpart") else None
         if value is not None:
             values.append(value)
     return _compare(frame, test, values)
@@ -567,7 +580,7 @@ def _body(frame: _Frame, test: Test) -> bool:
     transform = test.tags.get("transform", "text")
     types = tuple(_expand_list(frame, test.tags.get("content", ()))) if transform == "content" else ()
     values = frame.run.message.body_texts(transform, types)
-    return _compare(frame, test, values)
+    return _compare(frame, test, values, limit=BODY_LIMIT)
 
 
 def _string(frame: _Frame, test: Test) -> bool:
@@ -696,8 +709,10 @@ def _date_part(when: datetime, part: str) -> str | None:
     if part == "time":
         return f"{when.hour:02d}:{when.minute:02d}:{when.second:02d}"
     if part == "iso8601":
+        # RFC 3339 §5.6 as Pigeonhole writes it: "Z" for a zero offset.
+        suffix = "Z" if minutes == 0 else f"{zone[:3]}:{zone[3:]}"
         return (f"{when.year:04d}-{when.month:02d}-{when.day:02d}T{when.hour:02d}:{when.minute:02d}"
-                f":{when.second:02d}{zone[:3]}:{zone[3:]}")
+                f":{when.second:02d}{suffix}")
     if part == "std11":
         return (f"{calendar.day_abbr[when.weekday()]}, {when.day:02d} {calendar.month_abbr[when.month]}"
                 f" {when.year:04d} {when.hour:02d}:{when.minute:02d}:{when.second:02d} {zone}")
