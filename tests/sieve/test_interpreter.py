@@ -291,6 +291,12 @@ def test_same_folder_again_takes_the_new_flags_and_keeps_the_implicit_keep():
         FileInto("A", copy=True), Keep(implicit=True)]
 
 
+def test_an_earlier_scripts_store_keeps_its_flags():
+    assert run('require ["fileinto", "copy"]; fileinto :copy "Archive";',
+               'require ["fileinto", "imap4flags"]; fileinto :flags "\\\\Seen" "Archive"; keep;') == [
+        "fileinto 'Archive' :copy", "keep"]
+
+
 def test_flags_carry_over_the_sequence():
     assert outcome_of('require "imap4flags"; addflag "before";',
                       'require ["imap4flags", "fileinto"]; addflag "q"; fileinto "INBOX";').actions == [

@@ -88,8 +88,10 @@ class _Result:
         so it cancels no implicit keep); raise on a conflict or a limit."""
         for i, other in enumerate(self.actions):
             if _same(other, action):
-                if _folder(other) is not None and other.flags != action.flags:  # type: ignore[union-attr]
-                    # Pigeonhole: the same folder again takes the new flags.
+                if self.owners[i] is run and _folder(other) is not None and \
+                        other.flags != action.flags:  # type: ignore[union-attr]
+                    # Pigeonhole: the same folder again in one script takes
+                    # the new flags (an earlier script's store is done).
                     self.actions[i] = dataclasses.replace(other, flags=action.flags)  # type: ignore[arg-type]
                 return False
         # RFC 5429 §2.1 / RFC 5230 §4.7: reject is incompatible with
