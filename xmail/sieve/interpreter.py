@@ -38,7 +38,7 @@ from xmail.sieve import match as matching
 from xmail.sieve.actions import Action, Discard, FileInto, Keep, Outcome, Redirect, Reject, Vacation
 from xmail.sieve.compiler import Command, Script, Test, Text, Var, valid_address
 from xmail.sieve.interfaces import MAX_INCLUDE_DEPTH, MAX_REDIRECTS
-from xmail.sieve.message import BODY_LIMIT, SieveMessage
+from xmail.sieve.message import BODY_LIMIT, SieveMessage, indexed
 
 MAX_ACTIONS = 32            # actions one message may collect (Pigeonhole's sieve_max_actions)
 MAX_STEPS = 100_000         # commands and tests evaluated per message (includes can repeat)
@@ -505,11 +505,10 @@ def _index(test: Test) -> tuple[int | None, bool]:
 
 
 def _header(frame: _Frame, test: Test) -> bool:
-    from xmail.sieve.message import _indexed
     index, last = _index(test)
     values: list[str] = []
     for name in _expand_list(frame, test.args["header-names"]):
-        values.extend(_indexed(frame.run.message.values(name), index, last))
+        values.extend(indexed(frame.run.message.values(name), index, last))
     return _compare(frame, test, values)
 
 
@@ -631,10 +630,9 @@ def _hasflag(frame: _Frame, test: Test) -> bool:
 
 
 def _date(frame: _Frame, test: Test) -> bool:
-    from xmail.sieve.message import _indexed
     index, last = _index(test)
     name = _expand(frame, test.args["header-name"])
-    raws = _indexed(frame.run.message.values(name), index, last)
+    raws = indexed(frame.run.message.values(name), index, last)
     part = _expand(frame, test.args["date-part"]).lower()
     values = []
     for raw in raws:

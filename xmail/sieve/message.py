@@ -57,6 +57,7 @@ class SieveMessage:
         self.environment = dict(environment or {})
         self._header: HeaderSection | None = None
         self._decoded: dict[str, list[str]] = {}
+        self._addresses: dict[str, list[list[tuple[str, str | None]]]] = {}
         self._body_parts: list[tuple[str, bytes]] | None = None
         self._raw_body: bytes | None = None
 
@@ -88,18 +89,13 @@ class SieveMessage:
         """(local-part, domain) of the addresses in the fields `name`
         (RFC 5228 §5.1); a group's members count, its name does not.
         `index`: only that field occurrence (RFC 5260 §6)."""
-        raw = self.raw_values(name)
-        raw = _indexed(raw, index, last)
+        key = name.lower()
+        fields = self._addresses.get(key)
+        if fields is None:
+            fields = [_field_addresses(value) for value in self.raw_values(key)]
+            self._addresses[key] = fields
         out: list[tuple[str, str | None]] = []
-        for value in raw:
-            found = [(local, host) for _name, _adl, local, host in parse_address_list(value) or ()
-                     if local is not None and host is not None and not host.startswith(".MISSING")]
-            if not found:
-                # No address in it (text, an empty group): the field's text
-                # is one item, with no domain (Pigeonhole does the same).
-                if value.strip():
-                    out.append((value.strip(), None))
-                continue
+        for found in indexed(fields, index, last):
             out.extend(found[:MAX_ADDRESSES - len(out)])
             if len(out) >= MAX_ADDRESSES:
                 break
@@ -176,6 +172,18 @@ class SieveMessage:
         return out
 
 
+def _field_addresses(value: str) -> list[tuple[str, str | None]]:
+    """(local-part, domain) of one field's addresses; a field with none
+    (text, an empty group) is one item, its text with no domain
+    (Pigeonhole does the same)."""
+    found: list[tuple[str, str | None]] = [
+        (local, host) for _name, _adl, local, host in parse_address_list(value) or ()
+        if local is not None and host is not None and not host.startswith(".MISSING")]
+    if not found and value.strip():
+        return [(value.strip(), None)]
+    return found[:MAX_ADDRESSES]
+
+
 def _header_text(raw: bytes | str) -> str:
     """Header bytes as text: UTF-8 (RFC 6532); a run of octets that are
     not UTF-8 becomes one U+FFFD, as Pigeonhole reads them."""
@@ -201,7 +209,7 @@ def _decode_part(raw: bytes, part: dict[str, Any]) -> Any:
     return decoded
 
 
-def _indexed(values: list[str], index: int | None, last: bool) -> list[str]:
+def indexed(values: list[Any], index: int | None, last: bool) -> list[Any]:
     """RFC 5260 §6: :index n counts fields from 1, from the end with :last."""
     if index is None:
         return values
