@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -382,3 +383,16 @@ def test_body_tests_see_the_whole_body_and_encapsulated_headers():
     script = compile_script('require "body";'
                             'if body :content "message/rfc822" :contains "Invoice" { discard; }')
     assert evaluate([script], SieveMessage(b"", body=lambda: forwarded)).actions == [Discard()]
+
+
+def test_matching_work_is_bounded_per_message():
+    header = b"".join(b"Received: " + b"x" * 1000 + b"\r\n" for _ in range(1000)) + b"\r\n"
+    keys = ", ".join(f'"k{i}"' for i in range(5000))
+    script = compile_script(f'if header :contains "received" [{keys}] {{ discard; }}')
+    started = time.perf_counter()
+    outcome = evaluate([script], SieveMessage(header))
+    assert time.perf_counter() - started < 2.0
+    assert outcome.actions == [Keep()] and "too much matching" in outcome.errors[0]
+    # an ordinary script on the same message is fine
+    assert evaluate([compile_script('if header :contains "received" "k1" { discard; }')],
+                    SieveMessage(header)).actions == [Keep(implicit=True)]

@@ -33,10 +33,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from sievelib import commands as sc
 from sievelib.parser import Lexer, Parser
 
-from xmail.sieve import grammar
+from xmail.sieve import grammar  # noqa: F401  (registers what sievelib lacks)
 from xmail.sieve.interfaces import MAX_NESTING, MAX_SCRIPT_SIZE, SieveScriptError
 
 # What `require` may name, advertised by ManageSieve (RFC 5804 §1.7 SIEVE).
@@ -394,8 +393,8 @@ class _Builder:
 
     def check_variables(self, node: Any, names: Any) -> None:
         for name in names:
-            if isinstance(name, str) and not _VARIABLE_REF.match(name) or (
-                    isinstance(name, str) and name.isdigit()):
+            # RFC 5229 §3: a match variable (digits) cannot be assigned.
+            if isinstance(name, str) and (not _VARIABLE_REF.match(name) or name.isdigit()):
                 raise self.fail(node, f"invalid variable name {name!r}")
 
     # -- actions --------------------------------------------------------------------
@@ -566,10 +565,3 @@ def valid_address(text: str) -> str | None:
         return None
     return text
 
-
-def extension_names() -> tuple[str, ...]:
-    """The SIEVE capability string's items (RFC 5804 §1.7)."""
-    return EXTENSIONS
-
-
-assert grammar.ALIASES and sc.add_commands  # the grammar is registered on import

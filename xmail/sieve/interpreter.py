@@ -42,6 +42,7 @@ from xmail.sieve.message import BODY_LIMIT, SieveMessage, indexed
 
 MAX_ACTIONS = 32            # actions one message may collect (Pigeonhole's sieve_max_actions)
 MAX_STEPS = 100_000         # commands and tests evaluated per message (includes can repeat)
+MAX_WORK = 200_000_000      # characters matching may look at per message (match.cost)
 MAX_VARIABLES = 255         # variables per script (Pigeonhole's limit)
 MAX_VARIABLE_SIZE = 4096    # characters of one variable's value (Pigeonhole's default)
 MAX_STRING = matching.MAX_VALUE  # characters of one expanded string
@@ -78,6 +79,7 @@ class _Result:
         self.owners: list[object] = []  # the _Run that added each action
         self.redirects: set[str] = set()
         self.steps = 0
+        self.work = 0
         # RFC 5232 §3's internal variable; Pigeonhole carries it from one
         # script of the sequence to the next.
         self.flags: list[str] = []
@@ -492,6 +494,10 @@ def _compare(frame: _Frame, test: Test, values: list[str], keys: list[str] | Non
     tags = test.tags
     if keys is None:
         keys = _expand_list(frame, test.args["key-list"])
+    result = frame.run.result
+    result.work += matching.cost(values, keys, tags.get("match", "is"), limit)
+    if result.work > MAX_WORK:
+        raise SieveRuntimeError("too much matching work for one message", test.line)
     ok, captured = matching.test(values, keys, tags.get("match", "is"),
                                  tags.get("comparator", "i;ascii-casemap"), tags.get("relation"), limit)
     if ok and captured is not None:
