@@ -106,6 +106,15 @@ def test_semantic_checks_have_lines():
     assert refused(b'require "include";\ninclude "../x";').line == 2
 
 
+def test_pigeonhole_compile_rules():
+    assert "not allowed" in refused(b'keep;\nif address :is "subject" "x" { discard; }').message
+    compile_script(b'if address :is ["from", "Delivered-To", "resent-bcc"] "x" { discard; }')
+    compile_script(b'if header :is "sub ject" "x" { discard; }')  # no field of that name: false
+    assert refused(b'require "variables";\nset "a.b" "x";').line == 2
+    compile_script(b'require ["variables", "include"]; set "global.a" "x";')
+    assert refused(b'require "envelope"; if envelope "orcpt" "x" {}').message.startswith("unknown envelope")
+
+
 def test_extensions_list():
     for name in ("fileinto", "reject", "ereject", "envelope", "encoded-character", "imap4flags", "copy",
                  "body", "vacation", "vacation-seconds", "relational", "comparator-i;ascii-numeric",

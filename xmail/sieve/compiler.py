@@ -48,6 +48,11 @@ EXTENSIONS: tuple[str, ...] = (
 # RFC 4790 comparators every script has without a require (RFC 5228 §2.7.3).
 _IMPLICIT = ("comparator-i;octet", "comparator-i;ascii-casemap")
 
+# Fields the address test may read (RFC 5228 §5.1; Pigeonhole's list).
+ADDRESS_FIELDS = frozenset((
+    "from", "sender", "reply-to", "to", "cc", "bcc", "resent-from", "resent-sender", "resent-to",
+    "resent-cc", "resent-bcc", "resent-reply-to", "delivered-to", "x-original-to", "errors-to",
+    "return-receipt-to", "mail-followup-to", "mail-reply-to", "apparently-to"))
 # RFC 5260 §4.2 date-part names.
 DATE_PARTS = frozenset(("year", "month", "day", "date", "julian", "hour", "minute", "second",
                         "time", "iso8601", "std11", "zone", "weekday"))
@@ -370,11 +375,13 @@ class _Builder:
             raise self.fail(node, "spamtest :percent requires \"spamtestplus\"")
         elif node.name == "hasflag":
             self.check_variables(node, args.get("variable-list", ()))
-        elif node.name in ("header", "address", "envelope", "exists"):
-            for header in args.get("header-list", ()) + args.get("header-names", ()):
-                if isinstance(header, str) and (not header or any(c in header for c in ": \t")):
-                    if node.name != "envelope":
-                        raise self.fail(node, f"invalid header name {header!r}")
+        elif node.name == "address":
+            # RFC 5228 §5.1: only fields that hold addresses (Pigeonhole's list).
+            for header in args["header-list"]:
+                if isinstance(header, str) and header.lower() not in ADDRESS_FIELDS:
+                    raise self.fail(node, f"header {header!r} is not allowed for the address test")
+        # (An invalid field name in header/exists is no error: it matches
+        # no field, as in Pigeonhole, which only warns.)
         if node.name == "envelope":
             for part in args.get("header-list", ()):
                 if isinstance(part, str) and part.lower() not in ("from", "to", "auth"):
@@ -404,7 +411,10 @@ class _Builder:
         name = node.name
         if name == "set":
             variable = args["name"]
-            if not isinstance(variable, str) or not _VARIABLE_REF.match(variable) or variable.isdigit():
+            # RFC 5229 §4: an identifier; RFC 6609 §3.5 adds "global.name".
+            local = variable[7:] if isinstance(variable, str) and variable.lower().startswith("global.") \
+                and "include" in self.extensions else variable
+            if not isinstance(local, str) or not _IDENTIFIER.match(local):
                 raise self.fail(node, f"invalid variable name {_show(variable)!r}")
             modifiers = [m for m in ("lower", "upper", "lowerfirst", "upperfirst", "quotewildcard",
                                      "length") if tags.get(m)]
