@@ -99,7 +99,13 @@ def test_require_must_come_first():
 
 def test_semantic_checks_have_lines():
     assert refused(b'require "date";\n\nif currentdate "fortnight" "1" {}').line == 3
-    assert refused(b'require "date";\nif currentdate :zone "+9999" "year" "1" {}').line == 2
+    compile_script(b'require "date";\nif currentdate :zone "+9999" "year" "1" {}')  # local zone then
+    assert refused(b'require "index";\nif header :index 0 "x" "y" {}').line == 2
+    assert refused(b'require "imap4flags";\nsetflag "v" "x";').line == 2
+    assert refused(b'require "vacation";\nvacation :from "not an address" "x";').line == 2
+    compile_script(b'require "vacation"; vacation :from "Bob <bob@example.com>" "x";')
+    assert refused(b'if size :over 99999999999999999999 {}').line == 1
+    assert refused(b'require "relational"; if header :count "GE" "a" "1" {}').line == 1
     assert refused(b'require ["comparator-i;ascii-numeric"];\n'
                    b'if header :contains :comparator "i;ascii-numeric" "x" "1" {}').line == 2
     assert refused(b'require "variables";\nset "1" "x";').line == 2
