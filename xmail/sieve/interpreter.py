@@ -252,9 +252,12 @@ def _expand(frame: _Frame, text: Text) -> str:
     return "".join(out)[:MAX_STRING]
 
 
-def _expand_list(frame: _Frame, texts: tuple[Text, ...]) -> list[str]:
+def _expand_list(frame: _Frame, texts: tuple[Text, ...]) -> Sequence[str]:
     """A string list: the compiler makes every string-list argument a tuple of Text."""
-    return [_expand(frame, t) for t in texts]
+    for t in texts:
+        if type(t) is not str:
+            return [_expand(frame, t) for t in texts]
+    return texts  # type: ignore[return-value]  # all plain strings: as compiled
 
 
 def _lookup(frame: _Frame, var: Var) -> str:
@@ -489,7 +492,7 @@ def _test(frame: _Frame, test: Test) -> bool:
     return handler(frame, test)
 
 
-def _compare(frame: _Frame, test: Test, values: list[str], keys: list[str] | None = None,
+def _compare(frame: _Frame, test: Test, values: list[str], keys: Sequence[str] | None = None,
              limit: int = matching.MAX_VALUE) -> bool:
     tags = test.tags
     if keys is None:

@@ -77,7 +77,7 @@ def test(values: Sequence[str], keys: Iterable[str], match: str = "is",
          limit: int = MAX_VALUE) -> tuple[bool, list[str] | None]:
     """RFC 5228 §2.7.1: true when any value matches any key.  Returns the
     match variables of the first :matches success (RFC 5229 §3.2) else None."""
-    keys = list(keys)
+    keys = keys if isinstance(keys, list | tuple) else list(keys)
     relation = relation or "eq"
     if match == "count":
         # RFC 5231 §4.1: the number of values, compared as text.
