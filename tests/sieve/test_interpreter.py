@@ -363,6 +363,11 @@ def test_fields_without_an_address_are_one_item_for_all_only():
     outcome = evaluate([script], SieveMessage(header))
     assert [describe(a) for a in outcome.actions] == [
         "fileinto 'four'", "fileinto 'all=undisclosed-recipients:;'"]
+    empty = compile_script('require ["relational", "comparator-i;ascii-numeric", "fileinto"];'
+                           'if address :count "eq" :comparator "i;ascii-numeric" "cc" "1" { fileinto "one"; }'
+                           'if address :is "cc" "" { fileinto "empty"; }')
+    outcome = evaluate([empty], SieveMessage(b"To: a@b.example\r\nCc:\r\n\r\n"))
+    assert [describe(a) for a in outcome.actions] == ["fileinto 'one'", "fileinto 'empty'"]
 
 
 def test_header_octets_that_are_not_utf8():
