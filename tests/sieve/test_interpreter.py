@@ -139,6 +139,9 @@ def test_body():
     assert run('require "body"; if body :raw :contains "Caf=C3=A9" { discard; }') == ["discard"]
     assert run('require "body"; if body :content "text/html" :contains "<b>" { discard; }') == ["discard"]
     assert run('require "body"; if body :content "text/plain" :contains "<b>" { discard; }') == ["keep"]
+    assert run('require ["body", "variables", "fileinto"];'
+               'if body :raw :matches "*" { fileinto "[${1}]"; }') == [
+        "fileinto '[]'"]  # no match variables from a body test (Pigeonhole)
     no_body: list[int] = []
     run('if true { keep; }', calls=no_body)
     assert calls and not no_body  # the body is read only for a body test

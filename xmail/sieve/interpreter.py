@@ -493,7 +493,7 @@ def _test(frame: _Frame, test: Test) -> bool:
 
 
 def _compare(frame: _Frame, test: Test, values: list[str], keys: Sequence[str] | None = None,
-             limit: int = matching.MAX_VALUE) -> bool:
+             limit: int = matching.MAX_VALUE, capture: bool = True) -> bool:
     tags = test.tags
     if keys is None:
         keys = _expand_list(frame, test.args["key-list"])
@@ -503,7 +503,7 @@ def _compare(frame: _Frame, test: Test, values: list[str], keys: Sequence[str] |
         raise SieveRuntimeError("too much matching work for one message", test.line)
     ok, captured = matching.test(values, keys, tags.get("match", "is"),
                                  tags.get("comparator", "i;ascii-casemap"), tags.get("relation"), limit)
-    if ok and captured is not None:
+    if ok and captured is not None and capture:
         frame.match = captured  # RFC 5229 §3.2: set by a successful :matches
     return ok
 
@@ -590,7 +590,8 @@ def _body(frame: _Frame, test: Test) -> bool:
     transform = test.tags.get("transform", "text")
     types = tuple(_expand_list(frame, test.tags.get("content", ()))) if transform == "content" else ()
     values = frame.run.message.body_texts(transform, types)
-    return _compare(frame, test, values, limit=BODY_LIMIT)
+    # Pigeonhole sets no match variables from a body test.
+    return _compare(frame, test, values, limit=BODY_LIMIT, capture=False)
 
 
 def _string(frame: _Frame, test: Test) -> bool:
