@@ -1,7 +1,9 @@
-# -*- test-case-name: tests.autoconfig.test_dnszone,tests.test_cli_dns -*-
-"""The DNS records an operator adds for a hosted domain (`xmailctl dns`),
-as a zone-file fragment (RFC 1035 §5 master file syntax), and the same
-records as data for `xmailctl dns check` (xmail.autoconfig.dnscheck)."""
+# -*- test-case-name: tests.autoconfig.test_dnszone,tests.autoconfig.test_managesieve,tests.test_cli_dns -*-
+"""The DNS records an operator adds for a hosted domain (`xmailctl dns`):
+MX, SPF, DKIM, DMARC, the autoconfig names, the RFC 6186 mail SRV records
+and ManageSieve's `_sieve._tcp` (RFC 5804 §1.8), as a zone-file fragment
+(RFC 1035 §5 master file syntax), and the same records as data for
+`xmailctl dns check` (xmail.autoconfig.dnscheck)."""
 
 from __future__ import annotations
 

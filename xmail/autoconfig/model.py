@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.autoconfig.test_model -*-
+# -*- test-case-name: tests.autoconfig.test_model,tests.autoconfig.test_managesieve -*-
 """The servers a mail client should use, and the addresses it may ask about.
 
 Every document (Thunderbird, Outlook, Apple, DNS, the setup page) is built

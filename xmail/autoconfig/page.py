@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.autoconfig.test_page -*-
+# -*- test-case-name: tests.autoconfig.test_page,tests.autoconfig.test_managesieve -*-
 """The setup page at GET /: type an address, get the iPhone profile, the
 Outlook steps and the settings table.  English and Chinese, no script,
 one column that fits a phone screen."""
