@@ -148,3 +148,30 @@ def test_forward_target_must_be_an_address() -> None:
     for bad in ("", "alice", "alice@", '"a b"@example.com', "a@b@c", "a@example.com\r\nkeep"):
         with pytest.raises(ManagedScriptError):
             forward_script(bad, keep=False)
+
+
+def test_our_engine_reads_them_as_pigeonhole_does(workdir: Path) -> None:
+    """One engine: the managed scripts run through xmail.sieve's compiler
+    and interpreter give the same reply text, subject and redirects."""
+    from xmail.sieve.actions import Keep, Redirect, Vacation
+    from xmail.sieve.compiler import compile_script
+    from xmail.sieve.interpreter import evaluate
+    from xmail.sieve.message import SieveMessage
+
+    header = MESSAGE.split(b"\r\n\r\n")[0] + b"\r\n"
+    message = SieveMessage(header, mail_from="carol@example.org", rcpt_to="bob@example.com")
+    body = check_body(b'Back on Monday.\n.hidden\n.\n"${x}" \\ done')
+    script = vacation_script(days=3, subject='Away "now" \\ soon', body=body,
+                             own_addresses=["robert@example.com"])
+    [vacation, keep] = evaluate([compile_script(script.encode())], message).actions
+    assert isinstance(vacation, Vacation) and isinstance(keep, Keep)
+    assert (vacation.reason.replace("\r\n", "\n").rstrip("\n"), vacation.subject, vacation.seconds,
+            vacation.addresses) == (body, 'Away "now" \\ soon', 3 * 86400, ("robert@example.com",))
+    reply = re.search(r"START MESSAGE\n(.*)\nEND MESSAGE", sieve_test(workdir, script), re.S)
+    assert reply is not None and reply.group(1).replace("\r\n", "\n") == vacation.reason.replace("\r\n", "\n")
+
+    for keep_copy in (False, True):
+        actions = evaluate([compile_script(forward_script("alice@example.net", keep=keep_copy).encode())],
+                           message).actions
+        assert actions[0] == Redirect("alice@example.net", copy=keep_copy)
+        assert any(isinstance(a, Keep) for a in actions) is keep_copy
