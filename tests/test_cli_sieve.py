@@ -242,6 +242,27 @@ def test_forward_set_and_off(config: str) -> None:
     assert chain_of(config, BOB) == []
 
 
+def test_filter_state_for_user_show(config: str) -> None:
+    from xmail.cli.context import CliContext
+    from xmail.cli.sieve import filter_state
+
+    def state() -> list[tuple[str, str]]:
+        ctx = CliContext(load(config), io.StringIO(), io.StringIO(), io.StringIO())
+        try:
+            return filter_state(ctx, BOB)
+        finally:
+            ctx.close()
+
+    assert state() == [("sieve_active", "-"), ("vacation", "off"), ("forward", "off")]
+    assert run(config, "sieve", "put", "--user", BOB, stdin=b"keep;\n")[0] == 0
+    assert run(config, "vacation", "set", BOB, "--days", "2", "--subject", "x", stdin=b"Away")[0] == 0
+    assert run(config, "forward", "set", BOB, "carol@example.org", "--keep")[0] == 0
+    assert state() == [("sieve_active", "main"), ("vacation", "on"),
+                       ("forward", "carol@example.org (a copy kept)")]
+    assert run(config, "forward", "set", BOB, "dave@example.org")[0] == 0
+    assert state()[2] == ("forward", "dave@example.org")
+
+
 def test_as_an_operator_runs_it(config: str, tmp_path: Path) -> None:
     """A separate process, the script and the reply's text piped in."""
     def xmailctl(*argv: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:

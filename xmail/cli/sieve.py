@@ -375,6 +375,22 @@ def _off(ctx: CliContext, args: argparse.Namespace, name: str, what: str) -> Non
     ctx.done(f"{what} off for {user}")
 
 
+def filter_state(ctx: CliContext, user: str) -> list[tuple[str, str]]:
+    """KEY, VALUE lines for `xmailctl user show` (the lead wires them in
+    xmail/cli/user.py): the active script, vacation and forward."""
+    scripts = _scripts(ctx)
+    names = {name for name, _ in scripts.list(user)}
+    forward = "off"
+    if FORWARD in names:
+        # The target as forward_script wrote it (the one quoted string).
+        text = scripts.get(user, FORWARD) or ""
+        target = text.rpartition("redirect ")[2].partition('"')[2].partition('"')[0]
+        forward = f"{target} (a copy kept)" if ":copy" in text else target
+    return [("sieve_active", scripts.active(user) or "-"),
+            ("vacation", "on" if VACATION in names else "off"),
+            ("forward", forward)]
+
+
 def vacation_off(ctx: CliContext, args: argparse.Namespace) -> None:
     _off(ctx, args, VACATION, "vacation")
 
