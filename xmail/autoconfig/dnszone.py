@@ -1,7 +1,9 @@
-# -*- test-case-name: tests.autoconfig.test_dnszone,tests.test_cli_dns -*-
-"""The DNS records an operator adds for a hosted domain (`xmailctl dns`),
-as a zone-file fragment (RFC 1035 §5 master file syntax), and the same
-records as data for `xmailctl dns check` (xmail.autoconfig.dnscheck)."""
+# -*- test-case-name: tests.autoconfig.test_dnszone,tests.autoconfig.test_managesieve,tests.test_cli_dns -*-
+"""The DNS records an operator adds for a hosted domain (`xmailctl dns`):
+MX, SPF, DKIM, DMARC, the autoconfig names, the RFC 6186 mail SRV records
+and ManageSieve's `_sieve._tcp` (RFC 5804 §1.8), as a zone-file fragment
+(RFC 1035 §5 master file syntax), and the same records as data for
+`xmailctl dns check` (xmail.autoconfig.dnscheck)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,9 @@ from xmail.autoconfig.model import ADVERTISED_LISTENERS, ClientSettings
 # RFC 8314 §5.1 asks that implicit TLS be preferred (lower number): IMAP over
 # TLS first, then IMAP STARTTLS, then POP3; _submissions before _submission.
 SRV_PRIORITY = {"imaps": 0, "imap": 10, "pop3s": 20, "pop3": 30, "submissions": 0, "submission": 10}
+# RFC 5804 §1.8: ManageSieve clients look up _sieve._tcp (one service: no
+# priority to compare).
+SIEVE_SRV = "_sieve._tcp"
 TXT_STRING_MAX = 255  # RFC 1035 §3.3.14: a TXT record is <character-string>s of at most 255 octets
 
 
@@ -97,6 +102,12 @@ def records(domain: str, settings: ClientSettings, dkim: Iterable[DkimKey] = ())
             target = _fqdn(server.host)
             out.append(Record(name, "SRV", f"{SRV_PRIORITY[listener]} 1 {server.port} {target}",
                               (SRV_PRIORITY[listener], 1, server.port, target.lower()), f"SRV {listener}"))
+    sieve = settings.managesieve
+    if sieve is not None:
+        # Only when offered: RFC 5804 defines no "not offered here" record.
+        target = _fqdn(sieve.host)
+        out.append(Record(f"{SIEVE_SRV}.{origin}", "SRV", f"0 1 {sieve.port} {target}",
+                          (0, 1, sieve.port, target.lower()), "SRV sieve"))
     return out
 
 

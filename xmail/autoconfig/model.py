@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.autoconfig.test_model -*-
+# -*- test-case-name: tests.autoconfig.test_model,tests.autoconfig.test_managesieve -*-
 """The servers a mail client should use, and the addresses it may ask about.
 
 Every document (Thunderbird, Outlook, Apple, DNS, the setup page) is built
@@ -7,6 +7,7 @@ from one ClientSettings, so they can never disagree with each other.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -69,6 +70,8 @@ def domain_from_host(host: str) -> list[str]:
 # --- servers ------------------------------------------------------------------
 
 IMAP, POP3, SMTP = "imap", "pop3", "smtp"
+SIEVE = "sieve"  # RFC 5804 ManageSieve: where users edit their filter rules
+MANAGESIEVE = "managesieve"  # its [listen] name
 # Implicit TLS (RFC 8314 §3) and STARTTLS on the cleartext port.
 SSL, STARTTLS = "SSL", "STARTTLS"
 
@@ -104,6 +107,9 @@ class ClientSettings:
 
     hostname: str  # the host most servers are on (MX target, CNAME target)
     servers: tuple[ServerEndpoint, ...]
+    # ManageSieve is no mail account setting: only the DNS SRV record
+    # (RFC 5804 §1.8) and the setup page carry it.  None: not advertised.
+    managesieve: ServerEndpoint | None = None
 
     def of(self, protocol: str) -> tuple[ServerEndpoint, ...]:
         return tuple(s for s in self.servers if s.protocol == protocol)
@@ -151,6 +157,43 @@ def endpoint_port(description: str) -> int | None:
     return int(value)
 
 
+def endpoint_loopback(description: str) -> bool:
+    """Does a TCP endpoint description listen on a loopback interface only
+    ("tcp:24190:interface=127.0.0.1")?  No interface means all of them."""
+    kind, *args = _split_description(description.strip())
+    keywords = dict(a.split("=", 1) for a in args if "=" in a)
+    interface = keywords.get("interface", "").strip("[]")
+    if kind.lower() not in ("tcp", "tcp6", "ssl") or not interface:
+        return False
+    if interface.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(interface).is_loopback
+    except ValueError:
+        return False
+
+
+def _managesieve(settings: Settings, default_host: str) -> ServerEndpoint | None:
+    """The ManageSieve listener to advertise: [autoconfig.managesieve] when
+    it names a port, else the first [listen] managesieve endpoint that is
+    reachable from outside with a fixed port.  A loopback-only listener
+    (the embedded default, which a config without the key also gets) is
+    not advertised: a DNS record or a setup page naming it would send
+    clients to a port they cannot reach."""
+    public: PublicEndpoint = settings.autoconfig.managesieve
+    port = public.port or None
+    if port is None:
+        for description in settings.listen.managesieve:
+            if not endpoint_loopback(description):
+                port = endpoint_port(description)
+                if port:
+                    break
+    if not port:
+        return None
+    # RFC 5804 §2.2: STARTTLS on the ManageSieve port; there is no implicit-TLS variant.
+    return ServerEndpoint(MANAGESIEVE, SIEVE, public.host or default_host, port, STARTTLS)
+
+
 def client_settings(settings: Settings, bound_ports: Mapping[str, int] | None = None) -> ClientSettings:
     """The servers to advertise.
 
@@ -158,7 +201,8 @@ def client_settings(settings: Settings, bound_ports: Mapping[str, int] | None = 
     port the listener is bound to (bound_ports: listener name -> port, known
     only inside the running server), the port in its first endpoint
     description.  A listener with no endpoint and no [autoconfig] port, or
-    whose port stays unknown (or 0), is not advertised.
+    whose port stays unknown (or 0), is not advertised.  ManageSieve has
+    its own rule (`_managesieve`).
     """
     bound_ports = bound_ports or {}
     autoconfig = settings.autoconfig
@@ -173,4 +217,5 @@ def client_settings(settings: Settings, bound_ports: Mapping[str, int] | None = 
         if not port:
             continue
         servers.append(ServerEndpoint(name, protocol, public.host or default_host, port, security))
-    return ClientSettings(hostname=default_host, servers=tuple(servers))
+    return ClientSettings(hostname=default_host, servers=tuple(servers),
+                          managesieve=_managesieve(settings, default_host))

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.autoconfig.test_page -*-
+# -*- test-case-name: tests.autoconfig.test_page,tests.autoconfig.test_managesieve -*-
 """The setup page at GET /: type an address, get the iPhone profile, the
 Outlook steps and the settings table.  English and Chinese, no script,
 one column that fits a phone screen."""
@@ -8,7 +8,7 @@ from __future__ import annotations
 from html import escape
 from urllib.parse import quote
 
-from xmail.autoconfig.model import SSL, Address, ClientSettings
+from xmail.autoconfig.model import SIEVE, SMTP, SSL, Address, ClientSettings, ServerEndpoint
 
 LANGUAGES = ("en", "zh")
 
@@ -47,6 +47,10 @@ TEXT: dict[str, dict[str, str]] = {
         "password": "Password",
         "your_password": "your mail password (normal password)",
         "language": "中文",
+        "filters": "Filter rules",
+        "filters_steps": "Rules that sort, forward or answer your mail (Sieve) can be edited in apps"
+                         " that speak ManageSieve, such as Roundcube or Thunderbird's Sieve add-on:"
+                         " use the ManageSieve row of the table.",
     },
     "zh": {
         "html_lang": "zh-CN",
@@ -80,6 +84,9 @@ TEXT: dict[str, dict[str, str]] = {
         "password": "密码",
         "your_password": "您的邮箱密码（普通密码）",
         "language": "English",
+        "filters": "过滤规则",
+        "filters_steps": "整理、转发或自动回复邮件的规则（Sieve）可在支持 ManageSieve 的应用中编辑，"
+                         "例如 Roundcube 或 Thunderbird 的 Sieve 扩展：请使用下表中的 ManageSieve 一行。",
     },
 }
 
@@ -175,20 +182,30 @@ def render_page(language: str, settings: ClientSettings, *, address: Address | N
         f"<tr><th>{escape(t['kind'])}</th><th>{escape(t['server'])}</th><th>{escape(t['port'])}</th>"
         f"<th>{escape(t['security'])}</th></tr>",
     ]
-    for server in settings.servers:
-        direction = t["outgoing"] if server.protocol == "smtp" else t["incoming"]
-        security = t["ssl"] if server.security == SSL else t["starttls"]
-        out.append(
-            f'<tr data-listener="{server.listener}"><td>{server.protocol.upper()}<br>'
-            f"<small>{escape(direction)}</small></td>"
-            # A port or "STARTTLS" broken over two lines is easy to misread.
-            f'<td class="server">{escape(server.host)}</td><td class="nowrap">{server.port}</td>'
-            f'<td class="nowrap">{escape(security)}</td></tr>'
-        )
+    servers = settings.servers + ((settings.managesieve,) if settings.managesieve else ())
+    out += [_server_row(t, server) for server in servers]
     out += [
         "</table></div>",
         f'<p><b>{escape(t["username"])}:</b> <span id="username">{username}</span><br>',
         f'<b>{escape(t["password"])}:</b> {escape(t["your_password"])}</p>',
-        "</main></body></html>",
     ]
+    if settings.managesieve is not None:
+        out += [f"<h2>{escape(t['filters'])}</h2>", f'<p id="filters">{escape(t["filters_steps"])}</p>']
+    out.append("</main></body></html>")
     return ("\n".join(out) + "\n").encode("utf-8")
+
+
+def _server_row(t: dict[str, str], server: ServerEndpoint) -> str:
+    if server.protocol == SIEVE:
+        kind, direction = "ManageSieve", t["filters"]
+    else:
+        kind = server.protocol.upper()
+        direction = t["outgoing"] if server.protocol == SMTP else t["incoming"]
+    security = t["ssl"] if server.security == SSL else t["starttls"]
+    return (
+        f'<tr data-listener="{server.listener}"><td>{kind}<br>'
+        f"<small>{escape(direction)}</small></td>"
+        # A port or "STARTTLS" broken over two lines is easy to misread.
+        f'<td class="server">{escape(server.host)}</td><td class="nowrap">{server.port}</td>'
+        f'<td class="nowrap">{escape(security)}</td></tr>'
+    )

@@ -35,14 +35,14 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from xmail.auth.interfaces import DirectoryError
-from xmail.cli import alias, dkim, dns, domain, logs, queue, recycle, spam, user
+from xmail.cli import alias, dkim, dns, domain, logs, queue, recycle, sieve, spam, user
 from xmail.cli.context import CliContext, CliError
 from xmail.config import ConfigError, Settings, load
 from xmail.ops.admin import run_recorded
 from xmail.store.interfaces import StoreError
 
 # In the order `xmailctl --help` lists them.
-GROUPS = (domain, user, alias, recycle, queue, logs, dkim, dns, spam)
+GROUPS = (domain, user, alias, recycle, queue, logs, dkim, dns, spam, sieve)
 
 
 def build_parser() -> argparse.ArgumentParser:
