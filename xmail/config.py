@@ -62,6 +62,8 @@ class ListenSettings:
     imap: tuple[str, ...] = (f"tcp:2143:{_LOCAL}",)
     imaps: tuple[str, ...] = (f"tcp:2993:{_LOCAL}",)
     http: tuple[str, ...] = (f"tcp:8080:{_LOCAL}",)
+    # RFC 5804 ManageSieve (STARTTLS on the same port); production ["tcp:4190"].
+    managesieve: tuple[str, ...] = (f"tcp:24190:{_LOCAL}",)
 
 
 # The listener names, one per [listen] key (xmail.service.PROTOCOLS gives
@@ -147,6 +149,7 @@ class AutoconfigSettings:
     pop3s: PublicEndpoint = field(default_factory=PublicEndpoint)
     submission: PublicEndpoint = field(default_factory=PublicEndpoint)
     submissions: PublicEndpoint = field(default_factory=PublicEndpoint)
+    managesieve: PublicEndpoint = field(default_factory=PublicEndpoint)
 
 
 @dataclass(frozen=True)
