@@ -218,7 +218,8 @@ def test_strings_are_quoted_or_literal():
     assert response.string('a"b\\') == b'"a\\"b\\\\"'
     assert response.string("line 1\nline 2") == b"{13}\r\nline 1\nline 2"
     assert response.string("x" * 1025) == b"{1025}\r\n" + b"x" * 1025
-    assert response.no("line 3: unknown command", "QUOTA/MAXSIZE") == b'NO (QUOTA/MAXSIZE) "line 3: unknown command"\r\n'
+    assert (response.no("line 3: unknown command", "QUOTA/MAXSIZE")
+            == b'NO (QUOTA/MAXSIZE) "line 3: unknown command"\r\n')
     assert response.ok() == b"OK\r\n"
 
 
