@@ -304,3 +304,11 @@ def test_stopping_the_server_says_bye(server: RunningServer):
     server.stop()
     bye = client.reply()
     assert (bye.status, bye.code) == ("BYE", "TRYLATER") and client.closed()
+
+
+def test_invalid_utf8_is_refused_at_upload(server: RunningServer):
+    client = logged_in(server)
+    for command in (b'PUTSCRIPT "latin1" {6+}\r\nk\xe9ep;\n', b"CHECKSCRIPT {6+}\r\nk\xe9ep;\n"):
+        reply = client.cmd(command)
+        assert reply.status == "NO" and reply.text == "Script is not valid UTF-8 (octet 2)"
+    assert server.call(server.ctx.sieve_scripts.list, ALICE) == []

@@ -467,8 +467,7 @@ class ManageSieveSession:
         refused = scripts.space_for(self.owner, name, len(script))
         if refused is not None:
             raise UserError(_code(refused), str(refused))
-        await self._check(script)
-        text = script.decode("utf-8")  # check() refused anything else
+        text = await self._check(script)
         try:
             await settle(defer.maybeDeferred(scripts.put, self.owner, name, text))
         except SieveQuotaError as e:
@@ -518,16 +517,24 @@ class ManageSieveSession:
         self._audit("RENAMESCRIPT", old, "ok", new=new)
         self.io.write(response.ok("Renamescript completed."))
 
-    async def _check(self, script: bytes) -> None:
-        """check() in the thread pool; a script error is the user's NO with
-        its line (`str(SieveScriptError)` is "line N: message")."""
+    async def _check(self, script: bytes) -> str:
+        """The script's text once check() (in the thread pool) accepts it; a
+        script error is the user's NO with its line (`str(SieveScriptError)`
+        is "line N: message")."""
         scripts = self.scripts
         if len(script) > scripts.max_script_size:
             raise UserError("QUOTA/MAXSIZE", f"Script is larger than {scripts.max_script_size} octets")
         try:
+            # RFC 5804 §2.6 / RFC 5228 §2.2: a script is UTF-8; a linear
+            # pass over at most MAX_SCRIPT_SIZE octets, no thread needed.
+            text = script.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise UserError(None, f"Script is not valid UTF-8 (octet {e.start + 1})") from None
+        try:
             await self.io.run_check(scripts.check, script)
         except SieveScriptError as e:
             raise UserError(None, str(e)) from None
+        return text
 
     def _audit(self, command_name: str, name: str, result: str, **fields: Any) -> None:
         """One admin-log line per change to the user's rules (the log
