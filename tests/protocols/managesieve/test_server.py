@@ -8,11 +8,15 @@ from __future__ import annotations
 import base64
 import json
 import os
+import threading
 import time
 from typing import Any
 
-from tests.conftest import PASSWORD, RunningServer, wait_until
+from twisted.internet import defer
+
+from tests.conftest import PASSWORD, RunningServer, in_reactor, reactor_running, wait_until
 from tests.protocols.managesieve.support import ALICE, SieveClient, capabilities
+from xmail.protocols.managesieve.server import ScriptChecks
 from xmail.sieve.interfaces import MAX_REDIRECTS, MAX_SCRIPT_SIZE, MAX_SCRIPTS
 
 SCRIPT = 'require "fileinto";\r\nif header :contains "subject" "x" { fileinto "X"; }\r\n'
@@ -299,11 +303,37 @@ def test_connections_per_address_are_capped(make_server: Any):
     assert first.cmd("NOOP").status == "OK"
 
 
-def test_stopping_the_server_says_bye(server: RunningServer):
+def test_stopping_the_server_says_bye_and_stops_the_check_pool(server: RunningServer):
     client = logged_in(server)
+    factory = server.service.listeners["managesieve"].factory
+    assert server.call(factory.checks.run, lambda: 42) == 42
+    assert factory.checks.running
     server.stop()
     bye = client.reply()
     assert (bye.status, bye.code) == ("BYE", "TRYLATER") and client.closed()
+    assert not factory.checks.running
+
+
+def test_checks_run_in_a_bounded_pool_off_the_reactor():
+    reactor = reactor_running()
+    checks = ScriptChecks(reactor, threads=2)
+    started = threading.Event()
+    release = threading.Event()
+
+    def work() -> str:
+        started.set()
+        release.wait(5)
+        return threading.current_thread().name
+
+    pending = in_reactor(lambda: defer.succeed([checks.run(work) for _ in range(6)]))
+    assert started.wait(5)
+    release.set()
+    names = in_reactor(lambda: defer.gatherResults(pending))
+    assert "reactor" not in names  # the reactor thread (tests.support.server)
+    assert all("xmail-managesieve-check" in name for name in names)
+    assert len(set(names)) <= 2  # never more than the pool's threads
+    in_reactor(checks.stop)
+    assert not checks.running
 
 
 def test_invalid_utf8_is_refused_at_upload(server: RunningServer):
