@@ -103,7 +103,7 @@ def test_sieve_connect_upload_list_activate_download_delete(server: RunningServe
     copy = tmp_path / "copy.sieve"
     done = sieve_connect(server, "--download", "--remotesieve", "rules", "--localsieve", str(copy))
     assert done.returncode == 0, done.stderr
-    assert copy.read_text() == GOOD
+    assert copy.read_bytes() == GOOD.encode()
     done = sieve_connect(server, "--delete", "--remotesieve", "rules")
     assert done.returncode != 0  # the active script
     assert sieve_connect(server, "--deactivate").returncode == 0
