@@ -40,6 +40,7 @@ from xmail.ops.http import mount_metrics
 from xmail.preflight import StartupError, bind_error, describe
 from xmail.protocols.http.server import HTTPFactory
 from xmail.protocols.imap.server import IMAPFactory
+from xmail.protocols.managesieve.server import ManageSieveFactory
 from xmail.protocols.pop3.server import POP3Factory
 from xmail.protocols.smtp.limits import DailySendCounter
 from xmail.protocols.smtp.server import SMTPFactory
@@ -70,6 +71,7 @@ PROTOCOLS: dict[str, tuple[Callable[..., Any], dict[str, Any], bool]] = {
     "imap": (IMAPFactory, {}, False),
     "imaps": (IMAPFactory, {}, True),
     "http": (HTTPFactory, {"root": http_root}, False),
+    "managesieve": (ManageSieveFactory, {}, False),
 }
 
 RECYCLE_PURGE_INTERVAL = 3600.0  # seconds between Recycle purges
