@@ -199,3 +199,23 @@ def test_compiling_in_threads():
     with ThreadPoolExecutor(8) as pool:
         lines = list(pool.map(lambda t: refused(t).line, bad))
     assert lines == [i + 1 for i in range(1, 30)]
+
+
+def test_every_command_and_test_carries_its_line():
+    script = compile_script(b'require ["fileinto", "vacation"];\n'   # 1
+                            b'# if false { }\n'                      # 2
+                            b'if anyof (header :is "a" "b",\n'       # 3
+                            b'          not\n'                       # 4
+                            b'          exists "c") {\n'             # 5
+                            b'  vacation text:\n'                    # 6
+                            b'keep; if\n'                            # 7
+                            b'.\n'                                   # 8
+                            b'  ;\n'                                 # 9
+                            b'} elsif /* if\n*/ true { fileinto "x"; }\n'  # 10-11
+                            b'discard;\n')                           # 12
+    chain, discard = script.commands
+    (anyof, block), (true, other) = chain.branches
+    assert (chain.line, anyof.line, anyof.tests[0].line, anyof.tests[1].line) == (3, 3, 3, 4)
+    assert anyof.tests[1].tests[0].line == 5
+    assert block[0].name == "vacation" and block[0].line == 6
+    assert (true.line, other[0].line, discard.line) == (11, 11, 12)
