@@ -69,7 +69,8 @@ class Server:
         self.config = os.path.join(workdir, "xmail.toml")
         self.log_path = os.path.join(workdir, "twistd.log")
         listen = {name: '["tcp:0:interface=127.0.0.1"]' if name in ("submission", "pop3", "imap") else "[]"
-                  for name in ("smtp", "submission", "submissions", "pop3", "pop3s", "imap", "imaps", "http")}
+                  for name in ("smtp", "submission", "submissions", "pop3", "pop3s", "imap", "imaps", "http",
+                               "managesieve")}
         with open(self.config, "w") as f:
             f.write(f'[server]\nhostname = "mail.example.com"\ndata_dir = "{self.data_dir}"\n'
                     f"workers = {workers}\n[listen]\n" + "".join(f"{k} = {v}\n" for k, v in listen.items())

@@ -84,7 +84,7 @@ def prepare(data_dir: str, port: int, users: int) -> str:
 
     config = os.path.join(os.path.dirname(data_dir), "xmail.toml")
     empty = ", ".join(f"{name} = []" for name in
-                      ("submission", "submissions", "pop3", "pop3s", "imap", "imaps", "http"))
+                      ("submission", "submissions", "pop3", "pop3s", "imap", "imaps", "http", "managesieve"))
     with open(config, "w") as f:
         f.write(f'[server]\nhostname = "mx.{DOMAIN}"\ndata_dir = "{data_dir}"\nworkers = {WORKERS}\n\n'
                 f'[listen]\nsmtp = ["tcp:{port}:interface=127.0.0.1"]\n'

@@ -214,7 +214,7 @@ def test_every_command_group_is_in_the_one_package():
     parser = build_parser()
     groups = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
     assert set(groups) == {"domain", "user", "alias", "recycle", "reindex", "queue", "log", "stats", "dkim",
-                           "dns", "spam"}
+                           "dns", "spam", "sieve", "vacation", "forward"}
     for module in GROUPS:
         assert module.__name__.startswith("xmail.cli.")
 

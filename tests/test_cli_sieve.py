@@ -261,6 +261,11 @@ def test_filter_state_for_user_show(config: str) -> None:
                        ("forward", "carol@example.org (a copy kept)")]
     assert run(config, "forward", "set", BOB, "dave@example.org")[0] == 0
     assert state()[2] == ("forward", "dave@example.org")
+    # ... and `user show` prints them.
+    status, out, _ = run(config, "user", "show", BOB)
+    shown = dict(line.split("\t", 1) for line in out.splitlines())
+    assert status == 0 and shown["sieve_active"] == "main" and shown["vacation"] == "on"
+    assert shown["forward"] == "dave@example.org"
 
 
 def test_as_an_operator_runs_it(config: str, tmp_path: Path) -> None:

