@@ -238,3 +238,22 @@ if spamtest :value "eq" :comparator "i;ascii-numeric" "0" { fileinto "Untested";
                    capture_output=True, timeout=60)
     assert subjects(server, DAVE, "Untested") == ["swaks"]
     server.ctl("sieve", "remove", "--user", DAVE, "spam")
+
+
+def test_one_of_two_recipients_rejecting_sends_the_sender_a_notice(server: Daemon, tmp_path: Any) -> None:
+    # RFC 5429 §2.1: refused in SMTP only when every recipient rejects;
+    # otherwise the others get the message and the sender learns why.
+    put_script(server, tmp_path, "no-ads", 'require "reject";\nif header :contains "subject" "ad" '
+               '{ reject "No advertising, please"; }\n', "--user", ERIN)
+    server.ctl("sieve", "activate", "--user", ERIN, "no-ads")
+    try:
+        submit(server, DAVE, [ERIN, CAROL], message("an ad", sender=DAVE, to=f"{ERIN}, {CAROL}"))
+        assert "an ad" in subjects(server, CAROL)
+        assert "an ad" not in subjects(server, ERIN)
+        wait_until(lambda: any(b"No advertising, please" in raw for raw in fetch(server, DAVE)), timeout=30,
+                   what="the rejection notice in dave's INBOX")
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            submit(server, DAVE, [ERIN], message("another ad", sender=DAVE, to=ERIN))
+        assert refused.value.smtp_code == 550 and b"No advertising" in refused.value.smtp_error
+    finally:
+        server.ctl("sieve", "remove", "--user", ERIN, "no-ads")
