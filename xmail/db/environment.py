@@ -55,6 +55,17 @@ _MAX_BATCH = 512  # jobs in one group commit
 _MAX_QUEUE = 20000  # pending jobs before writes are refused (back-pressure)
 
 
+def keys_with_prefix(txn: lmdb.Transaction, db: Any, prefix: bytes) -> Iterator[bytes]:
+    """The keys of `db` that start with `prefix`, in order (one cursor walk
+    from the first such key; the tables keyed "scope NUL name" use it)."""
+    cursor = txn.cursor(db=db)
+    if cursor.set_range(prefix):
+        for key in cursor.iternext(values=False):
+            if not key.startswith(prefix):
+                break
+            yield key
+
+
 def next_batch(jobs: Any, limit: int) -> tuple[list[Any], bool]:
     """Wait for a job, then take what else is queued, up to limit: the
     batch a worker thread handles together.  A None job means stop: ->

@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from xmail import addresses
-from xmail.db.environment import IndexEnvironment
+from xmail.db.environment import IndexEnvironment, keys_with_prefix
 from xmail.filter.interfaces import MX, Review, Transaction, Verdict
 from xmail.filter.pipeline import IGNORE, Stage
 from xmail.message import mailboxes
@@ -110,15 +110,8 @@ class SenderLists:
 
     def list(self, scope: str, kind: str) -> list[str]:
         prefix = f"{scope}\0{_kind(kind)}\0".encode()
-        out = []
         with self.env.read() as txn:
-            cursor = txn.cursor(db=self._db)
-            if cursor.set_range(prefix):
-                for key in cursor.iternext(values=False):
-                    if not key.startswith(prefix):
-                        break
-                    out.append(key[len(prefix):].decode())
-        return out
+            return [key[len(prefix):].decode() for key in keys_with_prefix(txn, self._db, prefix)]
 
     # -- checks (short reads) ----------------------------------------------------------------
     def decision(self, senders: Iterable[str], user: str) -> str | None:

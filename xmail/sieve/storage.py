@@ -15,7 +15,7 @@ from typing import Any
 
 from zope.interface import implementer
 
-from xmail.db.environment import IndexEnvironment
+from xmail.db.environment import IndexEnvironment, keys_with_prefix
 from xmail.sieve.interfaces import (
     AFTER,
     BEFORE,
@@ -71,14 +71,7 @@ class SieveScripts:
     # -- reads -------------------------------------------------------------------------
     def _names(self, txn: Any, owner: str) -> list[str]:
         prefix = f"{owner}\0".encode()
-        out: list[str] = []
-        cursor = txn.cursor(db=self._scripts)
-        if cursor.set_range(prefix):
-            for key in cursor.iternext(values=False):
-                if not key.startswith(prefix):
-                    break
-                out.append(key[len(prefix):].decode())
-        return out
+        return [key[len(prefix):].decode() for key in keys_with_prefix(txn, self._scripts, prefix)]
 
     def list(self, owner: str) -> list[tuple[str, bool]]:
         with self.env.read() as txn:
