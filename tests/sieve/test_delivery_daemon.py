@@ -210,6 +210,7 @@ def test_domain_scripts_run_before_and_after_and_on_submission(server: Daemon, t
     put_script(server, tmp_path, "track", '''
 require ["environment", "copy", "reject"];
 if environment :is "location" "MS" { redirect :copy "dave@example.com"; }
+if allof (environment :is "location" "MS", header :contains "subject" "secret") { discard; }
 if header :contains "subject" "forbidden" { reject "Not accepted here"; }
 ''', "--domain", "example.com", "--before")
     try:
@@ -218,6 +219,12 @@ if header :contains "subject" "forbidden" { reject "Not accepted here"; }
         with pytest.raises(smtplib.SMTPDataError) as refused:
             send(server, [CAROL], message("forbidden stuff", to=CAROL))
         assert refused.value.smtp_code == 550 and b"Not accepted here" in refused.value.smtp_error
+        # A domain discard on submission: accepted, nothing sent (the mail
+        # log says so; the tracking copy still goes, redirect :copy came first).
+        assert submit(server, BOB, [OUTSIDE], message("secret plan", sender=BOB, to=OUTSIDE)) == {}
+        log = server.ctl("log", "mail").stdout
+        assert "all (sieve discard)" in log
+        wait_until(lambda: "secret plan" in subjects(server, DAVE), timeout=30, what="the tracking copy")
     finally:
         server.ctl("sieve", "remove", "--domain", "example.com", "--before", "track")
 
