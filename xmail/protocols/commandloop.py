@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.protocols.test_pop3_session,tests.protocols.managesieve.test_session -*-
+# -*- test-case-name: tests.protocols.test_commandloop -*-
 """The command loop of a line protocol's Twisted glue, shared by POP3 and
 ManageSieve (a plain module in xmail/protocols/: no protocol imports
 another, each may import this).
