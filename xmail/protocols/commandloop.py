@@ -35,10 +35,16 @@ The hooks (class attributes, and methods with a default):
   done_states        session states in which no further command is taken
   IDLE_BYE, COMMAND_OVERDUE_BYE, LOGIN_OVERDUE_BYE, SHUTDOWN_BYE
                      the bytes sent before closing for each reason
-  make_session(client_ip)   the session for a new connection
-  idle_timeout()            seconds of the idle timer (None: none)
+  make_session(client_ip)   the session for a new connection (no default)
+  idle_timeout()            seconds of the idle timer, None: none (no default)
   forget()                  the factory drops the connection (on loss)
   resume_output()           the client reads again: go on
+
+IMAP's and SMTP's glue keep their own loops: IMAP yields to the reactor
+between pipelined commands, waits for raw lines (AUTHENTICATE, IDLE) while
+busy, runs COMPRESS=DEFLATE between socket and tokenizer and times out by
+login state; SMTP's session owns parser and close, its replies come from a
+catalog, and its idle timer stops while a command runs.
 """
 
 from __future__ import annotations
@@ -130,11 +136,13 @@ class CommandLoopProtocol(protocol.Protocol, TimeoutMixin):
         self._login_overdue = False  # login_timeout passed while a command ran
         self._shutdown_pending = False  # SIGTERM: close once the command is done
 
-    # -- hooks with a default -------------------------------------------------------
+    # -- hooks (the first two every protocol fills in) -------------------------------
     def make_session(self, client_ip: str) -> CommandSession:
+        """The session of a new connection from `client_ip`."""
         raise NotImplementedError
 
     def idle_timeout(self) -> float | None:
+        """Seconds the idle timer allows (None or 0: no timer)."""
         raise NotImplementedError
 
     def forget(self) -> None:
