@@ -1,6 +1,9 @@
 # -*- test-case-name: tests.protocols.test_pop3_server -*-
 """The POP3 Twisted Protocol: thin glue between the socket, the sans-IO
-parser and encoder, and the session state machine.
+parser and encoder, and the session state machine.  The command loop,
+read back-pressure, deadlines and drain below are the shared
+xmail.protocols.commandloop's; this module gives it POP3's hooks and adds
+message streaming.
 
 - Commands are handled one at a time in arrival order; while one waits (a
   login, an expunge, a message being streamed) later pipelined input stays in
@@ -32,20 +35,14 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet import defer, protocol, threads
-from twisted.internet.interfaces import IPushProducer
-from twisted.logger import Logger
-from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
-from xmail import metrics
 from xmail.context import ServerContext
-from xmail.limits import LOGIN, CommandDeadline
 from xmail.message.dotstuff import MultilineEncoder
+from xmail.protocols.commandloop import CommandLoopProtocol
 from xmail.protocols.pop3.maildrop import IMaildropLocks, locks_for
 from xmail.protocols.pop3.parser import NEED_DATA, CommandParser
 from xmail.protocols.pop3.session import POP3Session, State
-from xmail.tls import close_notify_without_waiting
 
 CHUNK_SIZE = 64 * 1024
 # Messages up to this size are read in one go on the reactor thread and sent
@@ -125,120 +122,52 @@ class MessageSender:
             self.done.errback(failure)
 
 
-@implementer(IPushProducer)
-class POP3ServerProtocol(protocol.Protocol, TimeoutMixin):
+class POP3ServerProtocol(CommandLoopProtocol):
     """One POP3 connection; implements session.SessionIO.
 
-    The protocol is the connection's write producer for its whole life: when
-    the transport's buffer fills it stops taking commands and stops reading
-    message files, and goes on when the client has caught up."""
+    The command loop, back-pressure, deadlines and drain are
+    xmail.protocols.commandloop's; what is POP3's own is streaming a message
+    (RETR/TOP): while the client does not read, no further chunk of the
+    file is read either."""
 
-    _log = Logger()
     factory: POP3Factory
 
+    metrics_label = "pop3"
+    log_label = "POP3"
+    event_name = "keyword"
+    need_data = NEED_DATA
+    login_state = State.AUTHORIZATION
+    # RFC 1939 §6: after QUIT (UPDATE, then CLOSED) no command is taken.
+    done_states = frozenset({State.UPDATE, State.CLOSED})
+    # RFC 1939 §3: an autologout timer closes without entering UPDATE.
+    IDLE_BYE = b"-ERR autologout: idle for too long\r\n"
+    # RFC 2449 §8.1.2 / RFC 3206 §4: [SYS/TEMP], a temporary problem.
+    COMMAND_OVERDUE_BYE = b"-ERR [SYS/TEMP] command took too long to arrive\r\n"
+    LOGIN_OVERDUE_BYE = b"-ERR [SYS/TEMP] login took too long\r\n"
+    # SIGTERM drain: closed without entering UPDATE (RFC 1939 §6).
+    SHUTDOWN_BYE = b"-ERR [SYS/TEMP] server shutting down\r\n"
+    max_pending_input = MAX_PENDING_INPUT
+
     def __init__(self) -> None:
-        self.parser = CommandParser()
-        self.session: POP3Session | None = None
-        self.write_paused = False
-        self._busy: defer.Deferred | None = None  # the command being waited for
+        super().__init__(CommandParser())
         self._sender: MessageSender | None = None
-        self._processing = False
-        self._reading_paused = False
-        self._closed = False
-        self.deadline: CommandDeadline | None = None
-        self._login_overdue = False  # login_timeout passed while a command ran
-        self._shutdown_pending = False  # SIGTERM: close once the command is done
 
-    # -- Protocol --------------------------------------------------------------
-    def connectionMade(self) -> None:
-        ctx = self.factory.ctx
-        self.callLater = ctx.reactor.callLater  # TimeoutMixin, injectable clock
-        peer = self.transport.getPeer()
-        client_ip = getattr(peer, "host", "")
-        self.session = POP3Session(ctx, self, client_ip=client_ip, secure=self.factory.implicit_tls,
-                                   locks=self.factory.locks)
-        limits = ctx.settings.limits
-        self.deadline = CommandDeadline(ctx.reactor, command_timeout=limits.command_timeout,
-                                        login_timeout=limits.login_timeout,
-                                        on_expired=self._deadline_passed)
-        self.factory.sessions.add(self)
-        self.transport.registerProducer(self, True)
-        self.transport.write(self.session.greeting())
-        self.setTimeout(ctx.settings.limits.pop3_idle_timeout or None)
+    # -- the command loop's hooks --------------------------------------------------
+    def make_session(self, client_ip: str) -> POP3Session:
+        return POP3Session(self.factory.ctx, self, client_ip=client_ip, secure=self.factory.implicit_tls,
+                           locks=self.factory.locks)
 
-    def dataReceived(self, data: bytes) -> None:
-        if self._closed:
-            return
-        self.resetTimeout()
-        if self.deadline is not None:
-            self.deadline.received(len(data))
-        self.parser.receive_data(data)
-        self._process()
+    def idle_timeout(self) -> float | None:
+        # RFC 1939 §3: an autologout timer of at least 10 minutes.
+        return self.factory.ctx.settings.limits.pop3_idle_timeout or None
 
-    def connectionLost(self, reason: Any = None) -> None:
-        self._closed = True
-        self.setTimeout(None)
-        if self.deadline is not None:
-            self.deadline.stop()
-        self.factory.sessions.discard(self)
+    def forget(self) -> None:
+        super().forget()
         if self._sender is not None:
             self._sender.stop()
-        if self.session is not None:
-            self.session.connection_lost()
 
-    def timeoutConnection(self) -> None:
-        # RFC 1939 §3: an autologout timer closes without entering UPDATE.
-        self.transport.write(b"-ERR autologout: idle for too long\r\n")
-        self.close()
-
-    # -- deadlines and drain -------------------------------------------------------
-    def _deadline_passed(self, kind: str) -> None:
-        if self._closed or self.session is None:
-            return
-        if kind == LOGIN:
-            if self.session.state is not State.AUTHORIZATION:
-                return
-            if self._busy is not None:
-                self._login_overdue = True  # a login being checked: judge it first
-                return
-            # RFC 2449 §8.1.2 / RFC 3206 §4: [SYS/TEMP], a temporary problem.
-            self.transport.write(b"-ERR [SYS/TEMP] login took too long\r\n")
-        else:
-            self.transport.write(b"-ERR [SYS/TEMP] command took too long to arrive\r\n")
-        self.close()
-
-    def _update_deadline(self) -> None:
-        session, deadline = self.session, self.deadline
-        if session is None or deadline is None or self._closed:
-            return
-        if session.state is not State.AUTHORIZATION:
-            deadline.logged_in()
-        # The clock runs only while the client owes the rest of a command.
-        if self._busy is not None or self.write_paused or self.parser.idle:
-            deadline.idle()
-        else:
-            deadline.pending()
-
-    def shutdown(self) -> None:
-        """SIGTERM drain: close now when between commands, else once the
-        running command is done; never through UPDATE (RFC 1939 §6)."""
-        if self._closed:
-            return
-        if self._busy is not None:
-            self._shutdown_pending = True
-            return
-        self.transport.write(b"-ERR [SYS/TEMP] server shutting down\r\n")
-        self.close()
-
-    # -- IPushProducer (the transport's write buffer) ------------------------------
-    def pauseProducing(self) -> None:
-        self.write_paused = True
-
-    def resumeProducing(self) -> None:
-        self.write_paused = False
-        if self._closed:
-            return
-        self.resetTimeout()  # the client is taking data: not idle
+    def resume_output(self) -> None:
+        # A message being streamed goes on first; its end takes the next command.
         if self._sender is not None:
             self._sender.pump()
         else:
@@ -248,63 +177,7 @@ class POP3ServerProtocol(protocol.Protocol, TimeoutMixin):
         if self._sender is not None:
             self._sender.stop()
 
-    # -- command loop ----------------------------------------------------------
-    def _process(self) -> None:
-        if self._processing:
-            return
-        self._processing = True
-        try:
-            session = self.session
-            assert session is not None
-            while (self._busy is None and not self.write_paused and not self._closed
-                   and session.state not in (State.UPDATE, State.CLOSED)):
-                event = self.parser.next_event()
-                if event is NEED_DATA:
-                    break
-                started = metrics.clock()
-                result = metrics.track("pop3", getattr(event, "keyword", "BAD"),
-                                       session.handle(event), started)  # type: ignore[arg-type]
-                if isinstance(result, defer.Deferred):
-                    self._busy = result
-                    result.addBoth(self._command_done)
-        finally:
-            self._processing = False
-        self._read_back_pressure()
-        self._update_deadline()
-
-    def _command_done(self, result: Any) -> None:
-        self._busy = None
-        if isinstance(result, Failure):
-            self._log.failure("POP3 command failed", result)
-            self.close()
-            return
-        session = self.session
-        in_authorization = session is not None and session.state is State.AUTHORIZATION
-        if (self._shutdown_pending or (self._login_overdue and in_authorization)) and not self._closed:
-            reason = b"server shutting down" if self._shutdown_pending else b"login took too long"
-            self.transport.write(b"-ERR [SYS/TEMP] " + reason + b"\r\n")
-            self.close()
-            return
-        if not self._processing:
-            self._process()
-
-    def _read_back_pressure(self) -> None:
-        if self._closed:
-            return
-        waiting = self._busy is not None or self.write_paused
-        want_pause = waiting and self.parser.buffered > MAX_PENDING_INPUT
-        if want_pause and not self._reading_paused:
-            self._reading_paused = True
-            self.transport.pauseProducing()
-        elif not want_pause and self._reading_paused:
-            self._reading_paused = False
-            self.transport.resumeProducing()
-
     # -- SessionIO ---------------------------------------------------------------
-    def write(self, data: bytes) -> None:
-        if not self._closed:
-            self.transport.write(data)
-
     def send_message(self, status: bytes, fileobj: Any, size: int,
                      encoder: MultilineEncoder) -> defer.Deferred | None:
         if self._closed:
@@ -332,27 +205,6 @@ class POP3ServerProtocol(protocol.Protocol, TimeoutMixin):
     def _sent(self, result: Any) -> Any:
         self._sender = None
         return result
-
-    def start_tls(self) -> None:
-        # RFC 2595 §4, cf. RFC 3207 §4.2 (STARTTLS command injection): what the
-        # client pipelined after STLS came in plaintext and is dropped.
-        self.parser.discard_buffer()
-        self.transport.startTLS(self.factory.ctx.tls)
-
-    def expect_sasl_response(self) -> None:
-        self.parser.expect_sasl_response()
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self.setTimeout(None)
-            if self.deadline is not None:
-                self.deadline.stop()
-            # A registered producer would keep the connection open.
-            self.transport.unregisterProducer()
-            if self.session is not None and self.session.secure:
-                close_notify_without_waiting(self.transport)
-            self.transport.loseConnection()
 
 
 class POP3Factory(protocol.Factory):
