@@ -33,6 +33,10 @@ normalisation bridges it (and only there; never a semantic difference):
 - A runtime error makes sieve-test print no action list and "final result:
   failed; resolved with successful implicit keep": that is `["keep"]`, as
   RFC 5228 §2.10.6 requires and as our Outcome holds on an error.
+- Pigeonhole 2.3.19 has a `:matches` bug: a pattern that starts with "?"
+  and has a later "*" matches without checking the literal after the "?"
+  ("?x*" matches "hi", "???:*" matches "Signed contract").  The corpus
+  avoids such patterns rather than copy the bug.
 - sieve-test cannot take a null envelope sender (`-f "<>"` is refused), so
   the corpus has none.
 """
