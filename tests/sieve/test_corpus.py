@@ -10,15 +10,29 @@ personal` (`:personal`) and `corpus/include/global` (`:global`) on both sides.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from tests.support.sievetest import Envelope, Pigeonhole, Reference, envelopes
+from tests.support.sievetest import (
+    FOLDERS,
+    Envelope,
+    Pigeonhole,
+    Reference,
+    envelopes,
+    normalise_ours,
+    reason_as_printed,
+)
+from xmail.sieve.actions import Reject, Vacation, describe
+from xmail.sieve.compiler import Script, compile_script
+from xmail.sieve.interpreter import evaluate
+from xmail.sieve.message import SieveMessage
 
 CORPUS = Path(__file__).parent / "corpus"
 SCRIPTS = sorted((CORPUS / "scripts").glob("*.sieve"))
@@ -105,34 +119,34 @@ def reference_lines(script: Path, ref: Reference) -> list[str]:
     return lines + ([RUNTIME_ERROR] if ref.failed else [])
 
 
+@functools.cache
+def compiled(path: Path) -> Script:
+    return compile_script(path.read_bytes(), name=path.stem)
+
+
+def include(name: str, global_: bool) -> Script | None:
+    """RFC 6609 include from the same directories sieve-test reads."""
+    path = CORPUS / "include" / ("global" if global_ else "personal") / f"{name}.sieve"
+    return compiled(path) if path.is_file() else None
+
+
 def our_lines(script: Path, message: Path, probes: dict[str, object]) -> list[str]:
-    from datetime import UTC, datetime
-
-    from xmail.sieve.compiler import compile_script
-    from xmail.sieve.interpreter import evaluate
-    from xmail.sieve.message import SieveMessage
-
-    from tests.support.sievetest import FOLDERS, normalise_ours, reason_as_printed
-    from xmail.sieve.actions import Reject, Vacation, describe
-
-    def include(name: str, global_: bool):
-        path = (CORPUS / "include" / ("global" if global_ else "personal") / f"{name}.sieve")
-        return compile_script(path.read_bytes(), name=name) if path.is_file() else None
+    """Our engine's actions as describe() lines, bridged as the reference is
+    (tests.support.sievetest), plus RUNTIME_ERROR when Outcome.errors."""
 
     data = message.read_bytes()
     end = data.find(b"\r\n\r\n")
     header_section = data[:end + 4] if end >= 0 else data
     envelope = envelope_of(message)
     spamtest, virustest = probes["tests"][message.name]
-    folders = {f for f in FOLDERS}
+    folders = set(FOLDERS)
     sieve_message = SieveMessage(
         header_section=header_section, body=lambda: data, size=len(data),
         mail_from=envelope.mail_from, rcpt_to=envelope.rcpt_to, auth=None,
         spamtest=spamtest or None, virustest=virustest or None,
         mailbox_exists=lambda name: name.upper() == "INBOX" or name in folders,
         now=datetime.now(UTC), environment=dict(probes["environment"]))
-    outcome = evaluate([compile_script(script.read_bytes(), name=script.stem)], sieve_message,
-                       include=include)
+    outcome = evaluate([compiled(script)], sieve_message, include=include)
     lines = []
     for action in outcome.actions:
         if isinstance(action, Reject):
@@ -149,8 +163,6 @@ def our_lines(script: Path, message: Path, probes: dict[str, object]) -> list[st
 
 
 def test_our_compiler_accepts_every_script() -> None:
-    from xmail.sieve.compiler import compile_script
-
     refused = []
     for script in SCRIPTS + PERSONAL + GLOBAL:
         try:
