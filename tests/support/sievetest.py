@@ -52,6 +52,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from xmail.message import mutf7
+
 SIEVE_TEST = shutil.which("sieve-test") or "/usr/bin/sieve-test"
 
 #: Folders that exist in the reference mailbox tree ("/" separated).
@@ -240,8 +242,9 @@ class Pigeonhole:
             uids=uids, root=root, extensions=" ".join(EXTRA_EXTENSIONS)))
         mail = root / "mail"
         for folder in ("",) + self.folders:
-            # Maildir++: ".Lists.Dev" holds "Lists/Dev".
-            base = mail / ("." + folder.replace("/", ".") if folder else "")
+            # Maildir++: ".Lists.Dev" holds "Lists/Dev"; Dovecot names the
+            # directories in IMAP modified UTF-7 (RFC 3501 §5.1.3).
+            base = mail / ("." + mutf7.encode(folder).replace("/", ".") if folder else "")
             for sub in ("cur", "new", "tmp"):
                 (base / sub).mkdir(parents=True, exist_ok=True)
         for name, sources in (("personal", personal), ("global", global_)):
