@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,6 +40,9 @@ SCRIPTS = sorted((CORPUS / "scripts").glob("*.sieve"))
 MESSAGES = sorted((CORPUS / "messages").glob("*.eml"))
 PERSONAL = sorted((CORPUS / "include" / "personal").glob("*.sieve"))
 GLOBAL = sorted((CORPUS / "include" / "global").glob("*.sieve"))
+CHAINS = [tuple(CORPUS / name for name in line.split())
+          for line in (CORPUS / "chains.txt").read_text().splitlines()
+          if line.strip() and not line.startswith("#")]
 DEFAULT_ENVELOPE = Envelope("sender@example.org", "user@example.com")
 ENVELOPES = envelopes(CORPUS / "messages" / "envelopes.txt")
 
@@ -70,6 +74,21 @@ def corpus(pigeonhole: Pigeonhole) -> dict[tuple[str, str], Reference]:
         for message_name, message, envelope in messages:
             keys.append((script_name, message_name))
             jobs.append((script, message, envelope))
+    return dict(zip(keys, pigeonhole.run_all(jobs), strict=True))
+
+
+@pytest.fixture(scope="session")
+def chain_corpus(pigeonhole: Pigeonhole) -> dict[tuple[int, str], Reference]:
+    """sieve-test's answer for every (chain, message): all scripts but the last run with -s."""
+    messages = [(m.name, pigeonhole.add_message(m.name, m.read_bytes()), envelope_of(m))
+                for m in MESSAGES]
+    keys, jobs = [], []
+    for n, paths in enumerate(CHAINS):
+        copies = [pigeonhole.add_script(str(p.relative_to(CORPUS)).replace("/", "--"), p.read_text())
+                  for p in paths]
+        for message_name, message, envelope in messages:
+            keys.append((n, message_name))
+            jobs.append((copies[-1], message, envelope, copies[:-1]))
     return dict(zip(keys, pigeonhole.run_all(jobs), strict=True))
 
 
@@ -130,9 +149,11 @@ def include(name: str, global_: bool) -> Script | None:
     return compiled(path) if path.is_file() else None
 
 
-def our_lines(script: Path, message: Path, probes: dict[str, object]) -> list[str]:
-    """Our engine's actions as describe() lines, bridged as the reference is
-    (tests.support.sievetest), plus RUNTIME_ERROR when Outcome.errors."""
+def our_lines(script: Path | Sequence[Path], message: Path, probes: dict[str, object]) -> list[str]:
+    """Our engine's actions for a script (or a script sequence) as
+    describe() lines, bridged as the reference is (tests.support.sievetest),
+    plus RUNTIME_ERROR when Outcome.errors."""
+    scripts = [script] if isinstance(script, Path) else list(script)
 
     data = message.read_bytes()
     end = data.find(b"\r\n\r\n")
@@ -146,7 +167,7 @@ def our_lines(script: Path, message: Path, probes: dict[str, object]) -> list[st
         spamtest=spamtest or None, virustest=virustest or None,
         mailbox_exists=lambda name: name.upper() == "INBOX" or name in folders,
         now=datetime.now(UTC), environment=dict(probes["environment"]))
-    outcome = evaluate([compiled(script)], sieve_message, include=include)
+    outcome = evaluate([compiled(s) for s in scripts], sieve_message, include=include)
     lines = []
     for action in outcome.actions:
         if isinstance(action, Reject):
@@ -188,3 +209,23 @@ def test_actions_equal_pigeonhole(corpus: dict[tuple[str, str], Reference],
             mismatches.append(f"{script_name} × {message_name}\n  ours:       {got}\n"
                               f"  sieve-test: {expected}")
     assert not mismatches, f"{len(mismatches)} of {len(corpus)} pairs differ:\n" + "\n".join(mismatches)
+
+
+def test_chains_equal_pigeonhole(chain_corpus: dict[tuple[int, str], Reference],
+                                 probes: dict[str, object]) -> None:
+    """Domain before -> user -> domain after (Pigeonhole's sieve_before /
+    sieve_after): stop, keep hand-over, flags and duplicates across scripts."""
+    messages = {m.name: m for m in MESSAGES}
+    assert len(CHAINS) >= 10
+    mismatches = []
+    for (n, message_name), ref in sorted(chain_corpus.items()):
+        assert ref.compiled, ref.output
+        expected = list(ref.actions) + ([RUNTIME_ERROR] if ref.failed else [])
+        try:
+            got = our_lines(CHAINS[n], messages[message_name], probes)
+        except Exception as e:  # noqa: BLE001 - an engine crash is a mismatch too
+            got = [f"<exception {e!r}>"]
+        if got != expected:
+            names = " -> ".join(str(p.relative_to(CORPUS)) for p in CHAINS[n])
+            mismatches.append(f"{names} × {message_name}\n  ours:       {got}\n  sieve-test: {expected}")
+    assert not mismatches, f"{len(mismatches)} of {len(chain_corpus)} pairs differ:\n" + "\n".join(mismatches)

@@ -49,7 +49,7 @@ import shutil
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from xmail.message import mutf7
@@ -141,13 +141,56 @@ def normalise_ours(line: str) -> str:
     return "keep" + m.group(1) if m else line
 
 
+@dataclass(slots=True)
+class Section:
+    """One script's part of the output ("## Executing script: NAME" when
+    sieve-test runs a sequence with -s)."""
+
+    script: str = ""
+    performed: list[str] = field(default_factory=list)
+    implicit: list[str] = field(default_factory=list)
+
+
 def parse(stdout: str) -> list[str]:
-    """sieve-test's "Performed actions:" and "Implicit keep:" sections as
-    describe() lines, in the order printed.  Linear in the output; the
-    vacation message text (START MESSAGE .. END MESSAGE) is skipped so a
-    reason that looks like an action is not read as one."""
-    lines = stdout.split("\n")
+    """The actions of a single-script run: performed, then the implicit keep."""
+    sections = parse_sections(stdout)
+    return [line for s in sections for line in s.performed + s.implicit]
+
+
+def _key(line: str) -> str:
+    """An action without its flags and :copy/:create: what Pigeonhole
+    compares to find a duplicate."""
+    return re.sub(r" flags=\([^)]*\)| :copy| :create", "", line)
+
+
+def chain(sections: Sequence[Section]) -> list[str]:
+    """The actions of a script sequence (sieve_before -> user -> sieve_after,
+    run by sieve-test with -s): a keep in a script that is not the last only
+    lets the next script run (its store is not performed; checked with
+    sieve-test -e), the last script's implicit keep applies, and an action
+    that repeats an earlier one (same kind and target) is dropped, the first
+    winning, as Pigeonhole does within one script."""
     out: list[str] = []
+    seen: set[str] = set()
+    for n, section in enumerate(sections):
+        last = n == len(sections) - 1
+        for line in section.performed + (section.implicit if last else []):
+            if not last and _key(line) == "keep":
+                continue
+            if _key(line) not in seen:
+                seen.add(_key(line))
+                out.append(line)
+    return out
+
+
+def parse_sections(stdout: str) -> list[Section]:
+    """sieve-test's "Performed actions:" and "Implicit keep:" lists as
+    describe() lines, per script, in the order printed.  Linear in the
+    output; the vacation message text (START MESSAGE .. END MESSAGE) is
+    skipped so a reason that looks like an action is not read as one."""
+    lines = stdout.split("\n")
+    sections = [Section()]
+    out: list[str] = sections[-1].performed
     i = 0
     section = None
     current: dict[str, object] | None = None
@@ -170,9 +213,16 @@ def parse(stdout: str) -> list[str]:
 
     while i < len(lines):
         line = lines[i]
-        if line in ("Performed actions:", "Implicit keep:"):
+        if line.startswith("## Executing script: "):
+            flush()
+            if sections[-1].performed or sections[-1].implicit or sections[-1].script:
+                sections.append(Section())
+            sections[-1].script = line[len("## Executing script: "):]
+            section = None
+        elif line in ("Performed actions:", "Implicit keep:"):
             flush()
             section = line
+            out = sections[-1].performed if line == "Performed actions:" else sections[-1].implicit
         elif section is None or not line.strip() or line.strip() == "(none)":
             pass
         elif line.startswith(" * "):
@@ -221,7 +271,7 @@ def parse(stdout: str) -> list[str]:
             raise ValueError(f"unexpected sieve-test output line: {line!r}")
         i += 1
     flush()
-    return out
+    return sections
 
 
 class Pigeonhole:
@@ -273,10 +323,16 @@ class Pigeonhole:
         if os.geteuid() == 0:
             os.chown(path, _NOBODY, _NOBODY)
 
-    def run(self, script: Path, message: Path, envelope: Envelope) -> Reference:
+    def run(self, script: Path, message: Path, envelope: Envelope, *,
+            before: Sequence[Path] = ()) -> Reference:
+        """One run; `before`: scripts run first in this order (-s), the
+        sequence's actions combined by chain()."""
         argv = [SIEVE_TEST, "-c", str(self.root / "dovecot.conf"),
                 "-f", envelope.mail_from, "-r", envelope.rcpt_to,
-                "-a", envelope.orig_rcpt or envelope.rcpt_to, str(script), str(message)]
+                "-a", envelope.orig_rcpt or envelope.rcpt_to]
+        for path in before:
+            argv += ["-s", str(path)]
+        argv += [str(script), str(message)]
         # Date tests without :zone use the local zone (RFC 5260 §4): pin it.
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TZ": "UTC"}
         done = subprocess.run(argv, capture_output=True, env=env, timeout=60)
@@ -289,12 +345,15 @@ class Pigeonhole:
             return Reference(("keep",), compiled=True, failed=True, output=output)
         if done.returncode != 0:
             raise RuntimeError(f"sieve-test exited {done.returncode}: {output}")
-        return Reference(tuple(parse(stdout)), compiled=True, failed=False, output=output)
+        actions = chain(parse_sections(stdout)) if before else parse(stdout)
+        return Reference(tuple(actions), compiled=True, failed=False, output=output)
 
-    def run_all(self, jobs: Sequence[tuple[Path, Path, Envelope]]) -> list[Reference]:
-        """Each (script, message, envelope), at most WORKERS at once, in order."""
+    def run_all(self, jobs: Sequence[tuple[Path, Path, Envelope]
+                                      | tuple[Path, Path, Envelope, Sequence[Path]]]) -> list[Reference]:
+        """Each (script, message, envelope[, before]), at most WORKERS at once, in order."""
         with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-            return list(pool.map(lambda job: self.run(*job), jobs))
+            return list(pool.map(lambda job: self.run(*job[:3], before=job[3] if len(job) > 3 else ()),
+                                 jobs))
 
     def environment(self, message: Path, envelope: Envelope,
                     names: Sequence[str] = ("domain", "host", "location", "name", "phase",
