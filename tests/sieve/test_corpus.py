@@ -229,3 +229,50 @@ def test_chains_equal_pigeonhole(chain_corpus: dict[tuple[int, str], Reference],
             names = " -> ".join(str(p.relative_to(CORPUS)) for p in CHAINS[n])
             mismatches.append(f"{names} × {message_name}\n  ours:       {got}\n  sieve-test: {expected}")
     assert not mismatches, f"{len(mismatches)} of {len(chain_corpus)} pairs differ:\n" + "\n".join(mismatches)
+
+
+# -- the harness itself, on real sieve-test runs ------------------------------------------------
+
+def _reference(pigeonhole: Pigeonhole, name: str, text: str, message: str = "plain.eml") -> Reference:
+    path = CORPUS / "messages" / message
+    return pigeonhole.run(pigeonhole.add_script(name, text),
+                          pigeonhole.add_message(message, path.read_bytes()), envelope_of(path))
+
+
+def test_harness_reads_action_details(pigeonhole: Pigeonhole) -> None:
+    ref = _reference(pigeonhole, "harness-details.sieve", (
+        'require ["fileinto", "copy", "mailbox", "imap4flags"];\n'
+        'fileinto :copy :create :flags ["\\\\Seen", "Big"] "Lists/Dev";\n'
+        'redirect :copy "a@example.net";\n'
+        'addflag "\\\\Flagged";\n'))
+    assert ref.actions == ("fileinto 'Lists/Dev' flags=(\\seen big) :create :copy",
+                           "redirect <a@example.net> :copy", "keep flags=(\\flagged)")
+
+
+def test_harness_skips_vacation_text(pigeonhole: Pigeonhole) -> None:
+    # A reason whose lines look like sieve-test's action lines is not read as actions.
+    ref = _reference(pigeonhole, "harness-vacation.sieve", (
+        'require "vacation";\nvacation :subject "S" text:\n * discard\n'
+        ' * store message in folder: X\n\nImplicit keep:\n.\n;\n'))
+    assert ref.actions == (
+        "vacation seconds=604800 subject='S' from=None handle="
+        + repr(" * discard\r\n * store message in folder: X\r\n\r\nImplicit keep:\r\n"
+               "S<default-from><NO-MIME>"),
+        "keep")
+
+
+def test_harness_runtime_error_and_compile_error(pigeonhole: Pigeonhole) -> None:
+    ref = _reference(pigeonhole, "harness-error.sieve",
+                     "".join(f'redirect "r{n}@example.net";\n' for n in range(5)))
+    assert (ref.compiled, ref.failed, ref.actions) == (True, True, ("keep",))
+    ref = _reference(pigeonhole, "harness-bad.sieve", "if header :is {\n")
+    assert not ref.compiled
+
+
+def test_harness_probes(pigeonhole: Pigeonhole, probes: dict[str, object]) -> None:
+    assert probes["environment"]["phase"] and probes["environment"]["name"]
+    tests = probes["tests"]
+    # Ordered as the X-Spam-Score headers are; no header: 0 (not tested).
+    assert tests["spam-high.eml"][0] > tests["spam-medium.eml"][0] > tests["spam-low.eml"][0] > 0
+    assert tests["plain.eml"] == (0, 0)
+    assert tests["virus-infected.eml"][1] > tests["virus-suspicious.eml"][1] > tests["spam-low.eml"][1] > 0
