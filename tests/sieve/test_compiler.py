@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from xmail.sieve.compiler import EXTENSIONS, Script, Var, compile_script
 from xmail.sieve.interfaces import MAX_NESTING, MAX_SCRIPT_SIZE, SieveScriptError
@@ -115,6 +118,8 @@ def test_extensions_list():
 def test_multiline_strings_are_dot_unstuffed():
     script = compile_script(b'require "vacation";\nvacation text: # comment\r\nline 1\r\n..dot\r\n.\r\n;\n')
     assert script.commands[0].args["reason"] == "line 1\r\n.dot\r\n"
+    lf = compile_script(b'require "vacation";\nvacation text:\na\nb\n.\n;\n')
+    assert lf.commands[0].args["reason"] == "a\r\nb\r\n"  # CRLF, as Pigeonhole has it
 
 
 def test_variables_become_templates_and_encoded_characters_decode():
@@ -147,3 +152,35 @@ def test_sievelib_gaps_are_registered():
                    b'if date :index 1 :zone "+0100" "date" "year" "2020" { stop; }\n'
                    b'if envelope :detail "to" "x" { stop; }\n'
                    b'global "g";\n')
+
+
+TOKENS = ['require', 'if', 'elsif', 'else', 'not', 'anyof', 'allof', 'header', 'address', 'envelope',
+          'fileinto', 'keep', 'discard', 'redirect', 'vacation', 'set', 'string', 'include', 'return',
+          ':is', ':matches', ':contains', ':count', ':value', ':comparator', ':days', ':flags', ':index',
+          '"fileinto"', '"variables"', '"a${1}"', '"i;ascii-numeric"', '"ge"', '["a", "b"]', '10K', '0',
+          '{', '}', '(', ')', '[', ']', ';', ',', ' ', '\n', '#c\n', '/* c */', 'text:\nx\n.\n', '"', '\\',
+          '\xe9', '${hex:41}']
+
+
+@given(st.lists(st.sampled_from(TOKENS), max_size=40) | st.binary(max_size=200))
+@settings(max_examples=400, deadline=None)
+def test_any_input_compiles_or_is_refused(parts):
+    text = parts if isinstance(parts, bytes) else " ".join(parts).encode()
+    try:
+        compile_script(text)
+    except SieveScriptError as e:
+        assert e.line is None or e.line >= 1
+
+
+def test_compiling_in_threads():
+    texts = [f'require ["fileinto", "variables"];\nif header :matches "subject" "*{i}*" {{\n'
+             f'  fileinto "F{i}/${{1}}";\n}}\n' for i in range(40)]
+    expected = [compile_script(t) for t in texts]
+    with ThreadPoolExecutor(8) as pool:
+        for _ in range(3):
+            assert list(pool.map(compile_script, texts)) == expected
+    # errors, with their lines, are per thread too
+    bad = [f'{"keep;" * i}\n' * i + "fileinto \"x\";" for i in range(1, 30)]
+    with ThreadPoolExecutor(8) as pool:
+        lines = list(pool.map(lambda t: refused(t).line, bad))
+    assert lines == [i + 1 for i in range(1, 30)]

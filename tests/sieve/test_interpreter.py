@@ -9,7 +9,7 @@ import pytest
 
 from xmail.sieve.actions import Discard, FileInto, Keep, Redirect, Reject, Vacation, describe
 from xmail.sieve.compiler import compile_script
-from xmail.sieve.interfaces import MAX_REDIRECTS
+from xmail.sieve.interfaces import MAX_REDIRECTS, SieveScriptError
 from xmail.sieve.interpreter import evaluate
 from xmail.sieve.message import SieveMessage
 
@@ -162,7 +162,7 @@ def test_date_and_index():
     assert run('require "date"; if date :zone "+0900" "date" "date" "2026-12-06" { discard; }') == ["discard"]
     assert run('require "date"; if date :originalzone "date" "weekday" "0" { discard; }') == ["discard"]
     assert run('require "date"; if currentdate :zone "+0100" "date" "2026-12-07" { discard; }') == ["discard"]
-    assert run('require "date"; if currentdate "iso8601" "2026-12-06T23:30:00+00:00" { discard; }') == [
+    assert run('require "date"; if currentdate "iso8601" "2026-12-06T23:30:00Z" { discard; }') == [
         "discard"]
     assert run('require "date"; if currentdate "std11" "Sun, 06 Dec 2026 23:30:00 +0000" { discard; }') == [
         "discard"]
@@ -280,3 +280,105 @@ def test_compiled_scripts_are_reusable():
     second = evaluate([script], message())
     assert first.actions == second.actions == [FileInto("Example.org>")] or \
         first.actions == second.actions
+
+
+# --- Pigeonhole's answers where the RFCs leave room (checked with sieve-test) -----------
+
+def test_same_folder_again_takes_the_new_flags_and_keeps_the_implicit_keep():
+    assert outcome_of('require ["imap4flags", "fileinto"]; fileinto :flags "a" "X"; fileinto :flags "b" "X";'
+                      ).actions == [FileInto("X", ("b",))]
+    assert outcome_of('require ["copy", "fileinto"]; fileinto :copy "A"; fileinto "A";').actions == [
+        FileInto("A", copy=True), Keep(implicit=True)]
+
+
+def test_an_earlier_scripts_store_keeps_its_flags():
+    assert run('require ["fileinto", "copy"]; fileinto :copy "Archive";',
+               'require ["fileinto", "imap4flags"]; fileinto :flags "\\\\Seen" "Archive"; keep;') == [
+        "fileinto 'Archive' :copy", "keep"]
+
+
+def test_flags_carry_over_the_sequence():
+    assert outcome_of('require "imap4flags"; addflag "before";',
+                      'require ["imap4flags", "fileinto"]; addflag "q"; fileinto "INBOX";').actions == [
+        FileInto("INBOX", ("before", "q"))]
+
+
+def test_vacation_once_per_sequence_and_clamped_to_a_day():
+    (vacation, keep) = outcome_of('require "vacation"; vacation "b";',
+                                  'require "vacation"; vacation "u";').actions
+    assert vacation.reason == "b" and keep == Keep(implicit=True)
+    for period in (':days 0', ':seconds 10', ':seconds 0'):
+        script = f'require ["vacation", "vacation-seconds"]; vacation {period} "x";'
+        (vacation, _) = outcome_of(script).actions
+        assert vacation.seconds == 86400
+    (vacation, _) = outcome_of('require "vacation"; vacation :days 100 "x";').actions
+    assert vacation.seconds == 100 * 86400
+
+
+def test_default_handle_uses_the_strings_as_written():
+    (vacation, _) = outcome_of('require ["vacation", "variables"]; set "s" "S";'
+                               'vacation :subject "${s}" :mime "x";').actions
+    assert vacation.subject == "S" and vacation.handle == "x${s}<default-from><MIME>"
+
+
+def test_reject_conflicts_with_vacation():
+    outcome = outcome_of('require ["vacation", "reject"]; vacation "hi"; reject "x";')
+    assert outcome.actions == [Keep()] and "conflicts" in outcome.errors[0]
+    assert run('require "reject"; discard; reject "b";') == ["discard", "reject 'b'"]
+
+
+def test_conflicts_are_checked_within_one_script():
+    assert run('require ["fileinto", "copy"]; fileinto :copy "Archive";',
+               'require "reject"; reject "no";') == [
+        "fileinto 'Archive' :copy", "reject 'no'"]
+
+
+def test_a_duplicate_is_dropped_wholesale():
+    assert run('require "copy"; redirect :copy "a@example.net"; redirect "a@example.net";') == [
+        "redirect <a@example.net> :copy", "keep"]
+    assert run('require "copy"; redirect "a@example.net"; redirect :copy "a@example.net";') == [
+        "redirect <a@example.net>"]
+    assert run('require ["fileinto", "copy"]; fileinto :copy "Archive";',
+               'require "fileinto"; fileinto "Archive";', 'require "fileinto"; fileinto "After";') == [
+        "fileinto 'Archive' :copy", "fileinto 'After'"]
+
+
+def test_redirect_addresses_must_be_addresses():
+    assert run('redirect "<x@example.net>";') == ["redirect <x@example.net>"]
+    with pytest.raises(SieveScriptError):
+        compile_script('redirect "Quarterly review @ Mon Dec 14";')
+    outcome = outcome_of('require "variables"; set "a" "Invitation: Quarterly review @ Mon Dec 14";'
+                         'redirect "${a}";')
+    assert outcome.actions == [Keep()] and "invalid redirect" in outcome.errors[0]
+
+
+def test_fields_without_an_address_are_one_item_for_all_only():
+    header = b"To: undisclosed-recipients:;\r\nCc: Team: ann@x.org, bob@x.org;, carol@x.org\r\n\r\n"
+    script = compile_script('require ["relational", "comparator-i;ascii-numeric", "fileinto", "variables"];'
+                            'if address :count "ge" :comparator "i;ascii-numeric" ["to", "cc"] "4" {'
+                            ' fileinto "four"; }'
+                            'if address :matches :all "to" "*" { fileinto "all=${1}"; }'
+                            'if address :matches :localpart "to" "*" { fileinto "never"; }')
+    outcome = evaluate([script], SieveMessage(header))
+    assert [describe(a) for a in outcome.actions] == [
+        "fileinto 'four'", "fileinto 'all=undisclosed-recipients:;'"]
+
+
+def test_header_octets_that_are_not_utf8():
+    msg = SieveMessage(b"Subject: Gr\xfc\xdfe aus K\xf6ln\r\n\r\n")
+    script = compile_script('require "fileinto"; if header :is "subject" "Gr\ufffde aus K\ufffdln" {'
+                            ' fileinto "x"; }')
+    assert evaluate([script], msg).actions == [FileInto("x")]
+
+
+def test_body_tests_see_the_whole_body_and_encapsulated_headers():
+    big = b"Subject: big\r\n\r\n" + b"filler line\r\n" * 20000 + b"FINAL-MARKER\r\n"
+    script = compile_script('require "body"; if body :text :contains "FINAL-MARKER" { discard; }')
+    assert evaluate([script], SieveMessage(big[:14], body=lambda: big)).actions == [Discard()]
+    forwarded = (b"Subject: fwd\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=z\r\n\r\n"
+                 b"--z\r\nContent-Type: text/plain\r\n\r\nsee below\r\n"
+                 b"--z\r\nContent-Type: message/rfc822\r\n\r\n"
+                 b"Subject: Invoice 42\r\n\r\ninner body\r\n--z--\r\n")
+    script = compile_script('require "body";'
+                            'if body :content "message/rfc822" :contains "Invoice" { discard; }')
+    assert evaluate([script], SieveMessage(b"", body=lambda: forwarded)).actions == [Discard()]

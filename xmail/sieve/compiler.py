@@ -60,6 +60,12 @@ _VARIABLE_REF = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*
 _HEX_PAIRS = re.compile(r"[ \t\r\n]*(?:[0-9A-Fa-f]{2}[ \t\r\n]*)*\Z")
 _UNICODE_HEX = re.compile(r"[ \t\r\n]*(?:[0-9A-Fa-f]{1,6}[ \t\r\n]*)*\Z")
 MAX_REFERENCE_CHARS = 200   # longest "${...}" looked at as one reference
+# RFC 5322 §3.4.1 addr-spec: dot-atom or quoted-string "@" dot-atom or
+# domain-literal (UTF-8 allowed, RFC 6532).  Each repetition is anchored
+# by a "." so a match attempt is linear.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\U0010ffff]+"
+_ADDR_SPEC = re.compile(rf'(?:{_ATEXT}(?:\.{_ATEXT})*|"(?:[^"\\\r\n]|\\.)*")'
+                        rf"@(?:{_ATEXT}(?:\.{_ATEXT})*|\[[^\[\]\\\s]*\])\Z")
 
 
 # --- the compiled tree -----------------------------------------------------------------
@@ -426,9 +432,19 @@ class _Builder:
                     raise self.fail(node, f":{key} needs a number")
             if "days" in tags and "seconds" in tags:
                 raise self.fail(node, ":days and :seconds exclude each other")
-        elif name in ("fileinto", "keep", "redirect", "reject", "ereject", "discard", "stop",
-                      "return", "notify"):
-            pass
+            # RFC 5230 §4.2: without :handle, replies differ when reason,
+            # subject, from or mime differ.  Pigeonhole's form of that
+            # handle, from the strings as written (variables unexpanded).
+            raw = {key: _unquote(node.extra_arguments[key]) for key in ("subject", "from")
+                   if key in node.extra_arguments}
+            tags["default-handle"] = (_unquote(node.arguments["reason"])
+                                      + raw.get("subject", "<default-subject>")
+                                      + raw.get("from", "<default-from>")
+                                      + ("<MIME>" if tags.get("mime") else "<NO-MIME>"))
+        elif name == "redirect":
+            address = args["address"]
+            if isinstance(address, str) and valid_address(address) is None:
+                raise self.fail(node, f"invalid redirect address {address[:200]!r}")
         elif name == "notify":
             raise self.fail(node, "notify is not supported")
         return Command(name, line, MappingProxyType(tags), MappingProxyType(args))
@@ -455,10 +471,11 @@ def _unquote(raw: str) -> str:
     if raw[:5].lower() == "text:":
         # text: [spaces] [hash comment] CRLF, lines, "." CRLF; a line
         # starting with "." had it doubled ("dot-stuffing", §2.4.2).
+        # Lines end in CRLF whatever the script used (as in Pigeonhole).
         start = raw.find("\n") + 1
-        stop = raw.rfind("\n") + 1
-        lines = raw[start:stop].split("\n")
-        return "\n".join(line[1:] if line.startswith("..") else line for line in lines)
+        stop = raw.rfind("\n")
+        lines = [line.removesuffix("\r") for line in raw[start:stop].split("\n")] if stop >= start else []
+        return "".join((line[1:] if line.startswith("..") else line) + "\r\n" for line in lines)
     return raw
 
 
@@ -537,6 +554,17 @@ def _show(value: Any) -> str:
     if isinstance(value, tuple):
         return "".join(f"${{{p.name}}}" if isinstance(p, Var) else p for p in value)
     return str(value)
+
+
+def valid_address(text: str) -> str | None:
+    """The address of a redirect (RFC 5228 §4.2): an addr-spec, maybe in
+    angle brackets, white space around it ignored; None if it is not one."""
+    text = text.strip()
+    if text.startswith("<") and text.endswith(">"):
+        text = text[1:-1].strip()
+    if len(text) > 998 or not _ADDR_SPEC.match(text):
+        return None
+    return text
 
 
 def extension_names() -> tuple[str, ...]:

@@ -28,6 +28,7 @@ capped at MAX_VARIABLE_SIZE characters and MAX_VARIABLES names.
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import email.utils
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta, timezone
@@ -35,9 +36,9 @@ from typing import Any
 
 from xmail.sieve import match as matching
 from xmail.sieve.actions import Action, Discard, FileInto, Keep, Outcome, Redirect, Reject, Vacation
-from xmail.sieve.compiler import Command, Script, Test, Text, Var
+from xmail.sieve.compiler import Command, Script, Test, Text, Var, valid_address
 from xmail.sieve.interfaces import MAX_INCLUDE_DEPTH, MAX_REDIRECTS
-from xmail.sieve.message import SieveMessage
+from xmail.sieve.message import BODY_LIMIT, SieveMessage, indexed
 
 MAX_ACTIONS = 32            # actions one message may collect (Pigeonhole's sieve_max_actions)
 MAX_STEPS = 100_000         # commands and tests evaluated per message (includes can repeat)
@@ -46,7 +47,6 @@ MAX_VARIABLE_SIZE = 4096    # characters of one variable's value (Pigeonhole's d
 MAX_STRING = matching.MAX_VALUE  # characters of one expanded string
 DEFAULT_VACATION_DAYS = 7   # RFC 5230 §4.1
 MIN_VACATION_SECONDS = 86400        # Pigeonhole's sieve_vacation_min_period (1d)
-MAX_VACATION_SECONDS = 60 * 86400   # Pigeonhole's sieve_vacation_max_period (60d)
 
 
 class SieveRuntimeError(Exception):
@@ -75,26 +75,46 @@ class _Result:
 
     def __init__(self) -> None:
         self.actions: list[Action] = []
+        self.owners: list[object] = []  # the _Run that added each action
         self.redirects: set[str] = set()
         self.steps = 0
+        # RFC 5232 §3's internal variable; Pigeonhole carries it from one
+        # script of the sequence to the next.
+        self.flags: list[str] = []
+        self.vacation_run: object = None
 
-    def add(self, action: Action, line: int) -> bool:
-        """Add unless a duplicate (-> False); raise on a conflict or limit."""
-        for other in self.actions:
+    def add(self, action: Action, line: int, run: object) -> bool:
+        """Add unless a duplicate (-> False: Pigeonhole drops it wholesale,
+        so it cancels no implicit keep); raise on a conflict or a limit."""
+        for i, other in enumerate(self.actions):
             if _same(other, action):
+                if self.owners[i] is run and _folder(other) is not None and \
+                        other.flags != action.flags:  # type: ignore[union-attr]
+                    # Pigeonhole: the same folder again in one script takes
+                    # the new flags (an earlier script's store is done).
+                    self.actions[i] = dataclasses.replace(other, flags=action.flags)  # type: ignore[arg-type]
                 return False
-        rejecting = any(isinstance(a, Reject) for a in self.actions)
+        # RFC 5429 §2.1 / RFC 5230 §4.7: reject is incompatible with
+        # delivering the message and with other responses to the sender --
+        # within one script: an earlier script's actions stand (Pigeonhole).
+        mine = [a for a, owner in zip(self.actions, self.owners, strict=True) if owner is run]
+        rejecting = any(isinstance(a, Reject) for a in mine)
+        delivers = Keep | FileInto | Redirect | Vacation
         if isinstance(action, Reject):
             if rejecting:
                 raise SieveRuntimeError("more than one reject/ereject", line)
-            for other in self.actions:
-                if isinstance(other, Keep | FileInto | Redirect):
+            for other in mine:
+                if isinstance(other, delivers):
                     raise SieveRuntimeError(
-                        "reject/ereject conflicts with an action that delivers the message", line)
-        elif rejecting and isinstance(action, Keep | FileInto | Redirect):
-            raise SieveRuntimeError("reject/ereject conflicts with an action that delivers the message", line)
-        if isinstance(action, Vacation) and any(isinstance(a, Vacation) for a in self.actions):
-            raise SieveRuntimeError("more than one vacation action", line)
+                        f"reject/ereject conflicts with an earlier {type(other).__name__.lower()}", line)
+        elif rejecting and isinstance(action, delivers):
+            raise SieveRuntimeError(f"{type(action).__name__.lower()} conflicts with reject/ereject", line)
+        if isinstance(action, Vacation) and self.vacation_run is not None:
+            if self.vacation_run is run:
+                raise SieveRuntimeError("more than one vacation action", line)
+            return False  # an earlier script of the sequence answered already
+        if isinstance(action, Vacation):
+            self.vacation_run = run
         if isinstance(action, Redirect):
             self.redirects.add(action.address.lower())
             if len(self.redirects) > MAX_REDIRECTS:
@@ -102,7 +122,15 @@ class _Result:
         if len(self.actions) >= MAX_ACTIONS:
             raise SieveRuntimeError(f"more than {MAX_ACTIONS} actions", line)
         self.actions.append(action)
+        self.owners.append(run)
         return True
+
+    def drop_keeps(self, run: object) -> None:
+        """A script's keep that only handed over to the next script."""
+        kept = [(a, o) for a, o in zip(self.actions, self.owners, strict=True)
+                if not (o is run and isinstance(a, Keep))]
+        self.actions = [a for a, _o in kept]
+        self.owners = [o for _a, o in kept]
 
 
 def _folder(action: Action) -> str | None:
@@ -134,7 +162,6 @@ class _Run:
         self.include = include
         self.implicit_keep = True
         self.explicit_keep: Keep | None = None
-        self.flags: list[str] = []          # RFC 5232 §3 internal variable
         self.globals: dict[str, str] = {}   # RFC 6609 §3.4
         self.included: set[tuple[str, bool]] = set()
         self.stack: list[tuple[str, bool]] = []
@@ -163,7 +190,6 @@ def evaluate(scripts: Sequence[Script], message: SieveMessage, *,
     try:
         for position, script in enumerate(scripts):
             current = script.name
-            before = len(result.actions)
             run = _Run(result, message, include)
             try:
                 _execute(_Frame(run, script), script.commands)
@@ -172,10 +198,10 @@ def evaluate(scripts: Sequence[Script], message: SieveMessage, *,
             if run.explicit_keep is None and not run.implicit_keep:
                 keep = None  # nothing kept: the sequence ends here
                 break
-            keep = run.explicit_keep or Keep(tuple(run.flags), implicit=True)
+            keep = run.explicit_keep or Keep(tuple(result.flags), implicit=True)
             if position < len(scripts) - 1:
                 # Not the last script: its keep only lets the next one run.
-                result.actions[before:] = [a for a in result.actions[before:] if not isinstance(a, Keep)]
+                result.drop_keeps(run)
         if keep is not None and keep.implicit and not any(_folder(a) == "INBOX" for a in result.actions):
             result.actions.append(keep)
     except SieveRuntimeError as e:
@@ -269,13 +295,13 @@ def _flag_list(values: list[str]) -> list[str]:
 def _flags_of(frame: _Frame, command: Command) -> tuple[str, ...]:
     if "flags" in command.tags:
         return tuple(_flag_list(_expand_list(frame, command.tags["flags"])))
-    return tuple(frame.run.flags)
+    return tuple(frame.run.result.flags)
 
 
 def _keep(frame: _Frame, command: Command) -> None:
     flags = _flags_of(frame, command)
     action = Keep(flags)
-    frame.run.result.add(action, command.line)
+    frame.run.result.add(action, command.line, frame.run)
     frame.run.explicit_keep = action
     frame.run.implicit_keep = False
 
@@ -283,9 +309,9 @@ def _keep(frame: _Frame, command: Command) -> None:
 def _fileinto(frame: _Frame, command: Command) -> None:
     mailbox = _expand(frame, command.args["mailbox"])
     copy = bool(command.tags.get("copy"))
-    frame.run.result.add(FileInto(mailbox, _flags_of(frame, command), bool(command.tags.get("create")), copy),
-                         command.line)
-    if not copy:
+    action = FileInto(mailbox, _flags_of(frame, command), bool(command.tags.get("create")), copy)
+    added = frame.run.result.add(action, command.line, frame.run)
+    if added and not copy:  # Pigeonhole: a duplicate leaves the implicit keep as it was
         frame.run.implicit_keep = False
 
 
@@ -295,29 +321,25 @@ def _redirect(frame: _Frame, command: Command) -> None:
     if found is None:
         raise SieveRuntimeError(f"invalid redirect address {address[:200]!r}", command.line)
     copy = bool(command.tags.get("copy"))
-    frame.run.result.add(Redirect(found, copy), command.line)
-    if not copy:
+    added = frame.run.result.add(Redirect(found, copy), command.line, frame.run)
+    if added and not copy:
         frame.run.implicit_keep = False
 
 
 def _one_address(text: str) -> str | None:
-    from xmail.message import parse_address_list
-    parsed = parse_address_list(text[:1000]) or []
-    mailboxes = [(local, host) for _n, _a, local, host in parsed if local is not None and host is not None]
-    if len(mailboxes) != 1 or mailboxes[0][1].startswith(".MISSING"):
-        return None
-    local, host = mailboxes[0]
-    return f"{local}@{host}"
+    """RFC 5228 §4.2: one address, an addr-spec (RFC 5322 §3.4.1), maybe
+    in angle brackets; anything else is a runtime error."""
+    return valid_address(text)
 
 
 def _reject(frame: _Frame, command: Command) -> None:
     reason = _expand(frame, command.args["text"])
-    frame.run.result.add(Reject(reason, extended=command.name == "ereject"), command.line)
+    frame.run.result.add(Reject(reason, extended=command.name == "ereject"), command.line, frame.run)
     frame.run.implicit_keep = False
 
 
 def _discard(frame: _Frame, command: Command) -> None:
-    frame.run.result.add(Discard(), command.line)
+    frame.run.result.add(Discard(), command.line, frame.run)
     frame.run.implicit_keep = False
 
 
@@ -338,19 +360,16 @@ def _vacation(frame: _Frame, command: Command) -> None:
     mime = bool(tags.get("mime"))
     if "seconds" in tags:
         seconds = int(tags["seconds"])   # RFC 6131 §2
-        if seconds != 0:
-            seconds = min(max(seconds, MIN_VACATION_SECONDS), MAX_VACATION_SECONDS)
     else:
-        days = int(tags.get("days", DEFAULT_VACATION_DAYS))  # RFC 5230 §4.1
-        seconds = min(max(days * 86400, MIN_VACATION_SECONDS), MAX_VACATION_SECONDS)
+        seconds = int(tags.get("days", DEFAULT_VACATION_DAYS)) * 86400  # RFC 5230 §4.1
+    # Pigeonhole's sieve_vacation_min_period (1 day) holds even for :seconds 0.
+    seconds = max(seconds, MIN_VACATION_SECONDS)
     if "handle" in tags:
         handle = _expand(frame, tags["handle"])
     else:
-        # RFC 5230 §4.2: without :handle, replies differ when reason,
-        # subject, from or mime differ; Pigeonhole's form of that handle.
-        handle = (reason + (subject if subject is not None else "<default-subject>")
-                  + (from_ if from_ is not None else "<default-from>") + ("<MIME>" if mime else "<NO-MIME>"))
-    frame.run.result.add(Vacation(reason, subject, from_, addresses, seconds, handle, mime), command.line)
+        handle = tags["default-handle"]  # the compiler's, from the strings as written
+    frame.run.result.add(Vacation(reason, subject, from_, addresses, seconds, handle, mime), command.line,
+                         frame.run)
 
 
 def _set(frame: _Frame, command: Command) -> None:
@@ -401,14 +420,14 @@ def _removeflag(frame: _Frame, command: Command) -> None:
 def _current_flags(frame: _Frame, command: Command) -> list[str]:
     variable = _flag_variable(frame, command)
     if variable is None:
-        return list(frame.run.flags)
+        return list(frame.run.result.flags)
     return _flag_list([_lookup(frame, Var(variable))])
 
 
 def _store_flags(frame: _Frame, command: Command, flags: list[str]) -> None:
     variable = _flag_variable(frame, command)
     if variable is None:
-        frame.run.flags = flags
+        frame.run.result.flags = flags
     else:
         _assign(frame, variable, " ".join(flags), command.line)
 
@@ -468,12 +487,13 @@ def _test(frame: _Frame, test: Test) -> bool:
     return handler(frame, test)
 
 
-def _compare(frame: _Frame, test: Test, values: list[str], keys: list[str] | None = None) -> bool:
+def _compare(frame: _Frame, test: Test, values: list[str], keys: list[str] | None = None,
+             limit: int = matching.MAX_VALUE) -> bool:
     tags = test.tags
     if keys is None:
         keys = _expand_list(frame, test.args["key-list"])
     ok, captured = matching.test(values, keys, tags.get("match", "is"),
-                                 tags.get("comparator", "i;ascii-casemap"), tags.get("relation"))
+                                 tags.get("comparator", "i;ascii-casemap"), tags.get("relation"), limit)
     if ok and captured is not None:
         frame.match = captured  # RFC 5229 §3.2: set by a successful :matches
     return ok
@@ -485,26 +505,29 @@ def _index(test: Test) -> tuple[int | None, bool]:
 
 
 def _header(frame: _Frame, test: Test) -> bool:
-    from xmail.sieve.message import _indexed
     index, last = _index(test)
     values: list[str] = []
     for name in _expand_list(frame, test.args["header-names"]):
-        values.extend(_indexed(frame.run.message.values(name), index, last))
+        values.extend(indexed(frame.run.message.values(name), index, last))
     return _compare(frame, test, values)
 
 
 def _address_part(local: str, domain: str | None, part: str) -> str | None:
+    """`domain` None: not an address (the field's text, as Pigeonhole
+    gives it), which only :all sees."""
+    if domain is None:
+        return local if part == "all" else None
     if part == "localpart":
         return local
     if part == "domain":
-        return domain if domain is not None else ""
+        return domain
     if part in ("user", "detail"):
         # RFC 5233 §4: "+" separates user and detail; no "+", no detail.
         user, plus, detail = local.partition("+")
         if part == "user":
             return user
         return detail if plus else None
-    return f"{local}@{domain}" if domain is not None else local
+    return f"{local}@{domain}"
 
 
 def _address(frame: _Frame, test: Test) -> bool:
@@ -534,9 +557,10 @@ def _envelope(frame: _Frame, test: Test) -> bool:
                 values.append("")
             continue
         local, at, domain = address.rpartition("@")
-        if not at:
-            local, domain = address, None
-        value = _address_part(local, domain, part)
+        if at:
+            value = _address_part(local, domain, part)
+        else:
+            value = address if part in ("all", "localpart") else None
         if value is not None:
             values.append(value)
     return _compare(frame, test, values)
@@ -557,7 +581,7 @@ def _body(frame: _Frame, test: Test) -> bool:
     transform = test.tags.get("transform", "text")
     types = tuple(_expand_list(frame, test.tags.get("content", ()))) if transform == "content" else ()
     values = frame.run.message.body_texts(transform, types)
-    return _compare(frame, test, values)
+    return _compare(frame, test, values, limit=BODY_LIMIT)
 
 
 def _string(frame: _Frame, test: Test) -> bool:
@@ -598,7 +622,7 @@ def _virustest(frame: _Frame, test: Test) -> bool:
 def _hasflag(frame: _Frame, test: Test) -> bool:
     names = test.args.get("variable-list")
     if names is None:
-        values = list(frame.run.flags)
+        values = list(frame.run.result.flags)
     else:
         values = _flag_list([_lookup(frame, Var(n.lower())) for n in _expand_list(frame, names)])
     keys = _flag_list(_expand_list(frame, test.args["list-of-flags"]))
@@ -606,10 +630,9 @@ def _hasflag(frame: _Frame, test: Test) -> bool:
 
 
 def _date(frame: _Frame, test: Test) -> bool:
-    from xmail.sieve.message import _indexed
     index, last = _index(test)
     name = _expand(frame, test.args["header-name"])
-    raws = _indexed(frame.run.message.values(name), index, last)
+    raws = indexed(frame.run.message.values(name), index, last)
     part = _expand(frame, test.args["date-part"]).lower()
     values = []
     for raw in raws:
@@ -686,8 +709,10 @@ def _date_part(when: datetime, part: str) -> str | None:
     if part == "time":
         return f"{when.hour:02d}:{when.minute:02d}:{when.second:02d}"
     if part == "iso8601":
+        # RFC 3339 §5.6 as Pigeonhole writes it: "Z" for a zero offset.
+        suffix = "Z" if minutes == 0 else f"{zone[:3]}:{zone[3:]}"
         return (f"{when.year:04d}-{when.month:02d}-{when.day:02d}T{when.hour:02d}:{when.minute:02d}"
-                f":{when.second:02d}{zone[:3]}:{zone[3:]}")
+                f":{when.second:02d}{suffix}")
     if part == "std11":
         return (f"{calendar.day_abbr[when.weekday()]}, {when.day:02d} {calendar.month_abbr[when.month]}"
                 f" {when.year:04d} {when.hour:02d}:{when.minute:02d}:{when.second:02d} {zone}")

@@ -11,7 +11,8 @@ RFC 5229 §3.2), in bounded time.
   (str.find for literal segments), which is the RFC 5229 §3.2 answer too:
   each `*` takes the shortest text that lets the rest match, left to
   right, the last one what remains.  Cost: O(len(value) × len(segment))
-  at worst for segments holding `?`, and values are cut at MAX_VALUE.
+  at worst for segments holding `?`, and values are cut at MAX_VALUE
+  (a body test's at its BODY_LIMIT).
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ def relate(a: str, b: str, relation: str, comparator: str) -> bool:
 
 
 def test(values: Sequence[str], keys: Iterable[str], match: str = "is",
-         comparator: str = "i;ascii-casemap", relation: str | None = None) -> tuple[bool, list[str] | None]:
+         comparator: str = "i;ascii-casemap", relation: str | None = None,
+         limit: int = MAX_VALUE) -> tuple[bool, list[str] | None]:
     """RFC 5228 §2.7.1: true when any value matches any key.  Returns the
     match variables of the first :matches success (RFC 5229 §3.2) else None."""
     keys = list(keys)
@@ -70,7 +72,7 @@ def test(values: Sequence[str], keys: Iterable[str], match: str = "is",
         count = str(len(values))
         return any(relate(count, key, relation or "eq", comparator) for key in keys), None
     for value in values:
-        value = value[:MAX_VALUE]
+        value = value[:limit]
         for key in keys:
             if match == "is":
                 if order(value, key, comparator) == 0 if comparator == "i;ascii-numeric" \
@@ -80,7 +82,7 @@ def test(values: Sequence[str], keys: Iterable[str], match: str = "is",
                 if fold(key, comparator) in fold(value, comparator):
                     return True, None
             elif match == "matches":
-                captured = wildcard(key, value, comparator)
+                captured = wildcard(key, value, comparator, limit)
                 if captured is not None:
                     return True, captured
             elif match == "value":
@@ -136,10 +138,11 @@ def _find(segment: list[object], value: str, start: int, last: int) -> int:
     return -1
 
 
-def wildcard(pattern: str, value: str, comparator: str = "i;ascii-casemap") -> list[str] | None:
+def wildcard(pattern: str, value: str, comparator: str = "i;ascii-casemap",
+             limit: int = MAX_VALUE) -> list[str] | None:
     """:matches (RFC 5228 §2.7.1) -> the match variables (RFC 5229 §3.2:
     ${0} the whole value, then one per wildcard in order) or None."""
-    value = value[:MAX_VALUE]
+    value = value[:limit]
     items = _parse(fold(pattern, comparator))
     folded = fold(value, comparator)
     segments: list[list[object]] = [[]]

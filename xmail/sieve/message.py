@@ -11,6 +11,7 @@ value), the body to BODY_LIMIT octets, body parts to MAX_BODY_PARTS.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -56,6 +57,7 @@ class SieveMessage:
         self.environment = dict(environment or {})
         self._header: HeaderSection | None = None
         self._decoded: dict[str, list[str]] = {}
+        self._addresses: dict[str, list[list[tuple[str, str | None]]]] = {}
         self._body_parts: list[tuple[str, bytes]] | None = None
         self._raw_body: bytes | None = None
 
@@ -63,7 +65,7 @@ class SieveMessage:
     @property
     def header(self) -> HeaderSection:
         if self._header is None:
-            self._header = scan_header_section(self.header_section)
+            self._header = scan_header_section(_header_text(self.header_section))
         return self._header
 
     def raw_values(self, name: str) -> list[str]:
@@ -87,22 +89,16 @@ class SieveMessage:
         """(local-part, domain) of the addresses in the fields `name`
         (RFC 5228 §5.1); a group's members count, its name does not.
         `index`: only that field occurrence (RFC 5260 §6)."""
-        raw = self.raw_values(name)
-        raw = _indexed(raw, index, last)
+        key = name.lower()
+        fields = self._addresses.get(key)
+        if fields is None:
+            fields = [_field_addresses(value) for value in self.raw_values(key)]
+            self._addresses[key] = fields
         out: list[tuple[str, str | None]] = []
-        for value in raw:
-            parsed = parse_address_list(value)
-            if not parsed:
-                if value.strip():
-                    # Unparsable: the whole text is the address (Pigeonhole too).
-                    out.append((value.strip(), None))
-                continue
-            for _name, _adl, local, host in parsed:
-                if local is None or host is None:
-                    continue  # a group's start or end
-                out.append((local, None if host.startswith(".MISSING") else host))
-                if len(out) >= MAX_ADDRESSES:
-                    return out
+        for found in indexed(fields, index, last):
+            out.extend(found[:MAX_ADDRESSES - len(out)])
+            if len(out) >= MAX_ADDRESSES:
+                break
         return out
 
     # -- body -----------------------------------------------------------------------
@@ -135,7 +131,12 @@ class SieveMessage:
                     stack.extend(reversed(part["parts"]))
                     continue
                 if "msg" in part:
-                    parts.append(("message/rfc822", b""))
+                    # RFC 5173 §5.2: a message/rfc822 part is tested on the
+                    # encapsulated message's header.
+                    inner = data[part.get("bs", 0):part.get("be", 0)]
+                    end = inner.find(b"\r\n\r\n")
+                    header = inner[:end + 2] if end >= 0 else inner
+                    parts.append(("message/rfc822", _header_text(header)))
                     stack.append(part["msg"].get("body", {}))
                     continue
                 raw = data[part.get("bs", 0):part.get("be", 0)]
@@ -157,7 +158,7 @@ class SieveMessage:
                 if not any(t == "" or t.lower() == content_type or ("/" not in t and t.lower() == main)
                            for t in types):
                     continue
-                if main == "multipart" or content_type == "message/rfc822":
+                if main == "multipart":
                     continue
                 out.append(text)
             elif content_type.startswith("text/"):
@@ -171,6 +172,32 @@ class SieveMessage:
         return out
 
 
+def _field_addresses(value: str) -> list[tuple[str, str | None]]:
+    """(local-part, domain) of one field's addresses; a field with none
+    (text, an empty group) is one item, its text with no domain
+    (Pigeonhole does the same)."""
+    found: list[tuple[str, str | None]] = [
+        (local, host) for _name, _adl, local, host in parse_address_list(value) or ()
+        if local is not None and host is not None and not host.startswith(".MISSING")]
+    if not found and value.strip():
+        return [(value.strip(), None)]
+    return found[:MAX_ADDRESSES]
+
+
+def _header_text(raw: bytes | str) -> str:
+    """Header bytes as text: UTF-8 (RFC 6532); a run of octets that are
+    not UTF-8 becomes one U+FFFD, as Pigeonhole reads them."""
+    if isinstance(raw, str):
+        return raw
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return _REPLACEMENTS.sub("\ufffd", raw.decode("utf-8", "replace"))
+
+
+_REPLACEMENTS = re.compile("\ufffd{2,}")
+
+
 def _decode_part(raw: bytes, part: dict[str, Any]) -> Any:
     decoded = decode_transfer(raw, part.get("enc", "7bit"))
     charset = None
@@ -182,7 +209,7 @@ def _decode_part(raw: bytes, part: dict[str, Any]) -> Any:
     return decoded
 
 
-def _indexed(values: list[str], index: int | None, last: bool) -> list[str]:
+def indexed(values: list[Any], index: int | None, last: bool) -> list[Any]:
     """RFC 5260 §6: :index n counts fields from 1, from the end with :last."""
     if index is None:
         return values
