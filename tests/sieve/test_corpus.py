@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.sievetest import (
+    CRASHED,
     FOLDERS,
     Envelope,
     Pigeonhole,
@@ -109,6 +110,9 @@ def test_every_pair_has_actions(corpus: dict[tuple[str, str], Reference]) -> Non
     # would mean the output parser missed something.
     empty = [pair for pair, ref in corpus.items() if ref.compiled and not ref.actions]
     assert empty == []
+    crashed = [f"{pair}: {ref.output}" for pair, ref in corpus.items()
+               if ref.actions and ref.actions[0].startswith(CRASHED)]
+    assert crashed == [], "\n".join(crashed)
 
 
 # -- our engine against the reference -------------------------------------------------------

@@ -37,6 +37,12 @@ normalisation bridges it (and only there; never a semantic difference):
   and has a later "*" matches without checking the literal after the "?"
   ("?x*" matches "hi", "???:*" matches "Signed contract").  The corpus
   avoids such patterns rather than copy the bug.
+- Pigeonhole's `:matches` "?" takes one octet, not one character (RFC 5228
+  §2.7.1 says character), so next to a non-ASCII character it splits it
+  and the result is invalid UTF-8; our engine takes a character.  The
+  corpus puts "?" only where the character is ASCII.  (Pigeonhole 2.3.19
+  also panics, "pool_get_exp_grown_size: assertion failed", on `"*e?*"`
+  against "Información importante".)
 - sieve-test cannot take a null envelope sender (`-f "<>"` is refused), so
   the corpus has none.
 """
@@ -95,6 +101,9 @@ plugin {{
 """
 
 _NOBODY = 65534
+
+#: The one action line of a run where sieve-test itself failed.
+CRASHED = "<sieve-test crashed>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,7 +353,9 @@ class Pigeonhole:
         if "resolved with successful implicit keep" in stderr:
             return Reference(("keep",), compiled=True, failed=True, output=output)
         if done.returncode != 0:
-            raise RuntimeError(f"sieve-test exited {done.returncode}: {output}")
+            # e.g. a Panic (SIGABRT): this pair has no reference answer; the
+            # corpus test lists it rather than the whole session failing.
+            return Reference((f"{CRASHED} {done.returncode}",), compiled=True, failed=False, output=output)
         actions = chain(parse_sections(stdout)) if before else parse(stdout)
         return Reference(tuple(actions), compiled=True, failed=False, output=output)
 
