@@ -61,6 +61,7 @@ from pathlib import Path
 from xmail.message import mutf7
 
 SIEVE_TEST = shutil.which("sieve-test") or "/usr/bin/sieve-test"
+DOVECONF = shutil.which("doveconf") or "/usr/bin/doveconf"
 
 #: Folders that exist in the reference mailbox tree ("/" separated).
 FOLDERS: tuple[str, ...] = (
@@ -315,6 +316,23 @@ class Pigeonhole:
         if as_root:
             for path in [root, *root.rglob("*")]:
                 os.chown(path, _NOBODY, _NOBODY)
+        self._env = self._config_environment()
+
+    def _config_environment(self) -> dict[str, str]:
+        """The environment sieve-test runs with.  Left alone, every
+        sieve-test run execs doveconf, which parses the config and execs
+        sieve-test again with the settings in its environment
+        (DOVECONF_ENV=1); asking doveconf for that environment once and
+        starting sieve-test with it halves the cost of a run."""
+        # Date tests without :zone use the local zone (RFC 5260 §4): pin it.
+        base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TZ": "UTC"}
+        done = subprocess.run(
+            [DOVECONF, "-f", "service=sieve-test", "-c", str(self.root / "dovecot.conf"), "-m", "mail",
+             "-e", shutil.which("env") or "/usr/bin/env", "-0"],
+            env=base, capture_output=True, check=True, timeout=60)
+        env = dict(item.split("=", 1) for item in done.stdout.decode().split("\0") if "=" in item)
+        assert env.get("DOVECONF_ENV") == "1", done.stdout
+        return env
 
     def add_script(self, name: str, text: str) -> Path:
         path = self.root / "scripts" / name
@@ -342,9 +360,7 @@ class Pigeonhole:
         for path in before:
             argv += ["-s", str(path)]
         argv += [str(script), str(message)]
-        # Date tests without :zone use the local zone (RFC 5260 §4): pin it.
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TZ": "UTC"}
-        done = subprocess.run(argv, capture_output=True, env=env, timeout=60)
+        done = subprocess.run(argv, capture_output=True, env=self._env, timeout=60)
         stdout = done.stdout.decode("utf-8", "replace")
         stderr = done.stderr.decode("utf-8", "replace")
         output = stdout + stderr
