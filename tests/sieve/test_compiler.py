@@ -99,11 +99,26 @@ def test_require_must_come_first():
 
 def test_semantic_checks_have_lines():
     assert refused(b'require "date";\n\nif currentdate "fortnight" "1" {}').line == 3
-    assert refused(b'require "date";\nif currentdate :zone "+9999" "year" "1" {}').line == 2
+    compile_script(b'require "date";\nif currentdate :zone "+9999" "year" "1" {}')  # local zone then
+    assert refused(b'require "index";\nif header :index 0 "x" "y" {}').line == 2
+    assert refused(b'require "imap4flags";\nsetflag "v" "x";').line == 2
+    assert refused(b'require "vacation";\nvacation :from "not an address" "x";').line == 2
+    compile_script(b'require "vacation"; vacation :from "Bob <bob@example.com>" "x";')
+    assert refused(b'if size :over 99999999999999999999 {}').line == 1
+    assert refused(b'require "relational"; if header :count "GE" "a" "1" {}').line == 1
     assert refused(b'require ["comparator-i;ascii-numeric"];\n'
                    b'if header :contains :comparator "i;ascii-numeric" "x" "1" {}').line == 2
     assert refused(b'require "variables";\nset "1" "x";').line == 2
     assert refused(b'require "include";\ninclude "../x";').line == 2
+
+
+def test_pigeonhole_compile_rules():
+    assert "not allowed" in refused(b'keep;\nif address :is "subject" "x" { discard; }').message
+    compile_script(b'if address :is ["from", "Delivered-To", "resent-bcc"] "x" { discard; }')
+    compile_script(b'if header :is "sub ject" "x" { discard; }')  # no field of that name: false
+    assert refused(b'require "variables";\nset "a.b" "x";').line == 2
+    compile_script(b'require ["variables", "include"]; set "global.a" "x";')
+    assert refused(b'require "envelope"; if envelope "orcpt" "x" {}').message.startswith("unknown envelope")
 
 
 def test_extensions_list():
@@ -184,3 +199,23 @@ def test_compiling_in_threads():
     with ThreadPoolExecutor(8) as pool:
         lines = list(pool.map(lambda t: refused(t).line, bad))
     assert lines == [i + 1 for i in range(1, 30)]
+
+
+def test_every_command_and_test_carries_its_line():
+    script = compile_script(b'require ["fileinto", "vacation"];\n'   # 1
+                            b'# if false { }\n'                      # 2
+                            b'if anyof (header :is "a" "b",\n'       # 3
+                            b'          not\n'                       # 4
+                            b'          exists "c") {\n'             # 5
+                            b'  vacation text:\n'                    # 6
+                            b'keep; if\n'                            # 7
+                            b'.\n'                                   # 8
+                            b'  ;\n'                                 # 9
+                            b'} elsif /* if\n*/ true { fileinto "x"; }\n'  # 10-11
+                            b'discard;\n')                           # 12
+    chain, discard = script.commands
+    (anyof, block), (true, other) = chain.branches
+    assert (chain.line, anyof.line, anyof.tests[0].line, anyof.tests[1].line) == (3, 3, 3, 4)
+    assert anyof.tests[1].tests[0].line == 5
+    assert block[0].name == "vacation" and block[0].line == 6
+    assert (true.line, other[0].line, discard.line) == (11, 11, 12)

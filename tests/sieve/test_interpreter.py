@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -138,6 +139,9 @@ def test_body():
     assert run('require "body"; if body :raw :contains "Caf=C3=A9" { discard; }') == ["discard"]
     assert run('require "body"; if body :content "text/html" :contains "<b>" { discard; }') == ["discard"]
     assert run('require "body"; if body :content "text/plain" :contains "<b>" { discard; }') == ["keep"]
+    assert run('require ["body", "variables", "fileinto"];'
+               'if body :raw :matches "*" { fileinto "[${1}]"; }') == [
+        "fileinto '[]'"]  # no match variables from a body test (Pigeonhole)
     no_body: list[int] = []
     run('if true { keep; }', calls=no_body)
     assert calls and not no_body  # the body is read only for a body test
@@ -362,6 +366,11 @@ def test_fields_without_an_address_are_one_item_for_all_only():
     outcome = evaluate([script], SieveMessage(header))
     assert [describe(a) for a in outcome.actions] == [
         "fileinto 'four'", "fileinto 'all=undisclosed-recipients:;'"]
+    empty = compile_script('require ["relational", "comparator-i;ascii-numeric", "fileinto"];'
+                           'if address :count "eq" :comparator "i;ascii-numeric" "cc" "1" { fileinto "one"; }'
+                           'if address :is "cc" "" { fileinto "empty"; }')
+    outcome = evaluate([empty], SieveMessage(b"To: a@b.example\r\nCc:\r\n\r\n"))
+    assert [describe(a) for a in outcome.actions] == ["fileinto 'one'", "fileinto 'empty'"]
 
 
 def test_header_octets_that_are_not_utf8():
@@ -382,3 +391,16 @@ def test_body_tests_see_the_whole_body_and_encapsulated_headers():
     script = compile_script('require "body";'
                             'if body :content "message/rfc822" :contains "Invoice" { discard; }')
     assert evaluate([script], SieveMessage(b"", body=lambda: forwarded)).actions == [Discard()]
+
+
+def test_matching_work_is_bounded_per_message():
+    header = b"".join(b"Received: " + b"x" * 1000 + b"\r\n" for _ in range(1000)) + b"\r\n"
+    keys = ", ".join(f'"k{i}"' for i in range(5000))
+    script = compile_script(f'if header :contains "received" [{keys}] {{ discard; }}')
+    started = time.perf_counter()
+    outcome = evaluate([script], SieveMessage(header))
+    assert time.perf_counter() - started < 2.0
+    assert outcome.actions == [Keep()] and "too much matching" in outcome.errors[0]
+    # an ordinary script on the same message is fine
+    assert evaluate([compile_script('if header :contains "received" "k1" { discard; }')],
+                    SieveMessage(header)).actions == [Keep(implicit=True)]

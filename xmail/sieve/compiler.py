@@ -33,10 +33,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from sievelib import commands as sc
 from sievelib.parser import Lexer, Parser
 
-from xmail.sieve import grammar
+from xmail.sieve import grammar  # noqa: F401  (registers what sievelib lacks)
 from xmail.sieve.interfaces import MAX_NESTING, MAX_SCRIPT_SIZE, SieveScriptError
 
 # What `require` may name, advertised by ManageSieve (RFC 5804 §1.7 SIEVE).
@@ -49,16 +48,21 @@ EXTENSIONS: tuple[str, ...] = (
 # RFC 4790 comparators every script has without a require (RFC 5228 §2.7.3).
 _IMPLICIT = ("comparator-i;octet", "comparator-i;ascii-casemap")
 
+# Fields the address test may read (RFC 5228 §5.1; Pigeonhole's list).
+ADDRESS_FIELDS = frozenset((
+    "from", "sender", "reply-to", "to", "cc", "bcc", "resent-from", "resent-sender", "resent-to",
+    "resent-cc", "resent-bcc", "resent-reply-to", "delivered-to", "x-original-to", "errors-to",
+    "return-receipt-to", "mail-followup-to", "mail-reply-to", "apparently-to"))
 # RFC 5260 §4.2 date-part names.
 DATE_PARTS = frozenset(("year", "month", "day", "date", "julian", "hour", "minute", "second",
                         "time", "iso8601", "std11", "zone", "weekday"))
-_ZONE = re.compile(r"[+-](?:[01][0-9]|2[0-3])[0-5][0-9]\Z")
 # RFC 5229 §3: identifier = (ALPHA / "_") *(ALPHA / DIGIT / "_");
 # variable-name = identifier *("." identifier); num-variable = 1*DIGIT.
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _VARIABLE_REF = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\Z|[0-9]+\Z")
 _HEX_PAIRS = re.compile(r"[ \t\r\n]*(?:[0-9A-Fa-f]{2}[ \t\r\n]*)*\Z")
 _UNICODE_HEX = re.compile(r"[ \t\r\n]*(?:[0-9A-Fa-f]{1,6}[ \t\r\n]*)*\Z")
+MAX_NUMBER = 2**64 - 1      # Pigeonhole's limit on a number argument
 MAX_REFERENCE_CHARS = 200   # longest "${...}" looked at as one reference
 # RFC 5322 §3.4.1 addr-spec: dot-atom or quoted-string "@" dot-atom or
 # domain-literal (UTF-8 allowed, RFC 6532).  Each repetition is anchored
@@ -339,7 +343,10 @@ class _Builder:
     def value(self, node: Any, value: Any, kinds: Any) -> Any:
         kinds = [kinds] if isinstance(kinds, str) else list(kinds or ())
         if "number" in kinds and isinstance(value, str) and value[:1].isdigit():
-            return _number(value)
+            number = _number(value)
+            if number > MAX_NUMBER:
+                raise self.fail(node, f"number {value} is too large")
+            return number
         if "stringlist" in kinds:
             return tuple(self.text(node, s) for s in _raw_strings(value))
         return self.text(node, value)
@@ -364,22 +371,27 @@ class _Builder:
             part = args.get("date-part")
             if isinstance(part, str) and part.lower() not in DATE_PARTS:
                 raise self.fail(node, f"unknown date part {part!r}")
-            zone = tags.get("zone")
-            if isinstance(zone, str) and not _ZONE.match(zone):
-                raise self.fail(node, f"invalid time zone {zone!r}")
+            # (A :zone that is not +hhmm is no error: the local zone is
+            # used, as Pigeonhole does after a warning.)
         elif node.name == "spamtest" and tags.get("percent") and "spamtestplus" not in self.extensions:
             raise self.fail(node, "spamtest :percent requires \"spamtestplus\"")
-        elif node.name == "hasflag":
-            self.check_variables(node, args.get("variable-list", ()))
-        elif node.name in ("header", "address", "envelope", "exists"):
-            for header in args.get("header-list", ()) + args.get("header-names", ()):
-                if isinstance(header, str) and (not header or any(c in header for c in ": \t")):
-                    if node.name != "envelope":
-                        raise self.fail(node, f"invalid header name {header!r}")
+        elif node.name == "hasflag" and "variable-list" in args:
+            if "variables" not in self.extensions:
+                raise self.fail(node, "hasflag names variables only with \"variables\"")
+            self.check_variables(node, args["variable-list"])
+        elif node.name == "address":
+            # RFC 5228 §5.1: only fields that hold addresses (Pigeonhole's list).
+            for header in args["header-list"]:
+                if isinstance(header, str) and header.lower() not in ADDRESS_FIELDS:
+                    raise self.fail(node, f"header {header!r} is not allowed for the address test")
+        # (An invalid field name in header/exists is no error: it matches
+        # no field, as in Pigeonhole, which only warns.)
         if node.name == "envelope":
             for part in args.get("header-list", ()):
                 if isinstance(part, str) and part.lower() not in ("from", "to", "auth"):
                     raise self.fail(node, f"unknown envelope part {part!r}")
+        if tags.get("index") == 0:
+            raise self.fail(node, ":index counts from 1")  # RFC 5260 §6
         if "last" in tags and "index" not in tags:
             raise self.fail(node, ":last needs :index")
         return Test(node.name, line, MappingProxyType(tags), MappingProxyType(args))
@@ -394,8 +406,8 @@ class _Builder:
 
     def check_variables(self, node: Any, names: Any) -> None:
         for name in names:
-            if isinstance(name, str) and not _VARIABLE_REF.match(name) or (
-                    isinstance(name, str) and name.isdigit()):
+            # RFC 5229 §3: a match variable (digits) cannot be assigned.
+            if isinstance(name, str) and (not _VARIABLE_REF.match(name) or name.isdigit()):
                 raise self.fail(node, f"invalid variable name {name!r}")
 
     # -- actions --------------------------------------------------------------------
@@ -405,7 +417,10 @@ class _Builder:
         name = node.name
         if name == "set":
             variable = args["name"]
-            if not isinstance(variable, str) or not _VARIABLE_REF.match(variable) or variable.isdigit():
+            # RFC 5229 §4: an identifier; RFC 6609 §3.5 adds "global.name".
+            local = variable[7:] if isinstance(variable, str) and variable.lower().startswith("global.") \
+                and "include" in self.extensions else variable
+            if not isinstance(local, str) or not _IDENTIFIER.match(local):
                 raise self.fail(node, f"invalid variable name {_show(variable)!r}")
             modifiers = [m for m in ("lower", "upper", "lowerfirst", "upperfirst", "quotewildcard",
                                      "length") if tags.get(m)]
@@ -425,6 +440,8 @@ class _Builder:
             self.includes.append((script, bool(tags.get("global"))))
         elif name in ("setflag", "addflag", "removeflag"):
             if "variable-name" in args:
+                if "variables" not in self.extensions:
+                    raise self.fail(node, f"{name} names a variable only with \"variables\"")
                 self.check_variables(node, (args["variable-name"],))
         elif name == "vacation":
             for key in ("days", "seconds"):
@@ -432,6 +449,9 @@ class _Builder:
                     raise self.fail(node, f":{key} needs a number")
             if "days" in tags and "seconds" in tags:
                 raise self.fail(node, ":days and :seconds exclude each other")
+            from_ = tags.get("from")
+            if isinstance(from_, str) and valid_address(from_) is None:
+                raise self.fail(node, f"invalid :from address {from_[:200]!r}")  # RFC 5230 §4.4
             # RFC 5230 §4.2: without :handle, replies differ when reason,
             # subject, from or mime differ.  Pigeonhole's form of that
             # handle, from the strings as written (variables unexpanded).
@@ -557,19 +577,13 @@ def _show(value: Any) -> str:
 
 
 def valid_address(text: str) -> str | None:
-    """The address of a redirect (RFC 5228 §4.2): an addr-spec, maybe in
-    angle brackets, white space around it ignored; None if it is not one."""
+    """The address of a redirect (RFC 5228 §4.2) or a vacation :from: an
+    addr-spec, maybe in angle brackets after a display name (as Pigeonhole
+    takes it); None if it is not one."""
     text = text.strip()
-    if text.startswith("<") and text.endswith(">"):
-        text = text[1:-1].strip()
+    if text.endswith(">") and "<" in text:
+        text = text[text.rindex("<") + 1:-1].strip()
     if len(text) > 998 or not _ADDR_SPEC.match(text):
         return None
     return text
 
-
-def extension_names() -> tuple[str, ...]:
-    """The SIEVE capability string's items (RFC 5804 §1.7)."""
-    return EXTENSIONS
-
-
-assert grammar.ALIASES and sc.add_commands  # the grammar is registered on import

@@ -32,11 +32,6 @@ ALIASES = {"spamtestplus": ("spamtest",)}
 # table holds quoted strings: sievelib compares the token as written.
 sc.comparator["extra_arg"]["values"] = ['"i;octet"', '"i;ascii-casemap"', '"i;ascii-numeric"']
 
-# RFC 5231 relational operators, any case (sievelib knows only lower case).
-sc.match_type["extra_arg"]["values"] = [
-    f'"{op}"' for base in ("gt", "ge", "lt", "le", "eq", "ne")
-    for op in {base, base.upper(), base.capitalize(), base[0] + base[1].upper()}]
-
 # RFC 5233 subaddress: :user and :detail address parts.
 sc.address_part["extension_values"] = {":user": "subaddress", ":detail": "subaddress"}
 

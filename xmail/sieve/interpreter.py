@@ -42,6 +42,7 @@ from xmail.sieve.message import BODY_LIMIT, SieveMessage, indexed
 
 MAX_ACTIONS = 32            # actions one message may collect (Pigeonhole's sieve_max_actions)
 MAX_STEPS = 100_000         # commands and tests evaluated per message (includes can repeat)
+MAX_WORK = 200_000_000      # characters matching may look at per message (match.cost)
 MAX_VARIABLES = 255         # variables per script (Pigeonhole's limit)
 MAX_VARIABLE_SIZE = 4096    # characters of one variable's value (Pigeonhole's default)
 MAX_STRING = matching.MAX_VALUE  # characters of one expanded string
@@ -78,6 +79,7 @@ class _Result:
         self.owners: list[object] = []  # the _Run that added each action
         self.redirects: set[str] = set()
         self.steps = 0
+        self.work = 0
         # RFC 5232 §3's internal variable; Pigeonhole carries it from one
         # script of the sequence to the next.
         self.flags: list[str] = []
@@ -250,9 +252,12 @@ def _expand(frame: _Frame, text: Text) -> str:
     return "".join(out)[:MAX_STRING]
 
 
-def _expand_list(frame: _Frame, texts: tuple[Text, ...]) -> list[str]:
+def _expand_list(frame: _Frame, texts: tuple[Text, ...]) -> Sequence[str]:
     """A string list: the compiler makes every string-list argument a tuple of Text."""
-    return [_expand(frame, t) for t in texts]
+    for t in texts:
+        if type(t) is not str:
+            return [_expand(frame, t) for t in texts]
+    return texts  # type: ignore[return-value]  # all plain strings: as compiled
 
 
 def _lookup(frame: _Frame, var: Var) -> str:
@@ -487,14 +492,18 @@ def _test(frame: _Frame, test: Test) -> bool:
     return handler(frame, test)
 
 
-def _compare(frame: _Frame, test: Test, values: list[str], keys: list[str] | None = None,
-             limit: int = matching.MAX_VALUE) -> bool:
+def _compare(frame: _Frame, test: Test, values: list[str], keys: Sequence[str] | None = None,
+             limit: int = matching.MAX_VALUE, capture: bool = True) -> bool:
     tags = test.tags
     if keys is None:
         keys = _expand_list(frame, test.args["key-list"])
+    result = frame.run.result
+    result.work += matching.cost(values, keys, tags.get("match", "is"), limit)
+    if result.work > MAX_WORK:
+        raise SieveRuntimeError("too much matching work for one message", test.line)
     ok, captured = matching.test(values, keys, tags.get("match", "is"),
                                  tags.get("comparator", "i;ascii-casemap"), tags.get("relation"), limit)
-    if ok and captured is not None:
+    if ok and captured is not None and capture:
         frame.match = captured  # RFC 5229 §3.2: set by a successful :matches
     return ok
 
@@ -581,7 +590,8 @@ def _body(frame: _Frame, test: Test) -> bool:
     transform = test.tags.get("transform", "text")
     types = tuple(_expand_list(frame, test.tags.get("content", ()))) if transform == "content" else ()
     values = frame.run.message.body_texts(transform, types)
-    return _compare(frame, test, values, limit=BODY_LIMIT)
+    # Pigeonhole sets no match variables from a body test.
+    return _compare(frame, test, values, limit=BODY_LIMIT, capture=False)
 
 
 def _string(frame: _Frame, test: Test) -> bool:

@@ -61,32 +61,48 @@ def relate(a: str, b: str, relation: str, comparator: str) -> bool:
     return _RELATIONS[relation](order(a, b, comparator))
 
 
+def cost(values: Sequence[str], keys: Sequence[str], match: str, limit: int = MAX_VALUE) -> int:
+    """An upper bound of the characters `test` looks at: the interpreter
+    charges it to a per-message budget, so that many keys times a large
+    header cannot hold a worker for long."""
+    if match == "count":
+        return len(keys)
+    chars = sum(min(len(v), limit) for v in values) + len(values)
+    per_key = sum((1 + k.count("?") if match == "matches" else 1) for k in keys)
+    return chars * max(per_key, 1)
+
+
 def test(values: Sequence[str], keys: Iterable[str], match: str = "is",
          comparator: str = "i;ascii-casemap", relation: str | None = None,
          limit: int = MAX_VALUE) -> tuple[bool, list[str] | None]:
     """RFC 5228 §2.7.1: true when any value matches any key.  Returns the
     match variables of the first :matches success (RFC 5229 §3.2) else None."""
-    keys = list(keys)
+    keys = keys if isinstance(keys, list | tuple) else list(keys)
+    relation = relation or "eq"
     if match == "count":
         # RFC 5231 §4.1: the number of values, compared as text.
         count = str(len(values))
-        return any(relate(count, key, relation or "eq", comparator) for key in keys), None
+        return any(relate(count, key, relation, comparator) for key in keys), None
+    if match in ("is", "contains") and comparator != "i;ascii-numeric":
+        folded_keys = [fold(key, comparator) for key in keys]
+        for value in values:
+            folded = fold(value[:limit], comparator)
+            for key in folded_keys:
+                if (folded == key) if match == "is" else (key in folded):
+                    return True, None
+        return False, None
     for value in values:
         value = value[:limit]
         for key in keys:
-            if match == "is":
-                if order(value, key, comparator) == 0 if comparator == "i;ascii-numeric" \
-                        else fold(value, comparator) == fold(key, comparator):
-                    return True, None
-            elif match == "contains":
-                if fold(key, comparator) in fold(value, comparator):
-                    return True, None
-            elif match == "matches":
+            if match == "matches":
                 captured = wildcard(key, value, comparator, limit)
                 if captured is not None:
                     return True, captured
+            elif match == "is":  # i;ascii-numeric equality
+                if order(value, key, comparator) == 0:
+                    return True, None
             elif match == "value":
-                if relate(value, key, relation or "eq", comparator):
+                if relate(value, key, relation, comparator):
                     return True, None
     return False, None
 

@@ -174,13 +174,13 @@ class SieveMessage:
 
 def _field_addresses(value: str) -> list[tuple[str, str | None]]:
     """(local-part, domain) of one field's addresses; a field with none
-    (text, an empty group) is one item, its text with no domain
+    (text, an empty group, nothing) is one item, its text with no domain
     (Pigeonhole does the same)."""
     found: list[tuple[str, str | None]] = [
         (local, host) for _name, _adl, local, host in parse_address_list(value) or ()
         if local is not None and host is not None and not host.startswith(".MISSING")]
-    if not found and value.strip():
-        return [(value.strip(), None)]
+    if not found:
+        return [(value.strip(), None)]  # even an empty field is one item
     return found[:MAX_ADDRESSES]
 
 
