@@ -145,6 +145,14 @@ def test_variables_become_templates_and_encoded_characters_decode():
     assert plain.commands[0].args["mailbox"] == "${hex:41}"
 
 
+def test_encoded_characters_need_one_blank_separated_value():
+    # RFC 5228 §2.4.2.4: hex-pair-seq / unicode-hex-seq hold at least one
+    # value, values separated by blanks; anything else stays as written.
+    script = compile_script(b'require ["fileinto", "encoded-character"];\n'
+                            b'fileinto "${hex:}${unicode: }${hex:4142}${hex: 4 41 }${unicode:41 }";')
+    assert script.commands[0].args["mailbox"] == "${hex:}${unicode: }${hex:4142}\x04AA"
+
+
 def test_numbers_with_quantifiers():
     script = compile_script(b'if size :over 10K { discard; }')
     assert script.commands[0].branches[0][0].args["limit"] == 10240
