@@ -227,3 +227,13 @@ def test_every_command_and_test_carries_its_line():
     assert anyof.tests[1].tests[0].line == 5
     assert block[0].name == "vacation" and block[0].line == 6
     assert (true.line, other[0].line, discard.line) == (11, 11, 12)
+
+
+def test_last_command_needs_its_semicolon():
+    # RFC 5228 §8.2: command = identifier arguments (";" / block).
+    for text, line in ((b"stop\n", 2), (b"keep", 1), (b'keep;\r\ndiscard # no end', 2)):
+        with pytest.raises(SieveScriptError) as caught:
+            compile_script(text)
+        assert caught.value.line == line, text
+    for text in (b"", b"# only a comment\n", b"keep; /* end */\n", b"if true { keep; }"):
+        compile_script(text)

@@ -152,6 +152,10 @@ def compile_script(text: bytes | str, *, name: str = "") -> Script:
         line = parser.error_pos[0] if getattr(parser, "error_pos", None) else None
         message = parser.error.split(": ", 1)[1] if parser.error.startswith("line ") else parser.error
         raise SieveScriptError(message, line)
+    if parser.lexer.last_token not in (None, "semicolon", "right_cbracket"):
+        # sievelib accepts a last command without its ";" (RFC 5228 §8.2:
+        # command = identifier arguments (";" / block)); Pigeonhole refuses it.
+        raise SieveScriptError("missing semicolon at the end of the script", data.count(b"\n") + 1)
     return _Builder(parser.result, parser.lexer.lines, name).build()
 
 
@@ -229,11 +233,15 @@ class _LineLexer(Lexer):
     def __init__(self, definitions: Any):
         super().__init__(definitions)
         self.lines: list[int] = []
+        self.last_token: str | None = None  # the last token that is not a comment
 
     def scan(self, text: bytes) -> Iterator[tuple[str, bytes]]:
         self.lines = []
+        self.last_token = None
         last, line = 0, 1
         for ttype, value in super().scan(text):
+            if ttype not in ("hash_comment", "bracket_comment"):
+                self.last_token = ttype
             if ttype == "identifier":
                 # self.pos is the token's start here; it only moves forward
                 # past identifiers, so counting is linear overall.
