@@ -145,6 +145,14 @@ def test_variables_become_templates_and_encoded_characters_decode():
     assert plain.commands[0].args["mailbox"] == "${hex:41}"
 
 
+def test_encoded_characters_need_one_blank_separated_value():
+    # RFC 5228 §2.4.2.4: hex-pair-seq / unicode-hex-seq hold at least one
+    # value, values separated by blanks; anything else stays as written.
+    script = compile_script(b'require ["fileinto", "encoded-character"];\n'
+                            b'fileinto "${hex:}${unicode: }${hex:4142}${hex: 4 41 }${unicode:41 }";')
+    assert script.commands[0].args["mailbox"] == "${hex:}${unicode: }${hex:4142}\x04AA"
+
+
 def test_numbers_with_quantifiers():
     script = compile_script(b'if size :over 10K { discard; }')
     assert script.commands[0].branches[0][0].args["limit"] == 10240
@@ -219,3 +227,13 @@ def test_every_command_and_test_carries_its_line():
     assert anyof.tests[1].tests[0].line == 5
     assert block[0].name == "vacation" and block[0].line == 6
     assert (true.line, other[0].line, discard.line) == (11, 11, 12)
+
+
+def test_last_command_needs_its_semicolon():
+    # RFC 5228 §8.2: command = identifier arguments (";" / block).
+    for text, line in ((b"stop\n", 2), (b"keep", 1), (b'keep;\r\ndiscard # no end', 2)):
+        with pytest.raises(SieveScriptError) as caught:
+            compile_script(text)
+        assert caught.value.line == line, text
+    for text in (b"", b"# only a comment\n", b"keep; /* end */\n", b"if true { keep; }"):
+        compile_script(text)

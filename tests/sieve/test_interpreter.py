@@ -147,6 +147,19 @@ def test_body():
     assert calls and not no_body  # the body is read only for a body test
 
 
+def test_body_of_an_empty_or_header_only_message():
+    # Pigeonhole: an empty body has no :raw value (even :is "" is false) but
+    # one empty text part; a message without a blank line has no body at all.
+    script = ('require ["body", "fileinto"];'
+              'if body :raw :is "" { fileinto "raw"; }'
+              'if body :text :is "" { fileinto "text"; }'
+              'if body :content "text" :contains "" { fileinto "content"; }')
+    header = b"From: a@example.org\r\nContent-Type: text/plain\r\n"
+    assert run(script, body=lambda: header + b"\r\n") == ["fileinto 'text'", "fileinto 'content'"]
+    assert run(script, body=lambda: header) == ["keep"]
+    assert run(script, body=lambda: header + b"\r\nx\r\n") == ["fileinto 'content'"]
+
+
 def test_vacation():
     (vacation, keep) = outcome_of('require "vacation"; vacation "away";').actions
     assert vacation == Vacation("away", handle="away<default-subject><default-from><NO-MIME>")

@@ -60,8 +60,12 @@ DATE_PARTS = frozenset(("year", "month", "day", "date", "julian", "hour", "minut
 # variable-name = identifier *("." identifier); num-variable = 1*DIGIT.
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _VARIABLE_REF = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\Z|[0-9]+\Z")
-_HEX_PAIRS = re.compile(r"[ \t\r\n]*(?:[0-9A-Fa-f]{2}[ \t\r\n]*)*\Z")
-_UNICODE_HEX = re.compile(r"[ \t\r\n]*(?:[0-9A-Fa-f]{1,6}[ \t\r\n]*)*\Z")
+# RFC 5228 §2.4.2.4: hex-pair-seq = *blank hex-pair *(1*blank hex-pair) *blank,
+# hex-pair = 1*2HEXDIG; unicode-hex-seq likewise with unicode-hex = 1*HEXDIG.
+# At least one, blank-separated: "${hex:}" and "${hex:4142}" stay as written
+# (as in Pigeonhole).
+_HEX_PAIRS = re.compile(r"[ \t\r\n]*[0-9A-Fa-f]{1,2}(?:[ \t\r\n]+[0-9A-Fa-f]{1,2})*[ \t\r\n]*\Z")
+_UNICODE_HEX = re.compile(r"[ \t\r\n]*[0-9A-Fa-f]{1,6}(?:[ \t\r\n]+[0-9A-Fa-f]{1,6})*[ \t\r\n]*\Z")
 MAX_NUMBER = 2**64 - 1      # Pigeonhole's limit on a number argument
 MAX_REFERENCE_CHARS = 200   # longest "${...}" looked at as one reference
 # RFC 5322 §3.4.1 addr-spec: dot-atom or quoted-string "@" dot-atom or
@@ -148,6 +152,10 @@ def compile_script(text: bytes | str, *, name: str = "") -> Script:
         line = parser.error_pos[0] if getattr(parser, "error_pos", None) else None
         message = parser.error.split(": ", 1)[1] if parser.error.startswith("line ") else parser.error
         raise SieveScriptError(message, line)
+    if parser.lexer.last_token not in (None, "semicolon", "right_cbracket"):
+        # sievelib accepts a last command without its ";" (RFC 5228 §8.2:
+        # command = identifier arguments (";" / block)); Pigeonhole refuses it.
+        raise SieveScriptError("missing semicolon at the end of the script", data.count(b"\n") + 1)
     return _Builder(parser.result, parser.lexer.lines, name).build()
 
 
@@ -225,11 +233,15 @@ class _LineLexer(Lexer):
     def __init__(self, definitions: Any):
         super().__init__(definitions)
         self.lines: list[int] = []
+        self.last_token: str | None = None  # the last token that is not a comment
 
     def scan(self, text: bytes) -> Iterator[tuple[str, bytes]]:
         self.lines = []
+        self.last_token = None
         last, line = 0, 1
         for ttype, value in super().scan(text):
+            if ttype not in ("hash_comment", "bracket_comment"):
+                self.last_token = ttype
             if ttype == "identifier":
                 # self.pos is the token's start here; it only moves forward
                 # past identifiers, so counting is linear overall.
@@ -557,7 +569,7 @@ def _encoded_character(inner: str) -> str | None:
         return None
     kind = kind.lower()
     if kind == "hex" and _HEX_PAIRS.match(rest):
-        octets = bytes.fromhex("".join(rest.split()))
+        octets = bytes(int(pair, 16) for pair in rest.split())
         return octets.decode("utf-8", "replace")
     if kind == "unicode" and _UNICODE_HEX.match(rest):
         out = []

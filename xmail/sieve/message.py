@@ -60,6 +60,7 @@ class SieveMessage:
         self._addresses: dict[str, list[list[tuple[str, str | None]]]] = {}
         self._body_parts: list[tuple[str, bytes]] | None = None
         self._raw_body: bytes | None = None
+        self._separated = False  # a blank line ends the header (set by raw_body())
 
     # -- header ---------------------------------------------------------------------
     @property
@@ -110,9 +111,11 @@ class SieveMessage:
                 i = data.find(sep)
                 if i >= 0:
                     self._raw_body = data[i + len(sep):]
+                    self._separated = True
                     break
             else:
                 self._raw_body = b""
+                self._separated = False
         return self._raw_body
 
     def body_parts(self) -> list[tuple[str, bytes]]:
@@ -149,8 +152,13 @@ class SieveMessage:
         """What a body test compares (RFC 5173 §5): :raw the undecoded
         body; :content the decoded parts of the listed types ("" is every
         type, "text" a whole type); :text the text of every text/* part."""
+        raw = self.raw_body()
         if transform == "raw":
-            return [self.raw_body().decode("utf-8", "replace")]
+            # An empty body has no :raw value at all, so even :is "" is
+            # false (Pigeonhole).
+            return [raw.decode("utf-8", "replace")] if raw else []
+        if not self._separated:
+            return []  # a header-only message has no parts to test (Pigeonhole)
         out: list[str] = []
         for content_type, text in self._typed_texts():
             if transform == "content":

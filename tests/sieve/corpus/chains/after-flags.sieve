@@ -1,0 +1,3 @@
+require ["imap4flags", "fileinto"];
+if hasflag "$Direct" { addflag "\\Seen"; }
+if header :contains "subject" "report" { fileinto "Work"; }

@@ -1,0 +1,3 @@
+require ["fileinto", "copy"];
+# Domain "before": every message gets a copy in the tracking folder.
+fileinto :copy "Archive";

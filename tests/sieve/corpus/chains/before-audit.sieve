@@ -1,0 +1,2 @@
+require "copy";
+if address :is "from" "boss@example.com" { redirect :copy "audit@example.com"; }

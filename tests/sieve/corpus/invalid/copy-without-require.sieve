@@ -1,0 +1,2 @@
+keep;
+redirect :copy "a@example.com";

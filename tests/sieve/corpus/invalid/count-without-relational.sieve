@@ -1,0 +1,1 @@
+if header :count "ge" "to" "2" { keep; }

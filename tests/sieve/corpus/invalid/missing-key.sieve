@@ -1,0 +1,4 @@
+require "fileinto";
+if header :is "subject" {
+  keep;
+}

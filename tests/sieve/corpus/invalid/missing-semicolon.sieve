@@ -1,0 +1,4 @@
+require "fileinto";
+
+fileinto "a"
+keep;

@@ -1,0 +1,2 @@
+require ["body", "fileinto"];
+if body :content "text" :contains "milestone" { fileinto "Work/Projects"; }

@@ -1,0 +1,3 @@
+require ["body", "fileinto"];
+if body :text :contains "invoice" { fileinto "Receipts"; }
+if body :text :contains "pineapple" { fileinto "Secret"; }

@@ -1,0 +1,3 @@
+require "fileinto";
+if header :matches :comparator "i;octet" "subject" "*lunch*" { fileinto "Lower"; }
+if header :matches :comparator "i;octet" "subject" "*Lunch*" { fileinto "Upper"; }

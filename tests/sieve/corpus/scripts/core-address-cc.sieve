@@ -1,0 +1,3 @@
+require "fileinto";
+if address :is ["to", "cc"] "boss@example.com" { fileinto "Work"; }
+if address :domain :is "cc" "example.com" { fileinto "Archive"; }

@@ -1,0 +1,3 @@
+require "fileinto";
+if header :is :comparator "i;octet" "subject" "lunch tomorrow?" { fileinto "Octet"; }
+if header :is :comparator "i;ascii-casemap" "subject" "LUNCH TOMORROW?" { fileinto "Casemap"; }

@@ -1,0 +1,4 @@
+require "fileinto";
+fileinto "Work";
+fileinto "Work";
+fileinto "Archive";

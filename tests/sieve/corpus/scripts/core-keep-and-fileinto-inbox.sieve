@@ -1,0 +1,4 @@
+require "fileinto";
+keep;
+fileinto "INBOX";
+fileinto "Work";

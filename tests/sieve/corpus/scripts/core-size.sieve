@@ -1,0 +1,3 @@
+require "fileinto";
+if size :over 100K { fileinto "Archive"; }
+elsif size :under 400 { fileinto "Receipts"; }

@@ -1,0 +1,3 @@
+require ["fileinto", "copy"];
+discard;
+fileinto :copy "Archive";

@@ -1,0 +1,3 @@
+require ["envelope", "fileinto"];
+if envelope :domain :is "from" "lists.example.org" { fileinto "Lists"; }
+if envelope :all :is "to" "user@example.com" { fileinto "Direct"; }

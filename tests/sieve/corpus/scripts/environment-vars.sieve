@@ -1,0 +1,2 @@
+require ["environment", "variables", "fileinto"];
+if environment :matches "version" "*.*" { fileinto "v${1}"; }

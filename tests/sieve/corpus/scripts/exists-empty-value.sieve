@@ -1,0 +1,2 @@
+require "fileinto";
+if exists "x-priority" { if header :is "x-priority" "" { fileinto "EmptyPrio"; } else { fileinto "Prio"; } }

@@ -1,0 +1,3 @@
+require "fileinto";
+if exists ["from", "x-does-not-exist"] { fileinto "Never"; }
+if exists ["From", "SUBJECT"] { fileinto "Both"; }

@@ -1,0 +1,5 @@
+require ["imap4flags", "fileinto"];
+addflag ["\\Seen", "\\Flagged"];
+removeflag "\\Flagged";
+addflag "$Work";
+fileinto "Work";

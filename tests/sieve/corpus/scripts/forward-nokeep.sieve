@@ -1,0 +1,2 @@
+# What xmailctl forward set (no --keep) writes.
+redirect "user@elsewhere.example";

@@ -1,0 +1,5 @@
+require ["include", "variables", "fileinto"];
+global "folder";
+set "folder" "Archive";
+include :personal "use-global";
+fileinto "${folder}";

@@ -1,0 +1,4 @@
+require ["include", "fileinto"];
+include :personal "spam-rules";
+include :personal "spam-rules";
+include :once :personal "nested";

@@ -1,0 +1,3 @@
+require ["include", "fileinto"];
+include :optional :personal "no-such-script";
+fileinto "Work";

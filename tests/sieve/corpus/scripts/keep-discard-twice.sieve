@@ -1,0 +1,4 @@
+keep;
+keep;
+discard;
+discard;

@@ -1,0 +1,3 @@
+require ["fileinto", "imap4flags"];
+keep :flags "\\Seen";
+fileinto :flags "\\Flagged" "Work";

@@ -1,0 +1,3 @@
+require "fileinto";
+if header :matches "x-not-there" "*" { fileinto "Absent"; }
+if header :matches "subject" "*" { fileinto "Present"; }

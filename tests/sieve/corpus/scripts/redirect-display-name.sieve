@@ -1,0 +1,1 @@
+if header :contains "subject" "Lunch" { redirect "Assistant <assistant@example.com>"; }

@@ -1,0 +1,2 @@
+require "variables";
+if address :matches :localpart "from" "*" { redirect "${1}@forward.example"; }

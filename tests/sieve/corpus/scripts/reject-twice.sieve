@@ -1,0 +1,3 @@
+require "reject";
+if exists "from" { reject "one"; }
+if exists "date" { reject "two"; }

@@ -1,0 +1,4 @@
+require "imap4flags";
+removeflag "\\Deleted";
+addflag "\\Answered";
+removeflag "\\answered";

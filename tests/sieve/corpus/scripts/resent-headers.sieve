@@ -1,0 +1,3 @@
+require ["fileinto", "imap4flags"];
+if address :is "resent-to" "user@example.com" { fileinto "Resent"; }
+if exists "resent-from" { addflag "x"; }

@@ -1,0 +1,3 @@
+require ["include", "fileinto"];
+if exists "list-id" { fileinto "Lists"; return; }
+fileinto "NotList";

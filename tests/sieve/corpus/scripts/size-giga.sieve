@@ -1,0 +1,2 @@
+if size :over 1G { discard; }
+if size :under 1G { keep; }

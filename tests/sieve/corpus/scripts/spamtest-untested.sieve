@@ -1,0 +1,2 @@
+require ["spamtest", "fileinto"];
+if spamtest :is "0" { fileinto "Untested"; }

@@ -1,0 +1,5 @@
+require ["fileinto", "imap4flags"];
+addflag "before";
+fileinto "Work";
+if true { stop; }
+fileinto "Never";

@@ -1,0 +1,3 @@
+require "fileinto";
+if exists "subject" { if header :contains "subject" "Re" { fileinto "Work"; stop; } }
+fileinto "After";

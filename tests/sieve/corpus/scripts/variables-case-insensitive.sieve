@@ -1,0 +1,4 @@
+require ["variables", "fileinto"];
+set "Folder" "Work";
+set "FOLDER" "${folder}/Projects";
+fileinto "${fOlDeR}";

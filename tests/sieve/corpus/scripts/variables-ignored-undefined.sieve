@@ -1,0 +1,2 @@
+require ["variables", "fileinto"];
+fileinto "Box-${undefined}-${1}-end";

@@ -1,0 +1,5 @@
+require ["variables", "fileinto"];
+set "a" "x";
+set "b" "${a}${a}";
+set "c" "${b}-\${a}";
+fileinto "${c}";

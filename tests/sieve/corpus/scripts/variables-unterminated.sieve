@@ -1,0 +1,3 @@
+require ["variables", "fileinto"];
+set "x" "a";
+fileinto "${x}-${-${x";

@@ -1,0 +1,2 @@
+require ["virustest", "fileinto", "variables"];
+if virustest :matches "*" { fileinto "virus-${1}"; }

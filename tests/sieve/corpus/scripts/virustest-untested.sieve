@@ -1,0 +1,3 @@
+require ["virustest", "fileinto"];
+if virustest :is "0" { fileinto "NotScanned"; }
+if virustest :is "1" { fileinto "Clean"; }
