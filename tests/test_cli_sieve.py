@@ -266,6 +266,10 @@ def test_filter_state_for_user_show(config: str) -> None:
     shown = dict(line.split("\t", 1) for line in out.splitlines())
     assert status == 0 and shown["sieve_active"] == "main" and shown["vacation"] == "on"
     assert shown["forward"] == "dave@example.org"
+    # A removed user's rules go with it: a new user of the address starts clean.
+    status, _out, err = run(config, "user", "remove", BOB)
+    assert status == 0 and "removed filter script xmail-forward" in err
+    assert chain_of(config, BOB) == []
 
 
 def test_as_an_operator_runs_it(config: str, tmp_path: Path) -> None:

@@ -95,3 +95,13 @@ def test_the_chain_runs_before_user_managed_after(scripts) -> None:
     # Another domain's user runs none of them.
     assert scripts.chain("carol@example.org") == []
     assert [n for _o, n, _t in scripts.domain_chain("example.com")] == ["b1", "b2", "z-after"]
+
+
+def test_remove_owner_takes_every_script_and_the_mark(scripts) -> None:
+    scripts.put(BOB, "main", "keep;")
+    scripts.put(BOB, "xmail-forward", 'redirect "x@example.org";')
+    scripts.put("carol@example.com", "main", "keep;")
+    scripts.activate(BOB, "main")
+    assert sorted(scripts.remove_owner(BOB)) == ["main", "xmail-forward"]
+    assert scripts.list(BOB) == [] and scripts.active(BOB) is None and scripts.chain(BOB) == []
+    assert scripts.list("carol@example.com") == [("main", False)]

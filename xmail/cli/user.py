@@ -82,6 +82,9 @@ def user_remove(ctx: CliContext, args: argparse.Namespace) -> None:
     address = args.address.strip().lower()
     for alias in ctx.directory.remove_user(address):
         ctx.warn(f"removed alias {alias}")
+    from xmail.sieve.storage import SieveScripts  # a later user of the address starts without them
+    for name in SieveScripts(ctx.env).remove_owner(address):
+        ctx.warn(f"removed filter script {name}")
     local, _, domain = address.rpartition("@")
     path = ctx.settings.path("mail", domain, local)
     if os.path.isdir(path):

@@ -179,6 +179,19 @@ class SieveScripts:
 
         return self._write(remove)
 
+    def remove_owner(self, owner: str) -> Any:
+        """Remove every script of `owner` and its active mark (a removed
+        user: a later user of the same address must not inherit a forward);
+        -> the names removed."""
+        def remove(txn: Any) -> list[str]:
+            names = self._names(txn, owner)
+            for name in names:
+                txn.delete(_key(owner, name), db=self._scripts)
+            txn.delete(owner.encode(), db=self._active)
+            return names
+
+        return self._write(remove)
+
     def rename(self, owner: str, old: str, new: str) -> Any:
         def rename(txn: Any) -> None:
             value = txn.get(_key(owner, old), db=self._scripts)
