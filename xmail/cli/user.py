@@ -18,7 +18,9 @@ from xmail.cli.context import (
     read_password,
     utc_time,
 )
+from xmail.cli.sieve import filter_state
 from xmail.filter.policy import USER_KEYS, check_setting
+from xmail.sieve.storage import SieveScripts
 
 
 def register(subparsers: Any) -> None:
@@ -82,7 +84,6 @@ def user_remove(ctx: CliContext, args: argparse.Namespace) -> None:
     address = args.address.strip().lower()
     for alias in ctx.directory.remove_user(address):
         ctx.warn(f"removed alias {alias}")
-    from xmail.sieve.storage import SieveScripts  # a later user of the address starts without them
     for name in SieveScripts(ctx.env).remove_owner(address):
         ctx.warn(f"removed filter script {name}")
     local, _, domain = address.rpartition("@")
@@ -106,7 +107,6 @@ def user_show(ctx: CliContext, args: argparse.Namespace) -> None:
     ctx.out("aliases", ",".join(info["aliases"]))
     for key, value in sorted(info["settings"].items()):
         ctx.out(f"setting.{key}", value)
-    from xmail.cli.sieve import filter_state  # the filter rules' state (README "Filter rules")
     for key, value in filter_state(ctx, info["address"]):
         ctx.out(key, value)
     try:

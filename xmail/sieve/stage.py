@@ -56,7 +56,10 @@ from xmail.filter.interfaces import MX, SUBMISSION, Filing, Outgoing, Review, Tr
 from xmail.filter.pipeline import IGNORE, INLINE_HEADER, Stage
 from xmail.message import mailboxes, scan_header_section
 from xmail.sieve.actions import Discard, FileInto, Keep, Outcome, Redirect, Reject, Vacation, describe
+from xmail.sieve.compiler import compile_script
 from xmail.sieve.interfaces import AFTER, BEFORE, SieveScriptError, domain_owner
+from xmail.sieve.interpreter import evaluate
+from xmail.sieve.message import SieveMessage
 from xmail.sieve.srs import SRS
 from xmail.sieve.storage import SieveScripts
 from xmail.sieve.vacation import VacationMemory, compose_reply, refusal
@@ -79,7 +82,6 @@ class CompiledScripts:
         self._cache: OrderedDict[bytes, Any] = OrderedDict()
 
     def get(self, text: str) -> Any:
-        from xmail.sieve.compiler import compile_script
         key = hashlib.sha256(text.encode()).digest()
         with self._lock:
             script = self._cache.get(key)
@@ -177,7 +179,6 @@ class SieveStage(Stage):
 
     def _run(self, chain: list[tuple[str, str, str]], message: Any, user: str) -> Outcome:
         """In the pool: compile what is not cached, then evaluate."""
-        from xmail.sieve.interpreter import evaluate
         scripts = []
         errors: list[str] = []
         for owner, name, text in chain:
@@ -206,7 +207,6 @@ class SieveStage(Stage):
         return include
 
     def _message(self, review: Review, rcpt: str, folders: set[str], location: str) -> Any:
-        from xmail.sieve.message import SieveMessage
         tx = review.transaction
         spam = virus = 0
         score = review.facts.get("spam_score")

@@ -16,6 +16,7 @@ from typing import Any
 from zope.interface import implementer
 
 from xmail.db.environment import IndexEnvironment, keys_with_prefix
+from xmail.sieve.compiler import EXTENSIONS, compile_script
 from xmail.sieve.interfaces import (
     AFTER,
     BEFORE,
@@ -55,12 +56,10 @@ class SieveScripts:
 
     @property
     def extensions(self) -> tuple[str, ...]:
-        from xmail.sieve.compiler import EXTENSIONS
         return tuple(EXTENSIONS)
 
     # -- validation ------------------------------------------------------------------
     def check(self, text: bytes) -> Any:
-        from xmail.sieve.compiler import compile_script
         return compile_script(text)
 
     def valid_name(self, name: str) -> bool:
